@@ -1,0 +1,53 @@
+"""The on-disk dataset format: one place for every name, field and range.
+
+A dataset directory ``OUT`` holds
+
+* ``{split}-{index:06d}.tar`` WebDataset shards (``{split}-p{part:03d}-{index:06d}.tar`` when built
+  in parts, see ``maskgen build --part``). Each sample has the members
+
+  - ``masked.jpg``   RGB, uint8, res x res: the face wearing the synthetic mask
+  - ``unmasked.jpg`` RGB, uint8, res x res: the same aligned face without the mask
+  - ``map.png``      single channel uint8, 0 or 255: 255 where the mask covers the face
+                     (template alpha >= 0.5 after warping); outside it masked == unmasked before
+                     JPEG encoding
+  - ``json``         metadata, see ``SampleMeta`` in ``maskgen.compose``
+
+  Keys contain no dots (WebDataset splits member names at the first dot).
+* ``manifest.parquet``  one row per sample (columns: ``MANIFEST_COLUMNS``)
+* ``failures.csv``      one row per skipped source (columns: ``FAILURE_COLUMNS``)
+* ``stats.json``        compact summary: counts by split and mask type, coverage quantiles, failures
+* ``landmarks.parquet`` the 68 detected landmarks per usable source, in source-image pixels
+* ``build.json``        the arguments the dataset was built with (a rerun must match them to resume)
+"""
+
+MASKED = "masked.jpg"
+UNMASKED = "unmasked.jpg"
+MAP = "map.png"
+META = "json"
+SAMPLE_MEMBERS = (MASKED, UNMASKED, MAP, META)
+
+SPLITS = ("train", "val", "test")
+
+MANIFEST_COLUMNS = (
+    "key", "shard", "split", "source", "identity", "mask_type", "color", "texture",
+    "variant", "coverage", "yaw", "upsampled",
+)
+FAILURE_COLUMNS = ("source", "stage", "reason")
+
+MANIFEST = "manifest.parquet"
+FAILURES = "failures.csv"
+STATS = "stats.json"
+LANDMARKS = "landmarks.parquet"
+BUILD_INFO = "build.json"
+WORK_DIR = ".work"  # per-chunk and per-shard intermediate results, kept for resuming
+
+
+def shard_name(split: str, index: int, part: int | None = None) -> str:
+    if part is None:
+        return f"{split}-{index:06d}.tar"
+    return f"{split}-p{part:03d}-{index:06d}.tar"
+
+
+def shard_glob(split: str) -> str:
+    """Glob matching every shard of one split, built in one part or many."""
+    return f"{split}-*.tar"
