@@ -1,0 +1,107 @@
+"""Align and crop: a similarity transform that puts the face on a canonical template.
+
+The template is the widely used 5-point face template (eye centres, nose tip, mouth corners, as
+in ArcFace's 112x112 crop), expressed in relative coordinates and shrunk about the crop centre by
+``face_scale`` so that chin, jaw and some hair stay inside: face masks reach below the chin. The
+transform is a similarity (rotation, uniform scale, translation), so faces are never distorted;
+pixels outside the source are filled by reflection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .landmarks import five_points
+
+# ArcFace 5-point template / 112: left eye, right eye, nose tip, mouth left, mouth right.
+TEMPLATE_5PT = np.array([
+    [38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041],
+]) / 112.0
+TEMPLATE_CENTRE = np.array([0.5, 0.5])
+DEFAULT_FACE_SCALE = 0.72  # face size in the crop; 0.72 keeps the chin ~8% above the bottom edge
+SUPPORTED_RES = (128, 256, 512, 1024)
+
+
+@dataclass
+class AlignedFace:
+    image: np.ndarray  # (res, res, 3) uint8 RGB
+    landmarks: np.ndarray  # (68, 2) in crop pixels
+    matrix: np.ndarray  # (2, 3) source -> crop
+    scale: float  # crop pixels per source pixel; > 1 means the crop was upsampled
+
+    @property
+    def upsampled(self) -> bool:
+        return self.scale > 1.0 + 1e-6
+
+
+def canonical_points(res: int, face_scale: float = DEFAULT_FACE_SCALE) -> np.ndarray:
+    """Where the 5 template points land in a res x res crop."""
+    return ((TEMPLATE_5PT - TEMPLATE_CENTRE) * face_scale + TEMPLATE_CENTRE) * res
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama, no reflection) mapping src points onto dst; (2, 3)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sigma, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = u @ sign @ vt
+    var = (s ** 2).sum() / len(src)
+    scale = (sigma * np.diag(sign)).sum() / var
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rot
+    matrix[:, 2] = mu_d - scale * rot @ mu_s
+    return matrix
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
+               face_scale: float = DEFAULT_FACE_SCALE) -> AlignedFace:
+    """Crop the face in ``image`` (RGB uint8) given its 68 landmarks to a res x res aligned face."""
+    matrix = similarity_transform(five_points(landmarks), canonical_points(res, face_scale))
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    src = image
+    if scale < 0.5:
+        # warpAffine does not low-pass; shrink first with area averaging to avoid aliasing.
+        pre = 2.0 * scale
+        h, w = image.shape[:2]
+        size = (max(1, round(w * pre)), max(1, round(h * pre)))
+        src = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        fx, fy = size[0] / w, size[1] / h
+        warp = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
+    else:
+        warp = matrix
+    crop = cv2.warpAffine(src, warp, (res, res), flags=cv2.INTER_LINEAR if scale <= 1 else cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT_101)
+    return AlignedFace(image=crop, landmarks=transform_points(landmarks, matrix), matrix=matrix, scale=scale)
+
+
+def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: np.ndarray | None = None,
+               feather: float = 0.03) -> np.ndarray:
+    """Warp an edited crop back into the photo it came from, blending over a feathered seam.
+
+    ``region`` (res x res, float in [0, 1] or bool) limits the paste to part of the crop (e.g. the
+    predicted mask map, dilated); without it the whole crop is pasted with a feathered border.
+    """
+    res = crop.shape[0]
+    h, w = photo.shape[:2]
+    inverse = cv2.invertAffineTransform(matrix)
+    weight = np.ones((res, res), np.float32) if region is None else region.astype(np.float32)
+    radius = max(1, int(feather * res))
+    border = np.zeros((res, res), np.float32)
+    border[radius:-radius, radius:-radius] = 1.0
+    weight = np.minimum(weight, border)
+    weight = cv2.GaussianBlur(weight, (0, 0), radius / 2)
+    back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(weight, inverse, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
+    out = photo.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

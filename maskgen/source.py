@@ -1,0 +1,210 @@
+"""Sources: find face images (CelebA layouts or any folder) and read them robustly.
+
+CelebA is recognised in its official layouts:
+
+* ``img_align_celeba/`` (178x218 aligned crops) with ``list_landmarks_align_celeba.txt``
+* ``img_celeba/`` (in-the-wild photos) with ``list_landmarks_celeba.txt``
+
+The annotation files may sit next to the image folder, in the dataset root, or in the official
+``Anno/`` and ``Eval/`` sub-folders; ``list_eval_partition.txt`` and ``identity_CelebA.txt`` are
+optional. Any other folder is scanned recursively for jpg/png/webp/bmp images.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MIN_SIDE = 40  # smaller images cannot hold a face the 68-point predictor can place
+MAX_SIDE = 4096  # larger images are downscaled on load; landmarks and crops need no more
+
+CELEBA_LAYOUTS = {
+    "img_align_celeba": "list_landmarks_align_celeba.txt",
+    "img_celeba": "list_landmarks_celeba.txt",
+}
+PARTITION_FILE = "list_eval_partition.txt"
+IDENTITY_FILE = "identity_CelebA.txt"
+PARTITION_NAMES = {"0": "train", "1": "val", "2": "test"}
+
+# Allow PIL to read big but legitimate photos; MAX_SIDE bounds what we keep in memory.
+Image.MAX_IMAGE_PIXELS = 20000 * 20000
+
+
+class BadImage(Exception):
+    """An image that cannot be used; the message is the reason written to failures.csv."""
+
+
+@dataclass
+class SourceImage:
+    path: Path
+    rel: str  # path relative to the source root, with forward slashes: the stable identity of a source
+    identity: str | None = None
+    partition: str | None = None  # train/val/test from CelebA's partition file
+    landmarks5: np.ndarray | None = None  # (5, 2) CelebA order: left eye, right eye, nose, mouth left, mouth right
+
+
+@dataclass
+class SourceListing:
+    root: Path
+    layout: str  # "img_align_celeba", "img_celeba" or "folder"
+    images: list[SourceImage]
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (source or file:line, reason)
+
+
+def _find_annotation(root: Path, image_dir: Path, name: str) -> Path | None:
+    for folder in (image_dir.parent, root, root / "Anno", root / "Eval", image_dir.parent / "Anno",
+                   image_dir.parent / "Eval", image_dir):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_rows(path: Path, n_fields: int, skip_header: int, problems: list) -> dict[str, list[str]]:
+    """Rows of a CelebA annotation file, keyed by file name; malformed rows go to ``problems``."""
+    rows: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    for lineno, line in enumerate(lines[skip_header:], start=skip_header + 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != n_fields:
+            problems.append((f"{path.name}:{lineno}", f"malformed row in {path.name} (expected {n_fields} fields)"))
+            if parts and parts[0].lower().endswith(IMAGE_EXTENSIONS):
+                rows[parts[0]] = []  # known file, unusable row: the image is skipped, not guessed
+            continue
+        rows[parts[0]] = parts[1:]
+    return rows
+
+
+def _landmark_header_lines(path: Path) -> int:
+    """CelebA landmark files start with a count line and a column header line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = [f.readline() for _ in range(2)]
+    skip = 0
+    if head[0].strip().isdigit():
+        skip = 1
+        if "lefteye" in head[1] or "x" in head[1].split()[:1]:
+            skip = 2
+    elif "lefteye" in head[0]:
+        skip = 1
+    return skip
+
+
+def discover(source: str | Path) -> SourceListing:
+    """List the images of a source directory with whatever CelebA annotations it carries."""
+    root = Path(source)
+    if not root.exists():
+        raise FileNotFoundError(f"source not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"source is not a directory: {root}")
+
+    layout, image_dir = "folder", root
+    for name in CELEBA_LAYOUTS:
+        if root.name == name:
+            layout, image_dir = name, root
+            break
+        if (root / name).is_dir():
+            layout, image_dir = name, root / name
+            break
+
+    problems: list[tuple[str, str]] = []
+    if layout == "folder":
+        files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    else:
+        files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+    landmarks = partition = identity = {}
+    if layout != "folder":
+        lm_path = _find_annotation(root, image_dir, CELEBA_LAYOUTS[layout])
+        if lm_path:
+            landmarks = _read_rows(lm_path, 11, _landmark_header_lines(lm_path), problems)
+        part_path = _find_annotation(root, image_dir, PARTITION_FILE)
+        if part_path:
+            partition = _read_rows(part_path, 2, 0, problems)
+    id_path = _find_annotation(root, image_dir, IDENTITY_FILE)
+    if id_path:
+        identity = _read_rows(id_path, 2, 0, problems)
+
+    images = []
+    for path in files:
+        name = path.name
+        item = SourceImage(path=path, rel=path.relative_to(image_dir).as_posix())
+        if name in identity:
+            item.identity = identity[name][0] if identity[name] else None
+        if name in partition:
+            row = partition[name]
+            if not row or row[0] not in PARTITION_NAMES:
+                problems.append((item.rel, f"malformed partition row for {name}"))
+                continue
+            item.partition = PARTITION_NAMES[row[0]]
+        if name in landmarks:
+            row = landmarks[name]
+            try:
+                item.landmarks5 = np.array([float(v) for v in row], dtype=np.float64).reshape(5, 2)
+            except ValueError:
+                row = []
+            if not row:
+                problems.append((item.rel, f"malformed landmark row for {name}"))
+                continue
+        images.append(item)
+    log.info("source %s: layout %s, %d images, %d annotation problems", root, layout, len(images), len(problems))
+    return SourceListing(root=root, layout=layout, images=images, problems=problems)
+
+
+def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Transparent areas become mid-grey rather than whatever colour hides under alpha 0.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3), upright per EXIF; raise BadImage with a reason."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImage("empty file")
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)  # loads the pixels, so truncation shows here
+            img.load()
+            arr = _to_uint8_rgb(img)
+    except BadImage:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImage(f"unreadable image: {type(e).__name__}: {e}") from None
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise BadImage(f"image too small ({w}x{h} < {MIN_SIDE} px)")
+    if max(h, w) > MAX_SIDE:
+        import cv2
+
+        scale = MAX_SIDE / max(h, w)
+        arr = cv2.resize(arr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(arr)
+
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def source_key(rel: str) -> str:
+    """A WebDataset-safe key stem for a source (no dots, no slashes)."""
+    stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
+    return _KEY_UNSAFE.sub("_", stem).strip("_") or "img"
