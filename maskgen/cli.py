@@ -1,0 +1,161 @@
+"""``maskgen``: build, preview and summarise masked/unmasked face datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import format as fmt
+
+
+def _parse_part(value: str | None) -> tuple[int, int]:
+    if not value:
+        return (0, 1)
+    try:
+        k, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("use K/N, e.g. 3/8") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise click.BadParameter("use K/N with 1 <= K <= N")
+    return (k - 1, n)
+
+
+def _parse_mask_types(value: str | None):
+    """'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2'."""
+    if not value:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if all("=" in v for v in items):
+        try:
+            return {k.strip(): float(w) for k, w in (v.split("=", 1) for v in items)}
+        except ValueError:
+            raise click.BadParameter("weights must be numbers, e.g. surgical=0.5,kn95=0.5") from None
+    if any("=" in v for v in items):
+        raise click.BadParameter("give weights for all types or for none")
+    return items
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log skipped sources (-v) and debug detail (-vv).")
+def main(verbose: int) -> None:
+    """Paired masked/unmasked face datasets for mask removal (GANMasker)."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="CelebA root (img_align_celeba/ or img_celeba/ layout) or any folder of face photos.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
+@click.option("--res", default=256, show_default=True, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--pairs", type=int, default=None, help="Number of triplets [default: one per usable face].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=-1, show_default=True, type=int, help="Worker processes; -1 = all cores.")
+@click.option("--shard-size", default=1000, show_default=True, type=int, help="Samples per tar shard.")
+@click.option("--mask-types", default=None, help="Types to use, optionally weighted: 'surgical,kn95' or "
+              "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
+@click.option("--templates", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A MaskTheFace-format template pack (folder with masks.cfg) instead of the built-in masks.")
+@click.option("--split", default="80/10/10", show_default=True, help="train/val/test fractions "
+              "(ignored when CelebA's list_eval_partition.txt is present).")
+@click.option("--jpeg-quality", default=95, show_default=True, type=int)
+@click.option("--face-scale", default=None, type=float, help="Face size in the crop [default: 0.72].")
+@click.option("--part", default=None, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+              help="joblib backend; dask runs on the cluster at --scheduler.")
+@click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templates, split, jpeg_quality,
+          face_scale, part, backend, scheduler, no_progress) -> None:
+    """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
+    from .align import DEFAULT_FACE_SCALE
+    from .build import BuildConfig, BuildError, build as run_build
+    from .compose import MaskOptions
+    from .splits import parse_fractions
+
+    try:
+        config = BuildConfig(
+            source=str(source), out=str(out), res=res, pairs=pairs, seed=seed, workers=workers,
+            shard_size=shard_size, mask=MaskOptions.create(_parse_mask_types(mask_types), templates),
+            split=parse_fractions(split), jpeg_quality=jpeg_quality,
+            face_scale=face_scale or DEFAULT_FACE_SCALE, part=_parse_part(part), backend=backend,
+            scheduler=scheduler, progress=not no_progress)
+        start = time.perf_counter()
+        result = run_build(config)
+    except (BuildError, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    took = time.perf_counter() - start
+    click.echo(f"{result.samples} triplets in {took:.1f} s ({result.samples / max(took, 1e-9):.1f}/s), "
+               f"{result.failures} sources skipped (see {fmt.FAILURES}), "
+               f"{result.shards_written} shards written, {result.shards_reused} reused")
+    if result.complete:
+        click.echo(_stats_text(json.loads((Path(out) / fmt.STATS).read_text())))
+    else:
+        click.echo(f"part {config.part[0] + 1}/{config.part[1]} done; the manifest is written when all parts are "
+                   f"in {out} (or run: maskgen combine {out})")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def combine(dataset) -> None:
+    """Merge the parts of a dataset built with --part into one manifest."""
+    from .build import combine as run_combine
+
+    stats = run_combine(dataset)
+    if stats is None:
+        raise click.ClickException(f"{dataset}: some parts are not finished (see the warning above)")
+    click.echo(_stats_text(stats))
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-n", default=16, show_default=True, help="Samples to show.")
+@click.option("-o", "--output", default="grid.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(list(fmt.SPLITS)), default=None)
+@click.option("--columns", default=2, show_default=True)
+def preview(dataset, n, output, split, columns) -> None:
+    """Contact sheet: masked | map | unmasked for the first N samples."""
+    import cv2
+
+    from .preview import contact_sheet
+
+    try:
+        sheet = contact_sheet(dataset, n=n, split=split, columns=columns)
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise click.ClickException(f"cannot write {output}")
+    click.echo(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print stats.json as it is.")
+def stats(dataset, as_json) -> None:
+    """Summary of a built dataset: counts by split and mask type, coverage, failures."""
+    path = Path(dataset) / fmt.STATS
+    if not path.exists():
+        raise click.ClickException(f"{path} not found: is {dataset} a finished maskgen dataset?")
+    data = json.loads(path.read_text())
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _stats_text(data))
+
+
+def _stats_text(s: dict) -> str:
+    lines = [f"samples: {s['samples']}  (sources used: {s['sources_used']}, res {s['build']['res']})",
+             "by split: " + ", ".join(f"{k} {v}" for k, v in s["by_split"].items()),
+             "by mask type: " + ", ".join(f"{k} {v}" for k, v in s["by_mask_type"].items()),
+             "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),
+             "coverage: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(s["coverage"].items(), key=lambda kv: int(kv[0][1:]))),
+             f"upsampled crops: {s['upsampled']}",
+             f"failures: {s['failures']} ({100 * s['failure_rate']:.2f}%)"
+             + ("; " + ", ".join(f"{k}: {v}" for k, v in s["failure_reasons"].items()) if s["failures"] else "")]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

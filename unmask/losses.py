@@ -1,0 +1,122 @@
+"""Training losses of both stages, on the tensor ranges of ``unmask.data`` (images in [-1, 1],
+maps in {0, 1}).
+
+Stage 1: BCE (from logits) + Dice. Stage 2: LSGAN (D: 1/2 [(D(real) - b)^2 + (D(fake) - a)^2],
+G: (D(fake) - c)^2), reconstruction 1/2 [SmoothL1 + (1 - SSIM)], perceptual SmoothL1 between VGG19
+features; generator total alpha * adv + beta * rec + gamma * per. Weights come from ``LossConfig``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unmask.config import LossConfig
+from unmask.models.vgg import VGG19Features
+
+SSIM_WINDOW = 11  # Wang et al. 2004: 11x11 Gaussian, sigma 1.5, K1 = 0.01, K2 = 0.03
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per image, averaged. ``smooth`` makes two empty maps a perfect match."""
+    dims = tuple(range(1, prob.dim()))
+    inter = (prob * target).sum(dims)
+    total = prob.sum(dims) + target.sum(dims)
+    return (1.0 - (2.0 * inter + smooth) / (total + smooth)).mean()
+
+
+def segmentation_losses(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    dice = dice_loss(torch.sigmoid(logits), target)
+    return {"loss": cfg.seg_bce * bce + cfg.seg_dice * dice, "bce": bce, "dice": dice}
+
+
+def lsgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    return 0.5 * (((d_real.float() - b) ** 2).mean() + ((d_fake.float() - a) ** 2).mean())
+
+
+def lsgan_g_loss(d_fake: torch.Tensor, c: float) -> torch.Tensor:
+    return ((d_fake.float() - c) ** 2).mean()
+
+
+def _gaussian_window(device: torch.device) -> torch.Tensor:
+    coords = torch.arange(SSIM_WINDOW, dtype=torch.float32, device=device) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    return g
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (shape B) of two images in [-1, 1], computed on [0, 1] in float32.
+
+    Separable Gaussian window without padding (the window must fit: sides >= 11 px), channel mean.
+    """
+    x = (x.float() + 1.0) / 2.0
+    y = (y.float() + 1.0) / 2.0
+    channels = x.shape[1]
+    g = _gaussian_window(x.device)
+    gx = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    gy = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, gx, groups=channels), gy, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.mean(dim=(1, 2, 3))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
+    mse = ((x.float() - y.float()) ** 2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-10))
+
+
+def reconstruction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.smooth_l1_loss(output.float(), target.float()) + (1.0 - ssim(output, target).mean()))
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted SmoothL1 between VGG19 activations of output and target (frozen network)."""
+
+    def __init__(self, vgg: VGG19Features, layers: tuple[str, ...], weights: tuple[float, ...]) -> None:
+        super().__init__()
+        self.vgg = vgg.eval().requires_grad_(False)
+        self.layers = tuple(layers)
+        self.weights = tuple(weights)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        return super().train(False)  # batch-free, but keep the frozen network in eval mode anyway
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_features = self.vgg(target, self.layers)
+        output_features = self.vgg(output, self.layers)
+        return sum(
+            w * F.smooth_l1_loss(o.float(), t.float())
+            for w, o, t in zip(self.weights, output_features, target_features)
+        )
+
+
+def generator_losses(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    d_fake: torch.Tensor,
+    cfg: LossConfig,
+    perceptual: PerceptualLoss | None,
+) -> dict[str, torch.Tensor]:
+    """Joint G loss; without VGG weights the perceptual term is absent, not faked."""
+    terms = {"adv": lsgan_g_loss(d_fake, cfg.lsgan_c), "rec": reconstruction_loss(output, target)}
+    total = cfg.adv * terms["adv"] + cfg.rec * terms["rec"]
+    if perceptual is not None:
+        terms["per"] = perceptual(output, target)
+        total = total + cfg.per * terms["per"]
+    return {"loss": total, **terms}

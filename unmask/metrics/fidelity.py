@@ -1,0 +1,81 @@
+"""Stage-2 full-reference metrics: PSNR and SSIM of an output image against its ground truth.
+
+Protocol (both metrics)
+-----------------------
+* Whole images, no cropping to the mask region; uint8 RGB in 0..255, compared as float64 with
+  ``data_range = 255``. Both images must have the same shape.
+* RGB, not luma: no conversion to Y.
+* Per-image values; a set's value is the mean of the per-image values.
+
+PSNR = 10 log10(255^2 / MSE), the MSE taken over all pixels *and* all three channels of the image
+(this equals the PSNR of the channel-averaged MSE, not the mean of three per-channel PSNRs). Equal
+images give ``inf`` (and so does a set mean that contains one). Computed with
+``torchmetrics.functional.peak_signal_noise_ratio(data_range=255, dim=(1, 2, 3))``.
+
+SSIM (Wang et al. 2004) with the paper's constants: Gaussian window of 11 taps, sigma 1.5,
+K1 = 0.01, K2 = 0.03, so C1 = (0.01 * 255)^2 and C2 = (0.03 * 255)^2; population (not sample)
+statistics. The SSIM map is computed per RGB channel, the 5-pixel border where the window does
+not fit is dropped, and the map is averaged over pixels and channels (= mean of the three
+per-channel SSIMs). Computed with ``torchmetrics.functional.structural_similarity_index_measure``;
+this matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=255, channel_axis=2)`` (checked in the tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics.functional import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from . import _inputs
+
+DATA_RANGE = 255.0
+SSIM_SIGMA = 1.5  # torchmetrics derives the 11-tap window from sigma: 2 * int(3.5 * 1.5 + 0.5) + 1
+SSIM_WINDOW = 11
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _pair_batch(preds, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    preds = _inputs.image_batch(preds, "preds")
+    targets = _inputs.image_batch(targets, "targets")
+    if preds.shape != targets.shape:
+        raise ValueError(f"preds {preds.shape} and targets {targets.shape} differ in shape")
+
+    def to_tensor(batch: np.ndarray) -> torch.Tensor:
+        # float64 so that high-PSNR images do not lose precision in the MSE
+        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).double()
+
+    return to_tensor(preds), to_tensor(targets)
+
+
+def psnr_batch(preds, targets) -> np.ndarray:
+    """Per-image PSNR in dB of a batch, ``(N,)`` float64."""
+    p, t = _pair_batch(preds, targets)
+    if len(p) == 0:
+        return np.zeros(0)
+    values = peak_signal_noise_ratio(p, t, data_range=DATA_RANGE, reduction="none", dim=(1, 2, 3))
+    return values.numpy().astype(np.float64)
+
+
+def ssim_batch(preds, targets) -> np.ndarray:
+    """Per-image SSIM of a batch, ``(N,)`` float64."""
+    p, t = _pair_batch(preds, targets)
+    if len(p) == 0:
+        return np.zeros(0)
+    if min(p.shape[2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(p.shape[2:])}")
+    values = structural_similarity_index_measure(
+        p, t, gaussian_kernel=True, sigma=SSIM_SIGMA, data_range=DATA_RANGE,
+        k1=SSIM_K1, k2=SSIM_K2, reduction="none",
+    )
+    return values.numpy().astype(np.float64)
+
+
+def psnr(pred, target) -> float:
+    """PSNR in dB of one uint8 RGB image against its ground truth (``inf`` when equal)."""
+    return float(psnr_batch(_inputs.image(pred, "pred")[None], _inputs.image(target, "target")[None])[0])
+
+
+def ssim(pred, target) -> float:
+    """SSIM of one uint8 RGB image against its ground truth (1 when equal)."""
+    return float(ssim_batch(_inputs.image(pred, "pred")[None], _inputs.image(target, "target")[None])[0])
