@@ -62,10 +62,32 @@ def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
 
 @dataclass
 class MaskChoice:
-    template: tpl.MaskTemplate
-    rgb: np.ndarray  # template-space colours, float32 (H, W, 3)
+    template: tpl.MaskTemplate  # full size; see templates.scaled_for
     color: str
     texture: str
+    pattern_variant: int = 0
+    accent: tuple[int, int, int] | None = None
+
+    def place(self, anchors: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
+
+        Colour and texture are applied after warping, on the few crop pixels the mask covers.
+        """
+        target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
+        level, factor = tpl.scaled_for(self.template, target_width)
+        if level.rgb is not None:
+            layers = np.dstack([level.rgb.astype(np.float32), level.alpha])
+            warped, box = warp_template(level, layers, anchors, (res, res))
+            return warped[..., :3], np.clip(warped[..., 3], 0, 1), box
+        base = np.array(tpl.COLORS[self.color], np.float32)
+        if self.texture == "solid":
+            warped, box = warp_template(level, np.dstack([level.shade, level.alpha]), anchors, (res, res))
+            return warped[..., 0:1] * base, np.clip(warped[..., 1], 0, 1), box
+        pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        warped, box = warp_template(level, np.dstack([level.shade, pattern, level.alpha]), anchors, (res, res))
+        accent = np.array(self.accent, np.float32)
+        rgb = (base + (accent - base) * warped[..., 1:2]) * warped[..., 0:1]
+        return rgb, np.clip(warped[..., 2], 0, 1), box
 
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
@@ -79,19 +101,15 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
             p = np.ones(len(names))
         base = names[int(rng.choice(len(names), p=p / p.sum()))]
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
-        return MaskChoice(template, template.rgb.astype(np.float32), "template", "template")
+        return MaskChoice(template, "template", "template")
     kinds = [k for k in tpl.MASK_TYPES if weights.get(k, 0) > 0]
     p = np.array([weights[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
-    template = tpl.builtin_template(kind)
     color = str(rng.choice(tpl.TYPE_COLORS[kind]))
     tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
     texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
-    base = np.array(tpl.COLORS[color], np.float32)
-    pattern = tpl.texture_pattern(texture, rng)[..., None]
-    accent = np.array(tpl.accent_color(tpl.COLORS[color], rng), np.float32)
-    rgb = (base * (1 - pattern) + accent * pattern) * template.shade[..., None]
-    return MaskChoice(template, rgb, color, texture)
+    return MaskChoice(tpl.builtin_template(kind), color, texture, int(rng.integers(tpl.PATTERN_VARIANTS)),
+                      tpl.accent_color(tpl.COLORS[color], rng))
 
 
 @dataclass
@@ -136,8 +154,9 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
     yaw = estimate_yaw(face.landmarks)
     choice = choose_mask(options, rng, yaw)
     res = face.image.shape[0]
-    placed = warp_template(choice.template, choice.rgb, face_anchors(face.landmarks), (res, res))
-    masked, binary = composite(face.image, placed, options.light_match)
+    anchors = face_anchors(face.landmarks)
+    rgb, alpha, box = choice.place(anchors, res)
+    masked, binary = composite(face.image, rgb, alpha, box, options.light_match)
     meta = SampleMeta(
         key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
         template=choice.template.name, color=choice.color, texture=choice.texture,

@@ -8,8 +8,6 @@ each side follows its own half of the jaw: a turned face gets a mask that wraps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
@@ -57,13 +55,6 @@ def face_anchors(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([a, b, c, d, e, f])
 
 
-@dataclass
-class PlacedMask:
-    rgb: np.ndarray  # (H, W, 3) float32, mask colours in the crop
-    alpha: np.ndarray  # (H, W) float32 coverage in [0, 1]
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the region the mask may touch
-
-
 def _roi(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     h, w = shape
     x0, y0 = np.floor(points.min(0)).astype(int)
@@ -71,14 +62,16 @@ def _roi(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-def warp_template(template: MaskTemplate, rgb: np.ndarray, anchors: np.ndarray, shape: tuple[int, int]) -> PlacedMask:
-    """Warp a coloured template (rgb float32 HxWx3 in template space) onto the face anchors."""
+def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarray,
+                  shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Warp template-space ``layers`` (H x W x C float32) onto the face anchors.
+
+    Returns the warped layers over the crop region they can touch, and that region (x0, y0, x1, y1).
+    """
     src = template.anchors.astype(np.float32)
     dst = anchors.astype(np.float32)
     halves = ((0, 1, 4, 3), (1, 2, 5, 4))  # a-b-e-d, b-c-f-e
-    th, tw = template.alpha.shape
-    corners = np.array([[0, 0], [tw, 0], [tw, th], [0, th]], np.float32)
-    layers = np.dstack([rgb.astype(np.float32), template.alpha])
+    corners = _drawn_corners(template)
     homographies, extents = [], []
     for idx in halves:
         hom = cv2.getPerspectiveTransform(src[list(idx)], dst[list(idx)])
@@ -93,43 +86,64 @@ def warp_template(template: MaskTemplate, rgb: np.ndarray, anchors: np.ndarray, 
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     size = (x1 - x0, y1 - y0)
     # Which half each crop pixel takes its colour from: the side of the b-e line it lies on.
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     b, e = dst[1], dst[4]
-    left_side = ((e[0] - b[0]) * (yy - b[1]) - (e[1] - b[1]) * (xx - b[0])) > 0
-    out = None
-    for hom, use in zip(homographies, (left_side, ~left_side)):
-        warped = cv2.warpPerspective(layers, shift @ hom, size, flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        out = warped if out is None else np.where(use[..., None], warped, out)
-    return PlacedMask(rgb=out[..., :3], alpha=np.clip(out[..., 3], 0, 1), box=(x0, y0, x1, y1))
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None] - b[1]
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :] - b[0]
+    right_side = ((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) <= 0
+    # Each half is warped only over the columns it can own: left of the b-e line's rightmost x, etc.
+    split_hi = int(min(size[0], max(0, np.ceil(max(b[0], e[0])) - x0 + 1)))
+    split_lo = int(min(size[0], max(0, np.floor(min(b[0], e[0])) - x0)))
+    out = np.zeros((size[1], size[0], layers.shape[2]), np.float32)
+    if split_hi > 0:
+        left = cv2.warpPerspective(layers, shift @ homographies[0], (split_hi, size[1]), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[:, :split_hi] = left.reshape(size[1], split_hi, -1)
+    if split_lo < size[0]:
+        to_right = np.array([[1, 0, -split_lo], [0, 1, 0], [0, 0, 1]], np.float64) @ shift
+        right = cv2.warpPerspective(layers, to_right @ homographies[1], (size[0] - split_lo, size[1]),
+                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        right = right.reshape(size[1], size[0] - split_lo, -1)
+        np.copyto(out[:, split_lo:], right, where=right_side[:, split_lo:, None])
+    return out, (x0, y0, x1, y1)
 
 
-def composite(face: np.ndarray, placed: PlacedMask, light_match: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """Put the mask on the face; return (masked image uint8, binary map uint8 0/255).
+_CORNERS: dict[int, np.ndarray] = {}
 
-    The mask's brightness follows the face: its colours are scaled by the face's local
-    low-frequency luminance (relative to a neutral grey) under the mask, blended by ``light_match``.
+
+def _drawn_corners(template: MaskTemplate) -> np.ndarray:
+    """Corners of the template's drawn part: only these are projected to find the crop region."""
+    key = id(template)
+    if key not in _CORNERS:
+        ys, xs = np.nonzero(template.alpha > 0.02)
+        _CORNERS[key] = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
+                                  [xs.min(), ys.max() + 1]], np.float32)
+    return _CORNERS[key]
+
+
+def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
+              light_match: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Put warped mask colours (float32, over ``box``) on the face; return (masked uint8, map 0/255).
+
+    The mask's brightness follows the face: its colours are scaled by the face's low-frequency
+    luminance under the mask (relative to a well-lit face), blended by ``light_match``.
     Pixels with alpha < 0.5 are left exactly as they were.
     """
-    x0, y0, x1, y1 = placed.box
-    region = face[y0:y1, x0:x1].astype(np.float32)
-    cover = placed.alpha >= ALPHA_THRESHOLD
+    x0, y0, x1, y1 = box
     masked = face.copy()
     binary = np.zeros(face.shape[:2], np.uint8)
+    cover = alpha >= ALPHA_THRESHOLD
     if not cover.any():
         return masked, binary
-    lum = region @ np.array([0.299, 0.587, 0.114], np.float32)
-    # Low-pass the face's light: small downsample-blur-upsample keeps it cheap at 512 px.
-    h, w = lum.shape
-    small = cv2.resize(lum, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+    region = face[y0:y1, x0:x1]
+    h, w = cover.shape
+    lum = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(lum, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
     small = cv2.GaussianBlur(small, (0, 0), 1.5)
     light = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    gain = np.clip(light / 150.0, 0.25, 1.6)  # 150: the luminance of a well-lit face
-    gain = 1.0 + light_match * (gain - 1.0)
-    rgb = placed.rgb * gain[..., None]
-    a = np.where(cover, placed.alpha, 0.0)[..., None]
-    blended = region + a * (rgb - region)
-    patch = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    masked[y0:y1, x0:x1] = np.where(cover[..., None], patch, face[y0:y1, x0:x1])
-    binary[y0:y1, x0:x1] = cover.astype(np.uint8) * 255
+    gain = 1.0 + light_match * (np.clip(light / 150.0, 0.25, 1.6) - 1.0)  # 150: a well-lit face
+    face_px = region.astype(np.float32)
+    a = (alpha * gain)[..., None]  # alpha and light folded into one factor on the mask colour
+    patch = face_px * (1.0 - alpha[..., None]) + rgb * a
+    np.copyto(masked[y0:y1, x0:x1], np.clip(patch + 0.5, 0, 255).astype(np.uint8), where=cover[..., None])
+    binary[y0:y1, x0:x1] = cover.view(np.uint8) * 255
     return masked, binary

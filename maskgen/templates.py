@@ -196,36 +196,80 @@ def builtin_template(kind: str) -> MaskTemplate:
 
 # --- textures -----------------------------------------------------------------------------------
 
-def texture_pattern(texture: str, rng: np.random.Generator, shape=(CANVAS_H, CANVAS_W)) -> np.ndarray:
-    """A (H, W) float32 pattern in [0, 1]: 0 = base colour, 1 = accent colour."""
+PATTERN_VARIANTS = 8  # distinct random layouts per texture; cached, so textures cost nothing per sample
+
+
+@lru_cache(maxsize=256)
+def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
+                    factor: float = 1.0) -> np.ndarray:
+    """A (H, W) float32 pattern in [0, 1] (0 = base colour, 1 = accent) for a template scaled by ``factor``.
+
+    Periods are in full-size template pixels, so a pattern looks the same at every scale.
+    Read-only: the array is shared between samples.
+    """
     h, w = shape
     if texture == "solid":
-        return np.zeros(shape, np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        out = np.zeros(shape, np.float32)
+        out.flags.writeable = False
+        return out
+    rng = np.random.default_rng((TEXTURES.index(texture), variant))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / factor
     period = float(rng.uniform(18, 40))
     if texture == "stripes":
         angle = float(rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]))
         u = xx * np.cos(angle) + yy * np.sin(angle)
-        return np.clip((np.sin(u * 2 * np.pi / period) * 3), 0, 1).astype(np.float32)
-    if texture == "checks":
+        out = np.clip(np.sin(u * 2 * np.pi / period) * 3, 0, 1)
+    elif texture == "checks":
         s = (np.floor(xx / period) + np.floor(yy / period)) % 2
         lines = ((xx % period) < 3) | ((yy % period) < 3)
-        return np.maximum(s * 0.6, lines * 1.0).astype(np.float32)
-    canvas = np.zeros((h * _SS, w * _SS), np.float32)
-    jitter = rng.uniform(-0.25, 0.25, size=(int(h / period) + 2, int(w / period) + 2, 2)) * period
-    for i in range(jitter.shape[0]):
-        for j in range(jitter.shape[1]):
-            cx = (j + 0.5 * (i % 2)) * period + jitter[i, j, 0]
-            cy = i * period + jitter[i, j, 1]
-            if texture == "dots":
-                _circle(canvas, (cx, cy), period * 0.18, 1.0)
-            else:  # floral: five petals around a centre
-                r = period * 0.16
-                for k in range(5):
-                    t = 2 * np.pi * k / 5 + i + j
-                    _circle(canvas, (cx + 1.6 * r * np.cos(t), cy + 1.6 * r * np.sin(t)), r, 1.0)
-                _circle(canvas, (cx, cy), r * 0.8, 0.45)
-    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+        out = np.maximum(s * 0.6, lines * 1.0)
+    else:
+        canvas = np.zeros((h * _SS, w * _SS), np.float32)
+        full_h, full_w = h / factor, w / factor
+        jitter = rng.uniform(-0.25, 0.25, size=(int(full_h / period) + 2, int(full_w / period) + 2, 2)) * period
+        for i in range(jitter.shape[0]):
+            for j in range(jitter.shape[1]):
+                cx = ((j + 0.5 * (i % 2)) * period + jitter[i, j, 0]) * factor
+                cy = (i * period + jitter[i, j, 1]) * factor
+                if texture == "dots":
+                    _circle(canvas, (cx, cy), period * 0.18 * factor, 1.0)
+                else:  # floral: five petals around a centre
+                    r = period * 0.16 * factor
+                    for k in range(5):
+                        t = 2 * np.pi * k / 5 + i + j
+                        _circle(canvas, (cx + 1.6 * r * np.cos(t), cy + 1.6 * r * np.sin(t)), r, 1.0)
+                    _circle(canvas, (cx, cy), r * 0.8, 0.45)
+        out = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+    out = out.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+_SCALED: dict[tuple[int, float], MaskTemplate] = {}
+
+
+def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplate, float]:
+    """The template shrunk by a power of two to 1-2x ``target_width`` (its a-c span), and the factor.
+
+    Warping a much larger template aliases its edges and textures and costs time; levels are
+    cached per process.
+    """
+    span = float(np.linalg.norm(template.anchors[2] - template.anchors[0]))
+    level = int(np.floor(np.log2(max(span / max(target_width, 1.0), 1.0))))
+    factor = 0.5 ** level
+    if level == 0:
+        return template, 1.0
+    key = (id(template), factor)
+    if key not in _SCALED:
+        h, w = template.alpha.shape
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        def shrink(a):
+            return None if a is None else cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        _SCALED[key] = MaskTemplate(
+            name=template.name, mask_type=template.mask_type, variant=template.variant,
+            alpha=shrink(template.alpha), shade=shrink(template.shade),
+            anchors=template.anchors * np.array([size[0] / w, size[1] / h]), rgb=shrink(template.rgb))
+    return _SCALED[key], factor
 
 
 def accent_color(base: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:

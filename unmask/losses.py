@@ -20,12 +20,16 @@ SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per image, averaged. ``smooth`` makes two empty maps a perfect match."""
+def dice_coefficient(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice per image (shape B). ``smooth`` makes two empty maps a perfect match."""
     dims = tuple(range(1, prob.dim()))
     inter = (prob * target).sum(dims)
     total = prob.sum(dims) + target.sum(dims)
-    return (1.0 - (2.0 * inter + smooth) / (total + smooth)).mean()
+    return (2.0 * inter + smooth) / (total + smooth)
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1.0 - dice_coefficient(prob, target).mean()
 
 
 def segmentation_losses(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:

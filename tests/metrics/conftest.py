@@ -1,0 +1,131 @@
+"""Shared fixtures: a real face image, a standard image, and the reference packages (shimmed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+FACE_PATH = SHARED_DATA / "celeba-sample" / "img_align_celeba" / "000002.jpg"
+
+
+@pytest.fixture(scope="session")
+def face256() -> np.ndarray:
+    """CelebA 000002 (178x218), centre-cropped square and resized to the project's 256 px."""
+    if not FACE_PATH.is_file():
+        pytest.skip(f"shared test data absent: {FACE_PATH}")
+    import cv2
+
+    face = cv2.cvtColor(cv2.imread(str(FACE_PATH)), cv2.COLOR_BGR2RGB)
+    h, w = face.shape[:2]
+    top = (h - w) // 2
+    return cv2.resize(face[top:top + w], (256, 256), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut portrait (512x512 RGB), shipped with the package."""
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("scikit-image not installed (standard test images come from it)")
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def camera() -> np.ndarray:
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("scikit-image not installed (standard test images come from it)")
+    from skimage import data
+
+    return data.camera()
+
+
+@pytest.fixture
+def skvideo_niqe(monkeypatch):
+    """scikit-video's own NIQE on an RGB or gray uint8 image, with shims for current numpy/scipy.
+
+    Its code uses ``np.int``/``np.float`` (removed in numpy 1.24) and ``scipy.misc.imresize``
+    (removed in scipy 1.3). The shim of the latter is the old scipy code path for
+    ``imresize(img, 0.5, interp="bicubic", mode="F")``: a PIL 32-bit float image resized bicubically.
+    """
+    if importlib.util.find_spec("skvideo") is None:
+        pytest.skip("scikit-video not installed (reference NIQE)")
+    import scipy.misc
+    from PIL import Image
+
+    def imresize(arr, size, interp="bilinear", mode=None):
+        assert mode == "F" and interp == "bicubic" and isinstance(size, float)
+        image = Image.fromarray(np.asarray(arr, dtype=np.float32))
+        new_size = tuple((np.array(image.size) * size).astype(int))
+        return np.array(image.resize(new_size, resample=Image.BICUBIC))
+
+    monkeypatch.setattr(np, "int", int, raising=False)
+    monkeypatch.setattr(np, "float", float, raising=False)
+    monkeypatch.setattr(scipy.misc, "imresize", imresize, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import skvideo.measure
+        import skvideo.utils
+
+    def reference(image: np.ndarray) -> float:
+        gray = image.astype(np.float64) if image.ndim == 2 else skvideo.utils.rgb2gray(image[None])[0, :, :, 0]
+        return float(skvideo.measure.niqe(gray)[0])
+
+    return reference
+
+
+@pytest.fixture(scope="session")
+def brisque_package():
+    """The brisque package's own score on an RGB uint8 image, with a shim for numpy >= 2.4.
+
+    Its AGGD fit returns 1-element arrays, which ``float()`` no longer accepts in
+    ``scale_features``; the shim unwraps them first. Everything else is the package's code.
+    """
+    for module in ("brisque", "skimage", "libsvm", "cv2"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} not installed (reference BRISQUE needs brisque, scikit-image, libsvm)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from brisque import BRISQUE
+
+    class ShimmedBRISQUE(BRISQUE):
+        def scale_features(self, features):
+            return super().scale_features([np.ravel(f)[0] for f in features])
+
+    model = ShimmedBRISQUE(url=False)
+
+    def reference(image: np.ndarray) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(model.score(image))
+
+    return reference
+
+
+def _add_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    noisy = image + np.random.default_rng(seed).normal(0, sigma, image.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), sigma)
+
+
+@pytest.fixture(scope="session")
+def add_noise():
+    """``add_noise(image, sigma)``: additive Gaussian noise, fixed seed, rounded and clipped."""
+    return _add_noise
+
+
+@pytest.fixture(scope="session")
+def blur():
+    """``blur(image, sigma)``: Gaussian blur."""
+    return _blur

@@ -1,0 +1,71 @@
+"""Helpers for the unmask tests: tiny synthetic shards in the ``maskgen build`` format, tiny configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import webdataset as wds
+
+from maskgen.format import MAP, MASKED, META, UNMASKED, shard_name
+from unmask.config import Config, preset
+
+SHARD_RES = 48  # stored size; the loader resizes to the training resolution
+MASK_COLOR = (40, 120, 220)  # RGB paint of the synthetic "mask"
+
+
+def synthetic_sample(index: int, res: int = SHARD_RES) -> dict[str, np.ndarray]:
+    """A smooth random 'face', a rectangle map over its lower part, the face with the map painted."""
+    rng = np.random.default_rng(index)
+    yy, xx = np.mgrid[0:res, 0:res] / res
+    base = rng.uniform(0, 255, size=3)
+    slope = rng.uniform(-80, 80, size=(2, 3))
+    unmasked = np.clip(base + yy[..., None] * slope[0] + xx[..., None] * slope[1], 0, 255).astype(np.uint8)
+    top, left = rng.integers(res // 3, res // 2), rng.integers(2, res // 4)
+    bottom, right = rng.integers(res * 3 // 4, res - 2), rng.integers(res * 3 // 4, res - 2)
+    mask_map = np.zeros((res, res), np.uint8)
+    mask_map[top:bottom, left:right] = 255
+    masked = unmasked.copy()
+    masked[mask_map > 0] = MASK_COLOR
+    return {"masked": masked, "unmasked": unmasked, "map": mask_map}
+
+
+def _encode(ext: str, image: np.ndarray) -> bytes:
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(ext, image)
+    assert ok
+    return data.tobytes()
+
+
+def write_split(out: Path, split: str, counts: list[int], start: int = 0) -> list[str]:
+    """One shard per entry of ``counts`` with that many samples; returns the sample keys."""
+    keys = []
+    index = start
+    for shard_index, count in enumerate(counts):
+        with wds.TarWriter(str(out / shard_name(split, shard_index))) as sink:
+            for _ in range(count):
+                sample = synthetic_sample(index)
+                key = f"{split}{index:05d}"
+                sink.write({
+                    "__key__": key,
+                    MASKED: _encode(".jpg", sample["masked"]),
+                    UNMASKED: _encode(".jpg", sample["unmasked"]),
+                    MAP: _encode(".png", sample["map"]),
+                    META: json.dumps({"key": key, "mask_type": "synthetic"}).encode(),
+                })
+                keys.append(key)
+                index += 1
+    return keys
+
+
+def tiny_config(**overrides) -> Config:
+    """Width 8, 32 px, batch 4: a training step takes milliseconds on a CPU."""
+    base = {
+        "train.resolution": 32, "train.batch_size": 4, "train.num_workers": 0, "train.shuffle_buffer": 8,
+        "train.checkpoint_every": 2, "train.sample_images": 2,
+    }
+    base.update(overrides)
+    return preset("tiny").replace(**base)

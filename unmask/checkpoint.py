@@ -1,0 +1,122 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, RNG state, and models rebuilt from a run.
+
+A run directory ``RUN`` keeps the latest checkpoint of each stage in ``RUN/checkpoints/{stage}.pt``
+(stage: ``seg`` or ``gan``). A checkpoint is a dict of tensors and plain containers only (the
+config as a dict), so ``torch.load(..., weights_only=True)`` reads it:
+
+``format``, ``stage``, ``config``, ``step``, ``total_steps``, ``complete``, ``models`` (state dicts
+by name: ``mseg``; ``generator``, ``discriminator`` and, when stage 2 trained on predicted maps,
+``mseg``), ``optimizers``, ``scalers``, ``rng``, ``data`` (what fixes the batch order),
+``perceptual`` (enabled, reason), ``val`` (last validation metrics).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unmask.config import Config
+from unmask.models import Generator, MSeg
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+STAGES = ("seg", "gan")
+
+
+def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"{stage}.pt"
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file next to ``path``, then rename: a crash leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {payload.get('format')!r}, expected {FORMAT_VERSION}")
+    return payload
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and tuples of ints."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _mseg_from(payload: dict[str, Any], device: torch.device | str) -> MSeg | None:
+    state = payload["models"].get("mseg")
+    if state is None:
+        return None
+    # A stage-2 checkpoint stores the M-Seg it used together with that M-Seg's own config.
+    cfg = Config.from_dict(payload.get("mseg_config", payload["config"]))
+    model = MSeg(cfg.mseg)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def load_mseg(path: str | Path, device: torch.device | str = "cpu") -> tuple[Config, MSeg]:
+    """The M-Seg of a stage-1 checkpoint (or of a stage-2 checkpoint that stored one), eval mode."""
+    payload = load_checkpoint(path)
+    model = _mseg_from(payload, device)
+    if model is None:
+        raise ValueError(f"{path} holds no M-Seg weights")
+    return Config.from_dict(payload.get("mseg_config", payload["config"])), model
+
+
+def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[Config, MSeg | None, Generator | None]:
+    """(config, M-Seg, generator) in eval mode from a run directory or one checkpoint file.
+
+    A run directory gives the latest ``seg`` and ``gan`` checkpoints; a model the run or file does
+    not hold is None. The config is the stage-2 one when there is a stage-2 checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = [checkpoint_path(path, stage) for stage in STAGES]
+        payloads = [load_checkpoint(f) for f in files if f.is_file()]
+        if not payloads:
+            raise FileNotFoundError(f"no checkpoints in {path / CHECKPOINT_DIR}")
+    else:
+        payloads = [load_checkpoint(path)]
+    config = Config.from_dict(payloads[-1]["config"])
+    mseg = next((m for m in (_mseg_from(p, device) for p in payloads) if m is not None), None)
+    generator = None
+    for payload in payloads:
+        if "generator" in payload["models"]:
+            generator = Generator(Config.from_dict(payload["config"]).generator)
+            generator.load_state_dict(payload["models"]["generator"])
+            generator = generator.to(device).eval()
+    return config, mseg, generator

@@ -1,0 +1,140 @@
+"""``unmask`` command line: ``unmask train`` (``predict`` and ``evaluate`` join the same group)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from unmask.config import PRESETS, Config, parse_assignment, preset
+
+# CLI option -> config key, for the options that only set one config value.
+CONFIG_OPTIONS = {
+    "resolution": "train.resolution",
+    "epochs": "train.epochs",
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "num_workers": "train.num_workers",
+    "amp": "train.amp",
+    "checkpoint_every": "train.checkpoint_every",
+    "gan_maps": "train.gan_maps",
+    "seg_width": "mseg.base_width",
+    "gen_width": "generator.base_width",
+    "disc_width": "discriminator.base_width",
+    "alpha": "loss.adv",
+    "beta": "loss.rec",
+    "gamma": "loss.per",
+}
+
+
+@click.group()
+def main() -> None:
+    """GANMasker: remove face masks from face images (two-stage GAN, Sensors 2023, 23, 7094)."""
+
+
+def build_config(
+    config_file: Path | None, preset_name: str | None, options: dict[str, Any], lr: float | None,
+    lr_milestones: str | None, no_map: bool, assignments: tuple[str, ...],
+) -> Config:
+    """Config from (preset or file), then the explicit options, then ``--set`` assignments."""
+    if config_file and preset_name:
+        raise click.UsageError("--config and --preset are alternatives; use one")
+    cfg = Config.load(config_file) if config_file else preset(preset_name or "paper")
+    overrides: dict[str, Any] = {CONFIG_OPTIONS[k]: v for k, v in options.items() if v is not None}
+    if lr is not None:
+        overrides.update({"seg_optim.lr": lr, "gan_optim.lr": lr})
+    if lr_milestones is not None:
+        fractions = [float(x) for x in lr_milestones.split(",") if x.strip()]
+        overrides.update({"seg_optim.lr_milestones": fractions, "gan_optim.lr_milestones": fractions})
+    if no_map:
+        overrides["generator.use_map"] = False
+    overrides.update(parse_assignment(a) for a in assignments)
+    return cfg.replace(**overrides)
+
+
+@main.command()
+@click.option("--stage", type=click.Choice(["seg", "gan", "all"]), default="all", show_default=True,
+              help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset directory of maskgen build (train-*.tar, val-*.tar shards).")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory: checkpoints, logs, samples, metrics.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML config (as written to RUN/config.yaml).")
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)),
+              help="Width preset instead of --config: paper (default), cpu, tiny.")
+@click.option("--resolution", type=int, help="Training resolution (multiple of 32).")
+@click.option("--epochs", type=int, help="Epochs per stage.")
+@click.option("--steps", type=int, help="Steps per stage (overrides --epochs).")
+@click.option("--batch-size", type=int, help="Batch size per process.")
+@click.option("--lr", type=float, help="Initial learning rate of both stages.")
+@click.option("--lr-milestones", help="Comma-separated fractions of the run where lr is multiplied by 0.1.")
+@click.option("--seed", type=int)
+@click.option("--num-workers", type=int, help="Data loader worker processes per process.")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Mixed precision on CUDA.")
+@click.option("--seg-width", type=int, help="M-Seg base width.")
+@click.option("--gen-width", type=int, help="Generator base width.")
+@click.option("--disc-width", type=int, help="Discriminator base width.")
+@click.option("--alpha", type=float, help="Weight of the adversarial loss.")
+@click.option("--beta", type=float, help="Weight of the reconstruction loss.")
+@click.option("--gamma", type=float, help="Weight of the perceptual loss.")
+@click.option("--no-map", is_flag=True, help="One-stage ablation: generator without the map input or MURF.")
+@click.option("--gan-maps", type=click.Choice(["gt", "predicted"]),
+              help="Maps for stage 2: ground truth (paper) or binarised M-Seg predictions.")
+@click.option("--seg-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="M-Seg checkpoint for --gan-maps predicted (default RUN/checkpoints/seg.pt).")
+@click.option("--perceptual-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
+@click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (one is always written at the end).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(
+    stage: str, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
+    lr: float | None, lr_milestones: str | None, no_map: bool, seg_checkpoint: Path | None,
+    perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str,
+    resume: bool, progress: bool, **options: Any,
+) -> None:
+    """Train M-Seg and/or the FU-Net GAN on maskgen shards.
+
+    Multi-GPU / multi-node: torchrun --nproc_per_node N -m unmask.cli train ...
+    """
+    from unmask.train import NonFiniteLossError, RunError, RunOptions
+    from unmask.train import train as run_training
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s")
+    saved = run_dir / "config.yaml"
+    configured = (config_file or preset_name or lr is not None or lr_milestones or no_map or assignments
+                  or any(v is not None for v in options.values()))
+    try:
+        if resume and not configured and saved.is_file():
+            cfg = Config.load(saved)  # plain --resume: continue with the run's own config
+        else:
+            cfg = build_config(config_file, preset_name, options, lr, lr_milestones, no_map, assignments)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc)) from exc
+    opts = RunOptions(
+        data_dir=data_dir, run_dir=run_dir, stage=stage, device=device, resume=resume,
+        perceptual_weights=perceptual_weights, require_perceptual=require_perceptual,
+        seg_checkpoint=seg_checkpoint, progress=progress,
+    )
+    try:
+        results = run_training(cfg, opts)
+    except (NonFiniteLossError, RunError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if rank == 0:
+        for name, metrics in results.items():
+            click.echo(f"{name}: {json.dumps(metrics, sort_keys=True)}")
+
+
+if __name__ == "__main__":  # torchrun -m unmask.cli train ...
+    main()

@@ -1,0 +1,104 @@
+"""LPIPS v0.1 with the AlexNet trunk (Zhang et al. 2018); lower is more similar. Optional.
+
+Only runs with both weight files given explicitly, since neither can be fetched here (and the
+``lpips`` package needs torchvision, which this project must not install):
+
+* ``backbone_weights``: torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``);
+  only its ``features.*`` convolutions are used.
+* ``linear_weights``: the LPIPS calibration layers, ``lpips/weights/v0.1/alex.pth`` from the
+  ``lpips`` package (keys ``lin0.model.1.weight`` ... ``lin4.model.1.weight``).
+
+Protocol (as ``lpips.LPIPS(net="alex", version="0.1")``): uint8 RGB -> [-1, 1] -> the scaling
+layer ((x - shift) / scale) -> AlexNet relu1..relu5 -> unit-normalize each feature over channels
+-> squared difference -> 1x1 linear layer -> spatial mean -> sum over the 5 layers. Whole image at
+its own size, one value per image pair.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _inputs
+
+CHANNELS = (64, 192, 384, 256, 256)
+# torchvision's alexnet.features indices of the five convolutions
+CONV_INDICES = (0, 3, 6, 8, 10)
+CONV_SHAPES = ((3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1))
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+
+
+def unavailable_reason(backbone_weights=None, linear_weights=None, **_) -> str | None:
+    if backbone_weights is None or linear_weights is None:
+        return ("LPIPS needs explicit weights: backbone_weights (torchvision AlexNet state dict) and "
+                "linear_weights (lpips v0.1 alex.pth); none are downloaded")
+    for path in (backbone_weights, linear_weights):
+        if not Path(path).is_file():
+            return f"LPIPS weights not found at {path}"
+    return None
+
+
+class LPIPSAlex(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride=s, padding=p) for i, o, k, s, p in CONV_SHAPES)
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS)
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - self.shift) / self.scale
+        outputs = []
+        for index, conv in enumerate(self.convs):
+            if index in (1, 2):  # AlexNet's max pools precede conv2 and conv3
+                x = F.max_pool2d(x, kernel_size=3, stride=2)
+            x = F.relu(conv(x))
+            outputs.append(x)
+        return outputs
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` distances of two float batches ``(N, 3, H, W)`` in [-1, 1]."""
+        total = 0
+        for f0, f1, lin in zip(self.features(x0), self.features(x1), self.lins):
+            f0 = f0 / (f0.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            f1 = f1 / (f1.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            total = total + lin((f0 - f1) ** 2).mean(dim=(1, 2, 3))
+        return total
+
+
+@lru_cache(maxsize=2)
+def load_lpips(backbone_weights: str | Path, linear_weights: str | Path) -> LPIPSAlex:
+    model = LPIPSAlex()
+    backbone = torch.load(backbone_weights, map_location="cpu", weights_only=True)
+    linear = torch.load(linear_weights, map_location="cpu", weights_only=True)
+    state = {}
+    for n, index in enumerate(CONV_INDICES):
+        state[f"convs.{n}.weight"] = backbone[f"features.{index}.weight"]
+        state[f"convs.{n}.bias"] = backbone[f"features.{index}.bias"]
+        state[f"lins.{n}.weight"] = linear[f"lin{n}.model.1.weight"]
+    state["shift"], state["scale"] = model.shift, model.scale
+    model.load_state_dict(state, strict=True)  # shape mismatches raise here
+    return model.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def lpips(pred, target, backbone_weights=None, linear_weights=None) -> float:
+    """LPIPS distance of one uint8 RGB image pair (0 when equal)."""
+    reason = unavailable_reason(backbone_weights, linear_weights)
+    if reason:
+        raise FileNotFoundError(reason)
+    pred, target = _inputs.image(pred, "pred"), _inputs.image(target, "target")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")
+    model = load_lpips(str(backbone_weights), str(linear_weights))
+
+    def to_tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image.transpose(2, 0, 1).copy()).float()[None] / 127.5 - 1
+
+    return float(model(to_tensor(pred), to_tensor(target))[0])
