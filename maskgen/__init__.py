@@ -6,7 +6,7 @@ The file format is defined in ``maskgen.format``.
 """
 
 from .align import AlignedFace, align_face, paste_back
-from .build import BuildConfig, BuildError, build, combine
+from .builder import BuildConfig, BuildError, build, combine
 from .compose import MaskOptions, Triplet, image_to_triplets, make_triplet
 from .landmarks import FaceLandmarks, NoFace, detect, locate
 from .source import BadImage, discover, load_image

@@ -74,7 +74,7 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templa
           face_scale, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
     from .align import DEFAULT_FACE_SCALE
-    from .build import BuildConfig, BuildError, build as run_build
+    from .builder import BuildConfig, BuildError, build as run_build
     from .compose import MaskOptions
     from .splits import parse_fractions
 
@@ -104,7 +104,7 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templa
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def combine(dataset) -> None:
     """Merge the parts of a dataset built with --part into one manifest."""
-    from .build import combine as run_combine
+    from .builder import combine as run_combine
 
     stats = run_combine(dataset)
     if stats is None:

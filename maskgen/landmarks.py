@@ -113,7 +113,7 @@ def _check(points: np.ndarray, image: np.ndarray) -> None:
         raise NoFace("implausible landmark geometry")
 
 
-def detect(image: np.ndarray, upsample_limit: int = 2) -> FaceLandmarks:
+def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
     detector, _ = _dlib_models()
     h, w = image.shape[:2]

@@ -160,12 +160,14 @@ class TrainStream(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.shuffle_buffer, self.flip = shuffle_buffer, flip
 
-    def _rounds(self, slot: int, n_slots: int) -> Iterator[dict[str, Any]]:
+    def _rounds(self, slot: int, n_slots: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+        """The slot's samples, shuffled, over and over; each round a new shard order and a full
+        flush of the shuffle buffer, so no sample repeats before the slot has used all of its own."""
         for round_index in itertools.count():
             order = list(self.shards)
             random.Random(f"shards/{self.seed}/{self.epoch}/{round_index}").shuffle(order)
             empty = True
-            for sample in _slot_samples(order, slot, n_slots):
+            for sample in _shuffled(_slot_samples(order, slot, n_slots), self.shuffle_buffer, rng):
                 empty = False
                 yield sample
             if empty:
@@ -175,7 +177,7 @@ class TrainStream(IterableDataset):
         slot, n_slots, worker, n_workers = _worker_slot(self.rank, self.world_size)
         tag = f"{self.seed}/{self.epoch}/{slot}"
         flip_rng = random.Random(f"flip/{tag}")
-        raws = _shuffled(self._rounds(slot, n_slots), self.shuffle_buffer, random.Random(f"shuffle/{tag}"))
+        raws = self._rounds(slot, n_slots, random.Random(f"shuffle/{tag}"))
         # The DataLoader takes batch j from worker j % n_workers: this worker's share of the skip.
         skip = max(0, -(-(self.skip_batches - worker) // n_workers)) * self.batch_size
         batch: list[dict[str, Any]] = []

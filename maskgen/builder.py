@@ -79,10 +79,11 @@ class BuildConfig:
 
     def identity(self, fingerprint: str) -> dict:
         """What the data depends on: a rerun must match this to resume into the same folder."""
-        return {"source_fingerprint": fingerprint, "res": self.res, "pairs": self.pairs, "seed": self.seed,
+        identity = {"source_fingerprint": fingerprint, "res": self.res, "pairs": self.pairs, "seed": self.seed,
                 "shard_size": self.shard_size, "mask": asdict(self.mask), "split": list(self.split),
                 "jpeg_quality": self.jpeg_quality, "face_scale": self.face_scale, "parts": self.part[1],
                 "format_version": 1}
+        return json.loads(json.dumps(identity))  # as it reads back from build.json
 
 
 @dataclass

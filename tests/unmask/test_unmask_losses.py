@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unmask.config import LossConfig
+from unmask.losses import (
+    dice_loss, generator_losses, lsgan_d_loss, lsgan_g_loss, psnr, reconstruction_loss, segmentation_losses, ssim,
+)
+
+
+def test_dice_identical_is_zero_and_disjoint_is_about_one():
+    a = torch.zeros(2, 1, 16, 16)
+    a[:, :, :8] = 1
+    assert dice_loss(a, a).item() == pytest.approx(0.0, abs=1e-7)
+    disjoint = dice_loss(a, 1 - a).item()
+    assert disjoint == pytest.approx(1 - 1 / 257)  # smooth = 1 over 256 map pixels
+    half = torch.zeros_like(a)
+    half[:, :, :4] = 1  # half of a's area, inside it: 2*64 / (128 + 64)
+    assert dice_loss(half, a).item() == pytest.approx(1 - (2 * 64 + 1) / (192 + 1))
+
+
+def test_segmentation_loss_combines_bce_and_dice():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])
+    target = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    losses = segmentation_losses(logits, target, LossConfig(seg_bce=2.0, seg_dice=3.0))
+    assert losses["bce"].item() == pytest.approx(F.binary_cross_entropy(torch.sigmoid(logits), target).item())
+    assert losses["loss"].item() == pytest.approx(2 * losses["bce"].item() + 3 * losses["dice"].item())
+
+
+def test_lsgan_values_by_hand():
+    ones, zeros = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    assert lsgan_d_loss(ones, zeros, a=0.0, b=1.0).item() == 0.0  # perfect D
+    assert lsgan_d_loss(zeros, ones, a=0.0, b=1.0).item() == 1.0  # 1/2 (1 + 1)
+    assert lsgan_d_loss(ones, ones, a=0.0, b=1.0).item() == 0.5
+    assert lsgan_g_loss(ones, c=1.0).item() == 0.0
+    assert lsgan_g_loss(zeros, c=1.0).item() == 1.0
+    assert lsgan_g_loss(torch.full((1, 1, 2, 2), 0.5), c=1.0).item() == 0.25
+
+
+def test_smooth_l1_and_ssim_in_the_reconstruction_loss():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(ssim(x, x), torch.ones(2))
+    assert reconstruction_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    # SmoothL1 (beta 1): 0.5 d^2 below 1, |d| - 0.5 above; constant images have SSIM = c-terms only
+    a, b = torch.zeros(1, 3, 32, 32), torch.full((1, 3, 32, 32), 0.5)
+    assert F.smooth_l1_loss(b, a).item() == pytest.approx(0.125)
+    s = ssim(a, b).item()
+    mu_a, mu_b, c1 = 0.5, 0.75, 0.01**2  # in [0, 1]; zero variances: SSIM = luminance term
+    assert s == pytest.approx((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1), rel=1e-5)
+    assert reconstruction_loss(b, a).item() == pytest.approx(0.5 * (0.125 + 1 - s), rel=1e-5)
+    assert ssim(x, -x).mean() < 0.1
+
+
+def test_psnr_by_hand():
+    a = torch.zeros(1, 3, 8, 8)
+    assert psnr(a, a + 0.2).item() == pytest.approx(10 * math.log10(4 / 0.04), rel=1e-5)
+
+
+def test_generator_loss_weights_and_missing_perceptual_term():
+    out, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    d_fake = torch.zeros(1, 1, 2, 2)
+    cfg = LossConfig(adv=0.5, rec=2.0, per=10.0)
+    losses = generator_losses(out, target, d_fake, cfg, perceptual=None)
+    assert "per" not in losses
+    assert losses["adv"].item() == 1.0
+    assert losses["loss"].item() == pytest.approx(0.5 + 2.0 * reconstruction_loss(out, target).item())
