@@ -70,21 +70,23 @@ def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarra
     """
     src = template.anchors.astype(np.float32)
     dst = anchors.astype(np.float32)
-    halves = ((0, 1, 4, 3), (1, 2, 5, 4))  # a-b-e-d, b-c-f-e
     corners = _drawn_corners(template)
-    homographies, extents = [], []
-    for idx in halves:
-        hom = cv2.getPerspectiveTransform(src[list(idx)], dst[list(idx)])
+    homographies = _half_homographies(src, dst)
+    extents = []
+    for hom in homographies:
         projected = cv2.perspectiveTransform(corners[None], hom)[0]
         if not np.all(np.isfinite(projected)):
             raise ValueError("degenerate mask anchors")
-        homographies.append(hom)
         extents.append(projected)
     x0, y0, x1, y1 = _roi(np.vstack(extents), shape)
     if x1 <= x0 or y1 <= y0:
         raise ValueError("mask falls outside the crop")
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     size = (x1 - x0, y1 - y0)
+    if homographies[0] is homographies[1]:  # one homography for the whole template
+        out = cv2.warpPerspective(layers, shift @ homographies[0], size, flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out.reshape(size[1], size[0], -1), (x0, y0, x1, y1)
     # Which half each crop pixel takes its colour from: the side of the b-e line it lies on.
     b, e = dst[1], dst[4]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None] - b[1]
@@ -94,20 +96,62 @@ def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarra
     split_hi = int(min(size[0], max(0, np.ceil(max(b[0], e[0])) - x0 + 1)))
     split_lo = int(min(size[0], max(0, np.floor(min(b[0], e[0])) - x0)))
     out = np.zeros((size[1], size[0], layers.shape[2]), np.float32)
+    # Each homography sees only its own half of the template: a half whose quad is thin (a turned
+    # template) extrapolates wildly beyond it, and must not paint the other side.
+    template_left, template_right = _template_halves(template)
     if split_hi > 0:
-        left = cv2.warpPerspective(layers, shift @ homographies[0], (split_hi, size[1]), flags=cv2.INTER_LINEAR,
+        left = cv2.warpPerspective(layers * template_left, shift @ homographies[0], (split_hi, size[1]), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         out[:, :split_hi] = left.reshape(size[1], split_hi, -1)
     if split_lo < size[0]:
         to_right = np.array([[1, 0, -split_lo], [0, 1, 0], [0, 0, 1]], np.float64) @ shift
-        right = cv2.warpPerspective(layers, to_right @ homographies[1], (size[0] - split_lo, size[1]),
+        right = cv2.warpPerspective(layers * template_right, to_right @ homographies[1], (size[0] - split_lo, size[1]),
                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         right = right.reshape(size[1], size[0] - split_lo, -1)
         np.copyto(out[:, split_lo:], right, where=right_side[:, split_lo:, None])
     return out, (x0, y0, x1, y1)
 
 
+HALVES = ((0, 1, 4, 3), (1, 2, 5, 4))  # a-b-e-d and b-c-f-e
+
+
+def _convex_quad(points: np.ndarray) -> bool:
+    """Strictly convex and clockwise in image coordinates (the order a-b-e-d / b-c-f-e runs)."""
+    crosses = []
+    for i in range(4):
+        p, q, r = points[i], points[(i + 1) % 4], points[(i + 2) % 4]
+        crosses.append((q[0] - p[0]) * (r[1] - q[1]) - (q[1] - p[1]) * (r[0] - q[0]))
+    return all(c > 1e-6 for c in crosses)
+
+
+def _half_homographies(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One homography per half when both halves are proper quads in template and face; else one
+    least-squares homography over all six anchors (MaskTheFace's own method), used for both."""
+    if all(_convex_quad(src[list(h)]) and _convex_quad(dst[list(h)]) for h in HALVES):
+        return tuple(cv2.getPerspectiveTransform(src[list(h)], dst[list(h)]) for h in HALVES)
+    hom, _ = cv2.findHomography(src, dst, 0)
+    if hom is None:
+        raise ValueError("degenerate mask anchors")
+    return hom, hom
+
+
 _CORNERS: dict[int, np.ndarray] = {}
+_HALVES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+HALF_OVERLAP = 4.0  # template pixels each half reaches past the b-e line, so the seam has no gap
+
+
+def _template_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 1) float32 masks of the template's left and right of its b-e line, overlapping a little."""
+    key = id(template)
+    if key not in _HALVES:
+        h, w = template.alpha.shape
+        b, e = template.anchors[1], template.anchors[4]
+        ys = np.arange(h, dtype=np.float32)[:, None] - b[1]
+        xs = np.arange(w, dtype=np.float32)[None, :] - b[0]
+        side = ((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) / max(float(np.linalg.norm(e - b)), 1e-9)
+        _HALVES[key] = ((side > -HALF_OVERLAP).astype(np.float32)[..., None],
+                        (side < HALF_OVERLAP).astype(np.float32)[..., None])
+    return _HALVES[key]
 
 
 def _drawn_corners(template: MaskTemplate) -> np.ndarray:

@@ -19,6 +19,12 @@ on them in a new order. All randomness (shard order, the per-slot shuffle buffer
 from (seed, epoch, slot), and the DataLoader takes batches from its workers in a fixed round-robin,
 so an epoch's batches are a function of (seed, epoch, world size, workers, batch size). Resuming
 mid-epoch skips the batches already used: each slot drops its share of raw samples before decoding.
+
+Every slot contributes the same number of batches to an epoch, but with a shard split the slots
+hold different numbers of samples: in one epoch a slot with fewer repeats some of its samples and
+one with more leaves some for later epochs (the shard assignment changes every epoch). With many
+shards per slot the effect is small; ``maskgen build`` should write at least a few shards per
+(GPU x worker).
 """
 
 from __future__ import annotations
@@ -115,12 +121,16 @@ def _raw_samples(shards: list[str]) -> Iterator[dict[str, Any]]:
     return wds.tarfile_samples(iter([{"url": shard} for shard in shards]))
 
 
-def _slot_samples(shards: list[str], slot: int, n_slots: int) -> Iterator[dict[str, Any]]:
-    """This slot's raw samples from ``shards``, in order: its own shards, or every n-th sample."""
+def _slot_shards(shards: list[str], slot: int, n_slots: int) -> tuple[list[str], bool]:
+    """(shards this slot reads, whether it keeps only every n-th of their samples)."""
     if len(shards) >= n_slots:
-        yield from _raw_samples(shards[slot::n_slots])
-    else:
-        yield from itertools.islice(_raw_samples(shards), slot, None, n_slots)
+        return shards[slot::n_slots], False
+    return shards, True
+
+
+def _slot_samples(shards: list[str], slot: int, n_slots: int, every_nth: bool) -> Iterator[dict[str, Any]]:
+    samples = _raw_samples(shards)
+    return itertools.islice(samples, slot, None, n_slots) if every_nth else samples
 
 
 def _shuffled(samples: Iterator[dict[str, Any]], buffer_size: int, rng: random.Random) -> Iterator[dict[str, Any]]:
@@ -161,25 +171,32 @@ class TrainStream(IterableDataset):
         self.shuffle_buffer, self.flip = shuffle_buffer, flip
 
     def _rounds(self, slot: int, n_slots: int, rng: random.Random) -> Iterator[dict[str, Any]]:
-        """The slot's samples, shuffled, over and over; each round a new shard order and a full
-        flush of the shuffle buffer, so no sample repeats before the slot has used all of its own."""
+        """The slot's samples, shuffled, over and over. The epoch fixes which shards are the slot's
+        (so ranks stay disjoint); each round reads them in a new order and flushes the shuffle
+        buffer, so no sample repeats before the slot has used all of its own."""
+        order = list(self.shards)
+        random.Random(f"shards/{self.seed}/{self.epoch}").shuffle(order)
+        mine, every_nth = _slot_shards(order, slot, n_slots)
         for round_index in itertools.count():
-            order = list(self.shards)
-            random.Random(f"shards/{self.seed}/{self.epoch}/{round_index}").shuffle(order)
+            if round_index:
+                rng.shuffle(mine)
             empty = True
-            for sample in _shuffled(_slot_samples(order, slot, n_slots), self.shuffle_buffer, rng):
+            for sample in _shuffled(_slot_samples(mine, slot, n_slots, every_nth), self.shuffle_buffer, rng):
                 empty = False
                 yield sample
             if empty:
                 raise RuntimeError(f"loader slot {slot} of {n_slots} got no samples from {len(order)} shards")
 
     def __iter__(self) -> Iterator[Batch]:
-        slot, n_slots, worker, n_workers = _worker_slot(self.rank, self.world_size)
+        _, _, worker, n_workers = _worker_slot(self.rank, self.world_size)
+        # The DataLoader takes batch j from worker j % n_workers, starting at worker 0. After
+        # skipping k batches, worker w must continue the stream worker (w + k) % n_workers had.
+        role = (worker + self.skip_batches) % n_workers
+        slot, n_slots = self.rank * n_workers + role, self.world_size * n_workers
         tag = f"{self.seed}/{self.epoch}/{slot}"
         flip_rng = random.Random(f"flip/{tag}")
         raws = self._rounds(slot, n_slots, random.Random(f"shuffle/{tag}"))
-        # The DataLoader takes batch j from worker j % n_workers: this worker's share of the skip.
-        skip = max(0, -(-(self.skip_batches - worker) // n_workers)) * self.batch_size
+        skip = max(0, -(-(self.skip_batches - role) // n_workers)) * self.batch_size  # this role's share
         batch: list[dict[str, Any]] = []
         for index, raw in enumerate(raws):
             flip = self.flip and flip_rng.random() < 0.5  # drawn for skipped samples too
@@ -233,7 +250,8 @@ class EvalStream(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         slot, n_slots, _, _ = _worker_slot(self.rank, self.world_size)
         batch: list[dict[str, Any]] = []
-        for raw in _slot_samples(self.shards, slot, n_slots):
+        mine, every_nth = _slot_shards(self.shards, slot, n_slots)
+        for raw in _slot_samples(mine, slot, n_slots, every_nth):
             batch.append(decode_sample(raw, self.resolution, flip=False))
             if len(batch) == self.batch_size:
                 yield collate(batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("GANMASKER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 FACE_PATH = SHARED_DATA / "celeba-sample" / "img_align_celeba" / "000002.jpg"
 
 
@@ -56,8 +57,11 @@ def skvideo_niqe(monkeypatch):
     """
     if importlib.util.find_spec("skvideo") is None:
         pytest.skip("scikit-video not installed (reference NIQE)")
-    import scipy.misc
     from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy.misc is deprecated; only the shim goes into it
+        import scipy.misc
 
     def imresize(arr, size, interp="bilinear", mode=None):
         assert mode == "F" and interp == "bicubic" and isinstance(size, float)

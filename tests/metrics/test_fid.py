@@ -117,7 +117,7 @@ def test_without_weights_fid_is_none_with_reason(tmp_path, monkeypatch, image_se
 def test_other_weights_under_the_canonical_name_are_rejected(tmp_path, monkeypatch, image_set):
     # a file named like the FID checkpoint whose SHA-256 does not start with 6726825d
     (tmp_path / "checkpoints").mkdir()
-    torch.save(FIDInceptionV3().state_dict(), tmp_path / "checkpoints" / FID_WEIGHTS_NAME)
+    torch.save({"fc.bias": torch.zeros(1008)}, tmp_path / "checkpoints" / FID_WEIGHTS_NAME)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     assert metrics.get("fid").availability()  # the file is there...
     acc = metrics.get("fid").accumulator()
@@ -149,9 +149,9 @@ def test_inception_loads_a_state_dict_and_extracts_2048_features(tmp_path):
     path = tmp_path / "random_inception.pth"  # no hash in the name: only the layout is checked
     torch.save(FIDInceptionV3().state_dict(), path)
     extract = fid.inception_feature_extractor(path)
-    images = np.random.default_rng(5).integers(0, 256, size=(2, 64, 64, 3)).astype(np.uint8)
-    features = extract(images)
-    assert features.shape == (2, 2048) and np.isfinite(features).all()
+    images = np.random.default_rng(5).integers(0, 256, size=(1, 64, 64, 3)).astype(np.uint8)
+    features = extract(images)  # resized to 299 inside, like pytorch-fid
+    assert features.shape == (1, 2048) and np.isfinite(features).all()
 
 
 def test_wrong_state_dict_is_rejected(tmp_path):

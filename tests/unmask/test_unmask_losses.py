@@ -48,7 +48,7 @@ def test_smooth_l1_and_ssim_in_the_reconstruction_loss():
     assert F.smooth_l1_loss(b, a).item() == pytest.approx(0.125)
     s = ssim(a, b).item()
     mu_a, mu_b, c1 = 0.5, 0.75, 0.01**2  # in [0, 1]; zero variances: SSIM = luminance term
-    assert s == pytest.approx((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1), rel=1e-5)
+    assert s == pytest.approx((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1), rel=1e-3)  # float32 E[x^2]-E[x]^2
     assert reconstruction_loss(b, a).item() == pytest.approx(0.5 * (0.125 + 1 - s), rel=1e-5)
     assert ssim(x, -x).mean() < 0.1
 

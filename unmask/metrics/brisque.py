@@ -21,8 +21,10 @@ Protocol
 
 Image size: no patches are involved, so any image of at least ``MIN_SIDE`` px per side can be
 scored (below that the 7x7 window covers most of the half-size image and the statistics are
-meaningless: ``ImageTooSmallError``). At 256x256 all pixels are used (256 and 128 px scales);
-values are stable but, like NIQE's, only comparable between images of the same size.
+meaningless: ``ImageTooSmallError``). At 256x256 all pixels are used (256 and 128 px scales)
+and BRISQUE rises steadily with blur and with clearly visible noise; only light noise (sigma ~5)
+on an upscaled, smooth face lowers it (it masks the upscaling blur, which BRISQUE penalizes).
+Like NIQE, values are only comparable between images of the same size.
 """
 
 from __future__ import annotations

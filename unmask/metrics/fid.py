@@ -192,7 +192,8 @@ class FIDAccumulator:
         if not self.available:
             return FIDResult(None, self.reason, n_gen, n_real)
         if n_gen < 2 or n_real < 2:
-            return FIDResult(None, f"FID needs at least 2 images per set (generated {n_gen}, real {n_real})", n_gen, n_real)
+            reason = f"FID needs at least 2 images per set (generated {n_gen}, real {n_real})"
+            return FIDResult(None, reason, n_gen, n_real)
         return FIDResult(frechet_distance(self.stats("generated"), self.stats("real")), None, n_gen, n_real)
 
 

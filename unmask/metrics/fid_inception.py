@@ -202,7 +202,8 @@ def load_fid_inception(path: str | Path, verify_hash: bool = True) -> FIDIncepti
         if match:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if not digest.startswith(match.group(1)):
-                raise FIDWeightsError(f"{path}: SHA-256 {digest[:8]}... does not match the name's {match.group(1)}")
+                raise FIDWeightsError(
+                    f"{path}: SHA-256 {digest[:8]}... does not match the name's {match.group(1)}")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code, ...
@@ -215,7 +216,8 @@ def load_fid_inception(path: str | Path, verify_hash: bool = True) -> FIDIncepti
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [k for k in state_dict if k in expected and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    wrong_shape = [k for k in state_dict
+                   if k in expected and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong_shape:
         raise FIDWeightsError(
             f"{path}: not the FID Inception state dict (missing {missing[:3]}, unexpected {unexpected[:3]}, "

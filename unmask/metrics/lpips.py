@@ -29,7 +29,9 @@ from . import _inputs
 CHANNELS = (64, 192, 384, 256, 256)
 # torchvision's alexnet.features indices of the five convolutions
 CONV_INDICES = (0, 3, 6, 8, 10)
-CONV_SHAPES = ((3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1))
+# (in, out, kernel, stride, padding) of each convolution
+CONV_SHAPES = ((3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1),
+               (256, 256, 3, 1, 1))
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 

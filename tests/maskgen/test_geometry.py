@@ -1,0 +1,128 @@
+"""Transforms, anchors and warps on exact synthetic geometry."""
+
+import cv2
+import numpy as np
+import pytest
+
+from maskgen.align import align_face, canonical_points, paste_back, similarity_transform, transform_points
+from maskgen.landmarks import box_from_five_points, estimate_yaw, five_points
+from maskgen.mask import face_anchors, warp_template
+from maskgen.templates import MASK_TYPES, builtin_template
+
+
+def _rotation(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    return np.array([[scale * np.cos(a), -scale * np.sin(a), tx], [scale * np.sin(a), scale * np.cos(a), ty]])
+
+
+def test_similarity_transform_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, size=(5, 2))
+    truth = _rotation(17.0, 1.7, 30.0, -12.0)
+    est = similarity_transform(src, transform_points(src, truth))
+    np.testing.assert_allclose(est, truth, atol=1e-9)
+
+
+def test_similarity_transform_never_reflects():
+    src = np.array([[0, 0], [1, 0], [0, 1.0]])
+    mirrored = src * [-1, 1]
+    m = similarity_transform(src, mirrored)
+    assert np.linalg.det(m[:, :2]) > 0
+
+
+def synthetic_face(cx=100.0, cy=110.0, size=60.0, angle=0.0) -> np.ndarray:
+    """68 landmarks of a frontal face shape (enough structure for anchors and alignment)."""
+    pts = np.zeros((68, 2))
+    t = np.linspace(np.pi * 0.95, np.pi * 0.05, 17)  # jaw from the image-left ear, under the chin, to the right
+    pts[0:17] = np.c_[np.cos(t) * size * 0.95, np.sin(t) * size * 1.05 - 0.05 * size]
+    pts[17:27] = np.c_[np.linspace(-0.7, 0.7, 10) * size, np.full(10, -0.55 * size)]  # brows
+    pts[27:31] = np.c_[np.zeros(4), np.linspace(-0.4, 0.05, 4) * size]  # nose bridge to tip
+    pts[31:36] = np.c_[np.linspace(-0.2, 0.2, 5) * size, np.full(5, 0.12 * size)]
+    for start, ex in ((36, -0.38), (42, 0.38)):  # eyes: rings of six points
+        ang = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+        pts[start:start + 6] = np.c_[ex * size + 0.12 * size * np.cos(ang), -0.35 * size + 0.05 * size * np.sin(ang)]
+    ang = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    pts[48:68] = np.c_[0.3 * size * -np.cos(ang), 0.45 * size + 0.08 * size * np.sin(ang)]
+    pts[48] = [-0.3 * size, 0.45 * size]
+    pts[54] = [0.3 * size, 0.45 * size]
+    rot = _rotation(angle, 1.0, cx, cy)
+    return transform_points(pts, rot)
+
+
+@pytest.mark.parametrize("res", [128, 256, 512])
+def test_align_puts_the_face_on_the_template(res):
+    pts = synthetic_face(angle=25.0)
+    image = np.full((240, 220, 3), 90, np.uint8)
+    face = align_face(image, pts, res)
+    assert face.image.shape == (res, res, 3)
+    got = five_points(face.landmarks)
+    want = canonical_points(res)
+    # Least squares over five points: eyes land within a few percent of the crop.
+    assert np.abs(got[:2] - want[:2]).max() < 0.04 * res
+    # Rotation removed: the eyes are level.
+    assert abs(got[0, 1] - got[1, 1]) < 0.005 * res  # the template itself tilts by 0.2%
+    assert np.all((face.landmarks > 0) & (face.landmarks < res))
+    assert face.upsampled == (face.scale > 1)
+
+
+def test_align_and_paste_back_round_trip():
+    rng = np.random.default_rng(1)
+    photo = cv2.GaussianBlur(rng.integers(0, 255, (300, 280, 3), dtype=np.uint8), (0, 0), 3)
+    pts = synthetic_face(cx=140, cy=150, size=70, angle=-10)
+    face = align_face(photo, pts, 256)
+    back = paste_back(photo, face.image, face.matrix)
+    centre = tuple(np.round(pts[30]).astype(int))
+    y, x = centre[1], centre[0]
+    # Where the crop is pasted, the photo comes back (up to two resamplings of a smooth image).
+    assert np.abs(back[y - 20:y + 20, x - 20:x + 20].astype(int) - photo[y - 20:y + 20, x - 20:x + 20]).mean() < 6
+
+
+def test_anchors_are_ordered_and_around_the_lower_face():
+    pts = synthetic_face()
+    a, b, c, d, e, f = face_anchors(pts)
+    assert a[0] < b[0] < c[0] and d[0] < e[0] < f[0]
+    assert b[1] < e[1] and a[1] < d[1] and c[1] < f[1]
+    assert pts[27, 1] < b[1] < pts[30, 1]  # on the nose bridge
+    assert e[1] > pts[8, 1]  # below the chin
+    jaw_left, jaw_right = pts[0:17, 0].min(), pts[0:17, 0].max()
+    assert a[0] <= jaw_left + 0.2 * (jaw_right - jaw_left) and c[0] >= jaw_right - 0.2 * (jaw_right - jaw_left)
+
+
+def test_anchors_follow_a_rotated_face():
+    base = face_anchors(synthetic_face(angle=0))
+    turned = face_anchors(synthetic_face(angle=30))
+    rot = _rotation(30, 1.0, 0, 0)
+    # Rotating the face about its centre rotates the anchors the same way.
+    centre = np.array([100.0, 110.0])
+    np.testing.assert_allclose(transform_points(base - centre, rot), turned - centre, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", MASK_TYPES)
+def test_template_anchors_land_on_face_anchors(kind):
+    template = builtin_template(kind)
+    dst = face_anchors(synthetic_face(cx=128, cy=110, size=70))
+    # A template whose only drawn pixels are small discs at its anchors shows where they land.
+    probe = np.zeros_like(template.alpha)
+    for x, y in template.anchors:
+        cv2.circle(probe, (int(round(x)), int(round(y))), 6, 1.0, -1)
+    layers = np.dstack([probe, probe])
+    from dataclasses import replace
+
+    warped, (x0, y0, x1, y1) = warp_template(replace(template, alpha=np.maximum(probe, template.alpha * 0.01)),
+                                             layers, dst, (256, 256))
+    heat = np.zeros((256, 256), np.float32)
+    heat[y0:y1, x0:x1] = warped[..., 0]
+    for x, y in dst:
+        xi, yi = int(round(x)), int(round(y))
+        if 0 <= xi < 256 and 0 <= yi < 256:
+            assert heat[max(0, yi - 3):yi + 4, max(0, xi - 3):xi + 4].max() > 0.5, (kind, x, y)
+
+
+def test_yaw_sign_and_box_from_five_points():
+    pts = synthetic_face()
+    assert abs(estimate_yaw(pts)) < 0.05
+    turned = pts.copy()
+    turned[30, 0] += 15  # nose moves to the image's right
+    assert estimate_yaw(turned) > 0.1
+    l, t, r, b = box_from_five_points(five_points(pts))
+    assert l < pts[36:48, 0].min() and r > pts[36:48, 0].max() and t < pts[36:48, 1].min() and b > pts[48:68, 1].max()

@@ -1,0 +1,190 @@
+import json
+import math
+
+import pytest
+import torch
+
+from unmask import checkpoint as ckpt
+from unmask import train as train_module
+from unmask.data import TrainLoader
+from unmask.train import (
+    GanStage, NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions, Runtime, SegStage, lr_at, train,
+)
+from unmask_testutils import tiny_config
+
+
+def options(dataset_dir, run_dir, **kw):
+    return RunOptions(data_dir=dataset_dir, run_dir=run_dir, device="cpu", progress=False, **kw)
+
+
+@pytest.fixture
+def no_vgg(tmp_path, monkeypatch):
+    """An empty torch hub cache: no VGG19 weights anywhere."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+
+
+def fixed_batch(dataset_dir):
+    return next(iter(TrainLoader(dataset_dir, resolution=32, batch_size=4, seed=0).epoch(0)))
+
+
+def test_lr_schedule_decays_at_the_milestones():
+    optim = tiny_config().seg_optim  # 1e-3, x0.1 at 50 % and 75 %
+    assert [lr_at(optim, s, 8) for s in (0, 3, 4, 5, 6, 7)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+
+
+def test_seg_steps_lower_the_loss_on_a_fixed_batch(dataset_dir):
+    torch.manual_seed(0)
+    stage = SegStage(tiny_config(), Runtime(torch.device("cpu")))
+    batch = fixed_batch(dataset_dir)
+    losses = [stage.train_step(batch, step)["loss"] for step in range(6)]
+    assert losses[-1] < losses[0] * 0.9
+
+
+def test_gan_steps_lower_the_losses_on_a_fixed_batch(dataset_dir):
+    torch.manual_seed(0)
+    stage = GanStage(tiny_config(), Runtime(torch.device("cpu")), None, {}, None, None)
+    batch = fixed_batch(dataset_dir)
+    first = stage.train_step(batch, 0)
+    for step in range(1, 6):
+        last = stage.train_step(batch, step)
+    assert last["rec"] < first["rec"] * 0.9
+    assert last["loss_d"] < first["loss_d"]
+    assert set(first) == {"loss_d", "loss_g", "adv", "rec"}
+
+
+def read(path):
+    return path.read_text()
+
+
+def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
+    # 6 steps per stage over epochs of 4: the interruption at step 3 is mid-epoch.
+    cfg = tiny_config(**{"train.steps": 6, "train.checkpoint_every": 3})
+    with pytest.warns(PerceptualLossDisabled):
+        straight = train(cfg, options(dataset_dir, tmp_path / "straight"))
+
+    original = SegStage.train_step
+
+    def crash_at_step_3(self, batch, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, step)
+
+    monkeypatch.setattr(SegStage, "train_step", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, options(dataset_dir, tmp_path / "resumed"))
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", "seg"))["step"] == 3
+    monkeypatch.setattr(SegStage, "train_step", original)
+    with pytest.raises(RunError, match="--resume"):
+        train(cfg, options(dataset_dir, tmp_path / "resumed"))
+    with pytest.warns(PerceptualLossDisabled):
+        resumed = train(cfg, options(dataset_dir, tmp_path / "resumed", resume=True))
+
+    assert resumed == straight
+    for stage in ("seg", "gan"):
+        a = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "straight", stage))
+        b = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", stage))
+        assert a["step"] == b["step"] == 6 and a["complete"] and b["complete"]
+        for name, state in a["models"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b["models"][name][key]), (stage, name, key)
+        for log in (f"{stage}_train.tsv", f"{stage}_val.tsv"):
+            assert read(tmp_path / "straight" / "logs" / log) == read(tmp_path / "resumed" / "logs" / log)
+    assert len(read(tmp_path / "resumed" / "logs" / "seg_train.tsv").splitlines()) == 7  # header + 6 steps
+
+
+def test_resume_refuses_a_different_config(dataset_dir, tmp_path):
+    cfg = tiny_config(**{"train.steps": 2})
+    train(cfg, options(dataset_dir, tmp_path, stage="seg"))
+    with pytest.raises(RunError, match="train.seed"):
+        train(cfg.replace(**{"train.seed": 5}), options(dataset_dir, tmp_path, stage="seg", resume=True))
+
+
+def test_same_seed_same_run_other_seed_other_run(dataset_dir, tmp_path):
+    cfg = tiny_config(**{"train.steps": 3})
+    runs = [train(c, options(dataset_dir, tmp_path / str(i), stage="seg"))["seg"]
+            for i, c in enumerate([cfg, cfg, cfg.replace(**{"train.seed": 1})])]
+    assert runs[0] == runs[1]
+    assert runs[0]["train_loss"] != runs[2]["train_loss"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(dataset_dir, tmp_path, monkeypatch):
+    real = train_module.segmentation_losses
+    calls = []
+
+    def nan_at_fourth_step(logits, target, cfg):
+        calls.append(1)
+        losses = real(logits, target, cfg)
+        if len(calls) == 4:
+            losses["loss"] = losses["loss"] * math.nan
+        return losses
+
+    monkeypatch.setattr(train_module, "segmentation_losses", nan_at_fourth_step)
+    cfg = tiny_config(**{"train.steps": 8, "train.checkpoint_every": 2})
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        train(cfg, options(dataset_dir, tmp_path, stage="seg"))
+    saved = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "seg"))
+    assert saved["step"] == 2 and not saved["complete"]
+    assert all(torch.isfinite(v).all() for v in saved["models"]["mseg"].values() if v.is_floating_point())
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp_path, no_vgg):
+    cfg = tiny_config(**{"train.steps": 2})
+    with pytest.warns(PerceptualLossDisabled, match="WITHOUT THE PERCEPTUAL LOSS"):
+        metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
+    assert metrics["perceptual"] is False and "vgg19-dcbb9e9d.pth" in metrics["perceptual_reason"]
+    meta = json.loads(read(tmp_path / "run.json"))["stages"]["gan"]
+    assert meta["perceptual"] is False and meta["perceptual_reason"] == metrics["perceptual_reason"]
+    assert json.loads(read(tmp_path / "gan_metrics.json"))["perceptual"] is False
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "gan"))["perceptual"]["enabled"] is False
+    assert "per" not in read(tmp_path / "logs" / "gan_train.tsv").splitlines()[0].split("\t")
+    with pytest.raises(RunError, match="required"):
+        train(cfg, options(dataset_dir, tmp_path / "strict", stage="gan", require_perceptual=True))
+
+
+def test_vgg_weights_in_the_hub_cache_enable_the_perceptual_term(dataset_dir, tmp_path, monkeypatch):
+    from test_unmask_vgg import torchvision_like_state
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    weights.parent.mkdir(parents=True)
+    torch.save(torchvision_like_state(), weights)  # stand-in file: tests the loading path only
+    cfg = tiny_config(**{"train.steps": 1, "loss.vgg_layers": ["relu1_1", "relu2_1"], "loss.vgg_weights": [1.0, 1.0]})
+    metrics = train(cfg, options(dataset_dir, tmp_path / "run", stage="gan"))["gan"]
+    assert metrics["perceptual"] is True and metrics["train_per"] > 0
+    assert "per" in read(tmp_path / "run" / "logs" / "gan_train.tsv").splitlines()[0].split("\t")
+
+
+def test_outputs_and_load_models(dataset_dir, tmp_path, no_vgg):
+    cfg = tiny_config(**{"train.epochs": 1, "train.gan_maps": "predicted"})
+    with pytest.warns(PerceptualLossDisabled):
+        results = train(cfg, options(dataset_dir, tmp_path))
+    assert results["seg"]["step"] == results["gan"]["step"] == 4
+    assert set(results["seg"]) >= {"val_pixel_acc", "val_dice", "train_loss"}
+    assert set(results["gan"]) >= {"val_psnr", "val_ssim", "train_loss_g", "train_loss_d"}
+    val_lines = read(tmp_path / "logs" / "seg_val.tsv").splitlines()
+    assert val_lines[0] == "epoch\tstep\tpixel_acc\tdice" and len(val_lines) == 2
+    assert (tmp_path / "samples" / "gan_epoch0000.png").is_file()
+    import cv2
+
+    grid = cv2.imread(str(tmp_path / "samples" / "gan_epoch0000.png"))
+    assert grid.shape == (2 * 32, 4 * 32, 3)  # sample_images rows x (input, map, output, truth)
+
+    config, mseg, generator = ckpt.load_models(tmp_path)
+    assert config == cfg and not mseg.training and not generator.training
+    masked = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out = generator(masked, mseg.predict_map(masked))
+    assert out.shape == (1, 3, 64, 64)
+    # the stage-2 checkpoint alone carries the M-Seg it trained with
+    _, mseg_from_gan, _ = ckpt.load_models(ckpt.checkpoint_path(tmp_path, "gan"))
+    assert all(torch.equal(a, b) for a, b in zip(mseg.state_dict().values(), mseg_from_gan.state_dict().values()))
+
+
+def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
+    cfg = tiny_config(**{"train.steps": 2, "generator.use_map": False})
+    with pytest.warns(PerceptualLossDisabled):
+        metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
+    assert metrics["step"] == 2
+    _, _, generator = ckpt.load_models(tmp_path)
+    assert not generator.use_map and generator.encoder[0].body[0][0].in_channels == 3
