@@ -170,11 +170,14 @@ def _unique_keys(images: list[SourceImage]) -> dict[str, str]:
     return keys
 
 
-def _quotas(images: list[SourceImage], pairs: int | None, seed: int) -> dict[str, int]:
-    """Pairs per source over the whole dataset (all parts), before knowing which faces are usable."""
+def _quotas(images: list[SourceImage], pairs: int | None, seed: int) -> dict[str, int] | None:
+    """Pairs per source over the whole dataset (all parts), before knowing which faces are usable.
+
+    None when no pair count is asked for: then every usable face gets one pair.
+    """
     n = len(images)
     if pairs is None:
-        return {im.rel: 1 for im in images}
+        return None
     base, extra = divmod(pairs, n)
     order = np.random.default_rng(seed).permutation(n)
     quota = {im.rel: base for im in images}
@@ -329,13 +332,14 @@ class _Shard:
 
 
 def _plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[str, dict], split_of: dict[str, str],
-                 quota: dict[str, int], keys: dict[str, str]) -> list[_Shard]:
+                 quota: dict[str, int] | None, keys: dict[str, str]) -> list[_Shard]:
     k, n_parts = config.part
     shards = []
     for split in fmt.SPLITS:
         in_split = [im for im in images if split_of[im.rel] == split]
-        wanted = sum(quota[im.rel] for im in in_split)
         ok = [im.rel for im in in_split if im.rel in usable]
+        # Pairs lost to unusable faces go to the usable ones of the same split and part.
+        wanted = len(ok) if quota is None else sum(quota[im.rel] for im in in_split)
         counts = _spread(wanted, ok, config.seed, f"{split}:{k}:{n_parts}")
         if wanted and not ok:
             log.warning("split %s: %d pairs requested but no usable face in this part", split, wanted)

@@ -28,7 +28,7 @@ YAW_THRESHOLD = 0.2  # |yaw| above this picks a pack's _left/_right template (se
 class MaskOptions:
     """How masks are chosen. Picklable, so it travels to worker processes as it is."""
 
-    type_weights: tuple[tuple[str, float], ...] = tuple(tpl.DEFAULT_TYPE_WEIGHTS.items())
+    type_weights: tuple[tuple[str, float], ...] = tuple(sorted(tpl.DEFAULT_TYPE_WEIGHTS.items()))
     templates: str | None = None  # a MaskTheFace-format pack instead of the built-in templates
     light_match: float = 0.8
 

@@ -7,7 +7,7 @@ config as a dict), so ``torch.load(..., weights_only=True)`` reads it:
 ``format``, ``stage``, ``config``, ``step``, ``total_steps``, ``complete``, ``models`` (state dicts
 by name: ``mseg``; ``generator``, ``discriminator`` and, when stage 2 trained on predicted maps,
 ``mseg``), ``optimizers``, ``scalers``, ``rng``, ``data`` (what fixes the batch order),
-``perceptual`` (enabled, reason), ``val`` (last validation metrics).
+``perceptual`` (enabled, reason), ``val`` and ``losses`` (last validation metrics, last losses).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ A ``Config`` round-trips through a plain dict / YAML (``to_dict``, ``from_dict``
 from __future__ import annotations
 
 import dataclasses
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -123,7 +124,9 @@ class TrainConfig:
     # Maps fed to stage 2: "gt" trains on the ground-truth maps (paper), "predicted" on
     # binarised M-Seg predictions (needs a stage-1 checkpoint).
     gan_maps: str = "gt"
-    deterministic: bool = True  # torch.use_deterministic_algorithms; always cheap on CPU
+    # torch.use_deterministic_algorithms. None: on for CPU runs (costs nothing there), off on CUDA
+    # (where it disables cuDNN autotuning and some kernels only warn).
+    deterministic: bool | None = None
 
 
 @dataclass
@@ -277,15 +280,22 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any) -> Any:
-    # YAML and click hand over ints where floats are meant ("lr: 1") and vice versa.
+    # YAML and click hand over ints where floats are meant ("lr: 1"); reject what cannot be meant.
     if value is None:
         return None
-    if hint is float or (get_origin(hint) is not None and float in get_args(hint)):
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) in (Union, types.UnionType) and len(args) == 1:
+        hint = args[0]  # Optional[X] -> X
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true/false, got {value!r}")
+        return value
+    if hint in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"expected a number, got {value!r}")
+    if hint is float:
         return float(value)
-    if hint is int or (get_origin(hint) is not None and int in get_args(hint)):
+    if hint is int:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"expected an integer, got {value}")
         return int(value)
-    if hint is bool and not isinstance(value, bool):
-        raise ValueError(f"expected true/false, got {value!r}")
     return value

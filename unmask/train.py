@@ -319,9 +319,8 @@ class GanStage(Stage):
         # G's adversarial term goes through the unwrapped D: no D gradients, nothing for DDP to sync.
         disc = self.networks["discriminator"].requires_grad_(False)
         try:
-            with self.rt.autocast():
-                d_fake_g = disc(output)
-            g = generator_losses(output, real, d_fake_g, self.cfg.loss, self.perceptual)
+            with self.rt.autocast():  # the losses themselves are computed in float32
+                g = generator_losses(output, real, disc(output), self.cfg.loss, self.perceptual)
             g_values = self._checked(g, step)
             self._optimize("generator", g["loss"])
         finally:
@@ -436,12 +435,8 @@ def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[st
     path = ckpt.checkpoint_path(opts.run_dir, stage.name)
     if not path.is_file():
         return None
-    if not opts.resume:
-        raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
+    _check_resumable(path, cfg, opts)
     state = ckpt.load_checkpoint(path, map_location=stage.rt.device)
-    differences = diff(Config.from_dict(state["config"]), cfg)
-    if differences:
-        raise RunError(f"cannot resume {path} with a different config: {differences}")
     if state["data"] != data_key:
         raise RunError(
             f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "
@@ -453,6 +448,14 @@ def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[st
             f"({state['perceptual']['reason']}), this run has perceptual={stage.meta().get('perceptual')}"
         )
     return state
+
+
+def _check_resumable(path: Path, cfg: Config, opts: RunOptions) -> None:
+    if not opts.resume:
+        raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
+    differences = diff(Config.from_dict(ckpt.load_checkpoint(path)["config"]), cfg)
+    if differences:
+        raise RunError(f"cannot resume {path} with a different config: {differences}")
 
 
 def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[str, Any]:
@@ -473,14 +476,15 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
     state = _resume_state(stage, cfg, opts, data_key)
     step = 0
     last_val: dict[str, float] = {}
+    last_losses: dict[str, float] = {}
     if state is not None:
         stage.load_state_dict(state)
         ckpt.restore_rng(state["rng"])
-        step, last_val = state["step"], dict(state["val"])
+        step, last_val, last_losses = state["step"], dict(state["val"]), dict(state["losses"])
         if rt.is_main:
             log.info("resuming stage %s at step %d of %d", stage.name, step, total)
     if state is not None and state["complete"]:
-        return _final_metrics(stage, step, spe, {}, last_val)
+        return _final_metrics(stage, step, spe, last_losses, last_val)
 
     run_dir, name = opts.run_dir, stage.name
     train_log = val_log = None
@@ -509,12 +513,11 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
             "total_steps": total, "complete": complete, "rng": ckpt.capture_rng(), "data": data_key,
             "perceptual": {"enabled": stage.meta().get("perceptual", False),
                            "reason": stage.meta().get("perceptual_reason", "")},
-            "val": last_val, **stage.state_dict(),
+            "val": last_val, "losses": last_losses, **stage.state_dict(),
         }
         ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, name), payload)
 
     stage.train(True)
-    last_losses: dict[str, float] = {}
     bar = tqdm(total=total, initial=step, desc=name, disable=not (rt.is_main and opts.progress), dynamic_ncols=True)
     try:
         while step < total:
@@ -597,18 +600,26 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     rt = setup_runtime(opts.device, cfg.train.amp)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     try:
-        if cfg.train.deterministic:
-            # Exact on CPU; on CUDA some kernels (e.g. bilinear upsampling backward) have no
-            # deterministic version, so there it only warns.
+        deterministic = cfg.train.deterministic
+        if deterministic is None:
+            deterministic = rt.device.type == "cpu"
+        if deterministic:
+            # On CUDA some kernels (e.g. bilinear upsampling backward) have no deterministic
+            # version: there it only warns.
             torch.use_deterministic_algorithms(True, warn_only=rt.device.type == "cuda")
         if rt.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not cfg.train.deterministic
+            torch.backends.cudnn.benchmark = not deterministic
+        stages = STAGES if opts.stage == "all" else (opts.stage,)
+        for name in stages:  # before anything is written to the run directory
+            path = ckpt.checkpoint_path(opts.run_dir, name)
+            if path.is_file():
+                _check_resumable(path, cfg, opts)
         if rt.is_main:
             opts.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(opts.run_dir / "config.yaml")
         rt.barrier()
         results = {}
-        for name in STAGES if opts.stage == "all" else (opts.stage,):
+        for name in stages:
             _seed_everything(cfg.train.seed)  # identical initial weights on every rank
             if name == "seg":
                 stage: Stage = SegStage(cfg, rt)

@@ -1,0 +1,127 @@
+"""Odd, broken and faceless inputs: loaded when usable, skipped with a reason when not."""
+
+import io
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from maskgen.builder import BuildConfig, build
+from maskgen.landmarks import NoFace, detect
+from maskgen.source import BadImage, discover, load_image
+
+
+@pytest.fixture(scope="module")
+def face_rgb(celeba_images) -> np.ndarray:
+    return np.asarray(Image.open(celeba_images[0]).convert("RGB"))
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory, face_rgb, celeba_images):
+    """One file per awkward case, named after what is expected of it."""
+    root = tmp_path_factory.mktemp("odd")
+    face = Image.fromarray(face_rgb)
+    ok = root / "ok"
+    bad = root / "bad"
+    ok.mkdir()
+    bad.mkdir()
+    _save(face.convert("L"), ok / "gray.png")
+    _save(face.convert("CMYK"), ok / "cmyk.jpg")
+    rgba = face.convert("RGBA")
+    rgba.putalpha(200)
+    _save(rgba, ok / "rgba.png")
+    gray16 = (np.asarray(face.convert("L"), np.uint16) * 257)
+    cv2.imwrite(str(ok / "gray16.png"), gray16)
+    cv2.imwrite(str(ok / "rgb16.png"), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    # EXIF orientation 6: stored rotated, displayed upright; detection only works after transposing.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _save(face.transpose(Image.Transpose.ROTATE_90), ok / "exif_rotated.jpg", exif=exif.tobytes())
+    _save(face, ok / "photo.webp")
+    _save(face, ok / "photo.bmp")
+    huge = face.resize((face.width * 24, face.height * 24), Image.Resampling.BILINEAR)
+    _save(huge, ok / "huge.jpg", quality=70)
+    two = Image.new("RGB", (face.width * 2 + 40, face.height), (40, 40, 40))
+    two.paste(face, (0, 0))
+    two.paste(face.resize((face.width * 3 // 4, face.height * 3 // 4)), (face.width + 40, 30))
+    _save(two, ok / "two_faces.jpg")
+
+    (bad / "zero_bytes.jpg").write_bytes(b"")
+    (bad / "not_an_image.jpg").write_bytes(b"hello, this is text\n" * 10)
+    buf = io.BytesIO()
+    face.save(buf, format="JPEG")
+    (bad / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    _save(face.resize((24, 30)), bad / "tiny.png")
+    rng = np.random.default_rng(0)
+    _save(Image.fromarray(cv2.GaussianBlur(rng.integers(0, 255, (220, 180, 3), dtype=np.uint8), (0, 0), 4)),
+          bad / "no_face.jpg")
+    _save(Image.new("RGB", (200, 200), (128, 128, 128)), bad / "blank.png")
+    return root
+
+
+def test_odd_but_valid_images_load_upright_and_show_a_face(odd_folder):
+    for path in sorted((odd_folder / "ok").iterdir()):
+        image = load_image(path)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, path.name
+        found = detect(image)
+        assert found.points.shape == (68, 2), path.name
+        if path.name == "two_faces.jpg":
+            assert found.n_faces == 2
+            assert found.points[:, 0].max() < image.shape[1] / 2  # the larger face is kept
+        if path.name == "huge.jpg":
+            assert max(image.shape[:2]) <= 4096
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("zero_bytes.jpg", "empty file"), ("not_an_image.jpg", "unreadable image"),
+    ("truncated.jpg", "unreadable image"), ("tiny.png", "image too small")])
+def test_broken_files_raise_bad_image_with_a_reason(odd_folder, name, reason):
+    with pytest.raises(BadImage, match=reason):
+        load_image(odd_folder / "bad" / name)
+
+
+@pytest.mark.parametrize("name", ["no_face.jpg", "blank.png"])
+def test_faceless_images_raise_no_face(odd_folder, name):
+    with pytest.raises(NoFace):
+        detect(load_image(odd_folder / "bad" / name))
+
+
+def test_build_skips_bad_files_with_reasons_and_keeps_the_rest(odd_folder, tmp_path):
+    result = build(BuildConfig(source=str(odd_folder), out=str(tmp_path / "ds"), res=128, workers=1,
+                               progress=False, split=(1.0, 0.0, 0.0)))
+    failures = pd.read_csv(tmp_path / "ds" / "failures.csv")
+    manifest = pd.read_parquet(tmp_path / "ds" / "manifest.parquet")
+    n_ok = len(list((odd_folder / "ok").iterdir()))
+    n_bad = len(list((odd_folder / "bad").iterdir()))
+    assert result.samples == n_ok == len(manifest)
+    assert sorted(failures["source"]) == sorted(f"bad/{p.name}" for p in (odd_folder / "bad").iterdir())
+    assert len(failures) == n_bad and failures["reason"].str.len().min() > 5
+    stats = pd.read_json(tmp_path / "ds" / "stats.json", typ="series")
+    assert stats["failures"] == n_bad
+
+
+def test_malformed_annotation_rows_are_skipped_with_a_reason(tmp_path, celeba_images):
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = [p.name for p in celeba_images[:4]]
+    for p in celeba_images[:4]:
+        (root / "img_align_celeba" / p.name).symlink_to(p)
+    (root / "list_landmarks_align_celeba.txt").write_text(
+        "4\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y\n"
+        f"{names[0]} 69 109 106 113 77 142 73 152 108 154\n"
+        f"{names[1]} 69 109 106 113 77\n"  # too few fields
+        f"{names[2]} 69 109 abc 113 77 142 73 152 108 154\n")  # not a number; names[3] has no row
+    (root / "list_eval_partition.txt").write_text(f"{names[0]} 0\n{names[1]} 0\n{names[2]} 1\n{names[3]} 7\n")
+    listing = discover(root)
+    assert [im.rel for im in listing.images] == [names[0]]
+    assert listing.images[0].landmarks5 is not None and listing.images[0].partition == "train"
+    problems = dict(listing.problems)
+    assert "malformed landmark row" in problems[names[2]] and "malformed partition row" in problems[names[3]]
+    assert any("malformed row" in r for r in problems.values())

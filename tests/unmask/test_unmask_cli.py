@@ -1,0 +1,86 @@
+import json
+import math
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from unmask import checkpoint as ckpt
+from unmask import train as train_module
+from unmask.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::unmask.train.PerceptualLossDisabled")
+
+TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0",
+        "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def no_vgg(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_end_to_end_then_resume(dataset_dir, tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", "--data", dataset_dir, "--out", run, "--epochs", "1", "--gen-width", "16",
+                    "--alpha", "0.2", "--set", "gan_optim.betas=[0.5, 0.99]", *TINY)
+    assert result.exit_code == 0, result.output
+    assert '"val_dice"' in result.output and '"val_psnr"' in result.output
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["generator"]["base_width"] == 16 and saved["mseg"]["base_width"] == 8
+    assert saved["loss"]["adv"] == 0.2 and saved["gan_optim"]["betas"] == [0.5, 0.99]
+    assert saved["train"]["resolution"] == 32
+    for name in ("seg_metrics.json", "gan_metrics.json", "logs/seg_train.tsv", "logs/gan_val.tsv",
+                 "checkpoints/seg.pt", "checkpoints/gan.pt", "samples/seg_epoch0000.png"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "gan_metrics.json").read_text())["step"] == 4
+
+    again = invoke("train", "--data", dataset_dir, "--out", run, "--epochs", "1", *TINY)
+    assert again.exit_code == 1 and "--resume" in again.output
+    resumed = invoke("train", "--data", dataset_dir, "--out", run, "--resume", "--device", "cpu", "--no-progress")
+    assert resumed.exit_code == 0, resumed.output  # the run's own config; both stages already complete
+    different = invoke("train", "--data", dataset_dir, "--out", run, "--resume", "--epochs", "1", *TINY)
+    assert different.exit_code == 1 and "generator.base_width" in different.output
+
+
+def test_non_finite_loss_exits_non_zero_with_a_clear_message(dataset_dir, tmp_path, monkeypatch):
+    real = train_module.segmentation_losses
+    calls = []
+
+    def nan_at_third_step(logits, target, cfg):
+        calls.append(1)
+        losses = real(logits, target, cfg)
+        if len(calls) == 3:
+            losses["loss"] = losses["loss"] * math.nan
+        return losses
+
+    monkeypatch.setattr(train_module, "segmentation_losses", nan_at_third_step)
+    result = invoke("train", "--stage", "seg", "--data", dataset_dir, "--out", tmp_path, "--steps", "4",
+                    "--checkpoint-every", "2", *TINY)
+    assert result.exit_code == 1
+    assert "non-finite loss at step 3" in result.output
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "seg"))["step"] == 2
+
+
+def test_config_file_options_and_errors(dataset_dir, tmp_path):
+    from unmask_testutils import tiny_config
+
+    config_file = tmp_path / "c.yaml"
+    tiny_config(**{"train.steps": 1}).save(config_file)
+    result = invoke("train", "--stage", "gan", "--no-map", "--config", config_file, "--data", dataset_dir,
+                    "--out", tmp_path / "run", "--device", "cpu", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["generator"]["use_map"] is False
+    bad = invoke("train", "--data", dataset_dir, "--out", tmp_path / "bad", "--set", "train.nope=1", *TINY)
+    assert bad.exit_code == 2 and "train.nope" in bad.output
+    both = invoke("train", "--data", dataset_dir, "--out", tmp_path / "bad", "--config", config_file, *TINY)
+    assert both.exit_code == 2
+    missing_seg = invoke("train", "--stage", "gan", "--gan-maps", "predicted", "--data", dataset_dir,
+                         "--out", tmp_path / "noseg", "--steps", "1", *TINY)
+    assert missing_seg.exit_code == 1 and "stage-1 checkpoint" in missing_seg.output
