@@ -60,6 +60,7 @@ class BuildConfig:
     jpeg_quality: int = 95
     face_scale: float = DEFAULT_FACE_SCALE
     part: tuple[int, int] = (0, 1)  # (k, n), k in 0..n-1
+    landmarks: str | None = None  # a landmarks.parquet of an earlier build of this source: skips detection
     backend: str = "loky"  # joblib backend; "dask" with scheduler=ADDRESS for a cluster
     scheduler: str | None = None
     progress: bool = True
@@ -307,10 +308,14 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
     chunks = [images[i:i + LANDMARK_CHUNK] for i in range(0, len(images), LANDMARK_CHUNK)]
     paths = [work / f"{tag}-landmarks-{i:05d}.parquet" for i in range(len(chunks))]
     results: list[list[dict] | None] = [None] * len(chunks)
+    known = _known_landmarks(config.landmarks)
     todo = []
     for i, path in enumerate(paths):
         if path.exists():
             results[i] = pd.read_parquet(path).to_dict("records")
+        elif all(im.rel in known for im in chunks[i]):
+            results[i] = [known[im.rel] for im in chunks[i]]
+            write_parquet_atomic(path, pd.DataFrame(results[i]))
         else:
             todo.append(i)
     if todo:
@@ -323,6 +328,21 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             bar.update(len(records))
         bar.close()
     return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+
+def _known_landmarks(path: str | None) -> dict[str, dict]:
+    """Landmark records from an earlier build's landmarks.parquet, keyed by source."""
+    if not path:
+        return {}
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise BuildError(f"cannot read --landmarks {path}: {err}") from None
+    missing = {"source", "method", "n_faces", "points"} - set(frame.columns)
+    if missing:
+        raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))}")
+    return {r.source: {"source": r.source, "ok": True, "reason": "", "method": r.method, "n_faces": int(r.n_faces),
+                       "points": list(r.points)} for r in frame.itertuples() if r.points is not None and len(r.points) == 136}
 
 
 @dataclass

@@ -65,13 +65,15 @@ def main(verbose: int) -> None:
               "(ignored when CelebA's list_eval_partition.txt is present).")
 @click.option("--jpeg-quality", default=95, show_default=True, type=int)
 @click.option("--face-scale", default=None, type=float, help="Face size in the crop [default: 0.72].")
+@click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="landmarks.parquet of an earlier build of the same source: its faces are not detected again.")
 @click.option("--part", default=None, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
 @click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templates, split, jpeg_quality,
-          face_scale, part, backend, scheduler, no_progress) -> None:
+          face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
     from .align import DEFAULT_FACE_SCALE
     from .builder import BuildConfig, BuildError, build as run_build
@@ -83,7 +85,8 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templa
             source=str(source), out=str(out), res=res, pairs=pairs, seed=seed, workers=workers,
             shard_size=shard_size, mask=MaskOptions.create(_parse_mask_types(mask_types), templates),
             split=parse_fractions(split), jpeg_quality=jpeg_quality,
-            face_scale=face_scale or DEFAULT_FACE_SCALE, part=_parse_part(part), backend=backend,
+            face_scale=face_scale or DEFAULT_FACE_SCALE, part=_parse_part(part),
+            landmarks=str(landmarks) if landmarks else None, backend=backend,
             scheduler=scheduler, progress=not no_progress)
         start = time.perf_counter()
         result = run_build(config)

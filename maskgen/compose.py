@@ -21,7 +21,7 @@ from .landmarks import estimate_yaw, locate
 from .mask import composite, face_anchors, warp_template
 from .source import load_image, source_key
 
-YAW_THRESHOLD = 0.2  # |yaw| above this picks a pack's _left/_right template (see estimate_yaw)
+YAW_THRESHOLD = 0.3  # |yaw| above this counts as a turned head: pack templates use their _left/_right art
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class MaskChoice:
     texture: str
     pattern_variant: int = 0
     accent: tuple[int, int, int] | None = None
+    variant: str = "front"  # head turn: front, left or right (the warp follows the jaw either way)
 
     def place(self, anchors: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
@@ -101,7 +102,7 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
             p = np.ones(len(names))
         base = names[int(rng.choice(len(names), p=p / p.sum()))]
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
-        return MaskChoice(template, "template", "template")
+        return MaskChoice(template, "template", "template", variant=variant)
     kinds = [k for k in tpl.MASK_TYPES if weights.get(k, 0) > 0]
     p = np.array([weights[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
@@ -109,7 +110,7 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
     tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
     texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
     return MaskChoice(tpl.builtin_template(kind), color, texture, int(rng.integers(tpl.PATTERN_VARIANTS)),
-                      tpl.accent_color(tpl.COLORS[color], rng))
+                      tpl.accent_color(tpl.COLORS[color], rng), variant)
 
 
 @dataclass
@@ -160,7 +161,7 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
     meta = SampleMeta(
         key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
         template=choice.template.name, color=choice.color, texture=choice.texture,
-        variant=choice.template.variant, yaw=round(yaw, 4), coverage=round(float((binary > 0).mean()), 6),
+        variant=choice.variant, yaw=round(yaw, 4), coverage=round(float((binary > 0).mean()), 6),
         res=res, scale=round(face.scale, 4), upsampled=face.upsampled, landmark_method=landmark_method,
         seed=seed, landmarks=np.round(face.landmarks, 2).tolist())
     return Triplet(masked=masked, unmasked=face.image, map=binary, meta=meta)

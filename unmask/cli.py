@@ -73,7 +73,7 @@ def build_config(
 @click.option("--steps", type=int, help="Steps per stage (overrides --epochs).")
 @click.option("--batch-size", type=int, help="Batch size per process.")
 @click.option("--lr", type=float, help="Initial learning rate of both stages.")
-@click.option("--lr-milestones", help="Comma-separated fractions of the run where lr is multiplied by 0.1.")
+@click.option("--lr-milestones", help="Comma-separated fractions of the run where the lr decays (x lr_decay, default 0.1).")
 @click.option("--seed", type=int)
 @click.option("--num-workers", type=int, help="Data loader worker processes per process.")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Mixed precision on CUDA.")

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from unmask import checkpoint as ckpt
 from unmask.config import Config, OptimConfig, diff
-from unmask.data import Batch, TrainLoader, eval_batches, images_to_uint8, to_model
+from unmask.data import Batch, TrainLoader, eval_batches, images_to_uint8, list_shards, to_model
 from unmask.losses import (
     PerceptualLoss, dice_coefficient, generator_losses, lsgan_d_loss, psnr, segmentation_losses, ssim,
 )
@@ -83,6 +83,9 @@ class RunOptions:
     require_perceptual: bool = False  # fail instead of training stage 2 without the perceptual term
     seg_checkpoint: Path | None = None  # M-Seg for train.gan_maps=predicted; default RUN/checkpoints/seg.pt
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data_dir, self.run_dir = Path(self.data_dir), Path(self.run_dir)
 
 
 # --------------------------------------------------------------------------- runtime context
@@ -469,6 +472,8 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
         )
     except (FileNotFoundError, ValueError) as exc:
         raise RunError(str(exc)) from exc
+    if rt.is_main and not list_shards(opts.data_dir, "val"):
+        log.warning("no val shards in %s: stage %s runs without validation metrics", opts.data_dir, stage.name)
     spe = loader.steps_per_epoch
     total = t.steps if t.steps is not None else t.epochs * spe
     data_key = {"world_size": rt.world_size, "num_workers": t.num_workers, "batch_size": t.batch_size,
@@ -499,8 +504,7 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
             **stage.meta(),
         }
         _update_run_json(run_dir, name, meta)
-        lr_columns = ("lr",)
-        train_log = TsvLog(run_dir / "logs" / f"{name}_train.tsv", ("step", "epoch", *stage.loss_columns, *lr_columns),
+        train_log = TsvLog(run_dir / "logs" / f"{name}_train.tsv", ("step", "epoch", *stage.loss_columns, "lr"),
                            step if state else None)
         val_log = TsvLog(run_dir / "logs" / f"{name}_val.tsv", ("epoch", "step", *stage.val_columns),
                          step if state else None)
@@ -534,11 +538,15 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
                 end_of_epoch, done = step % spe == 0, step == total
                 if end_of_epoch or done:
                     last_val, panels = _validate(stage, cfg, opts, rt)
+                    if not panels and rt.is_main:  # no validation split: show the last training batch
+                        stage.train(False)
+                        _, panels = stage.validate_batch(batch)
+                        stage.train(True)
                     if rt.is_main and last_val:
                         val_log.write({"epoch": epoch, "step": step, **last_val})
-                        if panels:
-                            save_sample_grid(run_dir / "samples" / f"{name}_epoch{epoch:04d}.png", panels,
-                                             cfg.train.sample_images)
+                    if rt.is_main and cfg.train.sample_images:
+                        save_sample_grid(run_dir / "samples" / f"{name}_epoch{epoch:04d}.png", panels,
+                                         cfg.train.sample_images)
                 if done or step % t.checkpoint_every == 0:
                     save(complete=done)
                 if done:
@@ -614,6 +622,8 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
             path = ckpt.checkpoint_path(opts.run_dir, name)
             if path.is_file():
                 _check_resumable(path, cfg, opts)
+        # Decided (and warned about) before any training starts.
+        perceptual, perceptual_meta = resolve_perceptual(cfg, opts, rt) if "gan" in stages else (None, {})
         if rt.is_main:
             opts.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(opts.run_dir / "config.yaml")
@@ -624,9 +634,8 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
             if name == "seg":
                 stage: Stage = SegStage(cfg, rt)
             else:
-                perceptual, meta = resolve_perceptual(cfg, opts, rt)
                 mseg, mseg_cfg = _stage2_mseg(cfg, opts, rt)
-                stage = GanStage(cfg, rt, perceptual, meta, mseg, mseg_cfg)
+                stage = GanStage(cfg, rt, perceptual, perceptual_meta, mseg, mseg_cfg)
             results[name] = run_stage(stage, cfg, opts, rt)
         return results
     finally:

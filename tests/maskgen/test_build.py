@@ -158,3 +158,16 @@ def test_cli_errors_are_one_line_and_non_zero(small_celeba, tmp_path, args, mess
 
     assert re.search(message, res.output), res.output
     assert len([line for line in res.output.strip().splitlines() if line.startswith("Error")]) == 1
+
+
+def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_path, monkeypatch):
+    import maskgen.builder as builder
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("detection ran although all landmarks were given")
+
+    monkeypatch.setattr(builder, "_landmark_chunk", no_detection)
+    out = tmp_path / "again"
+    build(BuildConfig(source=str(small_celeba), out=str(out), res=128, pairs=130, seed=3, workers=1, shard_size=16,
+                      progress=False, landmarks=str(reference / fmt.LANDMARKS)))
+    assert _digests(out) == _digests(reference)

@@ -10,7 +10,7 @@ from unmask.data import TrainLoader
 from unmask.train import (
     GanStage, NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions, Runtime, SegStage, lr_at, train,
 )
-from unmask_testutils import tiny_config
+from unmask_testutils import tiny_config, torchvision_like_state
 
 
 def options(dataset_dir, run_dir, **kw):
@@ -70,7 +70,7 @@ def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
         return original(self, batch, step)
 
     monkeypatch.setattr(SegStage, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), pytest.warns(PerceptualLossDisabled):  # warned before stage 1
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
     assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", "seg"))["step"] == 3
     monkeypatch.setattr(SegStage, "train_step", original)
@@ -143,8 +143,6 @@ def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp
 
 
 def test_vgg_weights_in_the_hub_cache_enable_the_perceptual_term(dataset_dir, tmp_path, monkeypatch):
-    from test_unmask_vgg import torchvision_like_state
-
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     weights = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     weights.parent.mkdir(parents=True)
@@ -188,3 +186,19 @@ def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
     assert metrics["step"] == 2
     _, _, generator = ckpt.load_models(tmp_path)
     assert not generator.use_map and generator.encoder[0].body[0][0].in_channels == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_steps(dataset_dir, dtype):
+    # The CUDA code path (autocast + GradScaler for fp16), exercised with CPU autocast.
+    rt = Runtime(torch.device("cpu"), amp_dtype=dtype)
+    batch = fixed_batch(dataset_dir)
+    seg = SegStage(tiny_config(), rt)
+    gan = GanStage(tiny_config(), rt, None, {}, None, None)
+    for step in range(2):
+        values = {**seg.train_step(batch, step), **gan.train_step(batch, step)}
+        assert all(math.isfinite(v) for v in values.values())
+    sums, panels = gan.validate_batch(batch)
+    assert panels[2].dtype == torch.uint8 and math.isfinite(sums["psnr"].item())
+    scaler_state = gan.state_dict()["scalers"]["generator"]
+    assert bool(scaler_state) == (dtype == torch.float16)  # bf16 needs no loss scaling

@@ -1,29 +1,10 @@
-import functools
-
 import pytest
 import torch
 
 from unmask.losses import PerceptualLoss
 from unmask.models import vgg
 from unmask.models.vgg import VGG19Features, find_vgg19_weights, load_vgg19_features
-
-# torchvision.models.vgg19().features: conv layers at these indices, with these output widths
-TORCHVISION_CONVS = {0: 64, 2: 64, 5: 128, 7: 128, 10: 256, 12: 256, 14: 256, 16: 256,
-                     19: 512, 21: 512, 23: 512, 25: 512, 28: 512, 30: 512, 32: 512, 34: 512}
-TORCHVISION_KEYS = [f"features.{i}.{p}" for i in TORCHVISION_CONVS for p in ("weight", "bias")]
-
-
-@functools.cache
-def torchvision_like_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors under torchvision's names and shapes, plus (dropped) classifier keys."""
-    g = torch.Generator().manual_seed(seed)
-    state, in_ch = {}, 3
-    for index, out_ch in TORCHVISION_CONVS.items():
-        state[f"features.{index}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * 0.05
-        state[f"features.{index}.bias"] = torch.zeros(out_ch)
-        in_ch = out_ch
-    state["classifier.0.weight"] = torch.zeros(2, 2)  # real shape 4096 x 25088; ignored by the loader
-    return state
+from unmask_testutils import TORCHVISION_CONVS, TORCHVISION_KEYS, torchvision_like_state
 
 
 def test_parameter_names_are_torchvision_names():

@@ -1,0 +1,92 @@
+"""maskgen throughput: triplets/s, CPU ms per triplet, peak memory and failure rate.
+
+Builds the shared CelebA sample (or --source) at each resolution with all cores, several times, each run
+in a fresh process so CPU time and memory are measured whole, and prints medians. "cold" runs detect
+landmarks; "warm" runs take them from the cold run's landmarks.parquet (maskgen build --landmarks), as a
+rebuild at another resolution or seed does.
+
+    python benchmarks/bench_maskgen.py [--source DIR] [--res 256 512] [--runs 3] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "celeba-sample"
+
+
+def subset(source: Path, limit: int | None, where: Path) -> Path:
+    if not limit:
+        return source
+    images = sorted((source / "img_align_celeba").glob("*.jpg"))[:limit]
+    (where / "img_align_celeba").mkdir(parents=True)
+    for p in images:
+        (where / "img_align_celeba" / p.name).symlink_to(p)
+    ident = source / "identity_CelebA.txt"
+    if ident.exists():
+        names = {p.name for p in images}
+        rows = [r for r in ident.read_text().splitlines() if r.split()[:1] and r.split()[0] in names]
+        (where / "identity_CelebA.txt").write_text("\n".join(rows) + "\n")
+    return where
+
+
+def run_build(source: Path, out: Path, res: int, workers: int, landmarks: Path | None) -> dict:
+    cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(source), "--out", str(out), "--res", str(res),
+           "--workers", str(workers), "--no-progress"]
+    if landmarks:
+        cmd += ["--landmarks", str(landmarks)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = json.loads((out / "stats.json").read_text())
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    n = stats["samples"]
+    return {"triplets": n, "wall_s": wall, "triplets_per_s": n / wall, "cpu_ms_per_triplet": 1000 * cpu / max(n, 1),
+            "peak_rss_mb": after.ru_maxrss / 1024, "failure_rate": stats["failure_rate"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ap.add_argument("--workers", type=int, default=-1)
+    args = ap.parse_args()
+    if not args.source.exists():
+        sys.exit(f"source not found: {args.source}")
+    print(f"machine: {os.cpu_count()} cores; source {args.source} (limit {args.limit}); {args.runs} runs each")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        source = subset(args.source, args.limit, tmp / "src")
+        print(f"{'res':>4} {'mode':>5} {'triplets':>8} {'wall s':>7} {'trip/s':>7} {'CPU ms/trip':>11} "
+              f"{'peak RSS MB':>11} {'fail %':>6}")
+        for res in args.res:
+            for mode in ("cold", "warm"):
+                runs = []
+                for r in range(args.runs):
+                    out = tmp / f"out-{res}-{mode}-{r}"
+                    landmarks = tmp / f"out-{res}-cold-0" / "landmarks.parquet" if mode == "warm" else None
+                    runs.append(run_build(source, out, res, args.workers, landmarks))
+                    if not (mode == "cold" and r == 0):
+                        shutil.rmtree(out)
+                med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+                print(f"{res:>4} {mode:>5} {med['triplets']:>8.0f} {med['wall_s']:>7.1f} {med['triplets_per_s']:>7.1f} "
+                      f"{med['cpu_ms_per_triplet']:>11.1f} {med['peak_rss_mb']:>11.0f} {100 * med['failure_rate']:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Cost of the GANMasker networks: size, FLOPs, training and inference speed, loader speed.
+
+    python benchmarks/bench_unmask.py                      # CPU, paper widths, a few minutes on 2 cores
+    python benchmarks/bench_unmask.py --data DATASET_DIR   # also loader images/s over the train shards
+    python benchmarks/bench_unmask.py --quick              # 128 px only, one timed run each
+
+Sections:
+* parameters and FLOPs (FlopCounterMode on the meta device, so nothing is computed; FLOPs = 2 x
+  multiply-accumulates) of M-Seg, the generator and the discriminator at 256 and 512 px;
+* CPU: training images/s of one real ``train_step`` per stage (small batch) and inference ms/image
+  (M-Seg map + generator, batch 1) at 128 and 256 px, median of ``--repeats`` runs;
+* GPU (when CUDA is available): the same with and without mixed precision at 256 and 512 px, and
+  peak memory;
+* loader images/s (``--data``).
+
+The perceptual term is timed with the real VGG19 weights when they are found, otherwise with an
+untrained VGG19 of the same shape (its compute cost is the same; its values are never used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from unmask.config import PRESETS, Config, preset  # noqa: E402
+from unmask.data import TrainLoader  # noqa: E402
+from unmask.losses import PerceptualLoss  # noqa: E402
+from unmask.models import Generator, MSeg, PatchDiscriminator  # noqa: E402
+from unmask.models.vgg import VGG19Features, find_vgg19_weights, load_vgg19_features  # noqa: E402
+from unmask.train import GanStage, Runtime, SegStage  # noqa: E402
+
+
+def params_m(module: torch.nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def gflops(build: Callable[[], torch.nn.Module], res: int, with_map: bool) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build()
+        image, mask_map = torch.zeros(1, 3, res, res), torch.zeros(1, 1, res, res)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(image, mask_map) if with_map else model(image)
+    return counter.get_total_flops() / 1e9
+
+
+def synthetic_batch(batch_size: int, res: int) -> dict[str, Any]:
+    """A loader-format batch (uint8 images, {0, 1} map), as ``unmask.data`` yields."""
+    g = torch.Generator().manual_seed(0)
+    mask_map = torch.zeros(batch_size, 1, res, res, dtype=torch.uint8)
+    mask_map[:, :, res // 2 : res * 7 // 8, res // 5 : res * 4 // 5] = 1
+    return {
+        "masked": torch.randint(0, 256, (batch_size, 3, res, res), dtype=torch.uint8, generator=g),
+        "unmasked": torch.randint(0, 256, (batch_size, 3, res, res), dtype=torch.uint8, generator=g),
+        "map": mask_map,
+        "key": [f"b{i}" for i in range(batch_size)],
+    }
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def perceptual_for_timing(cfg: Config, weights: str | None) -> tuple[PerceptualLoss, str]:
+    path, _ = find_vgg19_weights(weights)
+    vgg = load_vgg19_features(path) if path else VGG19Features().eval().requires_grad_(False)
+    note = "VGG19 ImageNet weights" if path else "untrained VGG19 (compute cost only)"
+    return PerceptualLoss(vgg, cfg.loss.vgg_layers, cfg.loss.vgg_weights), note
+
+
+def bench_speed(cfg: Config, rt: Runtime, res: int, batch: int, repeats: int, warmup: int,
+                perceptual: PerceptualLoss) -> dict[str, float]:
+    cfg = cfg.replace(**{"train.resolution": res, "train.batch_size": batch})
+    data = synthetic_batch(batch, res)
+    out: dict[str, float] = {}
+    torch.manual_seed(0)
+    seg = SegStage(cfg, rt)
+    out["seg_train_img_s"] = batch / median_seconds(lambda: seg.train_step(data, 0), repeats, warmup, rt.device)
+    gan = GanStage(cfg, rt, perceptual, {}, None, None)
+    out["gan_train_img_s"] = batch / median_seconds(lambda: gan.train_step(data, 0), repeats, warmup, rt.device)
+
+    mseg, generator = seg.networks["mseg"].eval(), gan.networks["generator"].eval()
+    one = {k: (v[:1].to(rt.device) if torch.is_tensor(v) else v[:1]) for k, v in data.items()}
+    masked = one["masked"].float() / 127.5 - 1.0
+
+    @torch.no_grad()
+    def infer() -> torch.Tensor:
+        with rt.autocast():
+            return generator(masked, mseg.predict_map(masked))
+
+    out["infer_ms_img"] = 1000 * median_seconds(infer, repeats, warmup, rt.device)
+    if rt.device.type == "cuda":
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated(rt.device) / 2**30
+    return out
+
+
+def bench_loader(data_dir: str, res: int, batch: int, workers: int, batches: int) -> tuple[float, int]:
+    """Images/s within one epoch, timed from the first batch (worker start-up and the first fill
+    of the shuffle buffers are once-per-epoch costs, not throughput). Returns (img/s, batches)."""
+    loader = TrainLoader(data_dir, resolution=res, batch_size=batch, seed=0, num_workers=workers)
+    batches_left = loader.epoch(0)
+    next(batches_left)
+    n = timed = 0
+    start = time.perf_counter()
+    for b in itertools.islice(batches_left, batches):
+        n += len(b["key"])
+        timed += 1
+    return n / max(time.perf_counter() - start, 1e-9), timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="network widths (default: paper)")
+    parser.add_argument("--cpu-resolutions", default="128,256")
+    parser.add_argument("--gpu-resolutions", default="256,512")
+    parser.add_argument("--cpu-batch", type=int, default=2)
+    parser.add_argument("--gpu-batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="128 px on CPU, one timed run, no 512 FLOPs")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the CPU speed section")
+    parser.add_argument("--data", help="dataset directory: also measure loader images/s")
+    parser.add_argument("--loader-workers", default="0,2")
+    parser.add_argument("--loader-resolution", type=int, default=256)
+    parser.add_argument("--loader-batches", type=int, default=20)
+    parser.add_argument("--perceptual-weights", help="VGG19 weights (default: torch hub cache)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if args.quick:
+        args.cpu_resolutions, args.repeats, args.warmup = "128", 1, 1
+
+    cfg = preset(args.preset)
+    results: dict[str, Any] = {"preset": args.preset, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+    print(f"== size and FLOPs ({args.preset} widths, per image, forward) ==")
+    nets = {
+        "mseg": (lambda: MSeg(cfg.mseg), False),
+        "generator": (lambda: Generator(cfg.generator), True),
+        "discriminator": (lambda: PatchDiscriminator(cfg.discriminator), False),
+    }
+    for name, (build, with_map) in nets.items():
+        results[f"{name}_params_m"] = params_m(build())
+        line = f"{name:14s} {results[f'{name}_params_m']:7.2f} M params"
+        for res in (256,) if args.quick else (256, 512):
+            results[f"{name}_gflops_{res}"] = gflops(build, res, with_map and cfg.generator.use_map)
+            line += f"   {res}px {results[f'{name}_gflops_{res}']:8.2f} GFLOPs"
+        print(line)
+
+    perceptual, note = perceptual_for_timing(cfg, args.perceptual_weights)
+    results["perceptual_timing"] = note
+    if not args.no_cpu:
+        print(f"\n== CPU ({torch.get_num_threads()} threads), batch {args.cpu_batch}, median of {args.repeats}; "
+              f"perceptual: {note} ==")
+        rt = Runtime(torch.device("cpu"))
+        for res in (int(r) for r in args.cpu_resolutions.split(",")):
+            r = bench_speed(cfg, rt, res, args.cpu_batch, args.repeats, args.warmup, perceptual)
+            results.update({f"cpu_{k}_{res}": v for k, v in r.items()})
+            print(f"{res:4d}px  train seg {r['seg_train_img_s']:7.2f} img/s   train gan {r['gan_train_img_s']:7.2f} img/s"
+                  f"   inference {r['infer_ms_img']:8.1f} ms/img")
+
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        print(f"\n== GPU {torch.cuda.get_device_name(device)}, batch {args.gpu_batch}, median of {args.repeats} ==")
+        bf16 = torch.cuda.is_bf16_supported()
+        for res in (int(r) for r in args.gpu_resolutions.split(",")):
+            for label, dtype in (("fp32", None), ("bf16" if bf16 else "fp16", torch.bfloat16 if bf16 else torch.float16)):
+                torch.cuda.reset_peak_memory_stats(device)
+                rt = Runtime(device, amp_dtype=dtype)
+                r = bench_speed(cfg, rt, res, args.gpu_batch, args.repeats, max(args.warmup, 2), perceptual)
+                results.update({f"gpu_{label}_{k}_{res}": v for k, v in r.items()})
+                print(f"{res:4d}px {label}  train seg {r['seg_train_img_s']:8.1f} img/s   train gan "
+                      f"{r['gan_train_img_s']:8.1f} img/s   inference {r['infer_ms_img']:7.2f} ms/img   "
+                      f"peak {r['peak_mem_gib']:.2f} GiB")
+    else:
+        print("\n(no CUDA device: GPU section skipped)")
+
+    if args.data:
+        print(f"\n== loader {args.data}, {args.loader_resolution}px, batch 32 ==")
+        for workers in (int(w) for w in args.loader_workers.split(",")):
+            speed, timed = bench_loader(args.data, args.loader_resolution, 32, workers, args.loader_batches)
+            results[f"loader_img_s_workers{workers}"] = speed
+            print(f"workers {workers}: {speed:8.1f} img/s  ({timed} batches)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
