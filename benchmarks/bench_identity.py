@@ -1,11 +1,14 @@
-"""~40 CelebA-sample images at 256 px: match rate and verification, ground truth vs masked."""
+"""Identity on ~40 CelebA-sample faces at 256 px: match rate and verification, ground truth vs masked.
+
+    python benchmarks/bench_identity.py [N_IDENTITIES]
+"""
 import sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from maskgen.compose import image_to_triplets
 from unmask import identity as idn
 
-root = Path("/work/shared/data/celeba-sample")
+root = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-sample"
 n_ids, per = int(sys.argv[1]) if len(sys.argv) > 1 else 20, 2
 rows = [l.split() for l in (root / "identity_CelebA.txt").read_text().splitlines() if l.strip()]
 by = {}

@@ -273,6 +273,10 @@ def eval_batches(
 
 
 def _bounded(stream: IterableDataset, n_batches: int | None, num_workers: int, pin_memory: bool) -> Iterator[Batch]:
+    if num_workers:
+        # OpenCV's thread pool does not survive fork: a worker forked after the parent ran a
+        # threaded cv2 call (e.g. writing a sample grid) can deadlock. One thread in the parent.
+        cv2.setNumThreads(1)
     loader = DataLoader(
         stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
         worker_init_fn=_worker_init if num_workers else None,
