@@ -136,5 +136,45 @@ def train(
             click.echo(f"{name}: {json.dumps(metrics, sort_keys=True)}")
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map).")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Run directory (checkpoints/seg.pt + gan.pt) or one checkpoint file.")
+@click.option("--aligned/--photos", "aligned", default=None,
+              help="Inputs are aligned maskgen crops / photos to detect and align [default: detect, and "
+                   "take square images without a detectable face as crops].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: bool | None, device: str) -> None:
+    """Unmask photos or aligned crops (files or folders of images)."""
+    import cv2
+
+    from maskgen.landmarks import NoFace
+    from maskgen.source import IMAGE_EXTENSIONS, BadImage
+    from unmask.predict import Unmasker
+
+    files = [p for item in inputs for p in ([item] if item.is_file() else sorted(
+        q for q in item.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS))]
+    try:
+        unmasker = Unmasker.from_checkpoint(checkpoint, device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, skipped = 0, []
+    for path in files:
+        try:
+            result = unmasker(path, aligned=aligned)
+        except (NoFace, BadImage) as exc:
+            skipped.append((path, str(exc)))
+            click.echo(f"skipped {path}: {exc}", err=True)
+            continue
+        cv2.imwrite(str(out_dir / f"{path.stem}.png"), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out_dir / f"{path.stem}_map.png"), result.map)
+        done += 1
+    reasons = sorted({r for _, r in skipped})
+    click.echo(f"{done} unmasked into {out_dir}, {len(skipped)} skipped" + (f" ({'; '.join(reasons)})" if skipped else ""))
+
+
 if __name__ == "__main__":  # torchrun -m unmask.cli train ...
     main()

@@ -26,7 +26,7 @@ class MSegConfig:
     """Stage 1: the mask segmentation network (Se / Sd blocks)."""
 
     # Widths base_width * width_mults per Se block (the Sd blocks mirror them). The paper gives
-    # no widths; 32..512 is half a classic U-Net: a binary map of a large, smooth region needs
+    # no widths; 32..512 is half a classic U-Net (64..1024): a binary map of a large, smooth region needs
     # far less capacity than the inpainting generator.
     base_width: int = 32
     width_mults: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -81,8 +81,8 @@ class LossConfig:
     adv: float = 0.1
     rec: float = 1.0
     per: float = 0.1
-    # VGG19 layers for the perceptual term and their weights: the first ReLU of each scale
-    # (as EdgeConnect and LaMa's "ResNetPL" predecessors do), so texture and structure both count.
+    # VGG19 layers for the perceptual term and their weights: the first ReLU of each scale, equal
+    # weights (EdgeConnect's perceptual loss), so fine texture and coarse structure both count.
     vgg_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     vgg_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
 
@@ -108,9 +108,9 @@ def _gan_optim() -> OptimConfig:
 
 @dataclass
 class TrainConfig:
-    resolution: int = 256  # the paper trains at 256 x 256; must be a multiple of 32
-    batch_size: int = 8  # per process (per GPU)
-    epochs: int = 20
+    resolution: int = 256  # maskgen build's default crop size; must be a multiple of 32
+    batch_size: int = 8  # per process (per GPU); not given in the paper
+    epochs: int = 20  # per stage
     steps: int | None = None  # when set, overrides epochs
     seed: int = 0
     num_workers: int = 4

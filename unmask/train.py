@@ -439,7 +439,7 @@ def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[st
     if not path.is_file():
         return None
     _check_resumable(path, cfg, opts)
-    state = ckpt.load_checkpoint(path, map_location=stage.rt.device)
+    state = ckpt.load_checkpoint(path)  # on CPU: RNG states must stay there; weights are copied over
     if state["data"] != data_key:
         raise RunError(
             f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "

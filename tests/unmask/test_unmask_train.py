@@ -202,3 +202,17 @@ def test_mixed_precision_steps(dataset_dir, dtype):
     assert panels[2].dtype == torch.uint8 and math.isfinite(sums["psnr"].item())
     scaler_state = gan.state_dict()["scalers"]["generator"]
     assert bool(scaler_state) == (dtype == torch.float16)  # bf16 needs no loss scaling
+
+
+def test_loader_workers_across_epochs_do_not_deadlock(dataset_dir, tmp_path):
+    # Regression: workers forked after the parent ran a threaded OpenCV call (the sample grid
+    # of epoch 0) hung in epoch 1. A subprocess, so a hang fails the test instead of the suite.
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "unmask.cli", "train", "--stage", "seg", "--data", str(dataset_dir),
+               "--out", str(tmp_path), "--preset", "tiny", "--resolution", "32", "--batch-size", "4",
+               "--epochs", "2", "--num-workers", "2", "--device", "cpu", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "logs" / "seg_val.tsv").read_text().splitlines()) == 3  # header + 2 epochs
