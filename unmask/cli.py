@@ -176,5 +176,11 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     click.echo(f"{done} unmasked into {out_dir}, {len(skipped)} skipped" + (f" ({'; '.join(reasons)})" if skipped else ""))
 
 
+from unmask.evaluation.cli import compare, evaluate, report  # noqa: E402  (commands defined there)
+
+main.add_command(evaluate)
+main.add_command(compare)
+main.add_command(report)
+
 if __name__ == "__main__":  # torchrun -m unmask.cli train ...
     main()

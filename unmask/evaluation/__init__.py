@@ -1,0 +1,107 @@
+"""Evaluation of GANMasker runs: metrics, baselines, comparison tables, figures and reports.
+
+Layout (after LaMa's ``evaluation/`` and stylegan3's ``calc_metrics``):
+
+* ``evaluate``  one pass over a split: every method, every metric, per-image and aggregate scores,
+  figures; real masked photos (``--photos``). Entry point ``evaluate.evaluate(EvalOptions)``.
+* ``baselines`` classical inpainting (OpenCV Telea, Navier-Stokes), registered by name.
+* ``compare``   the paper-style table of several evaluations (best per column in bold).
+* ``figures``   contact sheets and failure galleries (PNG via cv2).
+* ``report``    ``report.md`` from evaluation outputs only (no model runs).
+* ``cli``       the ``unmask evaluate / compare / report`` commands.
+
+This module is the one place for the names of the results. An evaluation directory ``OUT`` holds
+
+* ``metrics.json``: flat keys ``<group>/<metric>`` with numeric or null values (what
+  ``dvc metrics show`` prints), and under ``"protocol"`` how they were made (resolution, counts,
+  methods, which metrics ran, and ``null_reasons``: the reason for every null key).
+* ``per_image.parquet``: one row per sample: key, mask_type, coverage, yaw, variant, identity,
+  source, then one column per per-image score, named like the metrics.json keys.
+* ``photos.parquet`` (with ``--photos``): one row per photo.
+* ``figures/*.png``.
+
+Groups (the part before the slash):
+
+* methods, images compared against the ground-truth unmasked face:
+  ``two_stage`` (M-Seg's predicted map -> FU-Net: the full chain), ``two_stage_gt_map`` (FU-Net
+  given the ground-truth map), ``one_stage`` (FU-Net trained without the map: the ablation),
+  ``<baseline>_pred_map`` / ``<baseline>_gt_map`` (e.g. ``telea_pred_map``, ``ns_gt_map``), and
+  ``input`` (the masked face itself: what doing nothing scores).
+  Metrics: ``psnr``, ``ssim``, ``fid``, ``niqe``, ``brisque``, ``lpips``, ``map_coverage`` (mean
+  fraction of pixels in the map the method was given; null for methods given no map), and with
+  ``--identity`` ``id_distance`` and ``id_match_rate``.
+* ``seg``: stage 1 against the ground-truth maps: ``pixel_accuracy``, ``dice``, ``iou`` (means of
+  per-image values), ``*_pooled`` (from the summed confusion counts), ``coverage`` (predicted),
+  ``plausible_rate`` (see ``evaluate.mask_plausibility``).
+* ``data``: ``count`` (samples), ``coverage`` (mean ground-truth map coverage).
+* ``photos``: ``count``, ``faces_found``, ``no_face``, ``no_face_rate``, ``plausible_count``,
+  ``plausible_mask_rate`` (of the photos with a face), ``coverage``.
+"""
+
+from __future__ import annotations
+
+METRICS_FILE = "metrics.json"
+PER_IMAGE_FILE = "per_image.parquet"
+PHOTOS_FILE = "photos.parquet"
+FIGURES_DIR = "figures"
+PROTOCOL = "protocol"
+
+SEG = "seg"
+DATA = "data"
+PHOTOS = "photos"
+
+TWO_STAGE = "two_stage"
+TWO_STAGE_GT_MAP = "two_stage_gt_map"
+ONE_STAGE = "one_stage"
+INPUT = "input"
+PRED_MAP, GT_MAP = "pred", "gt"  # which map a method is given
+MAP_NAMES = {PRED_MAP: "predicted map", GT_MAP: "ground-truth map"}
+
+# Per-method metrics in the order of the paper's table, then the extras.
+IMAGE_METRICS = ("ssim", "psnr", "fid", "niqe", "brisque", "lpips")
+SEG_METRICS = ("pixel_accuracy", "dice", "iou")
+MAP_COVERAGE = "map_coverage"
+ID_DISTANCE, ID_MATCH_RATE = "id_distance", "id_match_rate"
+
+
+def key(group: str, metric: str) -> str:
+    """The flat key of a metric: ``two_stage/psnr``."""
+    return f"{group}/{metric}"
+
+
+def split_key(flat: str) -> tuple[str, str]:
+    group, _, metric = flat.partition("/")
+    return group, metric
+
+
+def baseline_method(baseline: str, map_source: str) -> str:
+    """``telea`` + ``pred`` -> ``telea_pred_map``."""
+    return f"{baseline}_{map_source}_map"
+
+
+def method_label(method: str) -> str:
+    """Human name of a method group, for tables and figures."""
+    from .baselines import BASELINES
+
+    fixed = {
+        TWO_STAGE: "Two-stage (GANMasker)",
+        TWO_STAGE_GT_MAP: "Two-stage, ground-truth map",
+        ONE_STAGE: "One-stage (no map)",
+        INPUT: "Masked input (no-op)",
+    }
+    if method in fixed:
+        return fixed[method]
+    for name, baseline in BASELINES.items():
+        for source, words in MAP_NAMES.items():
+            if method == baseline_method(name, source):
+                return f"{baseline.label}, {words}"
+    return method
+
+
+def method_order() -> list[str]:
+    """Methods in the paper's row order: ours, the ablation, the baselines, the no-op."""
+    from .baselines import BASELINES
+
+    rows = [TWO_STAGE, TWO_STAGE_GT_MAP, ONE_STAGE]
+    rows += [baseline_method(name, source) for name in BASELINES for source in (PRED_MAP, GT_MAP)]
+    return rows + [INPUT]

@@ -1,0 +1,125 @@
+"""``unmask evaluate``, ``unmask compare``, ``unmask report``: thin click wrappers.
+
+Registered in the ``unmask`` group by ``unmask/cli.py``::
+
+    from unmask.evaluation.cli import compare, evaluate, report
+    main.add_command(evaluate)
+    main.add_command(compare)
+    main.add_command(report)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from . import METRICS_FILE, PER_IMAGE_FILE, method_order
+from .baselines import BASELINES, DEFAULT_RADIUS
+
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=EXISTING_DIR, help="Dataset directory of maskgen build.")
+@click.option("--split", default="test", show_default=True, help="Split whose shards are evaluated.")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Run directory (RUN/checkpoints/{seg,gan}.pt) or one checkpoint file of the two-stage model.")
+@click.option("--one-stage", type=click.Path(exists=True, path_type=Path),
+              help="Run of the one-stage ablation (trained with --no-map), evaluated alongside.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory [default: CHECKPOINT_RUN/eval/SPLIT].")
+@click.option("--resolution", type=int, help="Resize samples to this size (multiple of 32) [default: the data's].")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-samples", type=int, help="Evaluate only the first N samples (quick checks).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--fid-weights", type=EXISTING_FILE,
+              help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: the torch hub cache].")
+@click.option("--lpips-weights", type=EXISTING_FILE, nargs=2, metavar="ALEXNET LINEAR",
+              help="LPIPS: torchvision AlexNet state dict and lpips v0.1 alex.pth; without them LPIPS is n/a.")
+@click.option("--baselines", "baseline_names", default=",".join(BASELINES), show_default=True,
+              help="Comma-separated inpainting baselines, or 'none'.")
+@click.option("--inpaint-radius", type=int, default=DEFAULT_RADIUS, show_default=True,
+              help="cv2.inpaint radius of the baselines (px).")
+@click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
+@click.option("--max-photos", type=int, help="Use only the first N photos (sorted by name).")
+@click.option("--identity", is_flag=True, help="Face-recognition distance of each output to its ground truth.")
+@click.option("--figures/--no-figures", default=True, show_default=True)
+@click.option("--sheet-rows", type=int, default=4, show_default=True, help="Rows per contact sheet.")
+@click.option("--failures", type=int, default=8, show_default=True, help="Rows of each failure gallery.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | None, out_dir: Path | None,
+             resolution: int | None, batch_size: int, max_samples: int | None, device: str,
+             fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baseline_names: str,
+             inpaint_radius: int, photos: Path | None, max_photos: int | None, identity: bool, figures: bool,
+             sheet_rows: int, failures: int, progress: bool) -> None:
+    """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
+    from .evaluate import EvalOptions
+    from .evaluate import evaluate as run_evaluation
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if out_dir is None:
+        run = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
+        out_dir = run / "eval" / split
+    opts = EvalOptions(
+        data=data_dir, checkpoint=checkpoint, out=out_dir, split=split, one_stage=one_stage, resolution=resolution,
+        batch_size=batch_size, max_samples=max_samples, device=device, fid_weights=fid_weights,
+        lpips_weights=lpips_weights or None, baselines=_names(baseline_names, list(BASELINES), "baseline"),
+        inpaint_radius=inpaint_radius, photos=photos, max_photos=max_photos, identity=identity, figures=figures,
+        sheet_rows=sheet_rows, failures=failures, progress=progress,
+    )
+    try:
+        summary = run_evaluation(opts)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    headline = ("psnr", "ssim", "dice", "no_face_rate", "plausible_mask_rate")
+    shown = {k: v for k, v in summary.items() if k.split("/")[-1] in headline}
+    click.echo(json.dumps(shown, indent=1))
+    click.echo(f"wrote {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="[NAME=]RUN_OR_METRICS_JSON...")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown file for the table.")
+@click.option("--methods", default="paper", show_default=True,
+              help="Rows: 'paper' (two-stage, one-stage, Telea and Navier-Stokes on the predicted map), "
+                   "'all', or comma-separated method names in the order wanted.")
+def compare(inputs: tuple[str, ...], output: Path, methods: str) -> None:
+    """One table of several evaluations, in the paper's layout (best per column in bold)."""
+    from .compare import PAPER_ROWS, write_comparison
+
+    presets = {"paper": PAPER_ROWS, "all": None}
+    rows = presets[methods] if methods in presets else _names(methods, method_order(), "method")
+    try:
+        path = write_comparison(inputs, output, rows)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="[NAME=]RUN_OR_EVAL_DIR...")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory, e.g. reports/NAME/ (report.md and its figures).")
+@click.option("--title", help="Report title [default: from the directory name].")
+def report(inputs: tuple[str, ...], out_dir: Path, title: str | None) -> None:
+    """report.md with tables and figures, from evaluation outputs only (no model runs)."""
+    from .report import write_report
+
+    try:
+        path = write_report(inputs, out_dir, title)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"wrote {path}")

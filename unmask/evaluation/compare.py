@@ -1,0 +1,258 @@
+"""The paper-style comparison table of one or more evaluations (``metrics.json`` files).
+
+Rows are methods (two-stage, its ground-truth-map upper bound, one-stage, the baselines, the
+no-op), columns SSIM, PSNR, FID, NIQE, BRISQUE (then LPIPS and identity scores where any
+evaluation has them) and the coverage of the map each method was given. The best value of each
+column is bold, by the direction the metric registry gives; a null is "n/a" with a numbered
+footnote giving its reason. Only numbers from the files are used: nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unmask import metrics
+
+from . import (
+    ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, METRICS_FILE, ONE_STAGE, PRED_MAP, PROTOCOL, SEG,
+    SEG_METRICS, TWO_STAGE, baseline_method, key, method_label, method_order, split_key,
+)
+
+# Columns of the paper's table, in its order; then optional ones, shown when any row has a value.
+PAPER_COLUMNS = ("ssim", "psnr", "fid", "niqe", "brisque")
+OPTIONAL_COLUMNS = tuple(m for m in IMAGE_METRICS if m not in PAPER_COLUMNS) + (ID_DISTANCE, ID_MATCH_RATE)
+# Directions of the columns that are not registry metrics (None: not ranked)
+OTHER_DIRECTIONS = {ID_DISTANCE: "lower", ID_MATCH_RATE: "higher", MAP_COVERAGE: None,
+                    "coverage": None, "plausible_rate": "higher"}
+HEADERS = {
+    "ssim": "SSIM", "psnr": "PSNR (dB)", "fid": "FID", "niqe": "NIQE", "brisque": "BRISQUE", "lpips": "LPIPS",
+    ID_DISTANCE: "ID distance", ID_MATCH_RATE: "ID match", MAP_COVERAGE: "Map coverage",
+    "pixel_accuracy": "Pixel accuracy", "dice": "Dice", "iou": "IoU", "coverage": "Map coverage",
+    "plausible_rate": "Plausible maps",
+}
+PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate"}
+DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, ID_DISTANCE: 3,
+            "pixel_accuracy": 4, "dice": 4, "iou": 4}
+# Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
+PAPER_ROWS = (TWO_STAGE, ONE_STAGE, baseline_method("telea", PRED_MAP), baseline_method("ns", PRED_MAP))
+SPLIT_DIRS = ("test", "val", "train")  # RUN/eval/<split>/metrics.json, preferred in this order
+
+
+@dataclass
+class Evaluation:
+    name: str
+    path: Path  # its metrics.json
+    values: dict[str, float | None]  # the flat metric keys
+    protocol: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def methods(self) -> list[str]:
+        groups = {split_key(k)[0] for k in self.values}
+        return [m for m in method_order() if m in groups] + sorted(
+            g for g in groups if g in self.protocol.get("methods", {}) and g not in method_order())
+
+    def reason(self, flat_key: str) -> str:
+        return self.protocol.get("null_reasons", {}).get(flat_key) or "not computed"
+
+
+def find_metrics(path: str | Path) -> Path:
+    """The metrics.json of a file, an evaluation directory, or a run directory (``RUN/eval/test``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / METRICS_FILE).is_file():
+        return path / METRICS_FILE
+    for split in SPLIT_DIRS:
+        if (path / "eval" / split / METRICS_FILE).is_file():
+            return path / "eval" / split / METRICS_FILE
+    found = sorted(path.glob(f"eval/*/{METRICS_FILE}"))
+    if found:
+        return found[0]
+    raise FileNotFoundError(f"no {METRICS_FILE} in {path}, {path / METRICS_FILE} or {path}/eval/*/")
+
+
+def _default_name(metrics_path: Path) -> str:
+    directory = metrics_path.parent
+    if directory.parent.name == "eval":  # RUN/eval/<split>/metrics.json: the run's name
+        return directory.parent.parent.name or directory.name
+    return directory.name or metrics_path.stem
+
+
+def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
+    """Evaluations from ``PATH`` or ``NAME=PATH`` arguments; names are made unique."""
+    out: list[Evaluation] = []
+    for item in inputs:
+        text = str(item)
+        name, sep, rest = text.partition("=")
+        if sep and name and "/" not in name and not Path(text).exists():
+            path = find_metrics(rest)
+        else:
+            name, path = "", find_metrics(text)
+        data = json.loads(path.read_text())
+        protocol = data.pop(PROTOCOL, {}) or {}
+        values = {k: v for k, v in data.items() if "/" in k and (v is None or isinstance(v, (int, float)))}
+        out.append(Evaluation(name or _default_name(path), path, values, protocol))
+    seen: dict[str, int] = {}
+    for evaluation in out:
+        count = seen.get(evaluation.name, 0)
+        seen[evaluation.name] = count + 1
+        if count:
+            evaluation.name = f"{evaluation.name}-{count + 1}"
+    return out
+
+
+def direction(metric: str) -> str | None:
+    """'higher', 'lower' or None (not ranked)."""
+    if metric in metrics.REGISTRY:
+        return metrics.get(metric).direction
+    return OTHER_DIRECTIONS.get(metric)
+
+
+def format_value(metric: str, value: float) -> str:
+    if metric in PERCENT:
+        return f"{value:.1%}"
+    return f"{value:.{DECIMALS.get(metric, 3)}f}"
+
+
+@dataclass
+class Row:
+    label: str
+    evaluation: Evaluation
+    group: str  # the metrics.json group: a method, or "seg"
+
+
+class Footnotes:
+    """Numbered reasons for n/a cells; the same reason gets the same number."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark(self, reason: str) -> str:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return f"n/a [{self.reasons.index(reason) + 1}]"
+
+    def markdown(self) -> str:
+        return "\n".join(f"[{i}] {reason}  " for i, reason in enumerate(self.reasons, 1))
+
+
+def best_values(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, float]:
+    """Best value per ranked column (every row holding exactly that value is marked)."""
+    best = {}
+    for metric in columns:
+        way = direction(metric)
+        numbers = [r.evaluation.values.get(key(r.group, metric)) for r in rows]
+        numbers = [v for v in numbers if v is not None and not math.isnan(v)]
+        if way is not None and numbers:
+            best[metric] = max(numbers) if way == "higher" else min(numbers)
+    return best
+
+
+def markdown_table(rows: Sequence[Row], columns: Sequence[str], footnotes: Footnotes, first_header: str) -> str:
+    best = best_values(rows, columns)
+    arrows = {"higher": " ↑", "lower": " ↓", None: ""}
+    header = [first_header] + [HEADERS.get(c, c) + arrows[direction(c)] for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
+    for row in rows:
+        cells = [row.label]
+        for metric in columns:
+            flat = key(row.group, metric)
+            value = row.evaluation.values.get(flat)
+            if value is None:
+                cells.append(footnotes.mark(row.evaluation.reason(flat)))
+            else:
+                text = format_value(metric, value)
+                cells.append(f"**{text}**" if best.get(metric) == value else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def method_rows(evaluations: Sequence[Evaluation], methods: Sequence[str] | None = None) -> list[Row]:
+    """One row per (method, evaluation), methods in the paper's order. A row that repeats an
+    earlier row of the same method exactly (e.g. a ground-truth-map baseline of two runs on the
+    same data) is left out; the evaluation's name is added to a label that occurs more than once."""
+    order = list(methods) if methods else method_order()
+    rows: list[Row] = []
+    for method in order:
+        kept: list[Row] = []
+        for evaluation in evaluations:
+            if method not in evaluation.methods():
+                continue
+            numbers = _group_values(evaluation, method)
+            if any(_group_values(r.evaluation, method) == numbers for r in kept):
+                continue
+            kept.append(Row(method_label(method), evaluation, method))
+        if len(kept) > 1:
+            for row in kept:
+                row.label += f" [{row.evaluation.name}]"
+        rows += kept
+    return rows
+
+
+def _group_values(evaluation: Evaluation, group: str) -> dict[str, float | None]:
+    return {k: v for k, v in evaluation.values.items() if split_key(k)[0] == group}
+
+
+def method_columns(rows: Sequence[Row]) -> list[str]:
+    optional = [c for c in OPTIONAL_COLUMNS
+                if any(r.evaluation.values.get(key(r.group, c)) is not None for r in rows)]
+    return list(PAPER_COLUMNS) + optional + [MAP_COVERAGE]
+
+
+def method_table(evaluations: Sequence[Evaluation], footnotes: Footnotes, methods: Sequence[str] | None = None) -> str:
+    rows = method_rows(evaluations, methods)
+    if not rows:
+        return "(no methods)"
+    return markdown_table(rows, method_columns(rows), footnotes, "Method")
+
+
+def seg_table(evaluations: Sequence[Evaluation], footnotes: Footnotes) -> str | None:
+    """Stage 1 of each evaluation, or None when none has stage-1 results."""
+    rows = [Row(e.name, e, SEG) for e in evaluations if any(k.startswith(SEG + "/") for k in e.values)]
+    if not rows:
+        return None
+    columns = list(SEG_METRICS) + ["coverage", "plausible_rate"]
+    return markdown_table(rows, columns, footnotes, "Stage 1 (M-Seg)")
+
+
+def protocol_lines(evaluations: Sequence[Evaluation]) -> list[str]:
+    """One line per evaluation (data, split, resolution, count), and a warning when they differ."""
+    lines = []
+    for e in evaluations:
+        p = e.protocol
+        lines.append(f"- **{e.name}**: `{e.path}`: {p.get('count', '?')} samples of split {p.get('split', '?')} "
+                     f"of `{p.get('data', '?')}` at {p.get('resolution', '?')} px, "
+                     f"checkpoint `{p.get('checkpoint', '?')}`")
+    setups = {(e.protocol.get("data"), e.protocol.get("split"), e.protocol.get("resolution"), e.protocol.get("count"))
+              for e in evaluations}
+    if len(setups) > 1:
+        lines.append("- **Warning**: the evaluations differ in data, split, resolution or sample count; "
+                     "their numbers are not directly comparable.")
+    return lines
+
+
+def comparison_markdown(evaluations: Sequence[Evaluation], methods: Sequence[str] | None = None,
+                        title: str = "Comparison") -> str:
+    footnotes = Footnotes()
+    parts = [f"# {title}", "", method_table(evaluations, footnotes, methods), ""]
+    parts += ["Bold: best per column (↑ higher is better, ↓ lower is better). Map coverage: mean share of "
+              "the crop in the map the method was given.", ""]
+    if footnotes.reasons:
+        parts += [footnotes.markdown(), ""]
+    parts += protocol_lines(evaluations)
+    return "\n".join(parts) + "\n"
+
+
+def write_comparison(inputs: Sequence[str | Path], output: str | Path, methods: Sequence[str] | None = None) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(comparison_markdown(load_evaluations(inputs), methods))
+    return output

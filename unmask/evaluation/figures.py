@@ -1,0 +1,142 @@
+"""Figures of an evaluation, in the paper's style: one row per sample, panels side by side
+(input | predicted map | output | ground truth), a label strip above each row, column titles on
+top. PNG via cv2. Tiles are the evaluation resolution (at least ``MIN_TILE`` so labels stay
+legible), so a 512 px model gives a 512 px sheet with no special case.
+
+Selections are streaming and bounded (``FirstPerGroup``, ``WorstK``): an evaluation keeps only the
+images its figures show, whatever the split's size.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+MIN_TILE = 128  # px; below this the label text would be wider than the panel
+LABEL_COLOR = (255, 255, 255)
+STRIP_COLOR = (32, 32, 32)
+TITLE_COLOR = (255, 220, 120)
+
+
+def _font_scale(tile: int) -> float:
+    return max(0.4, tile / 420)
+
+
+def _strip_height(tile: int) -> int:
+    return int(round(22 * _font_scale(tile) / 0.4))
+
+
+def as_rgb_tile(image: np.ndarray | None, tile: int) -> np.ndarray:
+    """An RGB uint8 tile x tile panel: maps (H x W, bool, 0/1 or 0/255) become white on black,
+    non-square images (photos) are letterboxed, a missing panel is grey."""
+    if image is None:
+        return np.full((tile, tile, 3), 96, np.uint8)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image.astype(bool) if image.dtype == bool or image.max() <= 1 else image > 127
+        image = np.repeat((image * np.uint8(255))[..., None].astype(np.uint8), 3, axis=2)
+    h, w = image.shape[:2]
+    scale = tile / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    out = np.zeros((tile, tile, 3), np.uint8)
+    top, left = (tile - size[1]) // 2, (tile - size[0]) // 2
+    out[top:top + size[1], left:left + size[0]] = resized
+    return out
+
+
+def text_strip(text: str, width: int, tile: int, color: tuple[int, int, int] = LABEL_COLOR) -> np.ndarray:
+    """A dark strip of one line of text, cut to fit ``width``."""
+    height, scale = _strip_height(tile), _font_scale(tile)
+    strip = np.full((height, width, 3), STRIP_COLOR, np.uint8)
+    font, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1
+    while text and cv2.getTextSize(text, font, scale, thickness)[0][0] > width - 8:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    text = text.replace("…", "~")  # Hershey fonts are ASCII only
+    baseline = height - int(round(6 * scale / 0.4))
+    cv2.putText(strip, text, (4, baseline), font, scale, color, thickness, cv2.LINE_AA)
+    return strip
+
+
+def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], titles: Sequence[str], labels: Sequence[str],
+                  tile: int, heading: str | None = None) -> np.ndarray:
+    """Rows of panels under column ``titles``; each row under its own label strip."""
+    columns = len(titles)
+    width = columns * tile
+    header = np.hstack([text_strip(t, tile, tile, TITLE_COLOR) for t in titles])
+    parts = ([text_strip(heading, width, tile, TITLE_COLOR)] if heading else []) + [header]
+    for panels, label in zip(rows, labels):
+        if len(panels) != columns:
+            raise ValueError(f"a row has {len(panels)} panels for {columns} titles")
+        parts.append(text_strip(label, width, tile))
+        parts.append(np.hstack([as_rgb_tile(p, tile) for p in panels]))
+    if not rows:
+        parts.append(text_strip("(no samples)", width, tile))
+    return np.vstack(parts)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def tile_size(resolution: int) -> int:
+    return max(resolution, MIN_TILE)
+
+
+def safe_name(text: Any) -> str:
+    """A file-name part from a metadata value (mask types are plain words, but be safe)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+    return cleaned or "none"
+
+
+class FirstPerGroup:
+    """The first ``n`` items of each group, in arrival order (shard order: deterministic)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.groups: dict[Hashable, list[Any]] = {}
+
+    def wants(self, group: Hashable) -> bool:
+        return len(self.groups.get(group, ())) < self.n
+
+    def add(self, group: Hashable, item: Any) -> None:
+        if self.wants(group):
+            self.groups.setdefault(group, []).append(item)
+
+
+class WorstK:
+    """The ``k`` items with the lowest scores (NaN and inf never qualify); ties: earliest first."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._heap: list[tuple[float, int, Any]] = []  # (-score, -arrival, item): root = best kept
+        self._arrival = itertools.count()
+
+    def would_keep(self, score: float) -> bool:
+        if self.k <= 0 or not math.isfinite(score):
+            return False
+        return len(self._heap) < self.k or score < -self._heap[0][0]
+
+    def add(self, score: float, item: Any) -> None:
+        if not self.would_keep(score):
+            return
+        entry = (-score, -next(self._arrival), item)
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, entry)
+        else:
+            heapq.heapreplace(self._heap, entry)
+
+    def items(self) -> list[tuple[float, Any]]:
+        """(score, item), worst first."""
+        return [(-s, item) for s, _, item in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
