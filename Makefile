@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared/data
 SOURCE ?= data/celeba
+PHOTOS ?= data/real-masked
 
 .PHONY: install quickstart test data-link clean
 
@@ -15,20 +16,29 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-# The default source is data/celeba. On a machine with the shared sample, link it there;
-# otherwise put CelebA (either layout) or any folder of face photos at data/celeba.
+# The default source is data/celeba (faces) and data/real-masked (real masked photos for the
+# qualitative sheets). On a machine with the shared sample they are linked there; otherwise put
+# CelebA (either layout) or any folder of face photos at data/celeba.
 data-link:
 	@mkdir -p data
 	@if [ -e $(SOURCE) ]; then :; \
 	elif [ -d $(SHARED)/celeba-sample ]; then ln -sfn "$$(cd $(SHARED)/celeba-sample && pwd)" $(SOURCE); \
 	else echo "no face source: put CelebA or a folder of face photos at $(SOURCE)"; exit 1; fi
+	@if [ -e $(PHOTOS) ]; then :; \
+	elif [ -d $(SHARED)/real-masked-photos ]; then ln -sfn "$$(cd $(SHARED)/real-masked-photos && pwd)" $(PHOTOS); \
+	else mkdir -p $(PHOTOS); fi
 
+# The whole default pipeline (dvc.yaml, params.yaml): data, both stages, ablation, evaluation, report.
 quickstart: install data-link
-	$(VENV)/bin/maskgen build --source $(SOURCE) --out data/shards --res 256 --seed 0
-	$(VENV)/bin/maskgen preview data/shards -n 16 -o data/preview.png
+	$(VENV)/bin/dvc repro
+	$(VENV)/bin/dvc metrics show
 
 test: install
 	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# Paper-scale configurations (CUDA) as DVC experiments: see pipelines/celeba{256,512}.yaml.
+paper256 paper512: install data-link
+	$(PY) pipelines/exp.py celeba$(subst paper,,$@)

@@ -99,7 +99,15 @@ class BuildResult:
 
 # --- phase 1: landmarks ---------------------------------------------------------------------------
 
+def _single_threaded() -> None:
+    """Worker processes already use every core; OpenCV's own threads would only contend."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
+    _single_threaded()
     records = []
     for path, rel, pts5 in items:
         record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
@@ -121,6 +129,7 @@ def _landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
 def _compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
                   jpeg_quality: int) -> list[tuple]:
     """Compose samples; specs of one source are consecutive so its image is read and aligned once."""
+    _single_threaded()
     out, cache_rel, face, error = [], None, None, None
     for spec in specs:
         if spec["source"] != cache_rel:
@@ -140,7 +149,7 @@ def _compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale:
             triplet = make_triplet(face, options, seed, spec["key"], source=spec["source"],
                                    identity=spec["identity"], split=spec["split"],
                                    landmark_method=spec["method"])
-            out.append((spec["key"], encode(triplet, jpeg_quality), asdict(triplet.meta)))
+            out.append((spec["key"], encode(triplet, jpeg_quality), triplet.meta.as_dict()))
         except Exception as err:
             out.append((spec["key"], None, f"mask failed: {type(err).__name__}: {err}"))
     return out
@@ -204,7 +213,7 @@ def _parallel(config: BuildConfig, n_tasks: int) -> Parallel:
     n_jobs = config.workers if config.workers != 0 else 1
     if n_tasks <= 1:
         n_jobs = 1
-    return Parallel(n_jobs=n_jobs, return_as="generator", backend=None if config.backend == "loky" else config.backend)
+    return Parallel(n_jobs=n_jobs, return_as="generator")  # the backend comes from _backend_context
 
 
 def _backend_context(config: BuildConfig):
@@ -219,9 +228,12 @@ def _backend_context(config: BuildConfig):
         raise BuildError("--backend dask needs dask[distributed]: pip install 'dask[distributed]'") from None
     if not config.scheduler:
         raise BuildError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
-    client = Client(config.scheduler)
+    from joblib import parallel_config
+
     stack = contextlib.ExitStack()
+    client = Client(config.scheduler)
     stack.callback(client.close)
+    stack.enter_context(parallel_config(backend="dask"))
     return stack
 
 

@@ -171,3 +171,16 @@ def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_p
     build(BuildConfig(source=str(small_celeba), out=str(out), res=128, pairs=130, seed=3, workers=1, shard_size=16,
                       progress=False, landmarks=str(reference / fmt.LANDMARKS)))
     assert _digests(out) == _digests(reference)
+
+
+def test_dask_backend_on_a_local_cluster_gives_the_same_bytes(small_celeba, tmp_path):
+    distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
+    kwargs = dict(source=str(small_celeba), res=128, pairs=24, seed=5, shard_size=8, progress=False)
+    build(BuildConfig(out=str(tmp_path / "loky"), workers=1, **kwargs))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        build(BuildConfig(out=str(tmp_path / "dask"), workers=2, backend="dask", scheduler=cluster.scheduler_address,
+                          **kwargs))
+    assert _digests(tmp_path / "dask") == _digests(tmp_path / "loky")
+    with pytest.raises(BuildError, match="--scheduler"):
+        build(BuildConfig(out=str(tmp_path / "x"), backend="dask", **kwargs))

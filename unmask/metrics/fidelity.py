@@ -17,19 +17,19 @@ SSIM (Wang et al. 2004) with the paper's constants: Gaussian window of 11 taps, 
 K1 = 0.01, K2 = 0.03, so C1 = (0.01 * 255)^2 and C2 = (0.03 * 255)^2; population (not sample)
 statistics. The SSIM map is computed per RGB channel, the 5-pixel border where the window does
 not fit is dropped, and the map is averaged over pixels and channels (= mean of the three
-per-channel SSIMs). The SSIM map comes from torchmetrics'
-``structural_similarity_index_measure(return_full_image=True)``, cropped here: torchmetrics' own
-mean also counts the border pixels, whose windows reach into reflect padding (0.002 lower on a
-noisy 64 px test image; the border weighs less in larger images). The cropped mean is Wang et
-al.'s "valid" filtering and matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
+per-channel SSIMs). The map equals torchmetrics'
+``structural_similarity_index_measure(return_full_image=True)`` in the interior (checked in the
+tests), computed here with a separable filter, ~20x faster; torchmetrics' own mean also counts
+the border pixels, whose windows reach into reflect padding (0.002 lower on a noisy 64 px test
+image; the border weighs less in larger images). The cropped mean is Wang et al.'s "valid" filtering and matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
 sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2)`` (checked in the tests).
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from . import _inputs
 
@@ -60,21 +60,42 @@ def psnr_batch(preds, targets) -> np.ndarray:
         return 10 * np.log10(DATA_RANGE ** 2 / mse)
 
 
+def _gaussian_taps() -> np.ndarray:
+    half = SSIM_WINDOW // 2
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    taps = np.exp(-(x ** 2) / (2 * SSIM_SIGMA ** 2))
+    return taps / taps.sum()
+
+
 def ssim_batch(preds, targets) -> np.ndarray:
     """Per-image SSIM of a batch, ``(N,)`` float64."""
-    p, t = _pair_batch(preds, targets)
-    if len(p) == 0:
+    preds = _inputs.image_batch(preds, "preds")
+    targets = _inputs.image_batch(targets, "targets")
+    if preds.shape != targets.shape:
+        raise ValueError(f"preds {preds.shape} and targets {targets.shape} differ in shape")
+    if len(preds) == 0:
         return np.zeros(0)
-    if min(p.shape[2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(p.shape[2:])}")
-    _, ssim_map = structural_similarity_index_measure(
-        p, t, gaussian_kernel=True, sigma=SSIM_SIGMA, data_range=DATA_RANGE,
-        k1=SSIM_K1, k2=SSIM_K2, reduction="none", return_full_image=True,
-    )
-    # torchmetrics' own mean includes the border, where the window reaches into reflect padding;
-    # Wang et al. (and skimage) average only where the window fits inside the image
+    if min(preds.shape[1:3]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {preds.shape[1:3]}")
+    # A separable Gaussian filter (OpenCV, float64) gives the same interior map as torchmetrics'
+    # 2-D convolution at a fraction of the cost; only the interior is averaged (see above).
+    taps = _gaussian_taps()
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
     border = SSIM_WINDOW // 2
-    return ssim_map[..., border:-border, border:-border].mean(dim=(1, 2, 3)).numpy().astype(np.float64)
+    out = np.empty(len(preds))
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(a, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_REFLECT)[border:-border, border:-border]
+
+    for i, (p, t) in enumerate(zip(preds, targets)):
+        x, y = p.astype(np.float64), t.astype(np.float64)
+        mx, my = blur(x), blur(y)
+        sxx = blur(x * x) - mx * mx
+        syy = blur(y * y) - my * my
+        sxy = blur(x * y) - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+        out[i] = ssim_map.mean()
+    return out
 
 
 def psnr(pred, target) -> float:
