@@ -140,6 +140,10 @@ def test_identity_hook_with_a_stand_in_backend(tmp_path, eval_dataset, two_stage
         assert summary[key(method, "id_match_rate")] == 1.0
     table = pd.read_parquet(tmp_path / "out" / PER_IMAGE_FILE)
     assert table["input/id_distance"].notna().all()
+    # no protocol functions in this backend: the verification keys are null, with the reason
+    assert summary["verify/two_stage/accuracy"] is None and summary["verify/n_pairs"] is None
+    assert "build_protocol" in summary["protocol"]["null_reasons"]["verify/masked/accuracy"]
+    assert not (tmp_path / "out" / "verification_protocol.csv").exists()
 
 
 def test_identity_with_the_real_backend(tmp_path, eval_dataset, two_stage_run):

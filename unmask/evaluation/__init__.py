@@ -18,6 +18,11 @@ This module is the one place for the names of the results. An evaluation directo
 * ``per_image.parquet``: one row per sample: key, mask_type, coverage, yaw, variant, identity,
   source, then one column per per-image score, named like the metrics.json keys.
 * ``photos.parquet`` (with ``--photos``): one row per photo.
+* with ``--identity``, when the samples carry identities: ``verification_protocol.csv`` (+ its
+  ``.json`` sidecar: seed, impostors, counts, a digest of the samples) the pairs of the face
+  verification protocol (``unmask.identity.build_protocol``), ``verify.csv`` (one row per probe
+  type, ``unmask.identity.verify``'s table) and ``verify_pairs.parquet`` (the distance of every
+  pair for every probe type).
 * ``figures/*.png``.
 
 Groups (the part before the slash):
@@ -29,7 +34,16 @@ Groups (the part before the slash):
   ``input`` (the masked face itself: what doing nothing scores).
   Metrics: ``psnr``, ``ssim``, ``fid``, ``niqe``, ``brisque``, ``lpips``, ``map_coverage`` (mean
   fraction of pixels in the map the method was given; null for methods given no map), and with
-  ``--identity`` ``id_distance`` and ``id_match_rate``.
+  ``--identity`` ``id_distance`` and ``id_match_rate`` (each output vs its own ground truth, over
+  the first ``--identity-max-samples`` samples of the split in key order).
+* ``verify`` (with ``--identity``): face verification against *other* photos of the same person
+  (genuine pairs) and of other people (impostor pairs), the probes being the same first samples:
+  ``verify/<probe_type>/accuracy`` (at the 0.6 threshold), ``verify/<probe_type>/tar_far_1`` and
+  ``verify/<probe_type>/tar_far_0.1`` (TAR at FAR 1% / 0.1%, thresholds set on the ground-truth
+  probes), ``verify/<probe_type>/n_invalid`` (pairs whose probe has no embedding: rejections);
+  probe types ``ground_truth`` (the unmasked crop), ``masked`` (the input) and the methods;
+  ``verify/n_probes``, ``verify/n_pairs``, ``verify/n_skipped`` (probes with no other photo of their
+  identity), ``verify/n_gallery``, ``verify/threshold_far_1``, ``verify/threshold_far_0.1``.
 * ``seg``: stage 1 against the ground-truth maps: ``pixel_accuracy``, ``dice``, ``iou`` (means of
   per-image values), ``*_pooled`` (from the summed confusion counts), ``coverage`` (predicted),
   ``plausible_rate`` (see ``evaluate.mask_plausibility``).
@@ -62,6 +76,24 @@ IMAGE_METRICS = ("ssim", "psnr", "fid", "niqe", "brisque", "lpips")
 SEG_METRICS = ("pixel_accuracy", "dice", "iou")
 MAP_COVERAGE = "map_coverage"
 ID_DISTANCE, ID_MATCH_RATE = "id_distance", "id_match_rate"
+
+# Face verification (``--identity``): flat keys ``verify/<probe_type>/<metric>``
+VERIFY = "verify"
+VERIFY_PROTOCOL_FILE = "verification_protocol.csv"
+VERIFY_FILE = "verify.csv"
+VERIFY_PAIRS_FILE = "verify_pairs.parquet"
+GROUND_TRUTH_PROBE, MASKED_PROBE = "ground_truth", "masked"
+VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "n_invalid")
+
+
+def probe_type(method: str) -> str:
+    """The verification probe type of a method group: the no-op ``input`` is the ``masked`` probe."""
+    return MASKED_PROBE if method == INPUT else method
+
+
+def verify_key(probe: str | None, metric: str) -> str:
+    """``verify/two_stage/accuracy``; ``verify/n_pairs`` for ``probe=None``."""
+    return f"{VERIFY}/{metric}" if probe is None else f"{VERIFY}/{probe}/{metric}"
 
 
 def key(group: str, metric: str) -> str:

@@ -54,7 +54,17 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="cv2.inpaint radius of the baselines (px).")
 @click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
 @click.option("--max-photos", type=int, help="Use only the first N photos (sorted by name).")
-@click.option("--identity", is_flag=True, help="Face-recognition distance of each output to its ground truth.")
+@click.option("--identity", is_flag=True,
+              help="Identity preservation: face-recognition distance of each output to its ground truth, and face "
+                   "verification (accuracy, TAR at FAR 1%/0.1%) against other photos of the same and other "
+                   "identities of the split (samples with a known identity).")
+@click.option("--identity-max-samples", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Identity distances and verification probes on the first N samples of the split in key "
+                   "order (dlib embeds ~6 images/s per core); 0: every sample.")
+@click.option("--identity-seed", type=int, default=0, show_default=True,
+              help="Seed of the verification pairs (written to OUT/verification_protocol.csv).")
+@click.option("--impostors", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Impostor pairs per verification probe (one genuine pair each).")
 @click.option("--figures/--no-figures", default=True, show_default=True)
 @click.option("--sheet-rows", type=int, default=4, show_default=True, help="Rows per contact sheet.")
 @click.option("--failures", type=int, default=8, show_default=True, help="Rows of each failure gallery.")
@@ -62,7 +72,8 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
 def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | None, out_dir: Path | None,
              resolution: int | None, batch_size: int, max_samples: int | None, device: str,
              fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baseline_names: str,
-             inpaint_radius: int, photos: Path | None, max_photos: int | None, identity: bool, figures: bool,
+             inpaint_radius: int, photos: Path | None, max_photos: int | None, identity: bool,
+             identity_max_samples: int, identity_seed: int, impostors: int, figures: bool,
              sheet_rows: int, failures: int, progress: bool) -> None:
     """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
     from .evaluate import EvalOptions
@@ -76,15 +87,17 @@ def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | Non
         data=data_dir, checkpoint=checkpoint, out=out_dir, split=split, one_stage=one_stage, resolution=resolution,
         batch_size=batch_size, max_samples=max_samples, device=device, fid_weights=fid_weights,
         lpips_weights=lpips_weights or None, baselines=_names(baseline_names, list(BASELINES), "baseline"),
-        inpaint_radius=inpaint_radius, photos=photos, max_photos=max_photos, identity=identity, figures=figures,
-        sheet_rows=sheet_rows, failures=failures, progress=progress,
+        inpaint_radius=inpaint_radius, photos=photos, max_photos=max_photos, identity=identity,
+        identity_max_samples=identity_max_samples or None, identity_seed=identity_seed, impostors=impostors,
+        figures=figures, sheet_rows=sheet_rows, failures=failures, progress=progress,
     )
     try:
         summary = run_evaluation(opts)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    headline = ("psnr", "ssim", "dice", "no_face_rate", "plausible_mask_rate")
-    shown = {k: v for k, v in summary.items() if k.split("/")[-1] in headline}
+    headline = ("psnr", "ssim", "dice", "no_face_rate", "plausible_mask_rate", "id_match_rate")
+    shown = {k: v for k, v in summary.items() if k.split("/")[-1] in headline
+             or (k.startswith("verify/") and k.endswith("/accuracy"))}
     click.echo(json.dumps(shown, indent=1))
     click.echo(f"wrote {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
 

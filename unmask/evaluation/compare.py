@@ -2,7 +2,9 @@
 
 Rows are methods (two-stage, its ground-truth-map upper bound, one-stage, the baselines, the
 no-op), columns SSIM, PSNR, FID, NIQE, BRISQUE (then LPIPS and identity scores where any
-evaluation has them) and the coverage of the map each method was given. The best value of each
+evaluation has them: ID distance and match rate to the own ground truth, face-verification
+accuracy and TAR at FAR 1% from the ``verify/<probe_type>/...`` keys) and the coverage of the map
+each method was given. The best value of each
 column is bold, by the direction the metric registry gives; a null is "n/a" with a numbered
 footnote giving its reason. Only numbers from the files are used: nothing is recomputed.
 """
@@ -19,23 +21,28 @@ from typing import Any
 from unmask import metrics
 
 from . import (
-    ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, METRICS_FILE, ONE_STAGE, PRED_MAP, PROTOCOL, SEG,
-    SEG_METRICS, TWO_STAGE, baseline_method, key, method_label, method_order, split_key,
+    GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
+    ONE_STAGE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key, method_label,
+    method_order, probe_type, split_key, verify_key,
 )
 
+# Verification columns of the method table -> the metric of ``verify/<probe_type>/<metric>``
+VERIFY_COLUMNS = {"verify_accuracy": "accuracy", "verify_tar_far_1": "tar_far_1", "verify_tar_far_0.1": "tar_far_0.1"}
 # Columns of the paper's table, in its order; then optional ones, shown when any row has a value.
 PAPER_COLUMNS = ("ssim", "psnr", "fid", "niqe", "brisque")
-OPTIONAL_COLUMNS = tuple(m for m in IMAGE_METRICS if m not in PAPER_COLUMNS) + (ID_DISTANCE, ID_MATCH_RATE)
+OPTIONAL_COLUMNS = tuple(m for m in IMAGE_METRICS if m not in PAPER_COLUMNS) + (
+    ID_DISTANCE, ID_MATCH_RATE, "verify_accuracy", "verify_tar_far_1")
 # Directions of the columns that are not registry metrics (None: not ranked)
 OTHER_DIRECTIONS = {ID_DISTANCE: "lower", ID_MATCH_RATE: "higher", MAP_COVERAGE: None,
-                    "coverage": None, "plausible_rate": "higher"}
+                    "coverage": None, "plausible_rate": "higher", **{c: "higher" for c in VERIFY_COLUMNS}}
 HEADERS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "fid": "FID", "niqe": "NIQE", "brisque": "BRISQUE", "lpips": "LPIPS",
     ID_DISTANCE: "ID distance", ID_MATCH_RATE: "ID match", MAP_COVERAGE: "Map coverage",
     "pixel_accuracy": "Pixel accuracy", "dice": "Dice", "iou": "IoU", "coverage": "Map coverage",
-    "plausible_rate": "Plausible maps",
+    "plausible_rate": "Plausible maps", "verify_accuracy": "Verif. accuracy", "verify_tar_far_1": "TAR@FAR 1%",
+    "verify_tar_far_0.1": "TAR@FAR 0.1%",
 }
-PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate"}
+PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate", *VERIFY_COLUMNS}
 DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, ID_DISTANCE: 3,
             "pixel_accuracy": 4, "dice": 4, "iou": 4}
 # Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
@@ -109,6 +116,14 @@ def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
     return out
 
 
+def value_key(group: str, metric: str) -> str:
+    """The metrics.json key of a table cell: ``two_stage/psnr``, or for a verification column
+    ``verify/<probe type of the group>/<metric>`` (``input`` is the ``masked`` probe)."""
+    if metric in VERIFY_COLUMNS:
+        return verify_key(probe_type(group), VERIFY_COLUMNS[metric])
+    return key(group, metric)
+
+
 def direction(metric: str) -> str | None:
     """'higher', 'lower' or None (not ranked)."""
     if metric in metrics.REGISTRY:
@@ -149,7 +164,7 @@ def best_values(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, float]
     best = {}
     for metric in columns:
         way = direction(metric)
-        numbers = [r.evaluation.values.get(key(r.group, metric)) for r in rows]
+        numbers = [r.evaluation.values.get(value_key(r.group, metric)) for r in rows]
         numbers = [v for v in numbers if v is not None and not math.isnan(v)]
         if way is not None and numbers:
             best[metric] = max(numbers) if way == "higher" else min(numbers)
@@ -164,7 +179,7 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str], footnotes: Footn
     for row in rows:
         cells = [row.label]
         for metric in columns:
-            flat = key(row.group, metric)
+            flat = value_key(row.group, metric)
             value = row.evaluation.values.get(flat)
             if value is None:
                 cells.append(footnotes.mark(row.evaluation.reason(flat)))
@@ -198,12 +213,14 @@ def method_rows(evaluations: Sequence[Evaluation], methods: Sequence[str] | None
 
 
 def _group_values(evaluation: Evaluation, group: str) -> dict[str, float | None]:
-    return {k: v for k, v in evaluation.values.items() if split_key(k)[0] == group}
+    """The values of a method group, with its verification keys (``verify/<probe type>/...``)."""
+    prefix = f"{VERIFY}/{probe_type(group)}/"
+    return {k: v for k, v in evaluation.values.items() if split_key(k)[0] == group or k.startswith(prefix)}
 
 
 def method_columns(rows: Sequence[Row]) -> list[str]:
     optional = [c for c in OPTIONAL_COLUMNS
-                if any(r.evaluation.values.get(key(r.group, c)) is not None for r in rows)]
+                if any(r.evaluation.values.get(value_key(r.group, c)) is not None for r in rows)]
     return list(PAPER_COLUMNS) + optional + [MAP_COVERAGE]
 
 
@@ -239,15 +256,64 @@ def protocol_lines(evaluations: Sequence[Evaluation]) -> list[str]:
     return lines
 
 
+def has_verification(evaluation: Evaluation) -> bool:
+    return any(k.startswith(VERIFY + "/") for k in evaluation.values)
+
+
+VERIFY_NOTE = ("ID distance / ID match: face-recognition (dlib) distance of each output to its own ground truth "
+               "and the share within 0.6. Verif. accuracy: face verification of the output against another photo "
+               "of the same person and photos of other people at distance 0.6; TAR@FAR 1%: genuine pairs accepted "
+               "at the threshold that accepts 1% of the ground-truth probes' impostor pairs.")
+
+
+def verification_summary(evaluation: Evaluation) -> str | None:
+    """One line: the verification protocol of an evaluation and its reference accuracies."""
+    identity = evaluation.protocol.get("identity") or {}
+    verification = identity.get("verification") or {}
+    if not has_verification(evaluation) and not verification:
+        return None
+    values = evaluation.values
+
+    def pct(flat: str) -> str:
+        value = values.get(flat)
+        return "n/a" if value is None else f"{value:.1%}"
+
+    if verification.get("reason"):
+        return f"- **{evaluation.name}** verification: n/a ({verification['reason']})"
+    return (f"- **{evaluation.name}** verification: {verification.get('n_probes', '?')} probes "
+            f"({identity.get('samples', '?')}), {verification.get('n_pairs', '?')} pairs "
+            f"(1 genuine + {verification.get('impostors', '?')} impostor per probe), seed "
+            f"{verification.get('seed', '?')}; accuracy of the ground-truth probes "
+            f"{pct(verify_key(GROUND_TRUTH_PROBE, 'accuracy'))}, of the masked input "
+            f"{pct(verify_key(MASKED_PROBE, 'accuracy'))}")
+
+
+def verification_lines(evaluations: Sequence[Evaluation]) -> list[str]:
+    """A summary line per evaluation with verification, and a warning when their protocols differ."""
+    lines = [line for line in (verification_summary(e) for e in evaluations) if line]
+    setups = set()
+    for e in evaluations:
+        v = (e.protocol.get("identity") or {}).get("verification") or {}
+        if v and not v.get("reason"):
+            setups.add(tuple(v.get(k) for k in ("samples_sha1", "seed", "impostors", "max_probes", "n_pairs")))
+    if len(setups) > 1:
+        lines.append("- **Warning**: the verification protocols differ (samples, seed, impostors or probes); "
+                     "their verification numbers are not directly comparable.")
+    return lines
+
+
 def comparison_markdown(evaluations: Sequence[Evaluation], methods: Sequence[str] | None = None,
                         title: str = "Comparison") -> str:
     footnotes = Footnotes()
     parts = [f"# {title}", "", method_table(evaluations, footnotes, methods), ""]
     parts += ["Bold: best per column (↑ higher is better, ↓ lower is better). Map coverage: mean share of "
               "the crop in the map the method was given.", ""]
+    if any(has_verification(e) or any(split_key(k)[1] == ID_MATCH_RATE for k in e.values) for e in evaluations):
+        parts += [VERIFY_NOTE, ""]
     if footnotes.reasons:
         parts += [footnotes.markdown(), ""]
     parts += protocol_lines(evaluations)
+    parts += verification_lines(evaluations)
     return "\n".join(parts) + "\n"
 
 

@@ -52,9 +52,10 @@ from unmask.metrics import niqe as niqe_metric
 from unmask.predict import Unmasker
 
 from . import (
-    DATA, FIGURES_DIR, GT_MAP, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, INPUT, MAP_COVERAGE, MAP_NAMES, METRICS_FILE,
-    ONE_STAGE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, TWO_STAGE_GT_MAP,
-    baseline_method, key, method_label, method_order,
+    DATA, FIGURES_DIR, GROUND_TRUTH_PROBE, GT_MAP, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, INPUT, MAP_COVERAGE,
+    MAP_NAMES, METRICS_FILE, ONE_STAGE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS,
+    TWO_STAGE, TWO_STAGE_GT_MAP, VERIFY, VERIFY_FILE, VERIFY_METRICS, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE,
+    baseline_method, key, method_label, method_order, probe_type,
 )
 from . import baselines as baseline_registry
 from . import figures
@@ -100,6 +101,9 @@ class EvalOptions:
     photos: Path | None = None
     max_photos: int | None = None
     identity: bool = False
+    identity_max_samples: int | None = 200  # identity samples: the first N of the split in key order; None: all
+    identity_seed: int = 0  # seed of the verification protocol
+    impostors: int = 1  # impostor pairs per verification probe
     figures: bool = True
     sheet_rows: int = 4  # rows per contact sheet (per mask type, frontal, turned)
     failures: int = 8  # rows of each failure gallery
@@ -114,6 +118,10 @@ class EvalOptions:
             baseline_registry.get(name)  # unknown names fail before any work
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.identity_max_samples is not None and self.identity_max_samples < 1:
+            raise ValueError("identity_max_samples must be at least 1 (None: every sample)")
+        if self.impostors < 0:
+            raise ValueError("impostors must be at least 0")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -485,10 +493,15 @@ class SegScores:
 
 # --------------------------------------------------------------------------- identity
 
+VERIFY_NEEDS = ("build_protocol", "verify", "save_protocol", "probe_keys", "gallery_keys")
+ID_SELECTED = "id_selected"  # per-image column: the sample is one of the identity samples
+NO_EMBEDDING = "no face embedding could be computed (e.g. no landmarks in the samples' metadata)"
+
 
 def identity_backend() -> tuple[Any | None, str | None]:
     """Where identity preservation plugs in: ``unmask.identity`` with ``embed(images, landmarks)``
-    (N x 128, NaN rows where no embedding), ``id_distance(a, b)`` and ``id_match_rate(distances)``.
+    (N x 128, NaN rows where no embedding), ``id_distance(a, b)`` and ``id_match_rate(distances)``;
+    verification also needs ``VERIFY_NEEDS`` (see ``verification_reason``).
     (module, None), or (None, why not)."""
     try:
         from unmask import identity
@@ -501,33 +514,208 @@ def identity_backend() -> tuple[Any | None, str | None]:
     return identity, None
 
 
+def scan_identities(data: Path, split: str, max_samples: int | None = None) -> pd.DataFrame:
+    """``key, source, identity`` of the samples an evaluation streams (the first ``max_samples`` in
+    shard order), read from their json metadata only: a cheap first pass (no image is decoded),
+    so that the verification protocol, and with it the gallery samples, is known before the pass."""
+    rows = []
+    for raw in iter_samples(data, split):
+        if max_samples is not None and len(rows) >= max_samples:
+            break
+        meta = json.loads(raw[META]) if META in raw else {}
+        ident = meta.get("identity")
+        source = meta.get("source")
+        rows.append({"key": str(meta.get("key", raw["__key__"])), "source": None if source is None else str(source),
+                     "identity": None if ident is None or str(ident) == "" else str(ident)})
+    return pd.DataFrame(rows, columns=["key", "source", "identity"])
+
+
+def select_identity_keys(keys: list[str], max_samples: int | None) -> list[str]:
+    """The identity samples: the first ``max_samples`` keys in key order (all for None)."""
+    ordered = sorted(dict.fromkeys(str(k) for k in keys))
+    return ordered if max_samples is None else ordered[:max_samples]
+
+
+def probe_protocol(backend: Any, samples: pd.DataFrame, probes: list[str], seed: int,
+                   impostors: int) -> pd.DataFrame:
+    """The verification protocol of the evaluated samples, restricted to the probes in ``probes``.
+
+    Built over *all* the samples (any sample of the split can be a gallery photo), then only the
+    pairs of the chosen probes are kept: a probe's pairs are seeded by its key, so they do not
+    depend on how many probes are chosen. ``attrs`` as ``build_protocol``'s, the counts those of
+    the kept probes, plus ``max_probes`` and ``probe_selection``."""
+    full = backend.build_protocol(samples, seed=seed, impostors=impostors)
+    chosen = set(probes)
+    protocol = full[full["probe_key"].astype(str).isin(chosen)].reset_index(drop=True)
+    attrs = dict(full.attrs)
+    skipped = [k for k in attrs.get("skipped_probes", []) if k in chosen]
+    known = samples.loc[samples["key"].astype(str).isin(chosen), "identity"].notna().sum()
+    n_probes = len(backend.probe_keys(protocol)) if len(protocol) else 0
+    n_impostor = int((~protocol["genuine"].astype(bool)).sum())
+    attrs.update({
+        "probe_selection": "the first max_probes samples of the evaluated split in key order "
+                           "(gallery photos: any sample of the evaluated split)",
+        "max_probes": len(probes), "n_probes": n_probes, "n_skipped": len(skipped), "skipped_probes": skipped,
+        "n_selected_no_identity": int(len(probes) - known), "n_pairs": int(len(protocol)),
+        "n_missing_impostors": int(impostors * n_probes - n_impostor),
+        "n_probes_all": attrs.get("n_probes"), "n_gallery": len(backend.gallery_keys(protocol)) if len(protocol) else 0,
+    })
+    protocol.attrs = attrs
+    return protocol
+
+
 class IdentityScores:
     """Face-recognition distance of each method's output (and of the masked input) to its own
-    ground truth, both embedded with the ground truth's landmarks."""
+    ground truth, both embedded with the ground truth's landmarks, over the identity samples
+    (``select_identity_keys``); and face verification of those samples as probes.
 
-    def __init__(self, backend: Any) -> None:
+    Each image is embedded once: the ground-truth crop of a sample that is both an identity sample
+    and a gallery photo serves as both (``reference``). Only embeddings (128 floats) are kept:
+    the gallery photos' crops are embedded when the stream reaches them."""
+
+    def __init__(self, backend: Any, selected: list[str] | None = None,
+                 protocol: pd.DataFrame | None = None, verify_reason: str | None = "not requested") -> None:
         self.backend = backend
-        self.distances: dict[str, list[float]] = {}
+        self.selected = None if selected is None else set(selected)  # None: every sample
+        self.protocol = protocol
+        self.verify_reason = verify_reason
+        self.gallery = set(backend.gallery_keys(protocol)) if protocol is not None and len(protocol) else set()
+        self.reference: dict[str, np.ndarray] = {}  # key -> embedding of its ground-truth (unmasked) crop
+        self.embeddings: dict[str, dict[str, np.ndarray]] = {}  # method -> key -> embedding of its output
+        self.distances: dict[str, dict[str, float]] = {}  # method -> key -> distance to the ground truth
+        self.n_embedded = 0
+
+    @property
+    def dim(self) -> int:
+        """The embedding size (a NaN row of it stands for an embedding never computed)."""
+        if self.reference:
+            return len(next(iter(self.reference.values())))
+        return int(getattr(self.backend, "EMBEDDING_DIM", 128))
+
+    def _embed(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
+        self.n_embedded += len(images)
+        return np.asarray(self.backend.embed(images, landmarks), np.float64).reshape(len(images), -1)
 
     def update(self, batch: EvalBatch, outputs: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
         unknown = np.full((68, 2), np.nan)  # no landmarks: the backend returns a NaN row
         landmarks = [unknown if points is None else points for points in batch.landmarks]
-        reference = self.backend.embed(list(batch.unmasked), landmarks)
+        keys = [str(info["key"]) for info in batch.info]
+        chosen = [i for i, k in enumerate(keys) if self.selected is None or k in self.selected]
+        wanted = {i for i, k in enumerate(keys) if (i in chosen or k in self.gallery) and k not in self.reference}
+        wanted = sorted({keys[i]: i for i in sorted(wanted)}.values())  # a key twice in a batch: once
+        if wanted:
+            rows = self._embed([batch.unmasked[i] for i in wanted], [landmarks[i] for i in wanted])
+            for i, row in zip(wanted, rows):
+                self.reference[keys[i]] = row
+        if not chosen:
+            return
+        reference = np.stack([self.reference[keys[i]] for i in chosen])
         for name, (images, _) in outputs.items():
-            distance = self.backend.id_distance(self.backend.embed(list(images), landmarks), reference)
-            self.distances.setdefault(name, []).extend(np.asarray(distance, np.float64).tolist())
+            rows = self._embed([images[i] for i in chosen], [landmarks[i] for i in chosen])
+            distance = np.asarray(self.backend.id_distance(rows, reference), np.float64).reshape(-1)
+            for i, row, d in zip(chosen, rows, distance):
+                self.embeddings.setdefault(name, {})[keys[i]] = row
+                self.distances.setdefault(name, {})[keys[i]] = float(d)
 
-    def per_image(self) -> dict[str, np.ndarray]:
-        return {key(name, ID_DISTANCE): np.asarray(values, np.float64) for name, values in self.distances.items()}
+    def per_image(self, info: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        keys = [str(i["key"]) for i in info]
+        columns = {ID_SELECTED: np.asarray([self.selected is None or k in self.selected for k in keys], bool)}
+        for name, values in self.distances.items():
+            columns[key(name, ID_DISTANCE)] = np.asarray([values.get(k, math.nan) for k in keys], np.float64)
+        return columns
 
     def results(self, method: str) -> dict[str, tuple[float | None, str | None]]:
-        distances = np.asarray(self.distances.get(method, []), np.float64)
+        distances = np.asarray(list(self.distances.get(method, {}).values()), np.float64)
         valid = distances[np.isfinite(distances)]
         if not len(valid):
-            reason = "no face embedding could be computed (e.g. no landmarks in the samples' metadata)"
-            return {ID_DISTANCE: (None, reason), ID_MATCH_RATE: (None, reason)}
+            return {ID_DISTANCE: (None, NO_EMBEDDING), ID_MATCH_RATE: (None, NO_EMBEDDING)}
         rate = self.backend.id_match_rate(distances)[0]  # rows without an embedding count as non-matches
         return {ID_DISTANCE: (float(valid.mean()), None), ID_MATCH_RATE: (float(rate), None)}
+
+    # ----------------------------------------------------------------- verification
+
+    def probe_embeddings(self, methods: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        """probe type -> key -> embedding: ground truth, the masked input, then the methods."""
+        probes = self.backend.probe_keys(self.protocol)
+        nan = np.full(self.dim, np.nan)
+        out = {GROUND_TRUTH_PROBE: {k: self.reference.get(k, nan) for k in probes}}
+        for name in [INPUT] + [m for m in methods if m != INPUT]:
+            if name in self.embeddings:
+                out[probe_type(name)] = {k: self.embeddings[name].get(k, nan) for k in probes}
+        return out
+
+    def verification(self, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """(``verify``'s table, one row per probe type; the distance of every pair per probe type;
+        the warnings raised, e.g. a FAR too small for the number of impostor pairs)."""
+        import warnings
+
+        probes = self.probe_embeddings(methods)
+        nan = np.full(self.dim, np.nan)  # a gallery photo the stream never reached (should not happen)
+        gallery = {k: self.reference.get(k, nan) for k in self.backend.gallery_keys(self.protocol)}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = self.backend.verify(probes, gallery, self.protocol)
+        pairs = self.protocol[["probe_key", "gallery_key", "genuine"]].copy()
+        gallery_rows = np.stack([gallery[k] for k in pairs["gallery_key"].astype(str)]) if len(pairs) else None
+        for name, vectors in probes.items():
+            if gallery_rows is None:
+                pairs[name] = np.empty(0)
+                continue
+            rows = np.stack([vectors[k] for k in pairs["probe_key"].astype(str)])
+            pairs[name] = np.sqrt(((rows - gallery_rows) ** 2).sum(axis=1))
+        notes = list(dict.fromkeys(str(w.message) for w in caught))
+        return table, pairs, notes
+
+
+def verification_reason(backend: Any, samples: pd.DataFrame) -> str | None:
+    """Why no verification protocol can be built for these samples; None when one can."""
+    missing = [name for name in VERIFY_NEEDS if not hasattr(backend, name)]
+    if missing:
+        return f"unmask.identity lacks {', '.join(missing)}: no verification protocol"
+    if not samples["identity"].notna().any():
+        return "no sample of the split has a known identity (json metadata 'identity'): no verification protocol"
+    return None
+
+
+def verify_scores(table: pd.DataFrame | None, protocol: pd.DataFrame | None, probe_types: list[str],
+                  reason: str | None) -> dict[str, Scores]:
+    """The ``verify`` keys for ``Results.put``: {group (``verify`` or ``verify/<probe>``): scores}."""
+    counts = ("n_probes", "n_pairs", "n_skipped", "n_gallery")
+    thresholds = ("threshold_far_1", "threshold_far_0.1")
+    out: dict[str, Scores] = {}
+    if table is None or reason is not None:
+        out[VERIFY] = {name: (float(protocol.attrs.get(name, 0)), None) if protocol is not None
+                       else (None, reason) for name in counts}
+        out[VERIFY].update({name: (None, reason) for name in thresholds})
+        for probe in probe_types:
+            out[f"{VERIFY}/{probe}"] = {m: (None, reason) for m in VERIFY_METRICS}
+        return out
+    rows = {str(r["probe_type"]): r for r in table.to_dict("records")}
+    out[VERIFY] = {name: (float(protocol.attrs.get(name, 0)), None) for name in counts}
+    reference = rows.get(GROUND_TRUTH_PROBE, {})
+    for name in thresholds:
+        value = reference.get(name, math.nan)
+        if value is None or not math.isfinite(value):
+            why = ("no impostor pair" if value is None or math.isnan(value) else
+                   "fewer finite impostor distances than the FAR allows: the threshold accepts every pair")
+            out[VERIFY][name] = (None, why)
+        else:
+            out[VERIFY][name] = (float(value), None)
+    for probe in probe_types:
+        row = rows.get(probe)
+        group = f"{VERIFY}/{probe}"
+        if row is None:
+            out[group] = {m: (None, "no embeddings for this probe type") for m in VERIFY_METRICS}
+            continue
+        scores: Scores = {}
+        for metric in VERIFY_METRICS:
+            value = row.get(metric)
+            if value is None or not math.isfinite(float(value)):
+                scores[metric] = (None, "no genuine pair" if metric.startswith("tar") else "no pair")
+            else:
+                scores[metric] = (float(value), None)
+        out[group] = scores
+    return out
 
 
 # --------------------------------------------------------------------------- figures
@@ -732,11 +920,44 @@ class EvaluationPass:
         self.seg = SegScores()
         self.identity, self.identity_reason = (identity_backend() if opts.identity
                                                else (None, "not requested (--identity)"))
-        self.id_scores = IdentityScores(self.identity) if self.identity is not None else None
+        self.id_scores = self.identity_scores() if self.identity is not None else None
+        self._verification: tuple[pd.DataFrame, pd.DataFrame, list[str]] | None = None
         # the figures show the first model method (two-stage when there is one)
         self.main_method = next((m.name for m in self.methods.methods if m.name != INPUT), None)
         self.chosen = FigureSamples(opts.sheet_rows, opts.failures, self.main_method) if opts.figures else None
         self.info: list[dict[str, Any]] = []
+
+    def identity_scores(self) -> IdentityScores:
+        """The identity samples and the verification protocol, from a first pass over the metadata."""
+        opts = self.opts
+        samples = scan_identities(opts.data, opts.split, opts.max_samples)
+        selected = select_identity_keys(samples["key"].tolist(), opts.identity_max_samples)
+        reason = verification_reason(self.identity, samples)
+        protocol = None
+        if reason is None:
+            try:
+                protocol = probe_protocol(self.identity, samples, selected, opts.identity_seed, opts.impostors)
+            except ValueError as error:  # e.g. a key twice in the split
+                reason = f"no verification protocol: {error}"
+            else:
+                if not len(protocol):
+                    reason = (f"no probe among the {len(selected)} identity samples has another photo of its "
+                              "identity in the evaluated split")
+        return IdentityScores(self.identity, selected, protocol, reason)
+
+    def probe_types(self) -> list[str]:
+        methods = [m.name for m in self.methods.methods]
+        return [GROUND_TRUTH_PROBE] + [probe_type(m) for m in [INPUT] + [m for m in methods if m != INPUT]
+                                       if m in methods]
+
+    def verification(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]] | None:
+        """(verify table, pair distances, notes), computed once; None when there is nothing to verify."""
+        ids = self.id_scores
+        if ids is None or ids.protocol is None or ids.verify_reason is not None or not len(ids.protocol):
+            return None
+        if self._verification is None:
+            self._verification = ids.verification([m.name for m in self.methods.methods])
+        return self._verification
 
     def run(self) -> None:
         from tqdm import tqdm
@@ -783,6 +1004,14 @@ class EvaluationPass:
                 scores.update(self.id_scores.results(method.name) if self.id_scores is not None else
                               {ID_DISTANCE: (None, self.identity_reason), ID_MATCH_RATE: (None, self.identity_reason)})
             results.put(method.name, scores)
+        if self.opts.identity:
+            ids = self.id_scores
+            reason = self.identity_reason if ids is None else ids.verify_reason
+            verification = self.verification()
+            groups = verify_scores(None if verification is None else verification[0],
+                                   None if ids is None else ids.protocol, self.probe_types(), reason)
+            for group, scores in groups.items():
+                results.put(group, scores)
         return results
 
     def per_image(self) -> pd.DataFrame:
@@ -791,7 +1020,7 @@ class EvaluationPass:
         for method in self.methods.methods:
             columns.update(self.scores[method.name].per_image())
         if self.id_scores is not None:
-            columns.update(self.id_scores.per_image())
+            columns.update(self.id_scores.per_image(self.info))
         for name, column in columns.items():
             table[name] = column
         return table
@@ -818,8 +1047,7 @@ class EvaluationPass:
             "plausibility": {"coverage": list(PLAUSIBLE_COVERAGE), "min_drop_below_eyes": MIN_DROP_BELOW_EYES,
                              "max_share_above_eyes": MAX_SHARE_ABOVE_EYES,
                              "landmarks": "samples: their 68 crop landmarks; photos: the alignment template"},
-            "identity": {"requested": opts.identity, "reason": None if self.id_scores else self.identity_reason,
-                         "threshold": getattr(self.identity, "MATCH_THRESHOLD", None)},
+            "identity": self.identity_protocol(),
             "photos": None if opts.photos is None else {"dir": str(opts.photos), "max_photos": opts.max_photos},
             "figures": figure_files,
             "null_reasons": results.null_reasons,
@@ -827,6 +1055,58 @@ class EvaluationPass:
         if self.resolution != methods.model_resolution:
             protocol["warning"] = f"models trained at {methods.model_resolution} px ran at {self.resolution} px"
         return protocol
+
+    def identity_protocol(self) -> dict[str, Any]:
+        opts, ids = self.opts, self.id_scores
+        out: dict[str, Any] = {"requested": opts.identity, "reason": None if ids else self.identity_reason,
+                               "threshold": getattr(self.identity, "MATCH_THRESHOLD", None)}
+        if ids is None:
+            return out
+        out.update({
+            "samples": f"the first {opts.identity_max_samples} samples of the evaluated split in key order"
+                       if opts.identity_max_samples is not None else "every sample of the evaluated split",
+            "max_samples": opts.identity_max_samples, "count": len(ids.selected or ()),
+            "embeddings": "dlib 128-d descriptors (unmask.identity.embed) with each sample's ground-truth "
+                          "landmarks; an output is embedded with the landmarks of its ground truth",
+            "images_embedded": ids.n_embedded,
+        })
+        attrs = ids.protocol.attrs if ids.protocol is not None else {}
+        verification = self.verification()
+        out["verification"] = {
+            "reason": ids.verify_reason,
+            "protocol_file": VERIFY_PROTOCOL_FILE if ids.protocol is not None else None,
+            "table": VERIFY_FILE if verification is not None else None,
+            "pairs": VERIFY_PAIRS_FILE if verification is not None else None,
+            "probes": "the identity samples with a known identity and another source photo of it in the split",
+            "gallery": "the unmasked ground-truth crop of one sample per source photo of the evaluated split",
+            "pairs_per_probe": f"1 genuine pair (another photo of the same identity) and {opts.impostors} impostor "
+                               "pair(s) (photos of distinct other identities)",
+            "accuracy_threshold": getattr(self.identity, "MATCH_THRESHOLD", None),
+            "far_thresholds_from": f"the impostor pairs of the {GROUND_TRUTH_PROBE} probes",
+            "seed": opts.identity_seed, "impostors": opts.impostors,
+            **{k: attrs[k] for k in ("n_samples", "n_no_identity", "max_probes", "n_probes", "n_skipped",
+                                     "n_selected_no_identity", "n_pairs", "n_missing_impostors", "n_gallery",
+                                     "n_probes_all", "samples_sha1") if k in attrs},
+            "probe_types": self.probe_types(),
+            "notes": verification[2] if verification is not None else [],
+        }
+        return out
+
+    def write_verification(self) -> None:
+        """The protocol (pairs + json sidecar), the verify table and the pair distances; files of an
+        earlier evaluation into the same directory that this one does not rewrite are removed."""
+        out, ids = self.opts.out, self.id_scores
+        written = set()
+        if ids is not None and ids.protocol is not None:
+            self.identity.save_protocol(ids.protocol, out / VERIFY_PROTOCOL_FILE)
+            written |= {VERIFY_PROTOCOL_FILE, VERIFY_PROTOCOL_FILE + ".json"}
+        verification = self.verification()
+        if verification is not None:
+            verification[0].to_csv(out / VERIFY_FILE, index=False)
+            verification[1].to_parquet(out / VERIFY_PAIRS_FILE, index=False)
+            written |= {VERIFY_FILE, VERIFY_PAIRS_FILE}
+        for name in {VERIFY_PROTOCOL_FILE, VERIFY_PROTOCOL_FILE + ".json", VERIFY_FILE, VERIFY_PAIRS_FILE} - written:
+            (out / name).unlink(missing_ok=True)
 
     def write(self) -> dict[str, Any]:
         opts = self.opts
@@ -845,6 +1125,7 @@ class EvaluationPass:
                 photo_table.to_parquet(opts.out / PHOTOS_FILE, index=False)
                 figure_files += written
         self.per_image().to_parquet(opts.out / PER_IMAGE_FILE, index=False)
+        self.write_verification()
         summary = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
         write_json(opts.out / METRICS_FILE, summary)
         return summary

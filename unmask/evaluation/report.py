@@ -14,8 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import FIGURES_DIR, INPUT, PER_IMAGE_FILE, PHOTOS, key, method_label, split_key
-from .compare import Evaluation, Footnotes, format_value, load_evaluations, method_table, protocol_lines, seg_table
+from . import (
+    FIGURES_DIR, GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PRED_MAP,
+    TWO_STAGE, VERIFY_PROTOCOL_FILE, baseline_method, key, method_label, method_order, probe_type, split_key,
+    verify_key,
+)
+from .compare import (
+    HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
+    protocol_lines, seg_table, verification_lines,
+)
 from .evaluate import is_turned
 
 REPORT_FILE = "report.md"
@@ -80,6 +87,149 @@ def _photos(evaluation: Evaluation) -> list[str]:
     return [f"#### {evaluation.name}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
 
 
+IDENTITY_COLUMNS = ("verify_accuracy", "verify_tar_far_1", "verify_tar_far_0.1", ID_MATCH_RATE, ID_DISTANCE)
+TELEA = baseline_method("telea", PRED_MAP)
+TARGET_SHARE = 0.5  # of the accuracy the mask costs, two-stage must win back
+
+
+def _identity_cell(evaluation: Evaluation, probe: str, method: str | None, column: str,
+                   footnotes: Footnotes) -> tuple[str, float | None]:
+    """(cell text, value) of one identity-table cell; the ground-truth row has no ID distance/match."""
+    if column in (ID_MATCH_RATE, ID_DISTANCE):
+        if method is None:
+            return "—", None
+        flat = key(method, column)
+    else:
+        flat = verify_key(probe, column.removeprefix("verify_"))
+    if flat not in evaluation.values:
+        return "—", None
+    value = evaluation.values[flat]
+    if value is None:
+        return footnotes.mark(evaluation.reason(flat)), None
+    return format_value(column, value), value
+
+
+def identity_table(evaluation: Evaluation, footnotes: Footnotes) -> str | None:
+    """Ground truth, masked input and every method: verification and ID match, best method in bold."""
+    methods = [m for m in method_order() if m != INPUT and m in evaluation.methods()]
+    rows = [(GROUND_TRUTH_PROBE, None, "Ground truth (unmasked)"), (MASKED_PROBE, INPUT, "Masked input")]
+    rows += [(probe_type(m), m, method_label(m)) for m in methods]
+    rows = [r for r in rows if (r[1] is None and has_verification(evaluation))
+            or (r[1] is not None and any(k in evaluation.values for k in
+                                         (key(r[1], ID_MATCH_RATE), verify_key(r[0], "accuracy"))))]
+    if not rows:
+        return None
+    cells = {(r[0], c): _identity_cell(evaluation, r[0], r[1], c, footnotes) for r in rows for c in IDENTITY_COLUMNS}
+    best = {}
+    for column in IDENTITY_COLUMNS:  # among the outputs and the input, not the ground-truth reference
+        numbers = [cells[(r[0], column)][1] for r in rows if r[0] != GROUND_TRUTH_PROBE]
+        numbers = [v for v in numbers if v is not None]
+        if numbers:
+            best[column] = min(numbers) if column == ID_DISTANCE else max(numbers)
+    arrows = {ID_DISTANCE: " ↓"}
+    header = ["Probe"] + [HEADERS.get(c, c) + arrows.get(c, " ↑") for c in IDENTITY_COLUMNS] + ["Invalid pairs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    for probe, _, label in rows:
+        out = [label]
+        for column in IDENTITY_COLUMNS:
+            text, value = cells[(probe, column)]
+            out.append(f"**{text}**" if value is not None and probe != GROUND_TRUTH_PROBE
+                       and best.get(column) == value else text)
+        invalid = evaluation.values.get(verify_key(probe, "n_invalid"))
+        pairs = evaluation.values.get(verify_key(None, "n_pairs"))
+        out.append("—" if invalid is None else f"{invalid:g} / {pairs:g}" if pairs is not None else f"{invalid:g}")
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
+def identity_target(evaluation: Evaluation) -> list[str]:
+    """Whether two-stage wins back at least half the verification accuracy the mask costs, and
+    whether it beats Telea."""
+    if not has_verification(evaluation):
+        return []
+    acc = {name: evaluation.values.get(verify_key(name, "accuracy"))
+           for name in (GROUND_TRUTH_PROBE, MASKED_PROBE, TWO_STAGE, TELEA)}
+    names = {GROUND_TRUTH_PROBE: "ground truth", MASKED_PROBE: "masked", TWO_STAGE: "two-stage",
+             TELEA: "Telea"}
+    rule = (f"accuracy(two-stage) − accuracy(masked) ≥ {TARGET_SHARE:g} × "
+            "(accuracy(ground truth) − accuracy(masked))")
+    missing = [names[k] for k in (GROUND_TRUTH_PROBE, MASKED_PROBE, TWO_STAGE) if acc[k] is None]
+    lines = []
+    if missing:
+        lines.append(f"- **{evaluation.name}** identity target ({rule}): n/a (no accuracy for "
+                     f"{', '.join(missing)})")
+    else:
+        gain = acc[TWO_STAGE] - acc[MASKED_PROBE]
+        needed = TARGET_SHARE * (acc[GROUND_TRUTH_PROBE] - acc[MASKED_PROBE])
+        holds = gain >= needed - 1e-12
+        line = (f"- **{evaluation.name}** identity target ({rule}): two-stage − masked = {100 * gain:+.1f} points, "
+                f"needed {100 * needed:+.1f} points ({TARGET_SHARE:g} × (ground truth − masked)): "
+                f"**{'holds' if holds else 'does not hold'}**")
+        if acc[GROUND_TRUTH_PROBE] <= acc[MASKED_PROBE]:
+            line += " (the masked input verifies as well as the ground truth here, so the target says little)"
+        lines.append(line)
+    if acc[TWO_STAGE] is None or acc[TELEA] is None:
+        lines.append(f"- **{evaluation.name}** two-stage vs Telea (predicted map): n/a (no accuracy for "
+                     f"{'two-stage' if acc[TWO_STAGE] is None else 'Telea'})")
+    else:
+        verdict = ("beats" if acc[TWO_STAGE] > acc[TELEA] else "ties with" if acc[TWO_STAGE] == acc[TELEA]
+                   else "does not beat")
+        lines.append(f"- **{evaluation.name}** two-stage vs Telea (predicted map): verification accuracy "
+                     f"{acc[TWO_STAGE]:.1%} vs {acc[TELEA]:.1%}: two-stage **{verdict}** Telea")
+    return lines
+
+
+def identity_protocol_lines(evaluation: Evaluation) -> list[str]:
+    identity = evaluation.protocol.get("identity") or {}
+    if not identity.get("requested"):
+        return []
+    if identity.get("reason"):
+        return [f"- **{evaluation.name}** identity: n/a ({identity['reason']})"]
+    v = identity.get("verification") or {}
+    lines = [f"- **{evaluation.name}** identity samples: {identity.get('samples', '?')} "
+             f"({identity.get('count', '?')} samples; {identity.get('embeddings', '')})"]
+    if v.get("reason"):
+        return lines + [f"- **{evaluation.name}** verification: n/a ({v['reason']})"]
+
+    def threshold(name: str) -> str:
+        value = evaluation.values.get(verify_key(None, name))
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines.append(
+        f"- **{evaluation.name}** verification protocol: {v.get('n_probes', '?')} probes, {v.get('n_pairs', '?')} "
+        f"pairs, {v.get('n_gallery', '?')} gallery photos, seed {v.get('seed', '?')}. Probes: {v.get('probes', '?')} "
+        f"({v.get('n_skipped', '?')} skipped: no other photo of their identity). Pairs per probe: "
+        f"{v.get('pairs_per_probe', '?')}. Gallery: {v.get('gallery', '?')}. Accuracy at distance "
+        f"{v.get('accuracy_threshold', '?')}; TAR thresholds from {v.get('far_thresholds_from', '?')}: "
+        f"{threshold('threshold_far_1')} (FAR 1%), {threshold('threshold_far_0.1')} (FAR 0.1%). Pairs in "
+        f"`{v.get('protocol_file') or VERIFY_PROTOCOL_FILE}` (samples sha1 {str(v.get('samples_sha1', '?'))[:12]}).")
+    lines += [f"- **{evaluation.name}** note: {note}" for note in v.get("notes") or []]
+    return lines
+
+
+def identity_section(evaluations: Sequence[Evaluation], footnotes: Footnotes) -> list[str]:
+    """## Identity: per evaluation the table, the target lines and the protocol."""
+    parts: list[str] = []
+    for evaluation in evaluations:
+        table = identity_table(evaluation, footnotes)
+        protocol = identity_protocol_lines(evaluation)
+        if table is None and not protocol:
+            continue
+        parts += [f"#### {evaluation.name}: identity", ""]
+        if table:
+            parts += [table, ""]
+        target = identity_target(evaluation)
+        if target:
+            parts += [*target, ""]
+        if protocol:
+            parts += [*protocol, ""]
+    if not parts:
+        return []
+    warning = [line for line in verification_lines(evaluations) if line.startswith("- **Warning**")]
+    return ["## Identity", "", VERIFY_NOTE + " Bold: best output per column (the ground truth is the reference).",
+            "", *parts, *([*warning, ""] if warning else [])]
+
+
 def _copy_figures(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     """Copy the evaluation's PNG figures under ``out_dir/figures/<name>/``; their relative paths."""
     source = evaluation.directory / FIGURES_DIR
@@ -107,6 +257,7 @@ def report_markdown(evaluations: Sequence[Evaluation], out_dir: Path, title: str
     seg = seg_table(evaluations, footnotes)
     if seg:
         parts += ["## Mask segmentation (stage 1)", "", seg, ""]
+    parts += identity_section(evaluations, footnotes)
     if footnotes.reasons:
         parts += ["Not available:", "", footnotes.markdown(), ""]
     details = [line for e in evaluations for line in _breakdowns(e)]
