@@ -308,8 +308,10 @@ def build(config: BuildConfig) -> BuildResult:
     write_parquet_atomic(work / f"{tag}-manifest.parquet",
                          pd.DataFrame(rows, columns=list(fmt.MANIFEST_COLUMNS)))
     write_csv_atomic(work / f"{tag}-failures.csv", pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
-    lm = pd.DataFrame([{"source": r["source"], "method": r["method"], "n_faces": r["n_faces"],
-                        "points": r["points"]} for r in landmarks if r["ok"]])
+    # Failures are kept too (ok = False, with the reason): a rebuild with --landmarks skips them
+    # without trying the detectors again.
+    lm = pd.DataFrame([{k: r[k] for k in ("source", "ok", "reason", "method", "n_faces", "points")}
+                       for r in landmarks])
     write_parquet_atomic(work / f"{tag}-landmarks.parquet", lm)
     complete = combine(out, quiet=True) is not None
     return BuildResult(out=out, samples=len(rows), failures=len(failures), shards_written=written,
@@ -321,22 +323,25 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
     paths = [work / f"{tag}-landmarks-{i:05d}.parquet" for i in range(len(chunks))]
     results: list[list[dict] | None] = [None] * len(chunks)
     known = _known_landmarks(config.landmarks)
-    todo = []
+    todo = []  # (chunk index, the chunk's sources that need the detector)
     for i, path in enumerate(paths):
         if path.exists():
             results[i] = pd.read_parquet(path).to_dict("records")
-        elif all(im.rel in known for im in chunks[i]):
+            continue
+        unknown = [im for im in chunks[i] if im.rel not in known]
+        if unknown:
+            todo.append((i, unknown))
+        else:
             results[i] = [known[im.rel] for im in chunks[i]]
             write_parquet_atomic(path, pd.DataFrame(results[i]))
-        else:
-            todo.append(i)
     if todo:
         jobs = (delayed(_landmark_chunk)([(str(im.path), im.rel, None if im.landmarks5 is None else im.landmarks5.tolist())
-                                          for im in chunks[i]]) for i in todo)
-        bar = tqdm(total=sum(len(chunks[i]) for i in todo), desc="landmarks", unit="img", disable=not config.progress)
-        for i, records in zip(todo, _parallel(config, len(todo))(jobs)):
-            write_parquet_atomic(paths[i], pd.DataFrame(records))
-            results[i] = records
+                                          for im in unknown]) for _, unknown in todo)
+        bar = tqdm(total=sum(len(u) for _, u in todo), desc="landmarks", unit="img", disable=not config.progress)
+        for (i, unknown), records in zip(todo, _parallel(config, len(todo))(jobs)):
+            found = {r["source"]: r for r in records}
+            results[i] = [found[im.rel] if im.rel in found else known[im.rel] for im in chunks[i]]
+            write_parquet_atomic(paths[i], pd.DataFrame(results[i]))
             bar.update(len(records))
         bar.close()
     return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
@@ -353,8 +358,14 @@ def _known_landmarks(path: str | None) -> dict[str, dict]:
     missing = {"source", "method", "n_faces", "points"} - set(frame.columns)
     if missing:
         raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))}")
-    return {r.source: {"source": r.source, "ok": True, "reason": "", "method": r.method, "n_faces": int(r.n_faces),
-                       "points": list(r.points)} for r in frame.itertuples() if r.points is not None and len(r.points) == 136}
+    known = {}
+    for r in frame.itertuples():
+        usable = r.points is not None and len(r.points) == 136
+        ok = bool(getattr(r, "ok", True)) and usable
+        if ok or not usable and getattr(r, "reason", ""):
+            known[r.source] = {"source": r.source, "ok": ok, "reason": "" if ok else r.reason, "method": r.method,
+                               "n_faces": int(r.n_faces), "points": list(r.points) if ok else None}
+    return known
 
 
 @dataclass

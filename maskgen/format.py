@@ -16,7 +16,8 @@ A dataset directory ``OUT`` holds
 * ``manifest.parquet``  one row per sample (columns: ``MANIFEST_COLUMNS``)
 * ``failures.csv``      one row per skipped source (columns: ``FAILURE_COLUMNS``)
 * ``stats.json``        compact summary: counts by split and mask type, coverage quantiles, failures
-* ``landmarks.parquet`` the 68 detected landmarks per usable source, in source-image pixels
+* ``landmarks.parquet`` per source: ok, reason, method, n_faces and the 68 landmarks (136 floats, x0 y0 x1 ...)
+  in source-image pixels; reusable by another build of the same source (``--landmarks``)
 * ``build.json``        the arguments the dataset was built with (a rerun must match them to resume)
 """
 
