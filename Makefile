@@ -6,7 +6,7 @@ SHARED ?= ../shared/data
 SOURCE ?= data/celeba
 PHOTOS ?= data/real-masked
 
-.PHONY: install quickstart test data-link clean
+.PHONY: install quickstart test data-link clean paper256 paper512
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,8 @@ data-link:
 
 # The whole default pipeline (dvc.yaml, params.yaml): data, both stages, ablation, evaluation, report.
 quickstart: install data-link
-	$(VENV)/bin/dvc repro
-	$(VENV)/bin/dvc metrics show
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc metrics show
 
 test: install
 	$(PY) -m pytest -q
@@ -41,4 +41,4 @@ clean:
 
 # Paper-scale configurations (CUDA) as DVC experiments: see pipelines/celeba{256,512}.yaml.
 paper256 paper512: install data-link
-	$(PY) pipelines/exp.py celeba$(subst paper,,$@)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) pipelines/exp.py celeba$(subst paper,,$@)
