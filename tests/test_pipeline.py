@@ -15,8 +15,8 @@ import yaml
 from testdata import REPO, make_celeba_subset
 
 TINY = {
-    "data": {"res": 64, "pairs": 36, "shard_size": 8},
-    "train": {"preset": "tiny", "res": 64, "seg_width": 8, "gen_width": 8, "disc_width": 8, "batch": 4,
+    "data": {"res": 128, "pairs": 36, "shard_size": 8},
+    "train": {"preset": "tiny", "res": 128, "seg_width": 8, "gen_width": 8, "disc_width": 8, "batch": 4,
               "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_batches": 2},
     "evaluate": {"max_samples": 8, "max_photos": 2, "identity_samples": 4},
 }
