@@ -37,7 +37,7 @@ def _cell(table: str, label: str, column: str) -> str:
 
 
 def test_compare_marks_the_best_value_by_direction(tmp_path):
-    ours = _write_eval(tmp_path / "runs" / "ours" / "eval" / "test", {
+    _write_eval(tmp_path / "runs" / "ours" / "eval" / "test", {
         "two_stage/ssim": 0.90, "two_stage/psnr": 28.0, "two_stage/fid": 12.0, "two_stage/niqe": 5.0,
         "two_stage/brisque": 30.0, "two_stage/map_coverage": 0.2,
         "telea_pred_map/ssim": 0.92, "telea_pred_map/psnr": 27.0, "telea_pred_map/fid": 40.0,
