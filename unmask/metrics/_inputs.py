@@ -39,6 +39,12 @@ def to_uint8(x, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     return np.clip(np.rint((x - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
 
 
+def _require_uint8(x: np.ndarray, name: str) -> None:
+    # Float images are refused: a [0, 1] image read as 0..255 would give silently wrong numbers.
+    if x.dtype != np.uint8:
+        raise TypeError(f"{name}: expected uint8 0..255, got {x.dtype}; quantize with to_uint8() first")
+
+
 def image(x, name: str = "image") -> np.ndarray:
     """One image as ``(H, W, 3)`` uint8 (torch ``(3, H, W)`` is transposed)."""
     if _is_tensor(x):
@@ -46,8 +52,7 @@ def image(x, name: str = "image") -> np.ndarray:
             x = x.permute(1, 2, 0)
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
-    if x.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 0..255, got {x.dtype}; quantize with to_uint8() first")
+    _require_uint8(x, name)
     if x.ndim != 3 or x.shape[2] != 3:
         raise ValueError(f"{name}: expected (H, W, 3) RGB, got shape {x.shape}")
     return x
@@ -63,8 +68,7 @@ def gray_or_rgb_image(x, name: str = "image") -> np.ndarray:
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
     if x.ndim == 2:
-        if x.dtype != np.uint8:
-            raise TypeError(f"{name}: expected uint8 0..255, got {x.dtype}; quantize with to_uint8() first")
+        _require_uint8(x, name)
         return x
     return image(x, name)
 
@@ -82,8 +86,7 @@ def image_batch(x, name: str = "images") -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[None]
-    if x.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 0..255, got {x.dtype}; quantize with to_uint8() first")
+    _require_uint8(x, name)
     if x.ndim != 4 or x.shape[3] != 3:
         raise ValueError(f"{name}: expected (N, H, W, 3) RGB, got shape {x.shape}")
     return x
