@@ -62,7 +62,7 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
     _run([dvc, "repro"], work, env)
 
     metrics = json.loads((work / "eval" / "default" / "metrics.json").read_text())
-    for key in ("two_stage/psnr", "two_stage/ssim", "one_stage/psnr", "telea_pred_map/psnr", "seg/dice",
+    for key in ("two_stage/psnr", "two_stage/ssim", "one_stage/psnr", "recon_only/psnr", "telea_pred_map/psnr", "seg/dice",
                 "seg/pixel_accuracy"):
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["two_stage/fid"] is None  # no Inception weights here: null with a reason, not a number

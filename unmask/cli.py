@@ -80,7 +80,7 @@ def build_config(
 @click.option("--seg-width", type=int, help="M-Seg base width.")
 @click.option("--gen-width", type=int, help="Generator base width.")
 @click.option("--disc-width", type=int, help="Discriminator base width.")
-@click.option("--alpha", type=float, help="Weight of the adversarial loss.")
+@click.option("--alpha", type=float, help="Weight of the adversarial loss; 0 trains the reconstruction-only U-Net (no discriminator).")
 @click.option("--beta", type=float, help="Weight of the reconstruction loss.")
 @click.option("--gamma", type=float, help="Weight of the perceptual loss.")
 @click.option("--no-map", is_flag=True, help="One-stage ablation: generator without the map input or MURF.")

@@ -113,13 +113,17 @@ class PerceptualLoss(nn.Module):
 def generator_losses(
     output: torch.Tensor,
     target: torch.Tensor,
-    d_fake: torch.Tensor,
+    d_fake: torch.Tensor | None,
     cfg: LossConfig,
     perceptual: PerceptualLoss | None,
 ) -> dict[str, torch.Tensor]:
-    """Joint G loss; without VGG weights the perceptual term is absent, not faked."""
-    terms = {"adv": lsgan_g_loss(d_fake, cfg.lsgan_c), "rec": reconstruction_loss(output, target)}
-    total = cfg.adv * terms["adv"] + cfg.rec * terms["rec"]
+    """Joint G loss; without VGG weights the perceptual term is absent, not faked. ``d_fake`` None:
+    no adversarial term (the reconstruction-only ablation)."""
+    terms = {"rec": reconstruction_loss(output, target)}
+    total = cfg.rec * terms["rec"]
+    if d_fake is not None:
+        terms["adv"] = lsgan_g_loss(d_fake, cfg.lsgan_c)
+        total = total + cfg.adv * terms["adv"]
     if perceptual is not None:
         terms["per"] = perceptual(output, target)
         total = total + cfg.per * terms["per"]

@@ -293,12 +293,16 @@ class GanStage(Stage):
         super().__init__(cfg, rt)
         self.optim_cfg = cfg.gan_optim
         self.generator = self._add("generator", Generator(cfg.generator))
-        self.discriminator = self._add("discriminator", PatchDiscriminator(cfg.discriminator))
+        # loss.adv == 0 is the reconstruction-only ablation: a plain U-Net, no discriminator to train.
+        self.adversarial = cfg.loss.adv > 0
+        if self.adversarial:
+            self.discriminator = self._add("discriminator", PatchDiscriminator(cfg.discriminator))
         self.perceptual = perceptual.to(rt.device) if perceptual is not None else None
         self.perceptual_meta = perceptual_meta
         self.mseg = mseg.to(rt.device).eval().requires_grad_(False) if mseg is not None else None
         self.mseg_config = mseg_config
-        self.loss_columns = ("loss_d", "loss_g", "adv", "rec") + (("per",) if perceptual is not None else ())
+        self.loss_columns = (("loss_d", "loss_g", "adv") if self.adversarial else ("loss_g",)) + ("rec",) + (
+            ("per",) if perceptual is not None else ())
 
     def _map(self, b: Batch) -> torch.Tensor:
         if self.mseg is None:
@@ -312,6 +316,13 @@ class GanStage(Stage):
         real = b["unmasked"]
         with self.rt.autocast():
             output = self.generator(b["masked"], mask_map if self.cfg.generator.use_map else None)
+        if not self.adversarial:
+            with self.rt.autocast():
+                g = generator_losses(output, real, None, self.cfg.loss, self.perceptual)
+            g_values = self._checked(g, step)
+            self._optimize("generator", g["loss"])
+            return {"loss_g": g_values.pop("loss"), **g_values}
+        with self.rt.autocast():
             # One pass over real and fake: DDP sees one forward per backward (no batch norm in D).
             scores = self.discriminator(torch.cat([real, output.detach()]))
         d_real, d_fake = scores.float().chunk(2)

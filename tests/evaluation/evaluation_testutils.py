@@ -13,9 +13,11 @@ from unmask.models import Generator, MSeg
 EVAL_RES = 64  # networks and metrics at 64 px keep a whole evaluation to seconds
 
 
-def write_tiny_run(run_dir: Path, use_map: bool = True, resolution: int = EVAL_RES, seed: int = 0) -> Path:
+def write_tiny_run(run_dir: Path, use_map: bool = True, resolution: int = EVAL_RES, seed: int = 0,
+                   adversarial: float = 0.1) -> Path:
     """A run directory with freshly initialised width-8 models, as ``unmask train`` lays them out."""
-    cfg = preset("tiny").replace(**{"train.resolution": resolution, "generator.use_map": use_map})
+    cfg = preset("tiny").replace(**{"train.resolution": resolution, "generator.use_map": use_map,
+                                    "loss.adv": adversarial})
     torch.manual_seed(seed)
     if use_map:
         save_checkpoint(checkpoint_path(run_dir, "seg"), {

@@ -16,7 +16,7 @@ from unmask.evaluation import (
 )
 from unmask.evaluation.evaluate import EvalOptions, evaluate, identity_backend
 
-from evaluation_testutils import EVAL_RES
+from evaluation_testutils import EVAL_RES, write_tiny_run
 
 METHODS = ["two_stage", "two_stage_gt_map", "one_stage", "telea_pred_map", "telea_gt_map", "ns_pred_map",
            "ns_gt_map", "input"]
@@ -122,6 +122,17 @@ def test_one_stage_checkpoint_as_the_main_model(tmp_path, eval_dataset, one_stag
     assert summary["one_stage/psnr"] is not None
     assert "two_stage/psnr" not in summary
     assert summary["seg/dice"] is None and "M-Seg" in summary[PROTOCOL]["null_reasons"]["seg/dice"]
+
+
+def test_reconstruction_only_run_is_given_the_predicted_map(tmp_path, eval_dataset, two_stage_run):
+    # the same seed: the same generator weights as the two-stage run, only trained "without GAN"
+    recon = write_tiny_run(tmp_path / "recon_only", seed=0, adversarial=0.0)
+    summary = _run(tmp_path, eval_dataset, two_stage_run, baselines=(), recon_only=recon)
+    assert summary["recon_only/psnr"] == summary["two_stage/psnr"]
+    assert summary["recon_only/map_coverage"] == pytest.approx(summary["seg/coverage"])
+    assert summary[PROTOCOL]["methods"]["recon_only"]["map"] == "pred"
+    with pytest.raises(ValueError, match="--alpha 0"):
+        _run(tmp_path, eval_dataset, two_stage_run, baselines=(), recon_only=two_stage_run)
 
 
 def test_identity_hook_with_a_stand_in_backend(tmp_path, eval_dataset, two_stage_run, monkeypatch):

@@ -188,6 +188,25 @@ def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
     assert not generator.use_map and generator.encoder[0].body[0][0].in_channels == 3
 
 
+def test_reconstruction_only_trains_no_discriminator(dataset_dir, tmp_path, no_vgg):
+    torch.manual_seed(0)
+    stage = GanStage(tiny_config(**{"loss.adv": 0.0}), Runtime(torch.device("cpu")), None, {}, None, None)
+    batch = fixed_batch(dataset_dir)
+    first = stage.train_step(batch, 0)
+    for step in range(1, 6):
+        last = stage.train_step(batch, step)
+    assert set(first) == {"loss_g", "rec"} and first["loss_g"] == first["rec"]
+    assert last["rec"] < first["rec"] * 0.9
+    assert list(stage.networks) == ["generator"]
+
+    cfg = tiny_config(**{"train.steps": 2, "loss.adv": 0.0})
+    with pytest.warns(PerceptualLossDisabled):
+        train(cfg, options(dataset_dir, tmp_path, stage="gan"))
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "gan"))
+    assert list(state["models"]) == ["generator"]
+    assert (tmp_path / "logs" / "gan_train.tsv").read_text().split("\n")[0].split("\t")[2:4] == ["loss_g", "rec"]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_mixed_precision_steps(dataset_dir, dtype):
     # The CUDA code path (autocast + GradScaler for fp16), exercised with CPU autocast.

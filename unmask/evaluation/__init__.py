@@ -30,6 +30,8 @@ Groups (the part before the slash):
 * methods, images compared against the ground-truth unmasked face:
   ``two_stage`` (M-Seg's predicted map -> FU-Net: the full chain), ``two_stage_gt_map`` (FU-Net
   given the ground-truth map), ``one_stage`` (FU-Net trained without the map: the ablation),
+  ``recon_only`` (FU-Net trained without the GAN, reconstruction loss only, given the two-stage
+  model's predicted map: is the GAN sharper than a plain U-Net?),
   ``<baseline>_pred_map`` / ``<baseline>_gt_map`` (e.g. ``telea_pred_map``, ``ns_gt_map``), and
   ``input`` (the masked face itself: what doing nothing scores).
   Metrics: ``psnr``, ``ssim``, ``fid``, ``niqe``, ``brisque``, ``lpips``, ``map_coverage`` (mean
@@ -67,6 +69,7 @@ PHOTOS = "photos"
 TWO_STAGE = "two_stage"
 TWO_STAGE_GT_MAP = "two_stage_gt_map"
 ONE_STAGE = "one_stage"
+RECON_ONLY = "recon_only"
 INPUT = "input"
 PRED_MAP, GT_MAP = "pred", "gt"  # which map a method is given
 MAP_NAMES = {PRED_MAP: "predicted map", GT_MAP: "ground-truth map"}
@@ -119,6 +122,7 @@ def method_label(method: str) -> str:
         TWO_STAGE: "Two-stage (GANMasker)",
         TWO_STAGE_GT_MAP: "Two-stage, ground-truth map",
         ONE_STAGE: "One-stage (no map)",
+        RECON_ONLY: "Reconstruction-only U-Net (no GAN)",
         INPUT: "Masked input (no-op)",
     }
     if method in fixed:
@@ -134,6 +138,6 @@ def method_order() -> list[str]:
     """Methods in the paper's row order: ours, the ablation, the baselines, the no-op."""
     from .baselines import BASELINES
 
-    rows = [TWO_STAGE, TWO_STAGE_GT_MAP, ONE_STAGE]
+    rows = [TWO_STAGE, TWO_STAGE_GT_MAP, ONE_STAGE, RECON_ONLY]
     rows += [baseline_method(name, source) for name in BASELINES for source in (PRED_MAP, GT_MAP)]
     return rows + [INPUT]

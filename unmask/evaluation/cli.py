@@ -38,6 +38,8 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="Run directory (RUN/checkpoints/{seg,gan}.pt) or one checkpoint file of the two-stage model.")
 @click.option("--one-stage", type=click.Path(exists=True, path_type=Path),
               help="Run of the one-stage ablation (trained with --no-map), evaluated alongside.")
+@click.option("--recon-only", type=click.Path(exists=True, path_type=Path),
+              help="Run of the reconstruction-only U-Net (trained with --alpha 0), given the predicted maps.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: CHECKPOINT_RUN/eval/SPLIT].")
 @click.option("--resolution", type=int, help="Resize samples to this size (multiple of 32) [default: the data's].")
@@ -69,7 +71,8 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
 @click.option("--sheet-rows", type=int, default=4, show_default=True, help="Rows per contact sheet.")
 @click.option("--failures", type=int, default=8, show_default=True, help="Rows of each failure gallery.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | None, out_dir: Path | None,
+def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | None, recon_only: Path | None,
+             out_dir: Path | None,
              resolution: int | None, batch_size: int, max_samples: int | None, device: str,
              fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baseline_names: str,
              inpaint_radius: int, photos: Path | None, max_photos: int | None, identity: bool,
@@ -84,7 +87,8 @@ def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | Non
         run = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
         out_dir = run / "eval" / split
     opts = EvalOptions(
-        data=data_dir, checkpoint=checkpoint, out=out_dir, split=split, one_stage=one_stage, resolution=resolution,
+        data=data_dir, checkpoint=checkpoint, out=out_dir, split=split, one_stage=one_stage, recon_only=recon_only,
+        resolution=resolution,
         batch_size=batch_size, max_samples=max_samples, device=device, fid_weights=fid_weights,
         lpips_weights=lpips_weights or None, baselines=_names(baseline_names, list(BASELINES), "baseline"),
         inpaint_radius=inpaint_radius, photos=photos, max_photos=max_photos, identity=identity,

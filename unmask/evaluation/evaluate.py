@@ -9,6 +9,8 @@ What runs (names of the results: see ``unmask.evaluation``):
 * ``two_stage``: the full chain, M-Seg's map -> FU-Net (``Unmasker.unmask_crops``, threshold 0.5);
   ``two_stage_gt_map``: FU-Net given the ground-truth map;
 * ``one_stage``: the ablation generator of ``one_stage`` (trained with ``use_map=False``);
+* ``recon_only``: the generator of ``recon_only`` (trained with ``--alpha 0``: no GAN) given the
+  two-stage model's predicted map;
 * every registered baseline given the predicted map and the ground-truth map;
 * ``input``: the masked face itself, the score of doing nothing.
 
@@ -53,7 +55,7 @@ from unmask.predict import Unmasker
 
 from . import (
     DATA, FIGURES_DIR, GROUND_TRUTH_PROBE, GT_MAP, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, INPUT, MAP_COVERAGE,
-    MAP_NAMES, METRICS_FILE, ONE_STAGE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS,
+    MAP_NAMES, METRICS_FILE, ONE_STAGE, PER_IMAGE_FILE, RECON_ONLY, PHOTOS, PHOTOS_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS,
     TWO_STAGE, TWO_STAGE_GT_MAP, VERIFY, VERIFY_FILE, VERIFY_METRICS, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE,
     baseline_method, key, method_label, method_order, probe_type,
 )
@@ -90,6 +92,7 @@ class EvalOptions:
     out: Path
     split: str = "test"
     one_stage: Path | None = None
+    recon_only: Path | None = None
     resolution: int | None = None  # None: the data's own resolution
     batch_size: int = 16
     max_samples: int | None = None
@@ -309,6 +312,20 @@ class Methods:
             self.one_stage = Unmasker(one_generator, None, one_config, device)
         elif self.one_stage is None:
             self.skipped[ONE_STAGE] = "no one-stage checkpoint given (--one-stage)"
+        self.recon_only: Unmasker | None = None
+        if opts.recon_only is not None:
+            recon_config, _, recon_generator = load_models(opts.recon_only, device)
+            if recon_generator is None or not recon_generator.use_map:
+                raise ValueError(f"--recon-only {opts.recon_only}: expected a generator trained with the map")
+            if recon_config.loss.adv != 0:
+                raise ValueError(f"--recon-only {opts.recon_only}: trained with an adversarial loss "
+                                 f"(alpha {recon_config.loss.adv}); train it with --alpha 0")
+            if self.mseg is None:
+                self.skipped[RECON_ONLY] = f"{opts.checkpoint} holds no stage-1 (M-Seg) model to predict maps"
+            else:
+                self.recon_only = Unmasker(recon_generator, None, recon_config, device)
+        else:
+            self.skipped[RECON_ONLY] = "no reconstruction-only checkpoint given (--recon-only)"
         self.methods = self._list(opts)
 
     def _list(self, opts: EvalOptions) -> list[Method]:
@@ -319,6 +336,9 @@ class Methods:
             found[TWO_STAGE_GT_MAP] = Method(TWO_STAGE_GT_MAP, GT_MAP, f"FU-Net of {opts.checkpoint}, ground-truth map")
         if self.one_stage is not None:
             found[ONE_STAGE] = Method(ONE_STAGE, None, f"one-stage FU-Net of {opts.one_stage or opts.checkpoint}")
+        if self.recon_only is not None:
+            found[RECON_ONLY] = Method(RECON_ONLY, PRED_MAP, f"reconstruction-only FU-Net of {opts.recon_only}, "
+                                                             f"given the predicted map of {opts.checkpoint}")
         sources = ([PRED_MAP] if self.mseg is not None else []) + [GT_MAP]
         for baseline in self.baselines:
             for source in sources:
@@ -348,6 +368,9 @@ class Methods:
             outputs[TWO_STAGE_GT_MAP] = (images, batch.gt_map)
         if self.one_stage is not None:
             outputs[ONE_STAGE] = (self.one_stage.unmask_crops(batch.masked)[0], None)
+        if self.recon_only is not None:
+            images, _ = self.recon_only.unmask_crops(batch.masked, pred_map.astype(np.uint8) * 255)
+            outputs[RECON_ONLY] = (images, pred_map)
         maps = {PRED_MAP: pred_map, GT_MAP: batch.gt_map}
         for baseline in self.baselines:
             for source, given in maps.items():
@@ -910,7 +933,7 @@ class EvaluationPass:
         self.native = native_resolution(opts.data, opts.split)
         self.resolution = opts.resolution or self.native
         self.methods = Methods(opts, self.device)
-        networks = (self.methods.mseg, self.methods.two_stage, self.methods.one_stage)
+        networks = (self.methods.mseg, self.methods.two_stage, self.methods.one_stage, self.methods.recon_only)
         if self.resolution % 32 and any(n is not None for n in networks):
             raise ValueError(f"the networks need a resolution that is a multiple of 32, got {self.resolution}")
         extractor, fid_reason, self.fid_source = fid_features(opts, self.device)
@@ -1030,6 +1053,7 @@ class EvaluationPass:
         protocol = {
             "data": str(opts.data), "split": opts.split, "checkpoint": str(opts.checkpoint),
             "one_stage_checkpoint": None if opts.one_stage is None else str(opts.one_stage),
+            "recon_only_checkpoint": None if opts.recon_only is None else str(opts.recon_only),
             "resolution": self.resolution, "data_resolution": self.native,
             "model_resolution": methods.model_resolution, "count": len(self.info), "max_samples": opts.max_samples,
             "batch_size": opts.batch_size, "device": str(self.device), "torch": torch.__version__,

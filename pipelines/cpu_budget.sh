@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The fixed CPU training budget of the closing notes (2-core machine, 128 px, about 75 minutes wall):
+# stage 1 then stage 2 of the two-stage model in one process, the one-stage ablation and the
+# reconstruction-only U-Net (same generator, no discriminator: --alpha 0) in two others, one thread
+# each, equal stage-2 steps; then one evaluation of all of them on the test split.
+#
+#   bash pipelines/cpu_budget.sh [DATA=data/shards] [OUT=runs/cpu_budget]
+# Run from the repository root after `make quickstart` (it reuses data/shards).
+set -euo pipefail
+DATA=${1:-data/shards}
+OUT=${2:-runs/cpu_budget}
+SEG_STEPS=${SEG_STEPS:-1200}
+GAN_STEPS=${GAN_STEPS:-2000}
+COMMON=(--data "$DATA" --preset cpu --resolution 128 --seg-width 16 --gen-width 16 --disc-width 24
+        --batch-size 16 --lr 0.001 --lr-milestones 0.6,0.85 --seed 0 --num-workers 1
+        --set train.val_max_batches=20 --device cpu --no-progress)
+export OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+( unmask train --stage seg "${COMMON[@]}" --out "$OUT/two_stage" --steps "$SEG_STEPS" \
+  && unmask train --stage gan "${COMMON[@]}" --out "$OUT/two_stage" --steps "$GAN_STEPS" ) > "$OUT/two_stage.log" 2>&1 &
+( unmask train --stage gan --no-map "${COMMON[@]}" --out "$OUT/one_stage" --steps "$GAN_STEPS" ) > "$OUT/one_stage.log" 2>&1 &
+( unmask train --stage gan --alpha 0 "${COMMON[@]}" --out "$OUT/recon_only" --steps "$GAN_STEPS" ) > "$OUT/recon_only.log" 2>&1 &
+wait
+unset OMP_NUM_THREADS
+unmask evaluate --data "$DATA" --split test --checkpoint "$OUT/two_stage" --one-stage "$OUT/one_stage" \
+  --recon-only "$OUT/recon_only" -o "$OUT/eval" --max-samples 300 --photos data/real-masked --max-photos 40 \
+  --identity --identity-max-samples 100 --no-progress
+unmask compare "$OUT/eval" -o "$OUT/eval/table.md"
