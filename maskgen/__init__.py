@@ -3,17 +3,33 @@
 Data flow: ``source`` (find and read images) -> ``landmarks`` (68 points) -> ``align`` (canonical
 crop) -> ``mask`` (place a template) -> ``compose`` (triplets) -> ``shard`` / ``build`` (WebDataset).
 The file format is defined in ``maskgen.format``.
+
+The names below are imported on first use, so a build's worker processes (``maskgen.workers``)
+do not pay for the builder's imports (pandas, joblib).
 """
 
-from .align import AlignedFace, align_face, paste_back
-from .builder import BuildConfig, BuildError, build, combine
-from .compose import MaskOptions, Triplet, image_to_triplets, make_triplet
-from .landmarks import FaceLandmarks, NoFace, detect, locate
-from .source import BadImage, discover, load_image
+from __future__ import annotations
 
-__all__ = [
-    "AlignedFace", "align_face", "paste_back", "BuildConfig", "BuildError", "build", "combine", "MaskOptions",
-    "Triplet", "image_to_triplets", "make_triplet", "FaceLandmarks", "NoFace", "detect", "locate", "BadImage",
-    "discover", "load_image",
-]
+import importlib
+
+_EXPORTS = {
+    "align": ("AlignedFace", "align_face", "paste_back"),
+    "builder": ("BuildConfig", "BuildError", "build", "combine"),
+    "compose": ("MaskOptions", "Triplet", "image_to_triplets", "make_triplet"),
+    "landmarks": ("FaceLandmarks", "NoFace", "detect", "locate"),
+    "source": ("BadImage", "discover", "load_image"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

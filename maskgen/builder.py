@@ -29,11 +29,11 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from . import format as fmt
-from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES, align_face
-from .compose import MaskOptions, encode, make_triplet
-from .landmarks import NoFace, locate
+from . import workers
+from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
+from .compose import MaskOptions
 from .shard import ShardWriter, clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
-from .source import BadImage, SourceImage, discover, load_image, source_key
+from .source import SourceImage, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits
 
 log = logging.getLogger(__name__)
@@ -95,64 +95,6 @@ class BuildResult:
     shards_written: int
     shards_reused: int
     complete: bool  # all parts present and the dataset's manifest written
-
-
-# --- phase 1: landmarks ---------------------------------------------------------------------------
-
-def _single_threaded() -> None:
-    """Worker processes already use every core; OpenCV's own threads would only contend."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
-    _single_threaded()
-    records = []
-    for path, rel, pts5 in items:
-        record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
-        try:
-            image = load_image(path)
-            found = locate(image, None if pts5 is None else np.asarray(pts5))
-            record.update(ok=True, method=found.method, n_faces=found.n_faces,
-                          points=np.round(found.points, 3).ravel().tolist())
-        except (BadImage, NoFace) as err:
-            record["reason"] = str(err)
-        except Exception as err:  # a library error on a strange file must not end the build
-            record["reason"] = f"landmarks failed: {type(err).__name__}: {err}"
-        records.append(record)
-    return records
-
-
-# --- phase 2: compose -----------------------------------------------------------------------------
-
-def _compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
-                  jpeg_quality: int) -> list[tuple]:
-    """Compose samples; specs of one source are consecutive so its image is read and aligned once."""
-    _single_threaded()
-    out, cache_rel, face, error = [], None, None, None
-    for spec in specs:
-        if spec["source"] != cache_rel:
-            cache_rel, face, error = spec["source"], None, None
-            try:
-                image = load_image(spec["path"])
-                points = np.asarray(spec["points"], np.float64).reshape(68, 2)
-                face = align_face(image, points, res, face_scale)
-            except BadImage as err:
-                error = str(err)
-            except Exception as err:
-                error = f"align failed: {type(err).__name__}: {err}"
-        if face is None:
-            out.append((spec["key"], None, error))
-            continue
-        try:
-            triplet = make_triplet(face, options, seed, spec["key"], source=spec["source"],
-                                   identity=spec["identity"], split=spec["split"],
-                                   landmark_method=spec["method"])
-            out.append((spec["key"], encode(triplet, jpeg_quality), triplet.meta.as_dict()))
-        except Exception as err:
-            out.append((spec["key"], None, f"mask failed: {type(err).__name__}: {err}"))
-    return out
 
 
 def _manifest_row(meta: dict, shard: str) -> dict:
@@ -335,7 +277,7 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             results[i] = [known[im.rel] for im in chunks[i]]
             write_parquet_atomic(path, pd.DataFrame(results[i]))
     if todo:
-        jobs = (delayed(_landmark_chunk)([(str(im.path), im.rel, None if im.landmarks5 is None else im.landmarks5.tolist())
+        jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, None if im.landmarks5 is None else im.landmarks5.tolist())
                                           for im in unknown]) for _, unknown in todo)
         bar = tqdm(total=sum(len(u) for _, u in todo), desc="landmarks", unit="img", disable=not config.progress)
         for (i, unknown), records in zip(todo, _parallel(config, len(todo))(jobs)):
@@ -416,7 +358,7 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
         pending.append(shard)
     tasks = [(shard, shard.samples[i:i + TASK_SIZE]) for shard in pending
              for i in range(0, len(shard.samples), TASK_SIZE)]
-    jobs = (delayed(_compose_task)(specs, config.mask, config.res, config.face_scale, config.seed,
+    jobs = (delayed(workers.compose_task)(specs, config.mask, config.res, config.face_scale, config.seed,
                                    config.jpeg_quality) for _, specs in tasks)
     bar = tqdm(total=sum(len(s.samples) for s in pending), desc="compose", unit="pair", disable=not config.progress)
     writer, shard_rows, shard_failures, seen = None, [], [], 0

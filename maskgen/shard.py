@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pandas as pd
-import webdataset as wds
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps shards byte-identical across runs
+TAR_MODE, TAR_OWNER = 0o444, "maskgen"
 TMP_MARK = ".tmp-"
 
 
@@ -49,17 +50,27 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
 
 
 class ShardWriter:
-    """One WebDataset tar, written under a temporary name and renamed by ``commit``."""
+    """One WebDataset tar, written under a temporary name and renamed by ``commit``.
+
+    A sample is its members ``KEY.EXT`` in sorted order, as ``webdataset.TarWriter`` writes them (the
+    tests read the shards back with ``webdataset``); the standard library's ``tarfile`` writes them
+    here because importing webdataset imports torch, seconds per build for nothing.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.tmp = _tmp(self.path)
         self._file = open(self.tmp, "wb")
-        self._tar = wds.TarWriter(self._file, user="maskgen", group="maskgen", mtime=TAR_MTIME, format="GNU_FORMAT")
+        self._tar = tarfile.open(fileobj=self._file, mode="w|")
         self.count = 0
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
-        self._tar.write({"__key__": key, **members})
+        for ext in sorted(members):
+            data = members[ext]
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), TAR_MTIME, TAR_MODE
+            info.uname = info.gname = TAR_OWNER
+            self._tar.addfile(info, io.BytesIO(data))
         self.count += 1
 
     def commit(self) -> None:

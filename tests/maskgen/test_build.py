@@ -161,12 +161,12 @@ def test_cli_errors_are_one_line_and_non_zero(small_celeba, tmp_path, args, mess
 
 
 def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_path, monkeypatch):
-    import maskgen.builder as builder
+    import maskgen.workers as workers
 
     def no_detection(*args, **kwargs):
         raise AssertionError("detection ran although all landmarks were given")
 
-    monkeypatch.setattr(builder, "_landmark_chunk", no_detection)
+    monkeypatch.setattr(workers, "landmark_chunk", no_detection)
     out = tmp_path / "again"
     build(BuildConfig(source=str(small_celeba), out=str(out), res=128, pairs=130, seed=3, workers=1, shard_size=16,
                       progress=False, landmarks=str(reference / fmt.LANDMARKS)))

@@ -1,0 +1,69 @@
+"""What the build's worker processes run: one task per chunk of images (landmarks) or of samples
+(compose), returning plain records to the parent, which alone writes files.
+
+Kept apart from ``builder`` so a worker imports only the image code (numpy, OpenCV, dlib, Pillow):
+no pandas, webdataset or torch, which would add seconds to the start of every worker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .align import align_face
+from .compose import MaskOptions, encode, make_triplet
+from .landmarks import NoFace, locate
+from .source import BadImage, load_image
+
+
+def single_threaded() -> None:
+    """Worker processes already use every core; OpenCV's own threads would only contend."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
+    single_threaded()
+    records = []
+    for path, rel, pts5 in items:
+        record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
+        try:
+            image = load_image(path)
+            found = locate(image, None if pts5 is None else np.asarray(pts5))
+            record.update(ok=True, method=found.method, n_faces=found.n_faces,
+                          points=np.round(found.points, 3).ravel().tolist())
+        except (BadImage, NoFace) as err:
+            record["reason"] = str(err)
+        except Exception as err:  # a library error on a strange file must not end the build
+            record["reason"] = f"landmarks failed: {type(err).__name__}: {err}"
+        records.append(record)
+    return records
+
+
+def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
+                  jpeg_quality: int) -> list[tuple]:
+    """Compose samples; specs of one source are consecutive so its image is read and aligned once."""
+    single_threaded()
+    out, cache_rel, face, error = [], None, None, None
+    for spec in specs:
+        if spec["source"] != cache_rel:
+            cache_rel, face, error = spec["source"], None, None
+            try:
+                image = load_image(spec["path"])
+                points = np.asarray(spec["points"], np.float64).reshape(68, 2)
+                face = align_face(image, points, res, face_scale)
+            except BadImage as err:
+                error = str(err)
+            except Exception as err:
+                error = f"align failed: {type(err).__name__}: {err}"
+        if face is None:
+            out.append((spec["key"], None, error))
+            continue
+        try:
+            triplet = make_triplet(face, options, seed, spec["key"], source=spec["source"],
+                                   identity=spec["identity"], split=spec["split"],
+                                   landmark_method=spec["method"])
+            out.append((spec["key"], encode(triplet, jpeg_quality), triplet.meta.as_dict()))
+        except Exception as err:
+            out.append((spec["key"], None, f"mask failed: {type(err).__name__}: {err}"))
+    return out
