@@ -77,18 +77,17 @@ class MaskChoice:
         target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
         level, factor = tpl.scaled_for(self.template, target_width)
         if level.rgb is not None:
-            layers = np.dstack([level.rgb.astype(np.float32), level.alpha])
-            warped, box = warp_template(level, layers, anchors, (res, res))
-            return warped[..., :3], np.clip(warped[..., 3], 0, 1), box
+            rgb, alpha, box = warp_template(level, tpl.float_rgb(level), anchors, (res, res))
+            return rgb, alpha, box
         base = np.array(tpl.COLORS[self.color], np.float32)
         if self.texture == "solid":
-            warped, box = warp_template(level, np.dstack([level.shade, level.alpha]), anchors, (res, res))
-            return warped[..., 0:1] * base, np.clip(warped[..., 1], 0, 1), box
+            shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
+            return shade[..., None] * base, alpha, box
         pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-        warped, box = warp_template(level, np.dstack([level.shade, pattern, level.alpha]), anchors, (res, res))
+        warped, alpha, box = warp_template(level, cv2.merge([level.shade, pattern]), anchors, (res, res))
         accent = np.array(self.accent, np.float32)
         rgb = (base + (accent - base) * warped[..., 1:2]) * warped[..., 0:1]
-        return rgb, np.clip(warped[..., 2], 0, 1), box
+        return rgb, alpha, box
 
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
@@ -178,7 +177,9 @@ def encode(triplet: Triplet, jpeg_quality: int = 95) -> dict[str, bytes]:
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     ok1, masked = cv2.imencode(".jpg", cv2.cvtColor(triplet.masked, cv2.COLOR_RGB2BGR), jpeg)
     ok2, unmasked = cv2.imencode(".jpg", cv2.cvtColor(triplet.unmasked, cv2.COLOR_RGB2BGR), jpeg)
-    ok3, binary = cv2.imencode(".png", triplet.map, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    # No PNG row filter, fast deflate: a 0/255 map compresses as well and encodes 4x faster.
+    png = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok3, binary = cv2.imencode(".png", triplet.map, png)
     if not (ok1 and ok2 and ok3):
         raise RuntimeError("image encoding failed")
     meta = json.dumps(triplet.meta.as_dict(), separators=(",", ":"), sort_keys=True)

@@ -62,11 +62,13 @@ def _roi(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarray,
-                  shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Warp template-space ``layers`` (H x W x C float32) onto the face anchors.
+def warp_template(template: MaskTemplate, colour: np.ndarray, anchors: np.ndarray,
+                  shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Warp template-space ``colour`` layers (H x W or H x W x C float32) and the template's alpha
+    onto the face anchors.
 
-    Returns the warped layers over the crop region they can touch, and that region (x0, y0, x1, y1).
+    Returns the warped colour and alpha over the crop region they can touch, and that region
+    (x0, y0, x1, y1).
     """
     src = template.anchors.astype(np.float32)
     dst = anchors.astype(np.float32)
@@ -83,10 +85,15 @@ def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarra
         raise ValueError("mask falls outside the crop")
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     size = (x1 - x0, y1 - y0)
+
+    def warp(layer: np.ndarray, hom: np.ndarray, width: int, dx: int = 0) -> np.ndarray:
+        to_roi = np.array([[1, 0, -dx], [0, 1, 0], [0, 0, 1]], np.float64) @ shift @ hom
+        return cv2.warpPerspective(layer, to_roi, (width, size[1]), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
     if homographies[0] is homographies[1]:  # one homography for the whole template
-        out = cv2.warpPerspective(layers, shift @ homographies[0], size, flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return out.reshape(size[1], size[0], -1), (x0, y0, x1, y1)
+        alpha = warp(template.alpha, homographies[0], size[0])
+        return warp(colour, homographies[0], size[0]), np.clip(alpha, 0, 1, out=alpha), (x0, y0, x1, y1)
     # Which half each crop pixel takes its colour from: the side of the b-e line it lies on.
     b, e = dst[1], dst[4]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None] - b[1]
@@ -95,21 +102,22 @@ def warp_template(template: MaskTemplate, layers: np.ndarray, anchors: np.ndarra
     # Each half is warped only over the columns it can own: left of the b-e line's rightmost x, etc.
     split_hi = int(min(size[0], max(0, np.ceil(max(b[0], e[0])) - x0 + 1)))
     split_lo = int(min(size[0], max(0, np.floor(min(b[0], e[0])) - x0)))
-    out = np.zeros((size[1], size[0], layers.shape[2]), np.float32)
-    # Each homography sees only its own half of the template: a half whose quad is thin (a turned
-    # template) extrapolates wildly beyond it, and must not paint the other side.
-    template_left, template_right = _template_halves(template)
+    out = np.zeros((size[1], size[0]) + colour.shape[2:], np.float32)
+    alpha = np.zeros((size[1], size[0]), np.float32)
+    # Each homography sees only its own half of the template's alpha: a half whose quad is thin (a
+    # turned template) extrapolates wildly beyond it, and must not paint the other side. Colour
+    # needs no such cut: where a half's alpha is 0, its colour is never shown.
+    alpha_left, alpha_right = _alpha_halves(template)
     if split_hi > 0:
-        left = cv2.warpPerspective(layers * template_left, shift @ homographies[0], (split_hi, size[1]), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        out[:, :split_hi] = left.reshape(size[1], split_hi, -1)
+        out[:, :split_hi] = warp(colour, homographies[0], split_hi).reshape(out[:, :split_hi].shape)
+        alpha[:, :split_hi] = warp(alpha_left, homographies[0], split_hi)
     if split_lo < size[0]:
-        to_right = np.array([[1, 0, -split_lo], [0, 1, 0], [0, 0, 1]], np.float64) @ shift
-        right = cv2.warpPerspective(layers * template_right, to_right @ homographies[1], (size[0] - split_lo, size[1]),
-                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        right = right.reshape(size[1], size[0] - split_lo, -1)
-        np.copyto(out[:, split_lo:], right, where=right_side[:, split_lo:, None])
-    return out, (x0, y0, x1, y1)
+        width = size[0] - split_lo
+        where = right_side[:, split_lo:]
+        np.copyto(out[:, split_lo:], warp(colour, homographies[1], width, split_lo).reshape(out[:, split_lo:].shape),
+                  where=where.reshape(where.shape + (1,) * (colour.ndim - 2)))
+        np.copyto(alpha[:, split_lo:], warp(alpha_right, homographies[1], width, split_lo), where=where)
+    return out, np.clip(alpha, 0, 1, out=alpha), (x0, y0, x1, y1)
 
 
 HALVES = ((0, 1, 4, 3), (1, 2, 5, 4))  # a-b-e-d and b-c-f-e
@@ -140,8 +148,8 @@ _HALVES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 HALF_OVERLAP = 4.0  # template pixels each half reaches past the b-e line, so the seam has no gap
 
 
-def _template_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 1) float32 masks of the template's left and right of its b-e line, overlapping a little."""
+def _alpha_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
+    """The template's alpha cut to its left and right of the b-e line (overlapping a little); cached."""
     key = id(template)
     if key not in _HALVES:
         h, w = template.alpha.shape
@@ -149,8 +157,8 @@ def _template_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
         ys = np.arange(h, dtype=np.float32)[:, None] - b[1]
         xs = np.arange(w, dtype=np.float32)[None, :] - b[0]
         side = ((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) / max(float(np.linalg.norm(e - b)), 1e-9)
-        _HALVES[key] = ((side > -HALF_OVERLAP).astype(np.float32)[..., None],
-                        (side < HALF_OVERLAP).astype(np.float32)[..., None])
+        _HALVES[key] = (np.where(side > -HALF_OVERLAP, template.alpha, 0).astype(np.float32),
+                        np.where(side < HALF_OVERLAP, template.alpha, 0).astype(np.float32))
     return _HALVES[key]
 
 
@@ -184,10 +192,17 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
     small = cv2.resize(lum, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
     small = cv2.GaussianBlur(small, (0, 0), 1.5)
     light = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    gain = 1.0 + light_match * (np.clip(light / 150.0, 0.25, 1.6) - 1.0)  # 150: a well-lit face
-    face_px = region.astype(np.float32)
-    a = (alpha * gain)[..., None]  # alpha and light folded into one factor on the mask colour
-    patch = face_px * (1.0 - alpha[..., None]) + rgb * a
-    np.copyto(masked[y0:y1, x0:x1], np.clip(patch + 0.5, 0, 255).astype(np.uint8), where=cover[..., None])
+    # gain = 1 + light_match * (clip(light / 150, 0.25, 1.6) - 1), 150 being a well-lit face;
+    # in place: these few ROI-sized passes are most of the compositing time.
+    np.clip(light, 0.25 * 150.0, 1.6 * 150.0, out=light)
+    light *= light_match / 150.0
+    light += 1.0 - light_match
+    light *= alpha  # alpha and light folded into one factor on the mask colour
+    patch = region.astype(np.float32)
+    patch *= (1.0 - alpha)[..., None]
+    patch += rgb * light[..., None]
+    patch += 0.5
+    np.clip(patch, 0, 255, out=patch)
+    np.copyto(masked[y0:y1, x0:x1], patch.astype(np.uint8), where=cover[..., None])
     binary[y0:y1, x0:x1] = cover.view(np.uint8) * 255
     return masked, binary

@@ -246,6 +246,14 @@ def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CA
 
 
 _SCALED: dict[tuple[int, float], MaskTemplate] = {}
+_FLOAT_RGB: dict[int, np.ndarray] = {}
+
+
+def float_rgb(template: MaskTemplate) -> np.ndarray:
+    """A pack template's colours as float32 (H, W, 3), converted once per process."""
+    if id(template) not in _FLOAT_RGB:
+        _FLOAT_RGB[id(template)] = template.rgb.astype(np.float32)
+    return _FLOAT_RGB[id(template)]
 
 
 def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplate, float]:

@@ -105,13 +105,13 @@ def test_template_anchors_land_on_face_anchors(kind):
     probe = np.zeros_like(template.alpha)
     for x, y in template.anchors:
         cv2.circle(probe, (int(round(x)), int(round(y))), 6, 1.0, -1)
-    layers = np.dstack([probe, probe])
     from dataclasses import replace
 
-    warped, (x0, y0, x1, y1) = warp_template(replace(template, alpha=np.maximum(probe, template.alpha * 0.01)),
-                                             layers, dst, (256, 256))
+    warped, alpha, (x0, y0, x1, y1) = warp_template(
+        replace(template, alpha=np.maximum(probe, template.alpha * 0.01)), probe, dst, (256, 256))
+    assert warped.shape == alpha.shape == (y1 - y0, x1 - x0)
     heat = np.zeros((256, 256), np.float32)
-    heat[y0:y1, x0:x1] = warped[..., 0]
+    heat[y0:y1, x0:x1] = warped
     for x, y in dst:
         xi, yi = int(round(x)), int(round(y))
         if 0 <= xi < 256 and 0 <= yi < 256:
