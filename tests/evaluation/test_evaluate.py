@@ -34,7 +34,7 @@ def test_metrics_json_has_the_flat_keys(evaluated):
     for method in METHODS:
         for metric in IMAGE_METRICS:
             assert key(method, metric) in data
-        for metric in ("psnr", "ssim", "brisque"):
+        for metric in ("psnr", "ssim", "brisque", "sharpness"):
             assert isinstance(data[key(method, metric)], float), (method, metric)
     for metric in SEG_METRICS:
         assert 0 <= data[key("seg", metric)] <= 1

@@ -10,7 +10,7 @@ from unmask.metrics import lpips as lpips_module
 
 def test_names_and_properties():
     assert metrics.list_metrics() == [
-        "pixel_accuracy", "dice", "iou", "psnr", "ssim", "fid", "niqe", "brisque", "lpips"]
+        "pixel_accuracy", "dice", "iou", "psnr", "ssim", "fid", "niqe", "brisque", "lpips", "sharpness"]
     assert metrics.list_metrics(inputs=metrics.MAPS) == ["pixel_accuracy", "dice", "iou"]
     assert metrics.list_metrics(kind=metrics.DATASET) == ["fid"]
     lower = [name for name, m in metrics.REGISTRY.items() if not m.higher_is_better]
@@ -35,6 +35,8 @@ def test_best_marks_by_direction():
     assert metrics.get("psnr").best([20.0, None, 31.5, 25.0]) == 2
     assert metrics.get("fid").best([20.0, None, 31.5, math.nan, 12.0]) == 4
     assert metrics.get("fid").best([None, None]) is None
+    assert metrics.get("sharpness").best([0.5, 1.3, None, 0.9]) == 3  # closest to 1
+    assert metrics.get("sharpness").direction == "closer to 1"
 
 
 def test_dataset_metric_is_not_per_image():

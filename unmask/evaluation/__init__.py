@@ -34,7 +34,9 @@ Groups (the part before the slash):
   model's predicted map: is the GAN sharper than a plain U-Net?),
   ``<baseline>_pred_map`` / ``<baseline>_gt_map`` (e.g. ``telea_pred_map``, ``ns_gt_map``), and
   ``input`` (the masked face itself: what doing nothing scores).
-  Metrics: ``psnr``, ``ssim``, ``fid``, ``niqe``, ``brisque``, ``lpips``, ``map_coverage`` (mean
+  Metrics: ``psnr``, ``ssim``, ``fid``, ``niqe``, ``brisque``, ``lpips``, ``sharpness`` (fine
+  detail inside the ground-truth map relative to the ground truth's: 1 is ideal, < 1 blurry; see
+  ``unmask.metrics.sharpness``), ``map_coverage`` (mean
   fraction of pixels in the map the method was given; null for methods given no map), and with
   ``--identity`` ``id_distance`` and ``id_match_rate`` (each output vs its own ground truth, over
   the first ``--identity-max-samples`` samples of the split in key order).
@@ -75,7 +77,7 @@ PRED_MAP, GT_MAP = "pred", "gt"  # which map a method is given
 MAP_NAMES = {PRED_MAP: "predicted map", GT_MAP: "ground-truth map"}
 
 # Per-method metrics in the order of the paper's table, then the extras.
-IMAGE_METRICS = ("ssim", "psnr", "fid", "niqe", "brisque", "lpips")
+IMAGE_METRICS = ("ssim", "psnr", "fid", "niqe", "brisque", "lpips", "sharpness")
 SEG_METRICS = ("pixel_accuracy", "dice", "iou")
 MAP_COVERAGE = "map_coverage"
 ID_DISTANCE, ID_MATCH_RATE = "id_distance", "id_match_rate"

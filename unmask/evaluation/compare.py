@@ -37,13 +37,13 @@ OTHER_DIRECTIONS = {ID_DISTANCE: "lower", ID_MATCH_RATE: "higher", MAP_COVERAGE:
                     "coverage": None, "plausible_rate": "higher", **{c: "higher" for c in VERIFY_COLUMNS}}
 HEADERS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "fid": "FID", "niqe": "NIQE", "brisque": "BRISQUE", "lpips": "LPIPS",
-    ID_DISTANCE: "ID distance", ID_MATCH_RATE: "ID match", MAP_COVERAGE: "Map coverage",
+    "sharpness": "Sharpness", ID_DISTANCE: "ID distance", ID_MATCH_RATE: "ID match", MAP_COVERAGE: "Map coverage",
     "pixel_accuracy": "Pixel accuracy", "dice": "Dice", "iou": "IoU", "coverage": "Map coverage",
     "plausible_rate": "Plausible maps", "verify_accuracy": "Verif. accuracy", "verify_tar_far_1": "TAR@FAR 1%",
     "verify_tar_far_0.1": "TAR@FAR 0.1%",
 }
 PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate", *VERIFY_COLUMNS}
-DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, ID_DISTANCE: 3,
+DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, "sharpness": 3, ID_DISTANCE: 3,
             "pixel_accuracy": 4, "dice": 4, "iou": 4}
 # Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
 PAPER_ROWS = (TWO_STAGE, ONE_STAGE, baseline_method("telea", PRED_MAP), baseline_method("ns", PRED_MAP))
@@ -125,10 +125,17 @@ def value_key(group: str, metric: str) -> str:
 
 
 def direction(metric: str) -> str | None:
-    """'higher', 'lower' or None (not ranked)."""
+    """'higher', 'lower', 'closer to X' or None (not ranked)."""
     if metric in metrics.REGISTRY:
         return metrics.get(metric).direction
     return OTHER_DIRECTIONS.get(metric)
+
+
+def _best(metric: str, numbers: list[float]) -> float:
+    if metric in metrics.REGISTRY and metrics.get(metric).ideal is not None:
+        ideal = metrics.get(metric).ideal
+        return min(numbers, key=lambda v: abs(v - ideal))
+    return max(numbers) if direction(metric) == "higher" else min(numbers)
 
 
 def format_value(metric: str, value: float) -> str:
@@ -167,14 +174,14 @@ def best_values(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, float]
         numbers = [r.evaluation.values.get(value_key(r.group, metric)) for r in rows]
         numbers = [v for v in numbers if v is not None and not math.isnan(v)]
         if way is not None and numbers:
-            best[metric] = max(numbers) if way == "higher" else min(numbers)
+            best[metric] = _best(metric, numbers)
     return best
 
 
 def markdown_table(rows: Sequence[Row], columns: Sequence[str], footnotes: Footnotes, first_header: str) -> str:
     best = best_values(rows, columns)
     arrows = {"higher": " ↑", "lower": " ↓", None: ""}
-    header = [first_header] + [HEADERS.get(c, c) + arrows[direction(c)] for c in columns]
+    header = [first_header] + [HEADERS.get(c, c) + arrows.get(direction(c), f" ({direction(c)})") for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
     for row in rows:
         cells = [row.label]

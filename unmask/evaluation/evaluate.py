@@ -432,12 +432,16 @@ class MethodScores:
         self.fid = fid_metric.FIDAccumulator(feature_extractor=extractor) if extractor is not None else None
         self.map_coverage: list[float] = []
 
-    def update(self, outputs: np.ndarray, targets: np.ndarray, given_map: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Adds a batch; returns this batch's per-image scores."""
+    def update(self, outputs: np.ndarray, targets: np.ndarray, given_map: np.ndarray | None,
+               gt_map: np.ndarray) -> dict[str, np.ndarray]:
+        """Adds a batch; returns this batch's per-image scores. Region metrics judge ``gt_map``."""
         scores = {}
         for name, acc in self.accumulators.items():
             before = len(acc.values)
-            acc.update_batch(outputs, targets)
+            if metrics.get(name).uses_region:
+                acc.update_batch(outputs, targets, regions=gt_map)
+            else:
+                acc.update_batch(outputs, targets)
             scores[name] = np.asarray(acc.values[before:], np.float64)
         if self.fid is not None:
             self.fid.update(pred=outputs)
@@ -1002,7 +1006,7 @@ class EvaluationPass:
     def add(self, batch: EvalBatch) -> None:
         pred_map, outputs = self.methods.run(batch)
         seg_scores = self.seg.update(pred_map, batch)
-        method_scores = {name: self.scores[name].update(images, batch.unmasked, given)
+        method_scores = {name: self.scores[name].update(images, batch.unmasked, given, batch.gt_map)
                          for name, (images, given) in outputs.items()}
         if self.real_fid is not None:
             self.real_fid.update(pred=batch.unmasked)

@@ -22,8 +22,11 @@ Every accumulator has ``update(pred, target=None)``, ``update_batch(preds, targe
 it also keeps (``per_image``). An unavailable metric's accumulator ignores updates and returns
 ``value=None`` with the reason, so an evaluation loop can treat all metrics alike.
 
+Metrics with ``uses_region`` judge part of the image: their accumulators take
+``update_batch(preds, targets, regions=maps)`` (``sharpness`` of the filled region).
+
 The exact protocol of each metric is in its module's docstring: ``segmentation`` (pixel accuracy,
-Dice, IoU), ``fidelity`` (PSNR, SSIM), ``fid``, ``niqe``, ``brisque``, ``lpips``.
+Dice, IoU), ``fidelity`` (PSNR, SSIM), ``fid``, ``niqe``, ``brisque``, ``lpips``, ``sharpness``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 
 from . import _inputs, brisque as _brisque, fid as _fid, fidelity, niqe as _niqe, segmentation
 from . import lpips as _lpips
+from . import sharpness as _sharpness
 from ._inputs import to_uint8
 
 PER_IMAGE = "per-image"
@@ -98,9 +102,13 @@ class Metric:
     compute_fn: Callable[..., float] | None = None  # per-image metrics: (pred[, target], **options)
     accumulator_fn: Callable[..., Accumulator] | None = None  # (metric, **options); default per-image mean
     availability_fn: Callable[..., Availability] = lambda **options: AVAILABLE
+    uses_region: bool = False  # judged inside a binary map (compute_fn(pred, target, region))
+    ideal: float | None = None  # best is closest to this value (higher_is_better is then ignored)
 
     @property
     def direction(self) -> str:
+        if self.ideal is not None:
+            return f"closer to {self.ideal:g}"
         return "higher" if self.higher_is_better else "lower"
 
     def availability(self, **options) -> Availability:
@@ -130,6 +138,8 @@ class Metric:
         valid = [(v, i) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
         if not valid:
             return None
+        if self.ideal is not None:
+            return min(valid, key=lambda vi: abs(vi[0] - self.ideal))[1]
         return (max if self.higher_is_better else min)(valid)[1]
 
 
@@ -153,6 +163,30 @@ class PerImageAccumulator(Accumulator):
             return MetricResult(self.metric.name, None, "no images")
         values = np.array(self.values, np.float64)
         return MetricResult(self.metric.name, float(values.mean()), count=len(values), per_image=values)
+
+
+class RegionAccumulator(PerImageAccumulator):
+    """Per-image metrics judged inside a region: ``update_batch(preds, targets, regions)``."""
+
+    def update(self, pred, target=None, region=None) -> None:
+        if region is not None and not _inputs.binary_map(region, "region").any():
+            self.values.append(math.nan)  # nothing to judge in this image; left out of the mean
+            return
+        self.values.append(self.metric.compute_fn(pred, target, region))
+
+    def update_batch(self, preds, targets=None, regions=None) -> None:
+        if targets is None:
+            raise ValueError(f"{self.metric.name} compares against a ground truth: pass targets")
+        for index, pred in enumerate(preds):
+            self.update(pred, targets[index], None if regions is None else regions[index])
+
+
+    def result(self) -> MetricResult:
+        values = np.array(self.values, np.float64)
+        judged = values[~np.isnan(values)]
+        if not len(judged):
+            return MetricResult(self.metric.name, None, "no image with a non-empty region")
+        return MetricResult(self.metric.name, float(judged.mean()), count=len(judged), per_image=values)
 
 
 class FidelityAccumulator(PerImageAccumulator):
@@ -318,6 +352,12 @@ register(Metric(
     summary="LPIPS (AlexNet) distance; only with explicitly given weights",
     compute_fn=_fixed_options(_lpips.lpips, "backbone_weights", "linear_weights"),
     availability_fn=_lpips_availability,
+))
+register(Metric(
+    name="sharpness", kind=PER_IMAGE, inputs=IMAGES, needs_target=True, higher_is_better=True, ideal=1.0,
+    summary="Laplacian energy of the luma inside the region (ground-truth map) relative to the ground truth's; "
+            "1 = as detailed, < 1 blurrier",
+    compute_fn=_fixed_options(_sharpness.sharpness, "region"), accumulator_fn=RegionAccumulator, uses_region=True,
 ))
 
 # Convenience: the per-image functions themselves
