@@ -132,9 +132,8 @@ def direction(metric: str) -> str | None:
 
 
 def _best(metric: str, numbers: list[float]) -> float:
-    if metric in metrics.REGISTRY and metrics.get(metric).ideal is not None:
-        ideal = metrics.get(metric).ideal
-        return min(numbers, key=lambda v: abs(v - ideal))
+    if metric in metrics.REGISTRY:
+        return numbers[metrics.get(metric).best(numbers)]
     return max(numbers) if direction(metric) == "higher" else min(numbers)
 
 

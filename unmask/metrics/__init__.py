@@ -180,7 +180,6 @@ class RegionAccumulator(PerImageAccumulator):
         for index, pred in enumerate(preds):
             self.update(pred, targets[index], None if regions is None else regions[index])
 
-
     def result(self) -> MetricResult:
         values = np.array(self.values, np.float64)
         judged = values[~np.isnan(values)]
