@@ -277,8 +277,8 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             results[i] = [known[im.rel] for im in chunks[i]]
             write_parquet_atomic(path, pd.DataFrame(results[i]))
     if todo:
-        jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, None if im.landmarks5 is None else im.landmarks5.tolist())
-                                          for im in unknown]) for _, unknown in todo)
+        jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, _as_list(im.landmarks5), _as_list(im.prior5))
+                                                 for im in unknown]) for _, unknown in todo)
         bar = tqdm(total=sum(len(u) for _, u in todo), desc="landmarks", unit="img", disable=not config.progress)
         for (i, unknown), records in zip(todo, _parallel(config, len(todo))(jobs)):
             found = {r["source"]: r for r in records}
@@ -287,6 +287,10 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             bar.update(len(records))
         bar.close()
     return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+
+def _as_list(points: np.ndarray | None) -> list | None:
+    return None if points is None else points.tolist()
 
 
 def _known_landmarks(path: str | None) -> dict[str, dict]:

@@ -82,12 +82,16 @@ class MaskChoice:
         base = np.array(tpl.COLORS[self.color], np.float32)
         if self.texture == "solid":
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
-            return shade[..., None] * base, alpha, box
+            return cv2.merge([shade * c for c in base]), alpha, box
         pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-        warped, alpha, box = warp_template(level, cv2.merge([level.shade, pattern]), anchors, (res, res))
+        layers = cv2.merge([level.shade, level.shade * pattern])
+        warped, alpha, box = warp_template(level, layers, anchors, (res, res))
         accent = np.array(self.accent, np.float32)
-        rgb = (base + (accent - base) * warped[..., 1:2]) * warped[..., 0:1]
-        return rgb, alpha, box
+        # shade * (base + (accent - base) * pattern), channel by channel (OpenCV's per-channel passes
+        # are several times faster than numpy broadcasting over the colour axis)
+        shade, shaded_pattern = cv2.split(warped)
+        return cv2.merge([cv2.addWeighted(shade, float(b), shaded_pattern, float(a - b), 0.0)
+                          for b, a in zip(base, accent)]), alpha, box
 
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
@@ -189,8 +193,12 @@ def encode(triplet: Triplet, jpeg_quality: int = 95) -> dict[str, bytes]:
 
 def image_to_triplets(image: str | Path | np.ndarray, n: int = 1, res: int = 256, seed: int = 0,
                       options: MaskOptions | None = None, landmarks5: np.ndarray | None = None,
-                      face_scale: float = DEFAULT_FACE_SCALE, key: str | None = None) -> list[Triplet]:
+                      face_scale: float = DEFAULT_FACE_SCALE, key: str | None = None,
+                      prior5: np.ndarray | None = None) -> list[Triplet]:
     """Detect, align and mask one image ``n`` times (different masks, same face).
+
+    ``landmarks5`` is a CelebA 5-point row; ``prior5`` where such points usually are (e.g.
+    ``landmarks.CELEBA_ALIGNED_PRIOR`` for CelebA's aligned images), tried before detection.
 
     Raises ``maskgen.source.BadImage`` or ``maskgen.landmarks.NoFace`` with the reason.
     """
@@ -201,7 +209,7 @@ def image_to_triplets(image: str | Path | np.ndarray, n: int = 1, res: int = 256
         image = load_image(image)
     else:
         source, key = "", key or "image"
-    found = locate(image, landmarks5)
+    found = locate(image, landmarks5, prior5)
     face = align_face(image, found.points, res, face_scale)
     return [make_triplet(face, options, seed, f"{key}_{v:02d}", source=source, landmark_method=found.method)
             for v in range(n)]

@@ -98,7 +98,7 @@ def warp_template(template: MaskTemplate, colour: np.ndarray, anchors: np.ndarra
     b, e = dst[1], dst[4]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None] - b[1]
     xs = np.arange(x0, x1, dtype=np.float32)[None, :] - b[0]
-    right_side = ((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) <= 0
+    right_side = (((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) <= 0).view(np.uint8)
     # Each half is warped only over the columns it can own: left of the b-e line's rightmost x, etc.
     split_hi = int(min(size[0], max(0, np.ceil(max(b[0], e[0])) - x0 + 1)))
     split_lo = int(min(size[0], max(0, np.floor(min(b[0], e[0])) - x0)))
@@ -113,10 +113,10 @@ def warp_template(template: MaskTemplate, colour: np.ndarray, anchors: np.ndarra
         alpha[:, :split_hi] = warp(alpha_left, homographies[0], split_hi)
     if split_lo < size[0]:
         width = size[0] - split_lo
-        where = right_side[:, split_lo:]
-        np.copyto(out[:, split_lo:], warp(colour, homographies[1], width, split_lo).reshape(out[:, split_lo:].shape),
-                  where=where.reshape(where.shape + (1,) * (colour.ndim - 2)))
-        np.copyto(alpha[:, split_lo:], warp(alpha_right, homographies[1], width, split_lo), where=where)
+        where = np.ascontiguousarray(right_side[:, split_lo:])
+        # cv2.copyTo writes through the column views (numpy's masked copyto is ~50x slower here).
+        cv2.copyTo(warp(colour, homographies[1], width, split_lo), where, out[:, split_lo:])
+        cv2.copyTo(warp(alpha_right, homographies[1], width, split_lo), where, alpha[:, split_lo:])
     return out, np.clip(alpha, 0, 1, out=alpha), (x0, y0, x1, y1)
 
 
@@ -183,7 +183,7 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
     x0, y0, x1, y1 = box
     masked = face.copy()
     binary = np.zeros(face.shape[:2], np.uint8)
-    cover = alpha >= ALPHA_THRESHOLD
+    cover = (alpha >= ALPHA_THRESHOLD).view(np.uint8)
     if not cover.any():
         return masked, binary
     region = face[y0:y1, x0:x1]
@@ -191,18 +191,15 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
     lum = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(lum, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
     small = cv2.GaussianBlur(small, (0, 0), 1.5)
-    light = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     # gain = 1 + light_match * (clip(light / 150, 0.25, 1.6) - 1), 150 being a well-lit face;
-    # in place: these few ROI-sized passes are most of the compositing time.
-    np.clip(light, 0.25 * 150.0, 1.6 * 150.0, out=light)
-    light *= light_match / 150.0
-    light += 1.0 - light_match
-    light *= alpha  # alpha and light folded into one factor on the mask colour
-    patch = region.astype(np.float32)
-    patch *= (1.0 - alpha)[..., None]
-    patch += rgb * light[..., None]
-    patch += 0.5
-    np.clip(patch, 0, 255, out=patch)
-    np.copyto(masked[y0:y1, x0:x1], patch.astype(np.uint8), where=cover[..., None])
-    binary[y0:y1, x0:x1] = cover.view(np.uint8) * 255
+    # computed on the 1/8 scale image, then interpolated to the mask region.
+    np.clip(small, 0.25 * 150.0, 1.6 * 150.0, out=small)
+    small *= light_match / 150.0
+    small += 1.0 - light_match
+    gain = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    # OpenCV for the per-pixel passes: numpy's broadcasting over the colour axis is several times slower.
+    lit = cv2.multiply(rgb, cv2.merge([gain, gain, gain]))
+    blend = cv2.blendLinear(region.astype(np.float32), lit, 1.0 - alpha, alpha)
+    cv2.copyTo(cv2.add(blend, 0.0, dtype=cv2.CV_8U), cover, masked[y0:y1, x0:x1])  # rounds, saturates
+    binary[y0:y1, x0:x1] = cover * np.uint8(255)
     return masked, binary

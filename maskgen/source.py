@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .landmarks import CELEBA_ALIGNED_PRIOR
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -33,6 +35,7 @@ CELEBA_LAYOUTS = {
 PARTITION_FILE = "list_eval_partition.txt"
 IDENTITY_FILE = "identity_CelebA.txt"
 PARTITION_NAMES = {"0": "train", "1": "val", "2": "test"}
+EXIF_ORIENTATION = 0x0112
 
 # Allow PIL to read big but legitimate photos; MAX_SIDE bounds what we keep in memory.
 Image.MAX_IMAGE_PIXELS = 20000 * 20000
@@ -49,6 +52,7 @@ class SourceImage:
     identity: str | None = None
     partition: str | None = None  # train/val/test from CelebA's partition file
     landmarks5: np.ndarray | None = None  # (5, 2) CelebA order: left eye, right eye, nose, mouth left, mouth right
+    prior5: np.ndarray | None = None  # where the layout puts the 5 points when no row gives them
 
 
 @dataclass
@@ -156,6 +160,8 @@ def discover(source: str | Path) -> SourceListing:
             if not row:
                 problems.append((item.rel, f"malformed landmark row for {name}"))
                 continue
+        elif layout == "img_align_celeba":
+            item.prior5 = CELEBA_ALIGNED_PRIOR
         images.append(item)
     log.info("source %s: layout %s, %d images, %d annotation problems", root, layout, len(images), len(problems))
     return SourceListing(root=root, layout=layout, images=images, problems=problems)
@@ -183,8 +189,9 @@ def load_image(path: str | Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise BadImage("empty file")
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)  # loads the pixels, so truncation shows here
-            img.load()
+            img.load()  # decodes now, so truncation shows here
+            if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)  # (a copy: only when there is something to undo)
             arr = _to_uint8_rgb(img)
     except BadImage:
         raise

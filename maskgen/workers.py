@@ -22,14 +22,16 @@ def single_threaded() -> None:
     cv2.setNumThreads(1)
 
 
-def landmark_chunk(items: list[tuple[str, str, list | None]]) -> list[dict]:
+def landmark_chunk(items: list[tuple[str, str, list | None, list | None]]) -> list[dict]:
+    """Landmarks of (path, source, 5-point row or None, 5-point prior or None) items."""
     single_threaded()
     records = []
-    for path, rel, pts5 in items:
+    for path, rel, pts5, prior in items:
         record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
         try:
             image = load_image(path)
-            found = locate(image, None if pts5 is None else np.asarray(pts5))
+            found = locate(image, None if pts5 is None else np.asarray(pts5),
+                           None if prior is None else np.asarray(prior))
             record.update(ok=True, method=found.method, n_faces=found.n_faces,
                           points=np.round(found.points, 3).ravel().tolist())
         except (BadImage, NoFace) as err:

@@ -184,3 +184,20 @@ def test_dask_backend_on_a_local_cluster_gives_the_same_bytes(small_celeba, tmp_
     assert _digests(tmp_path / "dask") == _digests(tmp_path / "loky")
     with pytest.raises(BuildError, match="--scheduler"):
         build(BuildConfig(out=str(tmp_path / "x"), backend="dask", **kwargs))
+
+
+@pytest.mark.parametrize("key", ["000001_00", "deep_folder_" * 10 + "x_00", "caf\u00e9_00"])
+def test_shard_bytes_equal_webdatasets_own_writer(tmp_path, key):
+    from maskgen.shard import TAR_MODE, TAR_MTIME, TAR_OWNER, ShardWriter
+
+    samples = [(f"{key}{i}", {"masked.jpg": os.urandom(700 + 513 * i), "map.png": b"\x89PNG" * i, "json": b"{}"})
+               for i in range(3)]
+    ours = ShardWriter(tmp_path / "ours.tar")
+    for k, members in samples:
+        ours.write(k, members)
+    ours.commit()
+    with wds.TarWriter(str(tmp_path / "theirs.tar"), user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE,
+                       mtime=TAR_MTIME, encoder=False) as theirs:
+        for k, members in samples:
+            theirs.write({"__key__": k, **members})
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "theirs.tar").read_bytes()
