@@ -172,12 +172,34 @@ def _drawn_corners(template: MaskTemplate) -> np.ndarray:
     return _CORNERS[key]
 
 
+LIGHT_GRID = 8  # px of the mask region per cell of the coarse luminance the light plane is fitted to
+LIGHT_DARK_SHARE = 0.4  # the darkest cells are features (mouth, nostrils, beard), not light: left out
+
+
+def _light_plane(lum: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Luminance plane a + b x + c y fitted to the brighter part of ``lum`` under ``cover``, on a
+    coarse grid (float32, about 1/LIGHT_GRID of the region's size)."""
+    h, w = lum.shape
+    size = (max(2, w // LIGHT_GRID), max(2, h // LIGHT_GRID))
+    small = cv2.resize(lum, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    inside = cv2.resize(cover, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    ys, xs = np.mgrid[0:size[1], 0:size[0]]
+    values = small[inside] if inside.sum() >= 3 else small.ravel()
+    coords = (xs[inside], ys[inside]) if inside.sum() >= 3 else (xs.ravel(), ys.ravel())
+    bright = values >= np.quantile(values, LIGHT_DARK_SHARE)
+    design = np.stack([np.ones(bright.sum()), coords[0][bright], coords[1][bright]], axis=1)
+    coef = np.linalg.lstsq(design, values[bright], rcond=None)[0]
+    return (coef[0] + coef[1] * xs + coef[2] * ys).astype(np.float32)
+
+
 def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
               light_match: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """Put warped mask colours (float32, over ``box``) on the face; return (masked uint8, map 0/255).
 
-    The mask's brightness follows the face: its colours are scaled by the face's low-frequency
-    luminance under the mask (relative to a well-lit face), blended by ``light_match``.
+    The mask's brightness follows the light on the face: its colours are scaled by a plane fitted
+    to the face's luminance under the mask (relative to a well-lit face), blended by ``light_match``.
+    A plane keeps the level and direction of the lighting but none of the features: a blurred copy
+    of the luminance would show the mouth and nostrils through the mask as dark ghosts.
     Pixels with alpha < 0.5 are left exactly as they were.
     """
     x0, y0, x1, y1 = box
@@ -188,15 +210,13 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
         return masked, binary
     region = face[y0:y1, x0:x1]
     h, w = cover.shape
-    lum = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(lum, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
-    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+    light = _light_plane(cv2.cvtColor(region, cv2.COLOR_RGB2GRAY), cover)
     # gain = 1 + light_match * (clip(light / 150, 0.25, 1.6) - 1), 150 being a well-lit face;
-    # computed on the 1/8 scale image, then interpolated to the mask region.
-    np.clip(small, 0.25 * 150.0, 1.6 * 150.0, out=small)
-    small *= light_match / 150.0
-    small += 1.0 - light_match
-    gain = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    # computed on a coarse grid, then interpolated to the mask region (a plane stays a plane).
+    np.clip(light, 0.25 * 150.0, 1.6 * 150.0, out=light)
+    light *= light_match / 150.0
+    light += 1.0 - light_match
+    gain = cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
     # OpenCV for the per-pixel passes: numpy's broadcasting over the colour axis is several times slower.
     lit = cv2.multiply(rgb, cv2.merge([gain, gain, gain]))
     blend = cv2.blendLinear(region.astype(np.float32), lit, 1.0 - alpha, alpha)

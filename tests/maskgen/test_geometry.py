@@ -148,3 +148,28 @@ def test_two_step_upsampling_matches_the_direct_warp(celeba_images):
     np.testing.assert_allclose(moved[100:400, 101:400].astype(float), face.image[100:400, 100:399], atol=40)
     assert np.abs(moved[100:400, 100:399].astype(float) - face.image[100:400, 100:399]).mean() > \
         np.abs(moved[100:400, 101:400].astype(float) - face.image[100:400, 100:399]).mean()
+
+
+def test_mask_shading_follows_the_light_not_the_features():
+    """The light plane ignores dark features (a mouth under the mask) and keeps the lighting gradient."""
+    from maskgen.mask import _light_plane, composite
+
+    h, w = 120, 160
+    ys, xs = np.mgrid[0:h, 0:w]
+    lit = (80 + 0.6 * xs).astype(np.float32)  # light from the image's right
+    mouth = lit.copy()
+    mouth[50:80, 50:110] = 20  # a dark open mouth under the mask
+    cover = np.ones((h, w), np.uint8)
+    plane = _light_plane(mouth.astype(np.uint8), cover)
+    small_truth = _light_plane(lit.astype(np.uint8), cover)
+    assert np.abs(plane - small_truth).max() < 6  # the mouth does not pull the light down
+    assert plane[:, -1].mean() > plane[:, 0].mean() + 60  # the gradient is kept
+
+    face = np.repeat(lit[..., None], 3, axis=2).astype(np.uint8)
+    with_mouth = np.repeat(mouth[..., None], 3, axis=2).astype(np.uint8)
+    rgb = np.full((h, w, 3), 200, np.float32)
+    alpha = np.ones((h, w), np.float32)
+    plain, _ = composite(face, rgb, alpha, (0, 0, w, h))
+    ghost, _ = composite(with_mouth, rgb, alpha, (0, 0, w, h))
+    assert np.abs(plain.astype(int) - ghost).max() <= 6  # no dark ghost of the mouth on the mask
+    assert plain[:, -10:].mean() > plain[:, :10].mean() + 20  # but the light's direction shows
