@@ -12,15 +12,12 @@ keypoints relative to them, sigmoid scores, weighted non-maximum suppression.
 from __future__ import annotations
 
 import importlib.util
-import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 MIN_SCORE = 0.5  # MediaPipe's default
 NMS_IOU = 0.3
@@ -70,10 +67,9 @@ def available(kind: str = "short") -> bool:
 
 @lru_cache(maxsize=2)
 def _net(kind: str):
-    folder = model_dir()
-    if folder is None or not (folder / MODELS[kind].file).is_file():
+    if not available(kind):
         return None
-    path = str(folder / MODELS[kind].file)
+    path = str(model_dir() / MODELS[kind].file)
     if hasattr(cv2.dnn, "ENGINE_CLASSIC"):
         # OpenCV 5's new DNN engine exposes only one of the two outputs of these graphs; the classic one both.
         return cv2.dnn.readNetFromTFLite(path, cv2.dnn.ENGINE_CLASSIC)
@@ -103,10 +99,10 @@ def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndar
     """The image centred on a black square, resized to size; returns it, the scale and the padding offset."""
     h, w = image.shape[:2]
     side = max(h, w)
-    offset = np.array([(side - w) / 2, (side - h) / 2])
-    square = cv2.copyMakeBorder(image, int(offset[1]), side - h - int(offset[1]), int(offset[0]),
-                                side - w - int(offset[0]), cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    offset = np.array([int(offset[0]), int(offset[1])], np.float64)
+    left, top = (side - w) // 2, (side - h) // 2
+    square = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
+                                value=(0, 0, 0))
+    offset = np.array([left, top], np.float64)
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(square, (size, size), interpolation=interp), side / size, offset
 
@@ -156,14 +152,11 @@ def detect_faces(image: np.ndarray, kind: str = "short", min_score: float = MIN_
     if not keep.any():
         return []
     raw = raw.reshape(-1, 8, 2)[keep] / model.size  # centre, size, six keypoints; input-relative
-    centre = raw[:, 0] + anchors(kind)[keep]
+    anchor = anchors(kind)[keep]
     half = raw[:, 1] / 2
-    boxes = np.concatenate([centre - half, centre + half], axis=1)
-    points = raw[:, 2:] + anchors(kind)[keep][:, None, :]
-    faces = []
-    for box, pts, score in _weighted_nms(boxes, points, scores[keep]):
-        if box[2] <= box[0] or box[3] <= box[1]:
-            continue
-        to_image = lambda p: p * model.size * scale - offset  # noqa: E731
-        faces.append(Face(box=to_image(box.reshape(2, 2)).ravel(), keypoints=to_image(pts), score=score))
-    return faces
+    boxes = np.concatenate([raw[:, 0] + anchor - half, raw[:, 0] + anchor + half], axis=1)
+    points = raw[:, 2:] + anchor[:, None, :]
+    to_image = model.size * scale  # input-relative [0, 1] -> letterboxed image pixels
+    return [Face(box=(box.reshape(2, 2) * to_image - offset).ravel(), keypoints=pts * to_image - offset, score=score)
+            for box, pts, score in _weighted_nms(boxes, points, scores[keep])
+            if box[2] > box[0] and box[3] > box[1]]

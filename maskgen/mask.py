@@ -183,11 +183,12 @@ def _light_plane(lum: np.ndarray, cover: np.ndarray) -> np.ndarray:
     size = (max(2, w // LIGHT_GRID), max(2, h // LIGHT_GRID))
     small = cv2.resize(lum, size, interpolation=cv2.INTER_AREA).astype(np.float64)
     inside = cv2.resize(cover, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    if inside.sum() < 3:  # a sliver of a mask: fit to the whole region
+        inside[:] = True
     ys, xs = np.mgrid[0:size[1], 0:size[0]]
-    values = small[inside] if inside.sum() >= 3 else small.ravel()
-    coords = (xs[inside], ys[inside]) if inside.sum() >= 3 else (xs.ravel(), ys.ravel())
+    values = small[inside]
     bright = values >= np.quantile(values, LIGHT_DARK_SHARE)
-    design = np.stack([np.ones(bright.sum()), coords[0][bright], coords[1][bright]], axis=1)
+    design = np.stack([np.ones(bright.sum()), xs[inside][bright], ys[inside][bright]], axis=1)
     coef = np.linalg.lstsq(design, values[bright], rcond=None)[0]
     return (coef[0] + coef[1] * xs + coef[2] * ys).astype(np.float32)
 
