@@ -88,6 +88,9 @@ def build_config(
               help="Maps for stage 2: ground truth (paper) or binarised M-Seg predictions.")
 @click.option("--seg-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="M-Seg checkpoint for --gan-maps predicted (default RUN/checkpoints/seg.pt).")
+@click.option("--init-generator", type=click.Path(exists=True, path_type=Path),
+              help="Start stage 2 from the generator of this run or gan checkpoint (e.g. a --alpha 0 run): "
+                   "reconstruction pre-training, then GAN fine-tuning. Weights only; fresh runs only.")
 @click.option("--perceptual-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
 @click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
@@ -99,7 +102,7 @@ def build_config(
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(
     stage: str, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
-    lr: float | None, lr_milestones: str | None, no_map: bool, seg_checkpoint: Path | None,
+    lr: float | None, lr_milestones: str | None, no_map: bool, seg_checkpoint: Path | None, init_generator: Path | None,
     perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str,
     resume: bool, progress: bool, **options: Any,
 ) -> None:
@@ -125,7 +128,7 @@ def train(
     opts = RunOptions(
         data_dir=data_dir, run_dir=run_dir, stage=stage, device=device, resume=resume,
         perceptual_weights=perceptual_weights, require_perceptual=require_perceptual,
-        seg_checkpoint=seg_checkpoint, progress=progress,
+        seg_checkpoint=seg_checkpoint, init_generator=init_generator, progress=progress,
     )
     try:
         results = run_training(cfg, opts)

@@ -82,10 +82,15 @@ class RunOptions:
     perceptual_weights: Path | None = None  # default: the torch hub cache
     require_perceptual: bool = False  # fail instead of training stage 2 without the perceptual term
     seg_checkpoint: Path | None = None  # M-Seg for train.gan_maps=predicted; default RUN/checkpoints/seg.pt
+    # Stage 2 starts from this run's (or checkpoint's) generator instead of random weights, e.g. a
+    # reconstruction-only run (--alpha 0): pre-training for PSNR, then GAN fine-tuning. Fresh runs only.
+    init_generator: Path | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir, self.run_dir = Path(self.data_dir), Path(self.run_dir)
+        if self.init_generator is not None:
+            self.init_generator = Path(self.init_generator)
 
 
 # --------------------------------------------------------------------------- runtime context
@@ -301,6 +306,7 @@ class GanStage(Stage):
         self.perceptual_meta = perceptual_meta
         self.mseg = mseg.to(rt.device).eval().requires_grad_(False) if mseg is not None else None
         self.mseg_config = mseg_config
+        self.init_meta: dict[str, Any] = {}
         self.loss_columns = (("loss_d", "loss_g", "adv") if self.adversarial else ("loss_g",)) + ("rec",) + (
             ("per",) if perceptual is not None else ())
 
@@ -360,7 +366,26 @@ class GanStage(Stage):
         return state
 
     def meta(self) -> dict[str, Any]:
-        return dict(self.perceptual_meta)
+        return {**self.perceptual_meta, **self.init_meta}
+
+    def init_generator_from(self, path: Path) -> None:
+        """Copy the generator weights of another stage-2 run (directory or checkpoint file).
+
+        Only the weights: optimizer state, step and lr schedule start afresh, and the generator
+        configs must be identical (width, map input, depth).
+        """
+        file = ckpt.checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            raise RunError(f"--init-generator: no stage-2 checkpoint at {file}")
+        payload = ckpt.load_checkpoint(file)
+        if "generator" not in payload["models"]:
+            raise RunError(f"--init-generator: {file} holds no generator")
+        differences = [d for d in diff(Config.from_dict(payload["config"]), self.cfg) if d.startswith("generator.")]
+        if differences:
+            raise RunError(f"--init-generator: {file} has another generator (theirs != ours): {differences}")
+        self.networks["generator"].load_state_dict(payload["models"]["generator"])
+        self.init_meta = {"init_generator": str(file), "init_generator_step": payload["step"],
+                          "init_generator_alpha": payload["config"]["loss"]["adv"]}
 
 
 def _gray(mask_map: torch.Tensor) -> torch.Tensor:
@@ -647,6 +672,11 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
             else:
                 mseg, mseg_cfg = _stage2_mseg(cfg, opts, rt)
                 stage = GanStage(cfg, rt, perceptual, perceptual_meta, mseg, mseg_cfg)
+                if opts.init_generator is not None:
+                    if ckpt.checkpoint_path(opts.run_dir, "gan").is_file():
+                        log.info("resuming: --init-generator applies to a fresh run only, ignored")
+                    else:
+                        stage.init_generator_from(opts.init_generator)
             results[name] = run_stage(stage, cfg, opts, rt)
         return results
     finally:

@@ -235,3 +235,37 @@ def test_loader_workers_across_epochs_do_not_deadlock(dataset_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "logs" / "seg_val.tsv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_init_generator_starts_stage_2_from_another_run(dataset_dir, tmp_path, no_vgg):
+    pretrain = tmp_path / "recon"
+    with pytest.warns(PerceptualLossDisabled):
+        train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}), options(dataset_dir, pretrain, stage="gan"))
+    _, _, pretrained = ckpt.load_models(pretrain)
+
+    cfg = tiny_config(**{"train.steps": 2})
+    stage = GanStage(cfg, Runtime(torch.device("cpu")), None, {}, None, None)
+    stage.init_generator_from(pretrain)
+    weights = stage.networks["generator"].state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in pretrained.state_dict().items())
+    assert stage.meta()["init_generator_step"] == 2 and stage.meta()["init_generator_alpha"] == 0.0
+
+    fine_tuned = tmp_path / "gan"
+    with pytest.warns(PerceptualLossDisabled):
+        train(cfg, options(dataset_dir, fine_tuned, stage="gan", init_generator=pretrain))
+    run = json.loads((fine_tuned / "run.json").read_text())["stages"]["gan"]
+    assert run["init_generator"] == str(ckpt.checkpoint_path(pretrain, "gan"))
+    # it trained from there (weights moved) with a discriminator of its own
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(fine_tuned, "gan"))
+    assert set(state["models"]) == {"generator", "discriminator"}
+    assert any(not torch.equal(state["models"]["generator"][k], v) for k, v in pretrained.state_dict().items())
+
+
+def test_init_generator_refuses_another_architecture(dataset_dir, tmp_path, no_vgg):
+    with pytest.warns(PerceptualLossDisabled):
+        train(tiny_config(**{"train.steps": 1, "generator.use_map": False}), options(dataset_dir, tmp_path, stage="gan"))
+    stage = GanStage(tiny_config(), Runtime(torch.device("cpu")), None, {}, None, None)
+    with pytest.raises(RunError, match="generator.use_map"):
+        stage.init_generator_from(tmp_path)
+    with pytest.raises(RunError, match="no stage-2 checkpoint"):
+        stage.init_generator_from(tmp_path / "nothing")
