@@ -6,6 +6,11 @@ landmarks; "warm" runs take them from the cold run's landmarks.parquet (maskgen 
 rebuild at another resolution or seed does.
 
     python benchmarks/bench_maskgen.py [--source DIR] [--res 256 512] [--runs 3] [--limit N] [--stages N]
+                                       [--rows]
+
+``--rows`` adds "rows" runs: the source gets a ``list_landmarks_align_celeba.txt`` in CelebA's format
+(the 5 points of the cold run's landmarks, rounded to whole pixels as CelebA's are), so landmarks
+come from rows, as they do for a user of the full CelebA release, not from detection.
 
 ``--stages N`` first times each step of the data flow on N images in this process, one core (CPU ms
 per image: read, landmarks, align, mask, encode), which shows where a build's time goes.
@@ -41,6 +46,27 @@ def subset(source: Path, limit: int | None, where: Path) -> Path:
         names = {p.name for p in images}
         rows = [r for r in ident.read_text().splitlines() if r.split()[:1] and r.split()[0] in names]
         (where / "identity_CelebA.txt").write_text("\n".join(rows) + "\n")
+    return where
+
+
+def write_landmark_rows(source: Path, landmarks: Path, where: Path) -> Path:
+    """A copy of ``source`` (links) with CelebA's aligned landmark file made from a build's landmarks."""
+    import numpy as np
+    import pandas as pd
+
+    from maskgen.landmarks import five_points
+
+    where.mkdir(parents=True)
+    for entry in source.iterdir():
+        (where / entry.name).symlink_to(entry.resolve())
+    table = pd.read_parquet(landmarks)
+    rows = []
+    for rel, ok, points in zip(table["source"], table["ok"], table["points"]):
+        if ok:
+            pts5 = np.rint(five_points(np.asarray(list(points), dtype=np.float64).reshape(68, 2))).astype(int)
+            rows.append(Path(rel).name + " " + " ".join(str(v) for v in pts5.ravel()))
+    header = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+    (where / "list_landmarks_align_celeba.txt").write_text(f"{len(rows)}\n{header}\n" + "\n".join(rows) + "\n")
     return where
 
 
@@ -108,6 +134,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ap.add_argument("--workers", type=int, default=-1)
     ap.add_argument("--stages", type=int, default=0, metavar="N", help="time each step on N images first")
+    ap.add_argument("--rows", action="store_true", help="also build from CelebA-format landmark rows")
     args = ap.parse_args()
     if not args.source.exists():
         sys.exit(f"source not found: {args.source}")
@@ -125,12 +152,16 @@ def main() -> None:
         print(f"{'res':>4} {'mode':>5} {'triplets':>8} {'wall s':>7} {'trip/s':>7} {'CPU ms/trip':>11} "
               f"{'peak RSS MB':>11} {'fail %':>6}")
         for res in args.res:
-            for mode in ("cold", "warm"):
+            for mode in ("cold", "warm", "rows") if args.rows else ("cold", "warm"):
                 runs = []
+                first_cold = tmp / f"out-{res}-cold-0" / "landmarks.parquet"
+                if mode == "rows" and not (tmp / f"rows-{res}").exists():
+                    write_landmark_rows(source, first_cold, tmp / f"rows-{res}")
                 for r in range(args.runs):
                     out = tmp / f"out-{res}-{mode}-{r}"
-                    landmarks = tmp / f"out-{res}-cold-0" / "landmarks.parquet" if mode == "warm" else None
-                    runs.append(run_build(source, out, res, args.workers, landmarks))
+                    landmarks = first_cold if mode == "warm" else None
+                    runs.append(run_build(tmp / f"rows-{res}" if mode == "rows" else source, out, res, args.workers,
+                                          landmarks))
                     if not (mode == "cold" and r == 0):
                         shutil.rmtree(out)
                 med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
