@@ -429,7 +429,8 @@ def verification_metrics(distances: np.ndarray, genuine: np.ndarray, threshold: 
     Keys: ``accuracy`` ((accepted genuine + rejected impostor) / pairs), ``tar`` and ``far`` at
     ``threshold``, ``tar_far_1`` / ``tar_far_0.1`` (accepted genuine / genuine pairs at the FAR
     thresholds), ``far_at_1`` / ``far_at_0.1`` (the FAR those thresholds give here),
-    ``threshold_far_1`` / ``threshold_far_0.1``, ``n_pairs``, ``n_genuine``, ``n_impostor``,
+    ``threshold_far_1`` / ``threshold_far_0.1``, ``genuine_distance`` / ``impostor_distance`` (mean
+    finite distance of the genuine / impostor pairs), ``n_pairs``, ``n_genuine``, ``n_impostor``,
     ``n_invalid`` (NaN distances) and ``threshold``.
     """
     if thresholds_from is not None and far_thresholds is not None and dict(thresholds_from) != dict(far_thresholds):
@@ -464,6 +465,11 @@ def verification_metrics(distances: np.ndarray, genuine: np.ndarray, threshold: 
         out[f"tar_far_{name}"] = rate(a & g, n_gen) if not math.isnan(t) else float("nan")
         out[f"far_at_{name}"] = rate(a & ~g, n_imp) if not math.isnan(t) else float("nan")
         out[f"threshold_far_{name}"] = t
+    # Where the pairs fall: an output can lose accuracy by moving genuine pairs up (a lower face
+    # unlike the person's) or impostor pairs down (a generic face); the means tell which.
+    finite = np.isfinite(d)
+    out["genuine_distance"] = float(d[g & finite].mean()) if (g & finite).any() else float("nan")
+    out["impostor_distance"] = float(d[~g & finite].mean()) if (~g & finite).any() else float("nan")
     out.update({"threshold": float(threshold), "n_pairs": int(d.size), "n_genuine": n_gen,
                 "n_impostor": n_imp, "n_invalid": int((~np.isfinite(d)).sum())})
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -74,6 +75,9 @@ def test_verification_metrics_hand_computed():
     assert m["tar_far_1"] == pytest.approx(4 / 6) and m["far_at_1"] == pytest.approx(2 / 201)
     assert m["tar_far_0.1"] == pytest.approx(2 / 6) and m["far_at_0.1"] == 0.0
     assert (m["n_pairs"], m["n_genuine"], m["n_impostor"], m["n_invalid"]) == (207, 6, 201, 2)
+    # mean finite distances: genuine (0.1 + 0.5 + 0.505 + 0.51 + 0.52) / 5; impostors 0.5025 .. 1.4975
+    assert m["genuine_distance"] == pytest.approx(2.135 / 5)
+    assert m["impostor_distance"] == pytest.approx((0.5025 + 1.4975) / 2)
 
     # another probe type, judged with the ground truth's thresholds
     gt_t = idn.far_thresholds(d, g)
@@ -86,6 +90,9 @@ def test_verification_metrics_hand_computed():
     assert m2["tar_far_0.1"] == pytest.approx(1 / 6)  # 0.3
     assert m2["far_at_1"] == pytest.approx(2 / 201)  # 0.4, 0.45
     assert m2["n_invalid"] == 3
+    assert m2["genuine_distance"] == pytest.approx((0.3 + 0.505 + 0.55 + 0.7) / 4)
+    no_impostor = idn.verification_metrics(d[:6], g[:6])
+    assert math.isnan(no_impostor["impostor_distance"]) and no_impostor["genuine_distance"] == m["genuine_distance"]
     same = idn.verification_metrics(other, g, far_thresholds=gt_t)
     assert same == m2
     with pytest.raises(ValueError, match="not both"):

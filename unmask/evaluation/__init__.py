@@ -44,7 +44,8 @@ Groups (the part before the slash):
   (genuine pairs) and of other people (impostor pairs), the probes being the same first samples:
   ``verify/<probe_type>/accuracy`` (at the 0.6 threshold), ``verify/<probe_type>/tar_far_1`` and
   ``verify/<probe_type>/tar_far_0.1`` (TAR at FAR 1% / 0.1%, thresholds set on the ground-truth
-  probes), ``verify/<probe_type>/n_invalid`` (pairs whose probe has no embedding: rejections);
+  probes), ``verify/<probe_type>/genuine_distance`` and ``impostor_distance`` (mean embedding
+  distance of its genuine / impostor pairs), ``verify/<probe_type>/n_invalid`` (pairs whose probe has no embedding: rejections);
   probe types ``ground_truth`` (the unmasked crop), ``masked`` (the input) and the methods;
   ``verify/n_probes``, ``verify/n_pairs``, ``verify/n_skipped`` (probes with no other photo of their
   identity), ``verify/n_gallery``, ``verify/threshold_far_1``, ``verify/threshold_far_0.1``.
@@ -88,7 +89,7 @@ VERIFY_PROTOCOL_FILE = "verification_protocol.csv"
 VERIFY_FILE = "verify.csv"
 VERIFY_PAIRS_FILE = "verify_pairs.parquet"
 GROUND_TRUTH_PROBE, MASKED_PROBE = "ground_truth", "masked"
-VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "n_invalid")
+VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "genuine_distance", "impostor_distance", "n_invalid")
 
 
 def probe_type(method: str) -> str:

@@ -738,7 +738,8 @@ def verify_scores(table: pd.DataFrame | None, protocol: pd.DataFrame | None, pro
         for metric in VERIFY_METRICS:
             value = row.get(metric)
             if value is None or not math.isfinite(float(value)):
-                scores[metric] = (None, "no genuine pair" if metric.startswith("tar") else "no pair")
+                scores[metric] = (None, "no genuine pair" if metric.startswith(("tar", "genuine")) else
+                                  "no impostor pair" if metric.startswith("impostor") else "no pair")
             else:
                 scores[metric] = (float(value), None)
         out[group] = scores

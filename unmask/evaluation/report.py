@@ -87,7 +87,9 @@ def _photos(evaluation: Evaluation) -> list[str]:
     return [f"#### {evaluation.name}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
 
 
-IDENTITY_COLUMNS = ("verify_accuracy", "verify_tar_far_1", "verify_tar_far_0.1", ID_MATCH_RATE, ID_DISTANCE)
+IDENTITY_COLUMNS = ("verify_accuracy", "verify_tar_far_1", "verify_tar_far_0.1", "verify_genuine_distance",
+                    "verify_impostor_distance", ID_MATCH_RATE, ID_DISTANCE)
+LOWER_IS_BETTER = (ID_DISTANCE, "verify_genuine_distance")
 TELEA = baseline_method("telea", PRED_MAP)
 TARGET_SHARE = 0.5  # of the accuracy the mask costs, two-stage must win back
 
@@ -125,9 +127,9 @@ def identity_table(evaluation: Evaluation, footnotes: Footnotes) -> str | None:
         numbers = [cells[(r[0], column)][1] for r in rows if r[0] != GROUND_TRUTH_PROBE]
         numbers = [v for v in numbers if v is not None]
         if numbers:
-            best[column] = min(numbers) if column == ID_DISTANCE else max(numbers)
-    arrows = {ID_DISTANCE: " ↓"}
-    header = ["Probe"] + [HEADERS.get(c, c) + arrows.get(c, " ↑") for c in IDENTITY_COLUMNS] + ["Invalid pairs"]
+            best[column] = min(numbers) if column in LOWER_IS_BETTER else max(numbers)
+    header = ["Probe"] + [HEADERS.get(c, c) + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in IDENTITY_COLUMNS]
+    header.append("Invalid pairs")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
     for probe, _, label in rows:
         out = [label]
