@@ -1,7 +1,8 @@
 """Checkpoints: atomic writes, ``weights_only`` loads, RNG state, and models rebuilt from a run.
 
 A run directory ``RUN`` keeps the latest checkpoint of each stage in ``RUN/checkpoints/{stage}.pt``
-(stage: ``seg`` or ``gan``). A checkpoint is a dict of tensors and plain containers only (the
+(stage: ``seg`` or ``gan``), and with ``--keep-checkpoints`` each periodic one in
+``RUN/checkpoints/{stage}-{step:06d}.pt`` too. A checkpoint is a dict of tensors and plain containers only (the
 config as a dict), so ``torch.load(..., weights_only=True)`` reads it:
 
 ``format``, ``stage``, ``config``, ``step``, ``total_steps``, ``complete``, ``models`` (state dicts
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,19 @@ STAGES = ("seg", "gan")
 
 def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"{stage}.pt"
+
+
+def snapshot_path(run_dir: str | Path, stage: str, step: int) -> Path:
+    """Where ``--keep-checkpoints`` keeps the checkpoint of ``step`` (the latest stays at ``checkpoint_path``)."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{stage}-{step:06d}.pt"
+
+
+def keep_snapshot(path: str | Path, snapshot: str | Path) -> None:
+    """A copy of checkpoint ``path`` at ``snapshot``, written atomically like the checkpoint itself."""
+    snapshot = Path(snapshot)
+    tmp = snapshot.with_name(snapshot.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, snapshot)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

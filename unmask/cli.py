@@ -95,6 +95,8 @@ def build_config(
               help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
 @click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (one is always written at the end).")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -104,7 +106,7 @@ def train(
     stage: str, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
     lr: float | None, lr_milestones: str | None, no_map: bool, seg_checkpoint: Path | None, init_generator: Path | None,
     perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str,
-    resume: bool, progress: bool, **options: Any,
+    resume: bool, keep_checkpoints: bool, progress: bool, **options: Any,
 ) -> None:
     """Train M-Seg and/or the FU-Net GAN on maskgen shards.
 
@@ -128,7 +130,8 @@ def train(
     opts = RunOptions(
         data_dir=data_dir, run_dir=run_dir, stage=stage, device=device, resume=resume,
         perceptual_weights=perceptual_weights, require_perceptual=require_perceptual,
-        seg_checkpoint=seg_checkpoint, init_generator=init_generator, progress=progress,
+        seg_checkpoint=seg_checkpoint, init_generator=init_generator, keep_checkpoints=keep_checkpoints,
+        progress=progress,
     )
     try:
         results = run_training(cfg, opts)

@@ -85,6 +85,7 @@ class RunOptions:
     # Stage 2 starts from this run's (or checkpoint's) generator instead of random weights, e.g. a
     # reconstruction-only run (--alpha 0): pre-training for PSNR, then GAN fine-tuning. Fresh runs only.
     init_generator: Path | None = None
+    keep_checkpoints: bool = False  # also keep every periodic checkpoint as checkpoints/{stage}-{step:06d}.pt
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -556,6 +557,8 @@ def run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[
             "val": last_val, "losses": last_losses, **stage.state_dict(),
         }
         ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, name), payload)
+        if opts.keep_checkpoints and not complete:
+            ckpt.keep_snapshot(ckpt.checkpoint_path(run_dir, name), ckpt.snapshot_path(run_dir, name, step))
 
     stage.train(True)
     bar = tqdm(total=total, initial=step, desc=name, disable=not (rt.is_main and opts.progress), dynamic_ncols=True)

@@ -252,7 +252,12 @@ def test_init_generator_starts_stage_2_from_another_run(dataset_dir, tmp_path, n
 
     fine_tuned = tmp_path / "gan"
     with pytest.warns(PerceptualLossDisabled):
-        train(cfg, options(dataset_dir, fine_tuned, stage="gan", init_generator=pretrain))
+        train(cfg.replace(**{"train.checkpoint_every": 1}),
+              options(dataset_dir, fine_tuned, stage="gan", init_generator=pretrain, keep_checkpoints=True))
+    # --keep-checkpoints: the periodic checkpoint of step 1 stays beside the latest (step 2)
+    assert ckpt.load_checkpoint(ckpt.snapshot_path(fine_tuned, "gan", 1))["step"] == 1
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(fine_tuned, "gan"))["step"] == 2
+    assert not ckpt.snapshot_path(fine_tuned, "gan", 2).exists()
     run = json.loads((fine_tuned / "run.json").read_text())["stages"]["gan"]
     assert run["init_generator"] == str(ckpt.checkpoint_path(pretrain, "gan"))
     # it trained from there (weights moved) with a discriminator of its own
