@@ -378,7 +378,10 @@ class GanStage(Stage):
         file = ckpt.checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
         if not file.is_file():
             raise RunError(f"--init-generator: no stage-2 checkpoint at {file}")
-        payload = ckpt.load_checkpoint(file)
+        try:
+            payload = ckpt.load_checkpoint(file)
+        except (ValueError, RuntimeError) as exc:  # another format, or not a torch file
+            raise RunError(f"--init-generator: cannot read {file}: {exc}") from exc
         if "generator" not in payload["models"]:
             raise RunError(f"--init-generator: {file} holds no generator")
         differences = [d for d in diff(Config.from_dict(payload["config"]), self.cfg) if d.startswith("generator.")]

@@ -45,7 +45,6 @@ HEADERS = {
 }
 PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate", *VERIFY_COLUMNS}
 DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, "sharpness": 3, ID_DISTANCE: 3,
-            "verify_genuine_distance": 3, "verify_impostor_distance": 3,
             "pixel_accuracy": 4, "dice": 4, "iou": 4}
 # Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
 PAPER_ROWS = (TWO_STAGE, ONE_STAGE, baseline_method("telea", PRED_MAP), baseline_method("ns", PRED_MAP))
