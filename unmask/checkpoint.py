@@ -135,3 +135,62 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[C
             generator.load_state_dict(payload["models"]["generator"])
             generator = generator.to(device).eval()
     return config, mseg, generator
+
+
+def _gan_checkpoint_file(path: str | Path) -> Path:
+    file = checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no stage-2 checkpoint at {file}")
+    return file
+
+
+def _lerp(start: torch.Tensor, end: torch.Tensor, weight: float) -> torch.Tensor:
+    """start + weight * (end - start), computed from the nearer end so weights 0 and 1 are exact."""
+    dtype, start, end = end.dtype, start.double(), end.double()
+    value = start + weight * (end - start) if weight < 0.5 else end - (1.0 - weight) * (end - start)
+    return value.to(dtype)
+
+
+def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, weight: float,
+                           out_dir: str | Path) -> dict[str, Any]:
+    """Network interpolation (ESRGAN, Wang et al. 2018): a run whose generator weights are
+    ``(1 - weight) * reconstruction + weight * adversarial``, a knob between the PSNR of a
+    reconstruction-oriented generator and the sharpness of a GAN fine-tuned from it.
+
+    Both generators must share their architecture and, for the blend to mean anything, their
+    ancestry (the GAN fine-tuned from the reconstruction run, or both from one snapshot). The new
+    run ``out_dir`` holds ``checkpoints/gan.pt`` (the adversarial run's checkpoint, complete, with
+    the blended generator) and the adversarial run's ``seg.pt`` when it has one, so ``evaluate``
+    and ``predict`` take it as they take a trained run. Returns what ``run.json`` records.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the interpolation weight must be in [0, 1], got {weight}")
+    files = [_gan_checkpoint_file(p) for p in (reconstruction, adversarial)]
+    payloads = [load_checkpoint(f) for f in files]
+    for file, payload in zip(files, payloads):
+        if "generator" not in payload["models"]:
+            raise ValueError(f"{file} holds no generator")
+    from unmask.config import diff
+
+    differences = [d for d in diff(*(Config.from_dict(p["config"]) for p in payloads)) if d.startswith("generator.")]
+    if differences:
+        raise ValueError(f"the two generators differ in architecture: {differences}")
+    rec, adv = (p["models"]["generator"] for p in payloads)
+    nearer = adv if weight >= 0.5 else rec  # integer buffers (BatchNorm's batch counts) are not blended
+    blended = {k: _lerp(rec[k], v, weight) if v.is_floating_point() else nearer[k].clone() for k, v in adv.items()}
+    out_dir = Path(out_dir)
+    target = checkpoint_path(out_dir, "gan")
+    if target.exists():
+        raise FileExistsError(f"{target} exists: choose another output run")
+    record = {"reconstruction": str(files[0]), "adversarial": str(files[1]), "weight": weight,
+              "reconstruction_step": payloads[0]["step"], "adversarial_step": payloads[1]["step"],
+              "reconstruction_alpha": payloads[0]["config"]["loss"]["adv"],
+              "adversarial_alpha": payloads[1]["config"]["loss"]["adv"]}
+    payload = {**payloads[1], "models": {**payloads[1]["models"], "generator": blended}, "complete": True,
+               "interpolation": record}
+    save_checkpoint(target, payload)
+    seg = files[1].parent / "seg.pt"
+    if seg.is_file():
+        keep_snapshot(seg, checkpoint_path(out_dir, "seg"))  # an atomic copy
+        record["seg"] = str(seg)
+    return record

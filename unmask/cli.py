@@ -1,4 +1,5 @@
-"""``unmask`` command line: ``unmask train`` (``predict`` and ``evaluate`` join the same group)."""
+"""``unmask`` command line: ``train``, ``interpolate``, ``predict``; ``evaluate``, ``compare`` and ``report``
+come from ``unmask.evaluation.cli``."""
 
 from __future__ import annotations
 
@@ -180,6 +181,31 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
         done += 1
     reasons = sorted({r for _, r in skipped})
     click.echo(f"{done} unmasked into {out_dir}, {len(skipped)} skipped" + (f" ({'; '.join(reasons)})" if skipped else ""))
+
+
+@main.command()
+@click.argument("reconstruction", type=click.Path(exists=True, path_type=Path))
+@click.argument("adversarial", type=click.Path(exists=True, path_type=Path))
+@click.option("--weight", type=click.FloatRange(0.0, 1.0), required=True,
+              help="Share of the adversarial generator: 0 = RECONSTRUCTION's weights, 1 = ADVERSARIAL's.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New run directory (checkpoints/gan.pt, and seg.pt of ADVERSARIAL's run).")
+def interpolate(reconstruction: Path, adversarial: Path, weight: float, out_dir: Path) -> None:
+    """Blend two stage-2 generators weight by weight (ESRGAN's network interpolation).
+
+    RECONSTRUCTION: a run trained for PSNR (--alpha 0); ADVERSARIAL: the GAN fine-tuned from it
+    (--init-generator), each a run directory or a gan checkpoint. Weights between 0 and 1 trade
+    PSNR for sharpness without training; evaluate the result like any run.
+    """
+    from unmask.checkpoint import interpolate_generators
+
+    try:
+        record = interpolate_generators(reconstruction, adversarial, weight, out_dir)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    (out_dir / "run.json").write_text(json.dumps({"interpolation": record}, indent=1, sort_keys=True) + "\n")
+    click.echo(f"wrote {out_dir}: generator = {1 - weight:g} x {record['reconstruction']} "
+               f"+ {weight:g} x {record['adversarial']}")
 
 
 from unmask.evaluation.cli import compare, evaluate, report  # noqa: E402  (commands defined there)
