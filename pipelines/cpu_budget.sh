@@ -9,7 +9,10 @@
 #
 # RECIPE=finetune: the GAN is not trained from scratch but fine-tuned from the reconstruction-only
 # run's generator at half its steps (--keep-checkpoints, --init-generator) for the other half, so
-# both have seen GAN_STEPS generator steps; the one-stage ablation is skipped.
+# both have seen GAN_STEPS generator steps. The one-stage ablation follows the same recipe with its
+# own (map-less) generator: half the steps reconstruction-only at the constant first lr, as the
+# reconstruction-only run has them, then the GAN. About 100 minutes; ONE_STAGE=0 skips the
+# ablation (about 65).
 # Run from the repository root after `make quickstart` (it reuses data/shards).
 set -euo pipefail
 DATA=${1:-data/shards}
@@ -36,6 +39,13 @@ if [ "$RECIPE" = finetune ]; then
     && unmask train --stage gan "${COMMON[@]}" --out "$OUT/two_stage" --steps "$HALF" --init-generator "$SNAPSHOT"
   ) > "$OUT/two_stage.log" 2>&1 &
   EXTRA=()
+  if [ "${ONE_STAGE:-1}" = 1 ]; then
+    ( unmask train --stage gan --no-map --alpha 0 "${COMMON[@]}" --lr-milestones "" --out "$OUT/one_stage_recon" \
+        --steps "$HALF" \
+      && unmask train --stage gan --no-map "${COMMON[@]}" --out "$OUT/one_stage" --steps "$HALF" \
+        --init-generator "$OUT/one_stage_recon" ) > "$OUT/one_stage.log" 2>&1 &
+    EXTRA=(--one-stage "$OUT/one_stage")
+  fi
 else
   ( unmask train --stage seg "${COMMON[@]}" --out "$OUT/two_stage" --steps "$SEG_STEPS" \
     && unmask train --stage gan "${COMMON[@]}" --out "$OUT/two_stage" --steps "$GAN_STEPS" ) > "$OUT/two_stage.log" 2>&1 &
