@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from unmask.evaluation import METRICS_FILE, PROTOCOL, method_label
@@ -93,3 +95,53 @@ def test_report_mentions_every_method_and_embeds_the_figures(evaluated, tmp_path
     for path in images:
         assert (out / path).is_file()  # copied next to the report
     assert "Dice" in text and "by mask type" in text and "n/a [" in text
+
+
+def _write_per_image(directory, columns):
+    import pandas as pd
+
+    frame = pd.DataFrame(columns)
+    frame.to_parquet(directory / "per_image.parquet")
+
+
+def test_paired_differences_match_a_hand_computation(tmp_path):
+    from unmask.evaluation.compare import paired_difference
+
+    constant = paired_difference(np.full(50, 0.25))
+    assert constant == pytest.approx((0.25, 0.25, 0.25))
+    values = np.arange(-10, 11, dtype=float)  # mean 0, symmetric
+    mean, low, high = paired_difference(values)
+    assert mean == 0.0 and low < 0 < high
+    assert paired_difference(values) == (mean, low, high)  # seeded
+    # the interval of a mean of 21 values of sd 6.2 is about +-2.6 wide
+    assert 1.5 < high < 4.0 and -4.0 < low < -1.5
+
+
+def test_compare_paired_table_matches_samples_by_key(tmp_path):
+    ours = _write_eval(tmp_path / "ours", {"two_stage/psnr": 30.0, "recon_only/psnr": 29.0})
+    keys = [f"s{i}" for i in range(6)]
+    _write_per_image(ours, {"key": keys, "two_stage/psnr": [30.0, 31, 29, 30, 30, 30],
+                            "recon_only/psnr": [29.0, 30, 28, 29, 29, 29]})
+    other = _write_eval(tmp_path / "other", {"two_stage/psnr": 28.0})
+    # another order and one sample the reference lacks: paired by key, the extra one left out
+    _write_per_image(other, {"key": ["s5", "s4", "s3", "s2", "s1", "s0", "extra"],
+                             "two_stage/psnr": [27.5, 27.5, 27.5, 27.5, 27.5, 27.5, 99.0]})
+    output = tmp_path / "t.md"
+    result = CliRunner().invoke(compare, [str(ours), str(other), "-o", str(output), "--methods", "two_stage",
+                                          "--paired", "ours:recon_only"])
+    assert result.exit_code == 0, result.output
+    table = output.read_text().split("## Paired differences")[1]
+    label = method_label("two_stage")
+    assert _row(table, f"{label} [ours]")[1:] == ["+1.00 [+1.00, +1.00]", "6"]
+    # other - reference: 27.5 - [29, 30, 28, 29, 29, 29] -> mean -1.5
+    assert _row(table, f"{label} [other]")[1].startswith("-1.50 [")
+
+
+def test_compare_paired_reports_a_missing_method_or_file_in_one_line(tmp_path):
+    ours = _write_eval(tmp_path / "ours", {"two_stage/psnr": 30.0, "recon_only/psnr": 29.0})
+    runner = CliRunner()
+    missing = runner.invoke(compare, [str(ours), "-o", str(tmp_path / "t.md"), "--paired", "one_stage"])
+    assert missing.exit_code == 1 and "no method 'one_stage'" in missing.output
+    no_file = runner.invoke(compare, [str(ours), "-o", str(tmp_path / "t.md"), "--paired", "recon_only"])
+    assert no_file.exit_code == 1 and "per_image.parquet is missing" in no_file.output
+    assert not (tmp_path / "t.md").exists()  # nothing half-written

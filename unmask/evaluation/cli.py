@@ -113,15 +113,18 @@ def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | Non
 @click.option("--methods", default="paper", show_default=True,
               help="Rows: 'paper' (two-stage, one-stage, Telea and Navier-Stokes on the predicted map), "
                    "'all', or comma-separated method names in the order wanted.")
-def compare(inputs: tuple[str, ...], output: Path, methods: str) -> None:
+@click.option("--paired", metavar="[NAME:]METHOD",
+              help="Also a table of per-image differences from this method (e.g. recon_only, or "
+                   "NAME:recon_only for evaluation NAME), with 95% bootstrap intervals.")
+def compare(inputs: tuple[str, ...], output: Path, methods: str, paired: str | None) -> None:
     """One table of several evaluations, in the paper's layout (best per column in bold)."""
     from .compare import PAPER_ROWS, write_comparison
 
     presets = {"paper": PAPER_ROWS, "all": None}
     rows = presets[methods] if methods in presets else _names(methods, method_order(), "method")
     try:
-        path = write_comparison(inputs, output, rows)
-    except FileNotFoundError as error:
+        path = write_comparison(inputs, output, rows, paired)
+    except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote {path}")
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from unmask import metrics
 
 from . import (
     GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
-    ONE_STAGE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key, method_label,
+    ONE_STAGE, PER_IMAGE_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key, method_label,
     method_order, probe_type, split_key, verify_key,
 )
 
@@ -309,12 +312,86 @@ def verification_lines(evaluations: Sequence[Evaluation]) -> list[str]:
     return lines
 
 
+# Per-image metrics whose paired differences ``--paired`` reports, when both sides have them
+PAIRED_METRICS = ("psnr", "ssim", "brisque", "sharpness", "lpips", ID_DISTANCE)
+PAIRED_RESAMPLES = 2000  # bootstrap resamples of the paired differences
+PAIRED_SEED = 0
+
+
+def find_row(evaluations: Sequence[Evaluation], reference: str) -> Row:
+    """The row ``[NAME:]METHOD`` names: METHOD of evaluation NAME, or of the first evaluation holding it."""
+    name, _, method = reference.rpartition(":")
+    for evaluation in evaluations:
+        if (not name or evaluation.name == name) and method in evaluation.methods():
+            return Row(method_label(method), evaluation, method)
+    where = f"evaluation {name!r}" if name else "any evaluation"
+    raise ValueError(f"--paired {reference}: no method {method!r} in {where}")
+
+
+def _per_image(evaluation: Evaluation) -> pd.DataFrame:
+    path = evaluation.directory / PER_IMAGE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--paired needs the per-image scores: {path} is missing")
+    return pd.read_parquet(path).set_index("key")
+
+
+def paired_difference(values: np.ndarray, resamples: int = PAIRED_RESAMPLES,
+                      seed: int = PAIRED_SEED) -> tuple[float, float, float]:
+    """Mean of per-image differences and its 95% percentile-bootstrap interval (seeded)."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (resamples, values.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(values.mean()), float(low), float(high)
+
+
+def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Sequence[str] | None = None) -> str:
+    """Rows minus the reference row, image by image (samples matched by key): mean [95% interval]."""
+    ref = find_row(evaluations, reference)
+    ref_frame = _per_image(ref.evaluation)
+    rows = [r for r in method_rows(evaluations, methods) if (r.evaluation.path, r.group) != (ref.evaluation.path, ref.group)]
+    cells: dict[int, dict[str, str]] = {}
+    counts: dict[int, dict[str, int]] = {}
+    for i, row in enumerate(rows):
+        frame = _per_image(row.evaluation)
+        shared = frame.index.intersection(ref_frame.index)
+        cells[i], counts[i] = {}, {}
+        for metric in PAIRED_METRICS:
+            ours, theirs = key(row.group, metric), key(ref.group, metric)
+            if ours not in frame or theirs not in ref_frame:
+                continue
+            diff = (frame.loc[shared, ours].astype(float) - ref_frame.loc[shared, theirs].astype(float)).dropna()
+            if diff.empty:
+                continue
+            mean, low, high = paired_difference(diff.to_numpy())
+            digits = DECIMALS.get(metric, 3)
+            cells[i][metric] = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+            counts[i][metric] = diff.size
+    columns = [m for m in PAIRED_METRICS if any(m in c for c in cells.values())]
+    arrows = {"higher": " ↑", "lower": " ↓", None: ""}
+    header = ["Method"] + [f"Δ {HEADERS.get(m, m)}{arrows.get(direction(m), '')}" for m in columns] + ["Images"]
+    lines = [f"## Paired differences from {ref.label} [{ref.evaluation.name}]", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(columns) + 1)) + "|"]
+    for i, row in enumerate(rows):
+        if not cells[i]:
+            continue
+        most = max(counts[i].values())  # identity columns cover only the identity samples: their n is shown
+        shown = [cells[i][m] + ("" if counts[i][m] == most else f" (n={counts[i][m]})") if m in cells[i] else "-"
+                 for m in columns]
+        lines.append("| " + " | ".join([row.label] + shown + [str(most)]) + " |")
+    lines += ["", f"Mean over the images both scored (matched by sample key) of the row's value minus the "
+              f"reference's, with its 95% percentile-bootstrap interval ({PAIRED_RESAMPLES} resamples, seed "
+              f"{PAIRED_SEED}): an interval that excludes 0 is a difference beyond the sampling noise of these images."]
+    return "\n".join(lines)
+
+
 def comparison_markdown(evaluations: Sequence[Evaluation], methods: Sequence[str] | None = None,
-                        title: str = "Comparison") -> str:
+                        title: str = "Comparison", paired: str | None = None) -> str:
     footnotes = Footnotes()
     parts = [f"# {title}", "", method_table(evaluations, footnotes, methods), ""]
     parts += ["Bold: best per column (↑ higher is better, ↓ lower is better). Map coverage: mean share of "
               "the crop in the map the method was given.", ""]
+    if paired:
+        parts += [paired_table(evaluations, paired, methods), ""]
     if any(has_verification(e) or any(split_key(k)[1] == ID_MATCH_RATE for k in e.values) for e in evaluations):
         parts += [VERIFY_NOTE, ""]
     if footnotes.reasons:
@@ -324,8 +401,10 @@ def comparison_markdown(evaluations: Sequence[Evaluation], methods: Sequence[str
     return "\n".join(parts) + "\n"
 
 
-def write_comparison(inputs: Sequence[str | Path], output: str | Path, methods: Sequence[str] | None = None) -> Path:
+def write_comparison(inputs: Sequence[str | Path], output: str | Path, methods: Sequence[str] | None = None,
+                     paired: str | None = None) -> Path:
     output = Path(output)
+    text = comparison_markdown(load_evaluations(inputs), methods, paired=paired)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(comparison_markdown(load_evaluations(inputs), methods))
+    output.write_text(text)
     return output
