@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unmask.config import Config
+from unmask.config import Config, diff
 from unmask.models import Generator, MSeg
 
 FORMAT_VERSION = 1
@@ -170,8 +170,6 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     for file, payload in zip(files, payloads):
         if "generator" not in payload["models"]:
             raise ValueError(f"{file} holds no generator")
-    from unmask.config import diff
-
     differences = [d for d in diff(*(Config.from_dict(p["config"]) for p in payloads)) if d.startswith("generator.")]
     if differences:
         raise ValueError(f"the two generators differ in architecture: {differences}")
