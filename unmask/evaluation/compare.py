@@ -25,8 +25,8 @@ from unmask import metrics
 
 from . import (
     GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
-    ONE_STAGE, PER_IMAGE_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key, method_label,
-    method_order, probe_type, split_key, verify_key,
+    ONE_STAGE, PER_IMAGE_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key,
+    method_label, method_order, probe_type, split_key, verify_key,
 )
 
 # Verification columns of the method table -> the metric of ``verify/<probe_type>/<metric>``
@@ -51,6 +51,7 @@ DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4,
             "pixel_accuracy": 4, "dice": 4, "iou": 4}
 # Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
 PAPER_ROWS = (TWO_STAGE, ONE_STAGE, baseline_method("telea", PRED_MAP), baseline_method("ns", PRED_MAP))
+ARROWS = {"higher": " ↑", "lower": " ↓", None: ""}  # column header marks by direction
 SPLIT_DIRS = ("test", "val", "train")  # RUN/eval/<split>/metrics.json, preferred in this order
 
 
@@ -183,8 +184,7 @@ def best_values(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, float]
 
 def markdown_table(rows: Sequence[Row], columns: Sequence[str], footnotes: Footnotes, first_header: str) -> str:
     best = best_values(rows, columns)
-    arrows = {"higher": " ↑", "lower": " ↓", None: ""}
-    header = [first_header] + [HEADERS.get(c, c) + arrows.get(direction(c), f" ({direction(c)})") for c in columns]
+    header = [first_header] + [HEADERS.get(c, c) + ARROWS.get(direction(c), f" ({direction(c)})") for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
     for row in rows:
         cells = [row.label]
@@ -347,12 +347,19 @@ def paired_difference(values: np.ndarray, resamples: int = PAIRED_RESAMPLES,
 def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Sequence[str] | None = None) -> str:
     """Rows minus the reference row, image by image (samples matched by key): mean [95% interval]."""
     ref = find_row(evaluations, reference)
-    ref_frame = _per_image(ref.evaluation)
+    frames: dict[Path, pd.DataFrame] = {}  # one read per evaluation, however many rows it gives
+
+    def per_image(evaluation: Evaluation) -> pd.DataFrame:
+        if evaluation.path not in frames:
+            frames[evaluation.path] = _per_image(evaluation)
+        return frames[evaluation.path]
+
+    ref_frame = per_image(ref.evaluation)
     rows = [r for r in method_rows(evaluations, methods) if (r.evaluation.path, r.group) != (ref.evaluation.path, ref.group)]
     cells: dict[int, dict[str, str]] = {}
     counts: dict[int, dict[str, int]] = {}
     for i, row in enumerate(rows):
-        frame = _per_image(row.evaluation)
+        frame = per_image(row.evaluation)
         shared = frame.index.intersection(ref_frame.index)
         cells[i], counts[i] = {}, {}
         for metric in PAIRED_METRICS:
@@ -367,8 +374,7 @@ def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Seq
             cells[i][metric] = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
             counts[i][metric] = diff.size
     columns = [m for m in PAIRED_METRICS if any(m in c for c in cells.values())]
-    arrows = {"higher": " ↑", "lower": " ↓", None: ""}
-    header = ["Method"] + [f"Δ {HEADERS.get(m, m)}{arrows.get(direction(m), '')}" for m in columns] + ["Images"]
+    header = ["Method"] + [f"Δ {HEADERS.get(m, m)}{ARROWS.get(direction(m), '')}" for m in columns] + ["Images"]
     lines = [f"## Paired differences from {ref.label} [{ref.evaluation.name}]", "",
              "| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(columns) + 1)) + "|"]
     for i, row in enumerate(rows):
