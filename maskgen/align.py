@@ -86,23 +86,33 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
 
 
 def _upsampling_warp(image: np.ndarray, matrix: np.ndarray, res: int, scale: float) -> np.ndarray:
-    """Bicubic warp for a crop that enlarges its source.
+    """Bicubic-quality warp for a crop that enlarges its source, built from OpenCV's fast resizes.
 
-    Enlarging by 2^k or more, the warp runs at res / 2^k and OpenCV's (much faster, vectorised)
-    bicubic resize does the rest: 3x faster at 512 px from CelebA's 178 px images, within 48 dB of
-    the direct warp. The small warp is chosen so that the composite mapping is exactly ``matrix``
-    (resizing by f maps x to f * x + (f - 1) / 2).
+    OpenCV's bicubic ``warpAffine`` is not vectorised (~1.9 ms for a 256 px crop). Instead:
+    enlarging by 2^k or more, the warp runs at res / 2^k and a bicubic resize does the rest; the
+    remaining enlargement (1 to 2x) is a bicubic 2x resize of the source followed by a bilinear warp
+    that shrinks it. Within 48 dB of the direct bicubic warp, 2x faster at 256 px and 3x at 512 px
+    from CelebA's 178 px images. Each step is chosen so that the composite mapping is exactly
+    ``matrix`` (resizing by f maps x to f * x + (f - 1) / 2).
     """
     factor = 1
     while scale / (2 * factor) >= 1 and res % (2 * factor) == 0:
         factor *= 2
-    if factor == 1:
-        return cv2.warpAffine(image, matrix, (res, res), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    small = matrix / factor
-    small[:, 2] = (matrix[:, 2] - (factor - 1) / 2) / factor
-    crop = cv2.warpAffine(image, small, (res // factor, res // factor), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT_101)
-    return cv2.resize(crop, (res, res), interpolation=cv2.INTER_CUBIC)
+    small = _resize_matrix(matrix, 1.0 / factor)
+    h, w = image.shape[:2]
+    doubled = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+    crop = cv2.warpAffine(doubled, _resize_matrix(small, 1.0, source_factor=2.0), (res // factor, res // factor),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return crop if factor == 1 else cv2.resize(crop, (res, res), interpolation=cv2.INTER_CUBIC)
+
+
+def _resize_matrix(matrix: np.ndarray, output_factor: float, source_factor: float = 1.0) -> np.ndarray:
+    """``matrix`` for a source resized by ``source_factor`` and an output resized by ``output_factor``
+    (a resize by f maps x to f * x + (f - 1) / 2)."""
+    to_source = np.array([[1 / source_factor, 0, (1 - source_factor) / (2 * source_factor)],
+                          [0, 1 / source_factor, (1 - source_factor) / (2 * source_factor)], [0, 0, 1]])
+    to_output = np.array([[output_factor, 0, (output_factor - 1) / 2], [0, output_factor, (output_factor - 1) / 2]])
+    return to_output @ np.vstack([matrix, [0, 0, 1]]) @ to_source
 
 
 def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: np.ndarray | None = None,

@@ -84,13 +84,21 @@ def _cnn_detector():
 
 
 @lru_cache(maxsize=1)
-def _dlib_models():
+def _hog_detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=1)
+def _predictor():
+    """The 68-point predictor (~1 s to load: each worker loads it once; the detector only when it detects)."""
     import dlib
 
     path = model_dir() / "shape_predictor_68_face_landmarks.dat"
     if not path.is_file():
         raise RuntimeError(f"68-point landmark model missing: {path}")
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
+    return dlib.shape_predictor(str(path))
 
 
 def eye_centers(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +124,7 @@ def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:
 def _predict(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     import dlib
 
-    _, predictor = _dlib_models()
-    shape = predictor(image, dlib.rectangle(*box))
+    shape = _predictor()(image, dlib.rectangle(*box))
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
@@ -138,7 +145,7 @@ def _check(points: np.ndarray, image: np.ndarray) -> None:
 
 def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
-    detector, _ = _dlib_models()
+    detector = _hog_detector()
     h, w = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
     small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
@@ -222,7 +229,7 @@ def from_prior(image: np.ndarray, prior: np.ndarray) -> FaceLandmarks | None:
     """
     if image.shape[:2] != CELEBA_ALIGNED_SHAPE:
         return None
-    detector, _ = _dlib_models()
+    detector = _hog_detector()
     x0, y0, x1, y1 = PRIOR_WINDOW
     window = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
     if not detector.run(window, 0, PRIOR_HOG_THRESHOLD)[0]:

@@ -128,26 +128,30 @@ def test_yaw_sign_and_box_from_five_points():
     assert l < pts[36:48, 0].min() and r > pts[36:48, 0].max() and t < pts[36:48, 1].min() and b > pts[48:68, 1].max()
 
 
-def test_two_step_upsampling_matches_the_direct_warp(celeba_images):
-    """Crops enlarging their source 2x or more are warped small and resized: same geometry, same look."""
+@pytest.mark.parametrize("res", [256, 512])
+def test_upsampling_warp_matches_the_direct_bicubic_warp(celeba_images, res):
+    """Enlarging crops are built from resizes and a bilinear warp: same geometry, bicubic look."""
     from maskgen.align import _upsampling_warp
     from maskgen.landmarks import detect
     from maskgen.source import load_image
 
     image = load_image(celeba_images[3])
-    face = align_face(image, detect(image).points, 512)
-    assert face.scale > 2  # 178 px CelebA -> 512 px crop: the two-step path
-    direct = cv2.warpAffine(image, face.matrix, (512, 512), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    face = align_face(image, detect(image).points, res)
+    assert (1 < face.scale < 2) if res == 256 else face.scale > 2  # both paths from 178 px CelebA
+    direct = cv2.warpAffine(image, face.matrix, (res, res), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     inner = (slice(16, -16), slice(16, -16))  # borders are reflected at another scale
     mse = np.mean((direct[inner].astype(float) - face.image[inner]) ** 2)
     assert 10 * np.log10(255 ** 2 / mse) > 40
+    bilinear = cv2.warpAffine(image, face.matrix, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    assert mse < np.mean((direct[inner].astype(float) - bilinear[inner]) ** 2)  # closer to bicubic than bilinear is
     # Shifting the matrix by one crop pixel must be seen: the composite mapping is exact.
     shifted = face.matrix.copy()
     shifted[0, 2] += 1
-    moved = _upsampling_warp(image, shifted, 512, face.scale)
-    np.testing.assert_allclose(moved[100:400, 101:400].astype(float), face.image[100:400, 100:399], atol=40)
-    assert np.abs(moved[100:400, 100:399].astype(float) - face.image[100:400, 100:399]).mean() > \
-        np.abs(moved[100:400, 101:400].astype(float) - face.image[100:400, 100:399]).mean()
+    moved = _upsampling_warp(image, shifted, res, face.scale)
+    a, b = res // 5, 4 * res // 5
+    np.testing.assert_allclose(moved[a:b, a + 1:b].astype(float), face.image[a:b, a:b - 1], atol=40)
+    assert np.abs(moved[a:b, a:b - 1].astype(float) - face.image[a:b, a:b - 1]).mean() > \
+        np.abs(moved[a:b, a + 1:b].astype(float) - face.image[a:b, a:b - 1]).mean()
 
 
 def test_mask_shading_follows_the_light_not_the_features():
