@@ -137,7 +137,8 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[C
     return config, mseg, generator
 
 
-def _gan_checkpoint_file(path: str | Path) -> Path:
+def gan_checkpoint_file(path: str | Path) -> Path:
+    """The stage-2 checkpoint of a run directory, or ``path`` itself when it is a file; it must exist."""
     file = checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"no stage-2 checkpoint at {file}")
@@ -165,7 +166,7 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     """
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the interpolation weight must be in [0, 1], got {weight}")
-    files = [_gan_checkpoint_file(p) for p in (reconstruction, adversarial)]
+    files = [gan_checkpoint_file(p) for p in (reconstruction, adversarial)]
     payloads = [load_checkpoint(f) for f in files]
     for file, payload in zip(files, payloads):
         if "generator" not in payload["models"]:

@@ -375,9 +375,10 @@ class GanStage(Stage):
         Only the weights: optimizer state, step and lr schedule start afresh, and the generator
         configs must be identical (width, map input, depth).
         """
-        file = ckpt.checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
-        if not file.is_file():
-            raise RunError(f"--init-generator: no stage-2 checkpoint at {file}")
+        try:
+            file = ckpt.gan_checkpoint_file(path)
+        except FileNotFoundError as exc:
+            raise RunError(f"--init-generator: {exc}") from exc
         try:
             payload = ckpt.load_checkpoint(file)
         except (ValueError, RuntimeError) as exc:  # another format, or not a torch file
