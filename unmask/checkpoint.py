@@ -167,6 +167,10 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the interpolation weight must be in [0, 1], got {weight}")
     files = [gan_checkpoint_file(p) for p in (reconstruction, adversarial)]
+    out_dir = Path(out_dir)
+    target = checkpoint_path(out_dir, "gan")
+    if target.exists():  # before reading two checkpoints for nothing
+        raise FileExistsError(f"{target} exists: choose another output run")
     payloads = [load_checkpoint(f) for f in files]
     for file, payload in zip(files, payloads):
         if "generator" not in payload["models"]:
@@ -177,10 +181,6 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     rec, adv = (p["models"]["generator"] for p in payloads)
     nearer = adv if weight >= 0.5 else rec  # integer buffers (BatchNorm's batch counts) are not blended
     blended = {k: _lerp(rec[k], v, weight) if v.is_floating_point() else nearer[k].clone() for k, v in adv.items()}
-    out_dir = Path(out_dir)
-    target = checkpoint_path(out_dir, "gan")
-    if target.exists():
-        raise FileExistsError(f"{target} exists: choose another output run")
     record = {"reconstruction": str(files[0]), "adversarial": str(files[1]), "weight": weight,
               "reconstruction_step": payloads[0]["step"], "adversarial_step": payloads[1]["step"],
               "reconstruction_alpha": payloads[0]["config"]["loss"]["adv"],

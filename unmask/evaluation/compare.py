@@ -182,10 +182,15 @@ def best_values(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, float]
     return best
 
 
+def table_head(header: Sequence[str]) -> list[str]:
+    """A markdown table's header and alignment rows: the first column left, the numbers right."""
+    return ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+
+
 def markdown_table(rows: Sequence[Row], columns: Sequence[str], footnotes: Footnotes, first_header: str) -> str:
     best = best_values(rows, columns)
     header = [first_header] + [HEADERS.get(c, c) + ARROWS.get(direction(c), f" ({direction(c)})") for c in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
+    lines = table_head(header)
     for row in rows:
         cells = [row.label]
         for metric in columns:
@@ -375,8 +380,7 @@ def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Seq
             counts[i][metric] = diff.size
     columns = [m for m in PAIRED_METRICS if any(m in c for c in cells.values())]
     header = ["Method"] + [f"Δ {HEADERS.get(m, m)}{ARROWS.get(direction(m), '')}" for m in columns] + ["Images"]
-    lines = [f"## Paired differences from {ref.label} [{ref.evaluation.name}]", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(columns) + 1)) + "|"]
+    lines = [f"## Paired differences from {ref.label} [{ref.evaluation.name}]", "", *table_head(header)]
     for i, row in enumerate(rows):
         if not cells[i]:
             continue

@@ -21,7 +21,7 @@ from . import (
 )
 from .compare import (
     HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
-    protocol_lines, seg_table, verification_lines,
+    protocol_lines, seg_table, table_head, verification_lines,
 )
 from .evaluate import is_turned
 
@@ -49,7 +49,7 @@ def breakdown(table: pd.DataFrame, by: pd.Series, metric: str, methods: Sequence
     means = table[[key(m, metric) for m in columns]].replace([np.inf, -np.inf], np.nan).groupby(by).mean()
     counts = by.value_counts()
     header = ["group", "n"] + [method_label(m) for m in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- ", " ---: "] + [" ---: "] * len(columns)) + "|"]
+    lines = table_head(header)
     for group, row in means.iterrows():
         cells = [str(group), str(int(counts[group]))]
         cells += ["n/a" if pd.isna(v) else format_value(metric, float(v)) for v in row.to_numpy()]
@@ -130,7 +130,7 @@ def identity_table(evaluation: Evaluation, footnotes: Footnotes) -> str | None:
             best[column] = min(numbers) if column in LOWER_IS_BETTER else max(numbers)
     header = ["Probe"] + [HEADERS.get(c, c) + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in IDENTITY_COLUMNS]
     header.append("Invalid pairs")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    lines = table_head(header)
     for probe, _, label in rows:
         out = [label]
         for column in IDENTITY_COLUMNS:
