@@ -14,39 +14,28 @@ SHARDS: the dataset the evaluation read (its test split); EVAL_DIR: an evaluatio
 from __future__ import annotations
 
 import argparse
-import io
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import webdataset as wds
-from PIL import Image
 
-from maskgen import format as fmt
+from maskgen.reader import decode, iter_raw_samples
 from unmask import identity as idn
+from unmask.metrics.fidelity import psnr
 
 
 def read_samples(shards: Path, keys: set[str]) -> dict[str, dict]:
     out = {}
-    urls = sorted(str(p) for p in shards.glob(fmt.shard_glob("test")))
-    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        if sample["__key__"] in keys:
-            out[sample["__key__"]] = {
-                "gt": np.asarray(Image.open(io.BytesIO(sample[fmt.UNMASKED])).convert("RGB")),
-                "masked": np.asarray(Image.open(io.BytesIO(sample[fmt.MASKED])).convert("RGB")),
-                "map": np.asarray(Image.open(io.BytesIO(sample[fmt.MAP]))) > 127,
-                "landmarks": np.asarray(json.loads(sample[fmt.META])["landmarks"], np.float64)}
+    for raw in iter_raw_samples(shards, "test"):
+        if raw["__key__"] in keys:
+            sample = decode(raw)
+            out[sample.key] = {"gt": sample.unmasked, "masked": sample.masked, "map": sample.map > 127,
+                               "landmarks": np.asarray(sample.meta["landmarks"], np.float64)}
     return out
 
 
 def in_region(gt: np.ndarray, fill: np.ndarray, region: np.ndarray) -> np.ndarray:
     return np.where(region[..., None], fill, gt)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
 def main() -> None:

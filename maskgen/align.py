@@ -135,3 +135,9 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: 
     alpha = cv2.warpAffine(weight, inverse, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
     out = photo.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, photo_shape: tuple[int, ...]) -> np.ndarray:
+    """A binary map drawn on the crop, carried back onto the photo (nearest neighbour, 0 outside the crop)."""
+    inverse = cv2.invertAffineTransform(matrix)
+    return cv2.warpAffine(crop_map, inverse, (photo_shape[1], photo_shape[0]), flags=cv2.INTER_NEAREST, borderValue=0)

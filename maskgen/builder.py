@@ -32,7 +32,8 @@ from . import format as fmt
 from . import workers
 from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
-from .shard import ShardWriter, clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .files import clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .shard import ShardWriter
 from .source import SourceImage, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits
 
@@ -204,7 +205,7 @@ def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
             raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); "
                              "use another --out or delete it")
     else:
-        write_json_atomic(info_path, identity)
+        write_json_atomic(info_path, identity, default=str)
     removed = clean_temporaries(out, work)
     if removed:
         log.info("removed %d temporary files left by an interrupted build", removed)
@@ -383,7 +384,7 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
                 # the two renames redoes the shard instead of listing samples that are not there.
                 write_json_atomic(work / f"{shard.name}.json",
                                   {"planned": [s["key"] for s in shard.samples], "rows": shard_rows,
-                                   "failures": shard_failures})
+                                   "failures": shard_failures}, default=str)
                 if writer.count:
                     writer.commit()
                 else:
@@ -432,7 +433,7 @@ def combine(out: str | Path, quiet: bool = False) -> dict | None:
     write_csv_atomic(out / fmt.FAILURES, failures)
     write_parquet_atomic(out / fmt.LANDMARKS, landmarks)
     stats = summarize(manifest, failures, info, {name: _sha256(out / name) for name in sorted(manifest["shard"].unique())})
-    write_json_atomic(out / fmt.STATS, stats)
+    write_json_atomic(out / fmt.STATS, stats, default=str)
     return stats
 
 

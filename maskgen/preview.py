@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import glob
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import webdataset as wds
 
-from . import format as fmt
-
-
-def decode_sample(sample: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(masked RGB, map uint8 HxW, unmasked RGB, meta) from a raw WebDataset sample."""
-    def rgb(data: bytes) -> np.ndarray:
-        return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-    binary = cv2.imdecode(np.frombuffer(sample[fmt.MAP], np.uint8), cv2.IMREAD_UNCHANGED)
-    return rgb(sample[fmt.MASKED]), binary, rgb(sample[fmt.UNMASKED]), json.loads(sample[fmt.META])
-
-
-def iter_samples(dataset: str | Path, split: str | None = None):
-    """Raw samples of a dataset directory in shard order (no shuffling, no decoding)."""
-    splits = [split] if split else list(fmt.SPLITS)
-    urls = [p for s in splits for p in sorted(glob.glob(str(Path(dataset) / fmt.shard_glob(s))))]
-    if not urls:
-        raise FileNotFoundError(f"no shards in {dataset}" + (f" for split {split}" if split else ""))
-    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+from .reader import decode, iter_raw_samples
 
 
 def contact_sheet(dataset: str | Path, n: int = 16, split: str | None = None, columns: int = 2,
                   tile: int = 192) -> np.ndarray:
     """An RGB image of the first n samples: each cell is masked | map | unmasked, labelled."""
     cells = []
-    for sample in iter_samples(dataset, split):
-        masked, binary, unmasked, meta = decode_sample(sample)
+    for raw in iter_raw_samples(dataset, split):
+        sample = decode(raw)
+        masked, binary, unmasked, meta = sample.masked, sample.map, sample.unmasked, sample.meta
         parts = [cv2.resize(im, (tile, tile), interpolation=cv2.INTER_AREA)
                  for im in (masked, np.dstack([binary] * 3), unmasked)]
         cell = np.hstack(parts)

@@ -1,52 +1,14 @@
-"""Atomic writing of shards and side files: a reader (or a resumed build) never sees half a file.
-
-Everything is written to ``NAME.tmp-PID`` and renamed into place after an fsync; leftovers of a
-killed process are removed by ``clean_temporaries``.
-"""
+"""WebDataset shards, written under a temporary name and renamed into place (``maskgen.files``)."""
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import tarfile
 from pathlib import Path
 
-import pandas as pd
+from .files import commit_temporary, temporary_path
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps shards byte-identical across runs
 TAR_MODE, TAR_OWNER = 0o444, "maskgen"
-TMP_MARK = ".tmp-"
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp(path)
-    tmp.write_bytes(data)
-    _commit(tmp, path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    write_bytes_atomic(path, buf.getvalue())
-
-
-def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
-    write_bytes_atomic(path, frame.to_csv(index=False).encode())
 
 
 class ShardWriter:
@@ -61,7 +23,7 @@ class ShardWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = _tmp(self.path)
+        self.tmp = temporary_path(self.path)
         self._file = open(self.tmp, "wb")
         self._offset = 0
         self.count = 0
@@ -91,22 +53,10 @@ class ShardWriter:
 
     def commit(self) -> None:
         self._finish()
-        _commit(self.tmp, self.path)
+        commit_temporary(self.tmp, self.path)
 
     def abort(self) -> None:
         try:
             self._file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
-
-
-def clean_temporaries(*folders: Path) -> int:
-    """Remove temporary files left by killed writers; returns how many."""
-    removed = 0
-    for folder in folders:
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if TMP_MARK in p.name and p.is_file():
-                    p.unlink(missing_ok=True)
-                    removed += 1
-    return removed

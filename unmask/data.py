@@ -29,21 +29,19 @@ shards per slot the effect is small; ``maskgen build`` should write at least a f
 
 from __future__ import annotations
 
-import glob
 import itertools
 import random
-import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from maskgen.format import MAP, MASKED, UNMASKED, shard_glob
+from maskgen.reader import RawSample, count_samples, decode_image, list_shards, raw_samples
 
 Batch = dict[str, Any]
 
@@ -69,20 +67,6 @@ def to_model(batch: Batch, device: torch.device | str) -> Batch:
     }
 
 
-def list_shards(data_dir: str | Path, split: str) -> list[str]:
-    return sorted(glob.glob(str(Path(data_dir) / shard_glob(split))))
-
-
-def count_samples(shards: Iterable[str]) -> int:
-    """Samples in the shards, from the tar headers only (no member is read)."""
-    suffix = "." + MASKED
-    total = 0
-    for shard in shards:
-        with tarfile.open(shard) as tar:
-            total += sum(1 for member in tar if member.name.endswith(suffix))
-    return total
-
-
 def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     if image.shape[:2] == (resolution, resolution):
         return image
@@ -90,18 +74,13 @@ def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     return cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def decode_sample(raw: dict[str, Any], resolution: int, flip: bool) -> dict[str, Any]:
-    """Raw WebDataset sample (member bytes) -> HWC RGB uint8 images and an HW {0, 1} map."""
-    try:
-        images = {}
-        for name, member in (("masked", MASKED), ("unmasked", UNMASKED)):
-            bgr = cv2.imdecode(np.frombuffer(raw[member], np.uint8), cv2.IMREAD_COLOR)
-            images[name] = _resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), resolution)
-        gray = cv2.imdecode(np.frombuffer(raw[MAP], np.uint8), cv2.IMREAD_GRAYSCALE)
-    except (KeyError, cv2.error) as exc:
-        raise ValueError(f"bad sample {raw.get('__key__')!r} in {raw.get('__url__')}: {exc!r}") from exc
+def decode_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any]:
+    """Raw WebDataset sample (member bytes) -> HWC RGB uint8 images resized to ``resolution`` and an
+    HW {0, 1} map, flipped together when ``flip``."""
+    images = {name: _resize(decode_image(raw, member), resolution)
+              for name, member in (("masked", MASKED), ("unmasked", UNMASKED))}
     # Resampled maps are thresholded back to a binary map: MURF relies on {0, 1}.
-    images["map"] = (_resize(gray, resolution) >= 128).astype(np.uint8)
+    images["map"] = (_resize(decode_image(raw, MAP), resolution) >= 128).astype(np.uint8)
     if flip:  # the three images together, so the map still marks the mask
         images = {name: image[:, ::-1] for name, image in images.items()}
     images["key"] = raw["__key__"]
@@ -117,10 +96,6 @@ def collate(samples: list[dict[str, Any]]) -> Batch:
     return {"masked": stack("masked"), "unmasked": stack("unmasked"), "map": stack("map"), "key": [s["key"] for s in samples]}
 
 
-def _raw_samples(shards: list[str]) -> Iterator[dict[str, Any]]:
-    return wds.tarfile_samples(iter([{"url": shard} for shard in shards]))
-
-
 def _slot_shards(shards: list[str], slot: int, n_slots: int) -> tuple[list[str], bool]:
     """(shards this slot reads, whether it keeps only every n-th of their samples)."""
     if len(shards) >= n_slots:
@@ -129,7 +104,7 @@ def _slot_shards(shards: list[str], slot: int, n_slots: int) -> tuple[list[str],
 
 
 def _slot_samples(shards: list[str], slot: int, n_slots: int, every_nth: bool) -> Iterator[dict[str, Any]]:
-    samples = _raw_samples(shards)
+    samples = raw_samples(shards)
     return itertools.islice(samples, slot, None, n_slots) if every_nth else samples
 
 

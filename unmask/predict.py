@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from maskgen.align import DEFAULT_FACE_SCALE, align_face, paste_back
+from maskgen.align import DEFAULT_FACE_SCALE, align_face, map_to_photo, paste_back
 from maskgen.landmarks import NoFace, detect
 from maskgen.source import load_image
 
@@ -123,7 +123,5 @@ class Unmasker:
         radius = max(1, int(MAP_DILATION * self.resolution))
         region = cv2.dilate(crop_map, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)) / 255.0
         pasted = paste_back(photo, out, face.matrix, region=region)
-        inverse = cv2.invertAffineTransform(face.matrix)
-        full_map = cv2.warpAffine(crop_map, inverse, (photo.shape[1], photo.shape[0]), flags=cv2.INTER_NEAREST,
-                                  borderValue=0)
+        full_map = map_to_photo(crop_map, face.matrix, photo.shape)
         return UnmaskResult(pasted, full_map, face.image, out, crop_map, aligned=False, matrix=face.matrix)

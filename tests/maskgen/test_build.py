@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from maskgen import format as fmt
 from maskgen.builder import BuildConfig, BuildError, build, combine
 from maskgen.cli import main
-from maskgen.preview import decode_sample
+from maskgen.reader import decode
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -42,7 +42,8 @@ def test_shards_read_back_with_webdataset(reference):
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
         assert "." not in sample["__key__"]
         assert set(fmt.SAMPLE_MEMBERS) <= set(sample)
-        masked, binary, unmasked, meta = decode_sample(sample)
+        decoded = decode(sample)
+        masked, binary, unmasked, meta = decoded.masked, decoded.map, decoded.unmasked, decoded.meta
         assert masked.shape == unmasked.shape == (128, 128, 3) and binary.shape == (128, 128)
         assert set(np.unique(binary)) <= {0, 255}
         assert abs((binary > 0).mean() - meta["coverage"]) < 1e-6

@@ -1,0 +1,104 @@
+"""Reading built datasets: the one shard reader, the counterpart of ``shard.py``.
+
+Used by ``maskgen preview``, unmask's loaders, the evaluation and the benchmarks. The format itself
+(member names, ranges) is defined in ``maskgen.format``.
+
+    for raw in iter_raw_samples("data/shards", "test"):
+        sample = decode(raw)          # RGB masked/unmasked, uint8 map (0/255), metadata
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import format as fmt
+
+RawSample = dict[str, Any]  # WebDataset's: "__key__", "__url__" and one bytes value per member
+
+
+class BadSample(ValueError):
+    """A sample whose members are missing or do not decode; the message names its key and shard."""
+
+
+@dataclass
+class Sample:
+    key: str
+    masked: np.ndarray  # H x W x 3 uint8 RGB
+    unmasked: np.ndarray  # H x W x 3 uint8 RGB
+    map: np.ndarray  # H x W uint8, 0 or 255 (as stored)
+    meta: dict[str, Any]  # the sample's json (``SampleMeta``); {} when the member is absent
+
+
+def list_shards(dataset: str | Path, split: str) -> list[str]:
+    """The shards of one split, in order."""
+    return sorted(glob(str(Path(dataset) / fmt.shard_glob(split))))
+
+
+def count_samples(shards: Iterable[str]) -> int:
+    """Samples in the shards, from the tar headers only (no member is read)."""
+    suffix = "." + fmt.MASKED
+    total = 0
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            total += sum(1 for member in tar if member.name.endswith(suffix))
+    return total
+
+
+def raw_samples(shards: Iterable[str]) -> Iterator[RawSample]:
+    """The raw samples of the given shards in order (no shuffling, no decoding)."""
+    import webdataset as wds  # imports torch: only where shards are read
+
+    return wds.tarfile_samples(iter([{"url": str(shard)} for shard in shards]))
+
+
+def iter_raw_samples(dataset: str | Path, split: str | None = None) -> Iterator[RawSample]:
+    """Raw samples of a dataset directory (one split, or all in ``fmt.SPLITS`` order) in shard order."""
+    splits = [split] if split else list(fmt.SPLITS)
+    shards = [shard for s in splits for shard in list_shards(dataset, s)]
+    if not shards:
+        raise FileNotFoundError(f"no shards in {dataset}" + (f" for split {split}" if split else ""))
+    yield from raw_samples(shards)
+
+
+def _where(raw: RawSample) -> str:
+    return f"sample {raw.get('__key__')!r} in {raw.get('__url__')}"
+
+
+def decode_image(raw: RawSample, member: str) -> np.ndarray:
+    """One image member: RGB for the faces, single channel for the map."""
+    try:
+        data = np.frombuffer(raw[member], np.uint8)
+        if member == fmt.MAP:
+            image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        else:
+            image = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    except KeyError as exc:
+        raise BadSample(f"bad {_where(raw)}: no {member} member") from exc
+    except cv2.error as exc:
+        raise BadSample(f"bad {_where(raw)}: {member} does not decode") from exc
+    if image is None:
+        raise BadSample(f"bad {_where(raw)}: {member} does not decode")
+    return image
+
+
+def decode_meta(raw: RawSample) -> dict[str, Any]:
+    if fmt.META not in raw:
+        return {}
+    try:
+        return json.loads(raw[fmt.META])
+    except ValueError as exc:
+        raise BadSample(f"bad {_where(raw)}: {fmt.META} is not JSON") from exc
+
+
+def decode(raw: RawSample) -> Sample:
+    return Sample(key=raw["__key__"], masked=decode_image(raw, fmt.MASKED), unmasked=decode_image(raw, fmt.UNMASKED),
+                  map=decode_image(raw, fmt.MAP), meta=decode_meta(raw))

@@ -1,0 +1,149 @@
+"""The layering rules of ARCHITECTURE.md, checked on every import (function-level ones too).
+
+* maskgen never imports unmask (it is usable, and installable, on its own);
+* unmask.models imports none of training, data, checkpoint, CLI or evaluation (networks stay
+  loadable anywhere); unmask.metrics imports no training code (a metric never depends on how a
+  model was trained);
+* face geometry lives in maskgen: no module of unmask defines dlib's 68-point index ranges or does
+  alignment maths (affine estimation, inversion or warping); it imports them from maskgen.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("maskgen", "unmask")
+
+# (importer prefix, forbidden import prefixes, why)
+IMPORT_RULES = (
+    ("maskgen", ("unmask",), "maskgen never imports unmask"),
+    ("unmask.models", ("unmask.training", "unmask.train", "unmask.data", "unmask.checkpoint", "unmask.cli",
+                       "unmask.evaluation"), "models import no training, data, checkpoint, CLI or evaluation"),
+    ("unmask.metrics", ("unmask.training", "unmask.train", "unmask.losses"), "metrics import no training code"),
+)
+
+# dlib's 68-point groups (jaw, brows, nose, eyes, mouth) and their usual unions, as index ranges.
+LANDMARK_RANGES = {(0, 17), (17, 22), (22, 27), (17, 27), (27, 31), (31, 36), (27, 36), (36, 42), (42, 48),
+                   (36, 48), (48, 60), (60, 68), (48, 68)}
+ALIGNMENT_CALLS = {"invertAffineTransform", "getAffineTransform", "estimateAffinePartial2D", "estimateAffine2D",
+                   "warpAffine", "getRotationMatrix2D"}
+
+
+GEOMETRY_MODULES = ("maskgen/landmarks.py", "maskgen/align.py")
+
+
+def geometry_functions() -> set[str]:
+    """Public functions of maskgen's geometry modules: unmask imports them, never redefines them."""
+    names = set()
+    for relative in GEOMETRY_MODULES:
+        tree = ast.parse((ROOT / relative).read_text())
+        names |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    return names
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module name) for every import statement anywhere in the tree."""
+    found = []
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            # `from . import x` may import a submodule x: record both spellings
+            found.append((node.lineno, prefix))
+            found += [(node.lineno, f"{prefix}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def import_violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    tree = ast.parse(source)
+    problems = []
+    for line, name in imports_of(tree, module, is_package):
+        for importer, forbidden, why in IMPORT_RULES:
+            if _under(module, importer) and any(_under(name, f) for f in forbidden):
+                problems.append(f"{module}:{line} imports {name} ({why})")
+    return problems
+
+
+def _int(node: ast.AST | None) -> int | None:
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
+
+
+def geometry_violations(source: str, module: str) -> list[str]:
+    """Landmark index ranges (``points[36:42]``, ``slice(36, 42)``) and alignment maths in ``module``."""
+    problems = []
+    redefined = geometry_functions()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in redefined:
+            problems.append(f"{module}:{node.lineno} defines {node.name} (maskgen's face geometry has it)")
+        bounds = None
+        if isinstance(node, ast.Slice):
+            bounds = (_int(node.lower) if node.lower is not None else 0, _int(node.upper))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "slice" \
+                and len(node.args) >= 2:
+            bounds = (_int(node.args[0]), _int(node.args[1]))
+        if bounds in LANDMARK_RANGES:
+            problems.append(f"{module}:{node.lineno} uses landmark range {bounds[0]}:{bounds[1]} "
+                            "(import maskgen.landmarks' named ranges)")
+        if isinstance(node, ast.Attribute) and node.attr in ALIGNMENT_CALLS:
+            problems.append(f"{module}:{node.lineno} does alignment maths ({node.attr}; use maskgen.align)")
+    return problems
+
+
+def package_files() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def test_the_packages_are_found():
+    names = {module_name(p) for p in package_files()}
+    assert {"maskgen.format", "unmask.models", "unmask.metrics"} <= names
+    assert len(names) > 40
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: module_name(p))
+def test_imports_follow_the_layers(path):
+    problems = import_violations(path.read_text(), module_name(path), path.name == "__init__.py")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", [p for p in package_files() if module_name(p).startswith("unmask")],
+                         ids=lambda p: module_name(p))
+def test_face_geometry_lives_in_maskgen(path):
+    problems = geometry_violations(path.read_text(), module_name(path))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checks_catch_violations():
+    """The rules above would fail on code that breaks them (function-level and relative imports too)."""
+    assert import_violations("def f():\n    import unmask.data\n", "maskgen.mask")
+    assert import_violations("from ..training import loop\n", "unmask.models.mseg")
+    assert import_violations("from .. import checkpoint\n", "unmask.models.funet")
+    assert import_violations("from unmask.losses import ssim\n", "unmask.metrics.fidelity")
+    assert not import_violations("from ..losses import ssim\n", "unmask.training.loop")
+    assert not import_violations("from maskgen.align import paste_back\n", "unmask.predict")
+    assert geometry_violations("eyes = points[36:48]\n", "unmask.x")
+    assert geometry_violations("JAW = slice(0, 17)\n", "unmask.x")
+    assert geometry_violations("m = cv2.invertAffineTransform(a)\n", "unmask.x")
+    assert geometry_violations("def _five_points(points):\n    return points\n", "unmask.x")
+    assert not geometry_violations("rgb = image[..., 0:3]\nhead = rows[:10]\n", "unmask.x")
