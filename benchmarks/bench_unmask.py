@@ -37,7 +37,8 @@ from unmask.data import TrainLoader  # noqa: E402
 from unmask.losses import PerceptualLoss  # noqa: E402
 from unmask.models import Generator, MSeg, PatchDiscriminator  # noqa: E402
 from unmask.models.vgg import VGG19Features, find_vgg19_weights, load_vgg19_features  # noqa: E402
-from unmask.train import GanStage, Runtime, SegStage  # noqa: E402
+from unmask.training.runtime import Runtime  # noqa: E402
+from unmask.training.stages import GanStage, SegStage  # noqa: E402
 
 
 def params_m(module: torch.nn.Module) -> float:

@@ -13,9 +13,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by its callers; the other writers need none of it
+    import pandas as pd
 
 TMP_MARK = ".tmp-"
 

@@ -31,6 +31,9 @@ LEFT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
 RIGHT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
 NOSE_TIP, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 30, 8, 48, 54
+# Rows of CelebA's 5 points (``five_points``' order): eyes, nose tip, mouth corners.
+FIVE_LEFT_EYE, FIVE_RIGHT_EYE, FIVE_NOSE_TIP = 0, 1, 2
+FIVE_MOUTH = slice(3, 5)
 
 # Face box from CelebA's 5 points, fitted on dlib HOG boxes of CelebA faces:
 # width = BOX_SCALE * hypot(eye-mouth distance, eye distance), centre shifted down by BOX_DROP * eye-mouth.
@@ -109,6 +112,30 @@ def five_points(points: np.ndarray) -> np.ndarray:
     """The 68 points reduced to CelebA's 5 (eyes, nose tip, mouth corners)."""
     left, right = eye_centers(points)
     return np.stack([left, right, points[NOSE_TIP], points[MOUTH_LEFT], points[MOUTH_RIGHT]])
+
+
+def landmark_problem(points, image_shape: tuple[int, ...]) -> str | None:
+    """Why ``points`` are not usable 68 landmarks of a face in an image of ``image_shape``; None when
+    they are: 68 finite points, eye centres at least ``MIN_EYE_DISTANCE`` apart, eyes, nose tip and
+    mouth corners inside the image, the eyes in order and the chin below the top of the nose."""
+    try:
+        points = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "landmarks not numeric"
+    if points.shape != (68, 2):
+        return f"landmarks must be (68, 2), got {points.shape}"
+    if not np.all(np.isfinite(points)):
+        return "landmarks not finite"
+    left, right = eye_centers(points)
+    if np.linalg.norm(right - left) < MIN_EYE_DISTANCE:
+        return f"face too small (eye distance < {MIN_EYE_DISTANCE:g} px)"
+    h, w = image_shape[:2]
+    inner = five_points(points)
+    if np.any(inner < 0) or np.any(inner[:, 0] >= w) or np.any(inner[:, 1] >= h):
+        return "eyes, nose or mouth outside the image"
+    if right[0] <= left[0] or points[CHIN, 1] <= points[NOSE_BRIDGE.start, 1]:
+        return "implausible landmark geometry"
+    return None
 
 
 def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fixed CPU training budget of the closing notes (2-core machine, 128 px, about 75 minutes wall):
 # stage 1 then stage 2 of the two-stage model in one process, the one-stage ablation and the
-# reconstruction-only U-Net (same generator, no discriminator: --alpha 0) in two others, one thread
+# reconstruction-only U-Net (same generator, no discriminator: --adv 0) in two others, one thread
 # each, equal stage-2 steps; then one evaluation of all of them on the test split.
 #
 #   bash pipelines/cpu_budget.sh [DATA=data/shards] [OUT=runs/cpu_budget]
@@ -20,14 +20,14 @@ OUT=${2:-runs/cpu_budget}
 SEG_STEPS=${SEG_STEPS:-1200}
 GAN_STEPS=${GAN_STEPS:-2000}
 RECIPE=${RECIPE:-scratch}
-COMMON=(--data "$DATA" --preset cpu --resolution 128 --seg-width 16 --gen-width 16 --disc-width 24
+COMMON=(--data "$DATA" --preset cpu --resolution 128 --mseg-width 16 --generator-width 16 --discriminator-width 24
         --batch-size 16 --lr 0.001 --lr-milestones 0.6,0.85 --seed 0 --num-workers 1
         --set train.val_max_batches=20 --device cpu --no-progress)
 export OMP_NUM_THREADS=1
 mkdir -p "$OUT"
 HALF=$((GAN_STEPS / 2))
 if [ "$RECIPE" = finetune ]; then
-  ( unmask train --stage gan --alpha 0 "${COMMON[@]}" --out "$OUT/recon_only" --steps "$GAN_STEPS" \
+  ( unmask train --stage gan --adv 0 "${COMMON[@]}" --out "$OUT/recon_only" --steps "$GAN_STEPS" \
       --checkpoint-every "$HALF" --keep-checkpoints ) > "$OUT/recon_only.log" 2>&1 &
   RECON=$!
   SNAPSHOT=$(printf "%s/recon_only/checkpoints/gan-%06d.pt" "$OUT" "$HALF")
@@ -40,7 +40,7 @@ if [ "$RECIPE" = finetune ]; then
   ) > "$OUT/two_stage.log" 2>&1 &
   EXTRA=()
   if [ "${ONE_STAGE:-1}" = 1 ]; then
-    ( unmask train --stage gan --no-map --alpha 0 "${COMMON[@]}" --lr-milestones "" --out "$OUT/one_stage_recon" \
+    ( unmask train --stage gan --no-map --adv 0 "${COMMON[@]}" --lr-milestones "" --out "$OUT/one_stage_recon" \
         --steps "$HALF" \
       && unmask train --stage gan --no-map "${COMMON[@]}" --out "$OUT/one_stage" --steps "$HALF" \
         --init-generator "$OUT/one_stage_recon" ) > "$OUT/one_stage.log" 2>&1 &
@@ -50,7 +50,7 @@ else
   ( unmask train --stage seg "${COMMON[@]}" --out "$OUT/two_stage" --steps "$SEG_STEPS" \
     && unmask train --stage gan "${COMMON[@]}" --out "$OUT/two_stage" --steps "$GAN_STEPS" ) > "$OUT/two_stage.log" 2>&1 &
   ( unmask train --stage gan --no-map "${COMMON[@]}" --out "$OUT/one_stage" --steps "$GAN_STEPS" ) > "$OUT/one_stage.log" 2>&1 &
-  ( unmask train --stage gan --alpha 0 "${COMMON[@]}" --out "$OUT/recon_only" --steps "$GAN_STEPS" ) > "$OUT/recon_only.log" 2>&1 &
+  ( unmask train --stage gan --adv 0 "${COMMON[@]}" --out "$OUT/recon_only" --steps "$GAN_STEPS" ) > "$OUT/recon_only.log" 2>&1 &
   EXTRA=(--one-stage "$OUT/one_stage")
 fi
 for job in $(jobs -p); do wait "$job"; done  # fails the script if a run failed

@@ -13,7 +13,6 @@ by name: ``mseg``; ``generator``, ``discriminator`` and, when stage 2 trained on
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskgen.files import atomic_output
 from unmask.config import Config, diff
 from unmask.models import Generator, MSeg
 
@@ -41,22 +41,16 @@ def snapshot_path(run_dir: str | Path, stage: str, step: int) -> Path:
 
 def keep_snapshot(path: str | Path, snapshot: str | Path) -> None:
     """A copy of checkpoint ``path`` at ``snapshot``, written atomically like the checkpoint itself."""
-    snapshot = Path(snapshot)
-    tmp = snapshot.with_name(snapshot.name + ".tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, snapshot)
+    with open(path, "rb") as src, atomic_output(snapshot) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file next to ``path``, then rename: a crash leaves the old file intact."""
+    """Written atomically (``maskgen.files``): a crash leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_output(path) as f:
         torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -137,6 +131,13 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[C
     return config, mseg, generator
 
 
+def generator_differences(theirs: Config | dict[str, Any], ours: Config | dict[str, Any]) -> list[str]:
+    """The ``generator.*`` config keys that differ (``"generator.use_map: False != True"``): the weights of
+    one generator load into the other (``--init-generator``, ``interpolate``) only when there are none."""
+    configs = [c if isinstance(c, Config) else Config.from_dict(c) for c in (theirs, ours)]
+    return [d for d in diff(*configs) if d.startswith("generator.")]
+
+
 def gan_checkpoint_file(path: str | Path) -> Path:
     """The stage-2 checkpoint of a run directory, or ``path`` itself when it is a file; it must exist."""
     file = checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
@@ -175,7 +176,7 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     for file, payload in zip(files, payloads):
         if "generator" not in payload["models"]:
             raise ValueError(f"{file} holds no generator")
-    differences = [d for d in diff(*(Config.from_dict(p["config"]) for p in payloads)) if d.startswith("generator.")]
+    differences = generator_differences(payloads[0]["config"], payloads[1]["config"])
     if differences:
         raise ValueError(f"the two generators differ in architecture: {differences}")
     rec, adv = (p["models"]["generator"] for p in payloads)

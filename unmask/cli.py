@@ -3,6 +3,7 @@ come from ``unmask.evaluation.cli``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,8 +13,10 @@ from typing import Any
 import click
 
 from unmask.config import PRESETS, Config, parse_assignment, preset
+from unmask.training.options import RunOptions
 
-# CLI option -> config key, for the options that only set one config value.
+# CLI option -> config key, for the options that only set one config value. Each option is named
+# after its config key (``--adv`` sets ``loss.adv``); the earlier names stay as aliases.
 CONFIG_OPTIONS = {
     "resolution": "train.resolution",
     "epochs": "train.epochs",
@@ -24,13 +27,19 @@ CONFIG_OPTIONS = {
     "amp": "train.amp",
     "checkpoint_every": "train.checkpoint_every",
     "gan_maps": "train.gan_maps",
-    "seg_width": "mseg.base_width",
-    "gen_width": "generator.base_width",
-    "disc_width": "discriminator.base_width",
-    "alpha": "loss.adv",
-    "beta": "loss.rec",
-    "gamma": "loss.per",
+    "mseg_width": "mseg.base_width",
+    "generator_width": "generator.base_width",
+    "discriminator_width": "discriminator.base_width",
+    "use_map": "generator.use_map",
+    "adv": "loss.adv",
+    "rec": "loss.rec",
+    "per": "loss.per",
 }
+
+
+def _run_default(name: str) -> str:
+    """The default of a ``RunOptions`` field, for the help text (``RunOptions`` supplies the value)."""
+    return str(next(f.default for f in dataclasses.fields(RunOptions) if f.name == name))
 
 
 @click.group()
@@ -40,7 +49,7 @@ def main() -> None:
 
 def build_config(
     config_file: Path | None, preset_name: str | None, options: dict[str, Any], lr: float | None,
-    lr_milestones: str | None, no_map: bool, assignments: tuple[str, ...],
+    lr_milestones: str | None, assignments: tuple[str, ...],
 ) -> Config:
     """Config from (preset or file), then the explicit options, then ``--set`` assignments."""
     if config_file and preset_name:
@@ -52,15 +61,13 @@ def build_config(
     if lr_milestones is not None:
         fractions = [float(x) for x in lr_milestones.split(",") if x.strip()]
         overrides.update({"seg_optim.lr_milestones": fractions, "gan_optim.lr_milestones": fractions})
-    if no_map:
-        overrides["generator.use_map"] = False
     overrides.update(parse_assignment(a) for a in assignments)
     return cfg.replace(**overrides)
 
 
 @main.command()
-@click.option("--stage", type=click.Choice(["seg", "gan", "all"]), default="all", show_default=True,
-              help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.")
+@click.option("--stage", type=click.Choice(["seg", "gan", "all"]),
+              help=f"seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  [default: {_run_default('stage')}]")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset directory of maskgen build (train-*.tar, val-*.tar shards).")
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -74,23 +81,28 @@ def build_config(
 @click.option("--steps", type=int, help="Steps per stage (overrides --epochs).")
 @click.option("--batch-size", type=int, help="Batch size per process.")
 @click.option("--lr", type=float, help="Initial learning rate of both stages.")
-@click.option("--lr-milestones", help="Comma-separated fractions of the run where the lr decays (x lr_decay, default 0.1).")
+@click.option("--lr-milestones", help="Comma-separated fractions of the run where the lr decays (x lr_decay).")
 @click.option("--seed", type=int)
 @click.option("--num-workers", type=int, help="Data loader worker processes per process.")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Mixed precision on CUDA.")
-@click.option("--seg-width", type=int, help="M-Seg base width.")
-@click.option("--gen-width", type=int, help="Generator base width.")
-@click.option("--disc-width", type=int, help="Discriminator base width.")
-@click.option("--alpha", type=float, help="Weight of the adversarial loss; 0 trains the reconstruction-only U-Net (no discriminator).")
-@click.option("--beta", type=float, help="Weight of the reconstruction loss.")
-@click.option("--gamma", type=float, help="Weight of the perceptual loss.")
-@click.option("--no-map", is_flag=True, help="One-stage ablation: generator without the map input or MURF.")
+@click.option("--mseg-width", "--seg-width", "mseg_width", type=int, help="M-Seg base width (mseg.base_width).")
+@click.option("--generator-width", "--gen-width", "generator_width", type=int,
+              help="Generator base width (generator.base_width).")
+@click.option("--discriminator-width", "--disc-width", "discriminator_width", type=int,
+              help="Discriminator base width (discriminator.base_width).")
+@click.option("--adv", "--alpha", "adv", type=float,
+              help="Weight of the adversarial loss (loss.adv, the paper's alpha); 0 trains the reconstruction-only "
+                   "U-Net (no discriminator).")
+@click.option("--rec", "--beta", "rec", type=float, help="Weight of the reconstruction loss (loss.rec, the paper's beta).")
+@click.option("--per", "--gamma", "per", type=float, help="Weight of the perceptual loss (loss.per, the paper's gamma).")
+@click.option("--use-map/--no-map", "use_map", default=None,
+              help="--no-map: the one-stage ablation, generator without the map input or MURF (generator.use_map).")
 @click.option("--gan-maps", type=click.Choice(["gt", "predicted"]),
               help="Maps for stage 2: ground truth (paper) or binarised M-Seg predictions.")
 @click.option("--seg-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="M-Seg checkpoint for --gan-maps predicted (default RUN/checkpoints/seg.pt).")
 @click.option("--init-generator", type=click.Path(exists=True, path_type=Path),
-              help="Start stage 2 from the generator of this run or gan checkpoint (e.g. a --alpha 0 run): "
+              help="Start stage 2 from the generator of this run or gan checkpoint (e.g. a --adv 0 run): "
                    "reconstruction pre-training, then GAN fine-tuning. Weights only; fresh runs only.")
 @click.option("--perceptual-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
@@ -100,39 +112,41 @@ def build_config(
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help=f"[default: {_run_default('device')}]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=None,
+              help=f"A progress bar.  [default: {'--progress' if _run_default('progress') == 'True' else '--no-progress'}]")
 def train(
-    stage: str, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
-    lr: float | None, lr_milestones: str | None, no_map: bool, seg_checkpoint: Path | None, init_generator: Path | None,
-    perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str,
-    resume: bool, keep_checkpoints: bool, progress: bool, **options: Any,
+    stage: str | None, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
+    lr: float | None, lr_milestones: str | None, seg_checkpoint: Path | None, init_generator: Path | None,
+    perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str | None,
+    resume: bool, keep_checkpoints: bool, progress: bool | None, **options: Any,
 ) -> None:
     """Train M-Seg and/or the FU-Net GAN on maskgen shards.
 
     Multi-GPU / multi-node: torchrun --nproc_per_node N -m unmask.cli train ...
     """
-    from unmask.train import NonFiniteLossError, RunError, RunOptions
-    from unmask.train import train as run_training
+    from unmask.training.loop import train as run_training
+    from unmask.training.options import NonFiniteLossError, RunError
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s")
     saved = run_dir / "config.yaml"
-    configured = (config_file or preset_name or lr is not None or lr_milestones or no_map or assignments
+    configured = (config_file or preset_name or lr is not None or lr_milestones or assignments
                   or any(v is not None for v in options.values()))
     try:
         if resume and not configured and saved.is_file():
             cfg = Config.load(saved)  # plain --resume: continue with the run's own config
         else:
-            cfg = build_config(config_file, preset_name, options, lr, lr_milestones, no_map, assignments)
+            cfg = build_config(config_file, preset_name, options, lr, lr_milestones, assignments)
     except (KeyError, ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc)) from exc
+    unset = {"stage": stage, "device": device, "progress": progress}  # None: RunOptions' default
     opts = RunOptions(
-        data_dir=data_dir, run_dir=run_dir, stage=stage, device=device, resume=resume,
+        data_dir=data_dir, run_dir=run_dir, resume=resume,
         perceptual_weights=perceptual_weights, require_perceptual=require_perceptual,
         seg_checkpoint=seg_checkpoint, init_generator=init_generator, keep_checkpoints=keep_checkpoints,
-        progress=progress,
+        **{k: v for k, v in unset.items() if v is not None},
     )
     try:
         results = run_training(cfg, opts)
@@ -193,17 +207,18 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
 def interpolate(reconstruction: Path, adversarial: Path, weight: float, out_dir: Path) -> None:
     """Blend two stage-2 generators weight by weight (ESRGAN's network interpolation).
 
-    RECONSTRUCTION: a run trained for PSNR (--alpha 0); ADVERSARIAL: the GAN fine-tuned from it
+    RECONSTRUCTION: a run trained for PSNR (--adv 0); ADVERSARIAL: the GAN fine-tuned from it
     (--init-generator), each a run directory or a gan checkpoint. Weights between 0 and 1 trade
     PSNR for sharpness without training; evaluate the result like any run.
     """
+    from maskgen.files import write_text_atomic
     from unmask.checkpoint import interpolate_generators
 
     try:
         record = interpolate_generators(reconstruction, adversarial, weight, out_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from exc
-    (out_dir / "run.json").write_text(json.dumps({"interpolation": record}, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(out_dir / "run.json", json.dumps({"interpolation": record}, indent=1, sort_keys=True) + "\n")
     click.echo(f"wrote {out_dir}: generator = {1 - weight:g} x {record['reconstruction']} "
                f"+ {weight:g} x {record['adversarial']}")
 

@@ -140,7 +140,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        validate(self)
+        _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of lists and scalars (YAML- and ``torch.load(weights_only=True)``-safe)."""
@@ -162,7 +162,7 @@ class Config:
         """A copy with dotted-path overrides, e.g. ``replace(**{"train.seed": 1})``."""
         data = self.to_dict()
         for dotted, value in overrides.items():
-            set_dotted(data, dotted, value)
+            _set_dotted(data, dotted, value)
         return Config.from_dict(data)
 
 
@@ -187,7 +187,7 @@ def preset(name: str) -> Config:
     return Config().replace(**PRESETS[name])
 
 
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``data["a"]["b"] = value`` for ``dotted = "a.b"``; the path must already exist."""
     *parents, leaf = dotted.split(".")
     node = data
@@ -229,7 +229,7 @@ def diff(a: Config, b: Config) -> list[str]:
     return out
 
 
-def validate(cfg: Config) -> None:
+def _validate(cfg: Config) -> None:
     t = cfg.train
     if t.resolution % 32:
         raise ValueError(f"train.resolution must be a multiple of 32 (five 2x poolings), got {t.resolution}")

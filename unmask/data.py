@@ -74,7 +74,7 @@ def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     return cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def decode_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any]:
+def resized_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any]:
     """Raw WebDataset sample (member bytes) -> HWC RGB uint8 images resized to ``resolution`` and an
     HW {0, 1} map, flipped together when ``flip``."""
     images = {name: _resize(decode_image(raw, member), resolution)
@@ -177,7 +177,7 @@ class TrainStream(IterableDataset):
             flip = self.flip and flip_rng.random() < 0.5  # drawn for skipped samples too
             if index < skip:
                 continue
-            batch.append(decode_sample(raw, self.resolution, flip))
+            batch.append(resized_sample(raw, self.resolution, flip))
             if len(batch) == self.batch_size:
                 yield collate(batch)
                 batch = []
@@ -227,7 +227,7 @@ class EvalStream(IterableDataset):
         batch: list[dict[str, Any]] = []
         mine, every_nth = _slot_shards(self.shards, slot, n_slots)
         for raw in _slot_samples(mine, slot, n_slots, every_nth):
-            batch.append(decode_sample(raw, self.resolution, flip=False))
+            batch.append(resized_sample(raw, self.resolution, flip=False))
             if len(batch) == self.batch_size:
                 yield collate(batch)
                 batch = []

@@ -15,11 +15,12 @@ and runs the network. An output image must be embedded with the *same* landmarks
 truth: the crop geometry is identical, and re-detecting landmarks on an output would make the
 comparison depend on how well the landmark predictor copes with each method's artefacts.
 
-A row whose embedding cannot be computed is a row of NaN, never dropped: landmarks that are not
-68 finite points, an image smaller than ``MIN_IMAGE_SIDE``, eyes closer than ``MIN_EYE_DISTANCE``,
-eye/nose/mouth points outside the image, implausible geometry (e.g. mirrored eyes), or an error
-from dlib. ``embed_with_reasons`` also says why. A NaN embedding gives NaN distances, and every
-function below counts NaN distances as "no match" and reports how many there were.
+A row whose embedding cannot be computed is a row of NaN, never dropped: an image smaller than
+``MIN_IMAGE_SIDE``, landmarks ``maskgen.landmarks.landmark_problem`` rejects (not 68 finite points,
+eyes closer than ``MIN_EYE_DISTANCE``, eye/nose/mouth points outside the image, implausible
+geometry, e.g. mirrored eyes), or an error from dlib. ``embed_with_reasons`` also says why. A NaN
+embedding gives NaN distances, and every function below counts NaN distances as "no match" and
+reports how many there were.
 
 Match rate and verification
 ---------------------------
@@ -52,26 +53,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskgen.landmarks import landmark_problem, model_dir
+
 EMBEDDING_DIM = 128
 MATCH_THRESHOLD = 0.6  # face_recognition's default tolerance for dlib's 128-d descriptors
 DEFAULT_PADDING = 0.25  # dlib's default chip padding, the one the model was trained with
 DEFAULT_FARS = (0.01, 0.001)
-REFERENCE_PROBE = "ground_truth"  # the probe type whose impostor distances set the FAR thresholds
+GROUND_TRUTH_PROBE = "ground_truth"  # the probe type whose impostor distances set the FAR thresholds
 MIN_IMAGE_SIDE = 32  # px; below this the 150 px chip is an upsampled blur, not a face
-MIN_EYE_DISTANCE = 8.0  # px between eye centres, as maskgen.landmarks requires of a detected face
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 PROTOCOL_COLUMNS = ["probe_key", "gallery_key", "genuine", "probe_identity", "gallery_identity"]
 PROTOCOL_FORMAT = "ganmasker-identity-protocol/1"
 
 
-
 class CoarseFARWarning(UserWarning):
     """Too few impostor pairs to estimate a target FAR: the threshold allows no false accept."""
-
-
-_LEFT_EYE, _RIGHT_EYE = slice(36, 42), slice(42, 48)
-_NOSE_TIP, _CHIN, _NOSE_TOP, _MOUTH_LEFT, _MOUTH_RIGHT = 30, 8, 27, 48, 54
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,8 +78,6 @@ _NOSE_TIP, _CHIN, _NOSE_TOP, _MOUTH_LEFT, _MOUTH_RIGHT = 30, 8, 27, 48, 54
 @lru_cache(maxsize=1)
 def _model():
     import dlib
-
-    from maskgen.landmarks import model_dir
 
     path = model_dir() / MODEL_FILE
     if not path.is_file():
@@ -99,30 +94,15 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
-def landmark_problem(image: np.ndarray, landmarks) -> str | None:
-    """Why no embedding can be computed for this image and these landmarks; None when it can."""
+def embedding_problem(image: np.ndarray, landmarks) -> str | None:
+    """Why no embedding can be computed for this image and these landmarks; None when it can
+    (the landmarks are judged by ``maskgen.landmarks.landmark_problem``)."""
     if image.ndim != 3 or image.shape[2] != 3:
         return f"not an (H, W, 3) RGB image: shape {image.shape}"
     h, w = image.shape[:2]
     if min(h, w) < MIN_IMAGE_SIDE:
         return f"image too small ({h}x{w} < {MIN_IMAGE_SIDE} px)"
-    try:
-        points = np.asarray(landmarks, dtype=np.float64)
-    except (TypeError, ValueError):
-        return "landmarks not numeric"
-    if points.shape != (68, 2):
-        return f"landmarks must be (68, 2), got {points.shape}"
-    if not np.all(np.isfinite(points)):
-        return "landmarks not finite"
-    left, right = points[_LEFT_EYE].mean(0), points[_RIGHT_EYE].mean(0)
-    if np.linalg.norm(right - left) < MIN_EYE_DISTANCE:
-        return f"face too small (eye distance < {MIN_EYE_DISTANCE:g} px)"
-    inner = np.stack([left, right, points[_NOSE_TIP], points[_MOUTH_LEFT], points[_MOUTH_RIGHT]])
-    if np.any(inner < 0) or np.any(inner[:, 0] >= w) or np.any(inner[:, 1] >= h):
-        return "eyes, nose or mouth outside the image"
-    if right[0] <= left[0] or points[_CHIN, 1] <= points[_NOSE_TOP, 1]:
-        return "implausible landmark geometry"
-    return None
+    return landmark_problem(landmarks, image.shape)
 
 
 def _shape(points: np.ndarray):
@@ -143,7 +123,7 @@ def embed_with_reasons(images: Sequence[np.ndarray] | np.ndarray, landmarks: Seq
     reasons: list[str | None] = []
     for i, (image, points) in enumerate(zip(images, landmarks)):
         image = _check_image(image)
-        reason = landmark_problem(image, points)
+        reason = embedding_problem(image, points)
         if reason is None:
             try:
                 vec = np.asarray(_model().compute_face_descriptor(
@@ -181,14 +161,6 @@ def id_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(f"embedding sizes differ: {a.shape} vs {b.shape}")
     return np.sqrt(((a - b) ** 2).sum(axis=-1))
-
-
-def paired_distances(outputs: Sequence[np.ndarray] | np.ndarray, targets: Sequence[np.ndarray] | np.ndarray,
-                     landmarks: Sequence | np.ndarray, target_embeddings: np.ndarray | None = None,
-                     **embed_kwargs) -> np.ndarray:
-    """Distance of each output to its ground truth, both embedded with the same (ground-truth) landmarks."""
-    ref = embed(targets, landmarks, **embed_kwargs) if target_embeddings is None else target_embeddings
-    return id_distance(embed(outputs, landmarks, **embed_kwargs), ref)
 
 
 def id_match_rate(distances: np.ndarray, threshold: float = MATCH_THRESHOLD) -> tuple[float, int, int]:
@@ -393,10 +365,6 @@ def far_thresholds(gt_distances: np.ndarray, genuine: np.ndarray,
     than ``k+1`` impostor distances are finite). NaN impostor distances are never accepted but stay
     in ``n``. With ``n < 1 / f`` no false accept is allowed (a coarse FAR estimate: warned).
     """
-    return _far_thresholds(gt_distances, genuine, fars)
-
-
-def _far_thresholds(gt_distances, genuine, fars) -> dict[float, float]:
     d = np.asarray(gt_distances, dtype=np.float64).ravel()
     g = np.asarray(genuine, dtype=bool).ravel()
     if d.shape != g.shape:
@@ -418,13 +386,12 @@ def _far_thresholds(gt_distances, genuine, fars) -> dict[float, float]:
 
 def verification_metrics(distances: np.ndarray, genuine: np.ndarray, threshold: float = MATCH_THRESHOLD,
                          thresholds_from: Mapping[float, float] | None = None, *,
-                         far_thresholds: Mapping[float, float] | None = None,
                          fars: Sequence[float] = DEFAULT_FARS) -> dict:
     """Verification of one probe type: accuracy at ``threshold`` and TAR at the target FARs.
 
-    ``thresholds_from`` (or its alias ``far_thresholds``): ``{far: distance threshold}`` from
-    ``far_thresholds()`` on the ground-truth probes, applied as they are; None sets them on these
-    distances themselves (right for the ground-truth probes). NaN distances are rejections.
+    ``thresholds_from``: ``{far: distance threshold}`` from ``far_thresholds()`` on the ground-truth
+    probes, applied as they are; None sets them on these distances themselves (right for the
+    ground-truth probes). NaN distances are rejections.
 
     Keys: ``accuracy`` ((accepted genuine + rejected impostor) / pairs), ``tar`` and ``far`` at
     ``threshold``, ``tar_far_1`` / ``tar_far_0.1`` (accepted genuine / genuine pairs at the FAR
@@ -433,9 +400,6 @@ def verification_metrics(distances: np.ndarray, genuine: np.ndarray, threshold: 
     finite distance of the genuine / impostor pairs), ``n_pairs``, ``n_genuine``, ``n_impostor``,
     ``n_invalid`` (NaN distances) and ``threshold``.
     """
-    if thresholds_from is not None and far_thresholds is not None and dict(thresholds_from) != dict(far_thresholds):
-        raise ValueError("give thresholds_from or far_thresholds, not both")
-    given = thresholds_from if thresholds_from is not None else far_thresholds
     d = np.asarray(distances, dtype=np.float64).ravel()
     g = np.asarray(genuine, dtype=bool).ravel()
     if d.shape != g.shape:
@@ -455,10 +419,10 @@ def verification_metrics(distances: np.ndarray, genuine: np.ndarray, threshold: 
         "tar": rate(acc & g, n_gen),
         "far": rate(acc & ~g, n_imp),
     }
-    if given is None:
-        thresholds = _far_thresholds(d, g, fars) if d.size else {float(f): float("nan") for f in fars}
+    if thresholds_from is None:
+        thresholds = far_thresholds(d, g, fars) if d.size else {float(f): float("nan") for f in fars}
     else:
-        thresholds = {float(k): float(v) for k, v in given.items()}
+        thresholds = {float(k): float(v) for k, v in thresholds_from.items()}
     for far, t in sorted(thresholds.items(), reverse=True):
         name = _far_name(far)
         a = accepted(t) if not math.isnan(t) else np.zeros_like(g)
@@ -504,12 +468,12 @@ def pair_distances(probe_embeddings, gallery_embeddings, protocol: pd.DataFrame)
 
 def verify(probe_embeddings: Mapping[str, np.ndarray], gallery_embeddings, protocol: pd.DataFrame,
            threshold: float = MATCH_THRESHOLD, fars: Sequence[float] = DEFAULT_FARS,
-           reference: str = REFERENCE_PROBE, far_thresholds: Mapping[float, float] | None = None) -> pd.DataFrame:
+           reference: str = GROUND_TRUTH_PROBE, thresholds_from: Mapping[float, float] | None = None) -> pd.DataFrame:
     """Verification of several probe types on one protocol: one row per probe type.
 
     ``probe_embeddings``: probe type (ground_truth, masked, two_stage, ...) -> ``(n_probes, 128)``
     rows aligned with ``probe_keys(protocol)`` (or key -> vector). The FAR thresholds come from
-    ``far_thresholds`` when given, else from the ``reference`` probe type (ground_truth), else
+    ``thresholds_from`` when given, else from the ``reference`` probe type (ground_truth), else
     (no reference present) each type sets its own, as the ``thresholds_from`` column says.
 
     Columns: probe_type, accuracy, tar_far_1, tar_far_0.1, n_pairs, n_invalid, then tar, far,
@@ -519,19 +483,19 @@ def verify(probe_embeddings: Mapping[str, np.ndarray], gallery_embeddings, proto
     genuine = protocol["genuine"].to_numpy(dtype=bool)
     distances = {name: pair_distances(emb, gallery_embeddings, protocol) for name, emb in probe_embeddings.items()}
     source = "given"
-    if far_thresholds is None and reference in distances:
-        far_thresholds = _far_thresholds(distances[reference], genuine, fars)
+    if thresholds_from is None and reference in distances:
+        thresholds_from = far_thresholds(distances[reference], genuine, fars)
         source = reference
     keys = probe_keys(protocol)
     rows = []
     for name, d in distances.items():
-        m = verification_metrics(d, genuine, threshold, thresholds_from=far_thresholds, fars=fars)
+        m = verification_metrics(d, genuine, threshold, thresholds_from=thresholds_from, fars=fars)
         emb = probe_embeddings[name]
         if isinstance(emb, (Mapping, pd.DataFrame)):
             emb = _rows_for(emb, keys, pd.Series(keys, dtype=str), "probe")
         n_bad = int((~np.all(np.isfinite(np.asarray(emb, np.float64)), axis=1)).sum()) if len(keys) else 0
         rows.append({"probe_type": name, **m, "n_invalid_probes": n_bad,
-                     "thresholds_from": source if far_thresholds is not None else name})
+                     "thresholds_from": source if thresholds_from is not None else name})
     first = ["probe_type", "accuracy"] + [f"tar_far_{_far_name(f)}" for f in sorted(fars, reverse=True)] + \
             ["n_pairs", "n_invalid"]
     table = pd.DataFrame(rows)

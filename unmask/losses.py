@@ -3,7 +3,7 @@ maps in {0, 1}).
 
 Stage 1: BCE (from logits) + Dice. Stage 2: LSGAN (D: 1/2 [(D(real) - b)^2 + (D(fake) - a)^2],
 G: (D(fake) - c)^2), reconstruction 1/2 [SmoothL1 + (1 - SSIM)], perceptual SmoothL1 between VGG19
-features; generator total alpha * adv + beta * rec + gamma * per. Weights come from ``LossConfig``.
+features; generator total adv * L_adv + rec * L_rec + per * L_per, weights from ``LossConfig``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from unmask.config import LossConfig
+from unmask.metrics.fidelity import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from unmask.models.vgg import VGG19Features
 
-SSIM_WINDOW = 11  # Wang et al. 2004: 11x11 Gaussian, sigma 1.5, K1 = 0.01, K2 = 0.03
-SSIM_SIGMA = 1.5
-SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def dice_coefficient(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -55,9 +53,11 @@ def _gaussian_window(device: torch.device) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (shape B) of two images in [-1, 1], computed on [0, 1] in float32.
+    """Per-image SSIM (shape B) of two images in [-1, 1], computed on [0, 1] in float32: the
+    differentiable SSIM of the reconstruction loss (also the validation SSIM).
 
-    Separable Gaussian window without padding (the window must fit: sides >= 11 px), channel mean.
+    The constants are those of the metric (``unmask.metrics.fidelity``); like it, a separable
+    Gaussian window without padding (the window must fit: sides >= 11 px), channel mean.
     """
     x = (x.float() + 1.0) / 2.0
     y = (y.float() + 1.0) / 2.0
@@ -76,12 +76,6 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return s.mean(dim=(1, 2, 3))
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
-    mse = ((x.float() - y.float()) ** 2).mean(dim=(1, 2, 3))
-    return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-10))
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,10 @@ from unmask.evaluation import (
     METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label,
 )
 from unmask.evaluation.cli import compare, evaluate, report
-from unmask.evaluation.evaluate import EvalOptions, Methods, identity_backend
+from unmask.evaluation.evaluate import EvalOptions
 from unmask.evaluation.evaluate import evaluate as run_evaluation
+from unmask.evaluation.methods import Methods
+from unmask.evaluation.verification import identity_backend
 
 from evaluation_testutils import EVAL_RES
 
@@ -61,7 +63,7 @@ def _metrics(out) -> dict:
 
 
 def _split_keys(eval_dataset) -> list[str]:
-    from unmask.evaluation.evaluate import scan_identities
+    from unmask.evaluation.verification import scan_identities
 
     return sorted(scan_identities(eval_dataset, "test")["key"])
 
@@ -276,10 +278,10 @@ def test_verification_with_the_real_embeddings(tmp_path, eval_dataset, two_stage
 
 
 def test_no_verification_without_identities():
-    from unmask.evaluation.evaluate import verification_reason, verify_scores
+    from unmask.evaluation.verification import verification_reason, verify_scores
 
     samples = pd.DataFrame({"key": ["a", "b"], "source": ["a.jpg", "b.jpg"], "identity": [None, None]})
-    reason = verification_reason(idn, samples)
+    reason = verification_reason(samples)
     assert "no sample of the split has a known identity" in reason
     groups = verify_scores(None, None, ["ground_truth", "two_stage"], reason)
     assert groups["verify/two_stage"]["accuracy"] == (None, reason)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from unmask.evaluation import PHOTOS_FILE
-from unmask.evaluation.evaluate import EvalOptions, evaluate, evaluate_photos
+from unmask.evaluation.evaluate import EvalOptions, evaluate
+from unmask.evaluation.photos import evaluate_photos
 from unmask.predict import Unmasker
 
 from evaluation_testutils import EVAL_RES

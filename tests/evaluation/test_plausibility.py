@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unmask.evaluation.evaluate import face_lines, mask_plausibility, template_landmarks
+from unmask.evaluation.plausibility import face_lines, mask_plausibility, template_landmarks
 
 RES = 128
 

@@ -93,10 +93,6 @@ def test_verification_metrics_hand_computed():
     assert m2["genuine_distance"] == pytest.approx((0.3 + 0.505 + 0.55 + 0.7) / 4)
     no_impostor = idn.verification_metrics(d[:6], g[:6])
     assert math.isnan(no_impostor["impostor_distance"]) and no_impostor["genuine_distance"] == m["genuine_distance"]
-    same = idn.verification_metrics(other, g, far_thresholds=gt_t)
-    assert same == m2
-    with pytest.raises(ValueError, match="not both"):
-        idn.verification_metrics(other, g, thresholds_from=gt_t, far_thresholds={0.01: 0.1})
 
 
 def test_verify_uses_ground_truth_thresholds_for_all_types():
@@ -133,7 +129,7 @@ def test_verify_uses_ground_truth_thresholds_for_all_types():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t2 = idn.verify({"masked": dict(zip(["p1", "p2", "p3", "p4"], masked))}, {"gA": gallery[0], "gB": gallery[1]},
-                        protocol, far_thresholds={0.01: 9.0, 0.001: 9.0})
+                        protocol, thresholds_from={0.01: 9.0, 0.001: 9.0})
     assert t2.iloc[0]["accuracy"] == 0.625 and t2.iloc[0]["thresholds_from"] == "given"
     with pytest.raises(ValueError, match="aligned"):
         idn.verify({"gt": gt[:3]}, gallery, protocol)

@@ -6,10 +6,10 @@ import yaml
 from click.testing import CliRunner
 
 from unmask import checkpoint as ckpt
-from unmask import train as train_module
+from unmask.training import stages as stages_module
 from unmask.cli import main
 
-pytestmark = pytest.mark.filterwarnings("ignore::unmask.train.PerceptualLossDisabled")
+pytestmark = pytest.mark.filterwarnings("ignore::unmask.training.options.PerceptualLossDisabled")
 
 TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0",
         "--device", "cpu", "--no-progress"]
@@ -50,7 +50,7 @@ def test_train_end_to_end_then_resume(dataset_dir, tmp_path):
 
 
 def test_non_finite_loss_exits_non_zero_with_a_clear_message(dataset_dir, tmp_path, monkeypatch):
-    real = train_module.segmentation_losses
+    real = stages_module.segmentation_losses
     calls = []
 
     def nan_at_third_step(logits, target, cfg):
@@ -60,7 +60,7 @@ def test_non_finite_loss_exits_non_zero_with_a_clear_message(dataset_dir, tmp_pa
             losses["loss"] = losses["loss"] * math.nan
         return losses
 
-    monkeypatch.setattr(train_module, "segmentation_losses", nan_at_third_step)
+    monkeypatch.setattr(stages_module, "segmentation_losses", nan_at_third_step)
     result = invoke("train", "--stage", "seg", "--data", dataset_dir, "--out", tmp_path, "--steps", "4",
                     "--checkpoint-every", "2", *TINY)
     assert result.exit_code == 1

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from unmask.data import TrainLoader, count_samples, eval_batches, images_to_model, images_to_uint8, list_shards, to_model
+from maskgen.reader import count_samples, list_shards
+from unmask.data import TrainLoader, eval_batches, images_to_model, images_to_uint8, to_model
 
 
 def keys(batches):

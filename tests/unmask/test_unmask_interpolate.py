@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from unmask import checkpoint as ckpt
 from unmask.cli import main
-from unmask.train import PerceptualLossDisabled, RunOptions, train
+from unmask.training.loop import train
+from unmask.training.options import PerceptualLossDisabled, RunOptions
 from unmask_testutils import tiny_config
 
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from unmask.config import LossConfig
 from unmask.losses import (
-    dice_loss, generator_losses, lsgan_d_loss, lsgan_g_loss, psnr, reconstruction_loss, segmentation_losses, ssim,
+    dice_loss, generator_losses, lsgan_d_loss, lsgan_g_loss, reconstruction_loss, segmentation_losses, ssim,
 )
+from unmask.training.stages import val_psnr
 
 
 def test_dice_identical_is_zero_and_disjoint_is_about_one():
@@ -55,7 +56,7 @@ def test_smooth_l1_and_ssim_in_the_reconstruction_loss():
 
 def test_psnr_by_hand():
     a = torch.zeros(1, 3, 8, 8)
-    assert psnr(a, a + 0.2).item() == pytest.approx(10 * math.log10(4 / 0.04), rel=1e-5)
+    assert val_psnr(a, a + 0.2).item() == pytest.approx(10 * math.log10(4 / 0.04), rel=1e-5)
 
 
 def test_generator_loss_weights_and_missing_perceptual_term():

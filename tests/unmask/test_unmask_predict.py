@@ -11,7 +11,8 @@ from maskgen.landmarks import NoFace
 from maskgen.source import load_image
 from unmask.cli import main
 from unmask.predict import Unmasker
-from unmask.train import RunOptions, train
+from unmask.training.loop import train
+from unmask.training.options import RunOptions
 from unmask_testutils import tiny_config
 
 

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from unmask import checkpoint as ckpt
-from unmask import train as train_module
+from unmask.training import stages as stages_module
 from unmask.data import TrainLoader
-from unmask.train import (
-    GanStage, NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions, Runtime, SegStage, lr_at, train,
-)
+from unmask.training.loop import train
+from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
+from unmask.training.runtime import Runtime
+from unmask.training.stages import GanStage, SegStage, lr_at
 from unmask_testutils import tiny_config, torchvision_like_state
 
 
@@ -108,7 +109,7 @@ def test_same_seed_same_run_other_seed_other_run(dataset_dir, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(dataset_dir, tmp_path, monkeypatch):
-    real = train_module.segmentation_losses
+    real = stages_module.segmentation_losses
     calls = []
 
     def nan_at_fourth_step(logits, target, cfg):
@@ -118,14 +119,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(dataset_dir, tmp_pa
             losses["loss"] = losses["loss"] * math.nan
         return losses
 
-    monkeypatch.setattr(train_module, "segmentation_losses", nan_at_fourth_step)
+    monkeypatch.setattr(stages_module, "segmentation_losses", nan_at_fourth_step)
     cfg = tiny_config(**{"train.steps": 8, "train.checkpoint_every": 2})
     with pytest.raises(NonFiniteLossError, match="step 4"):
         train(cfg, options(dataset_dir, tmp_path, stage="seg"))
     saved = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "seg"))
     assert saved["step"] == 2 and not saved["complete"]
     assert all(torch.isfinite(v).all() for v in saved["models"]["mseg"].values() if v.is_floating_point())
-    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    assert not list((tmp_path / "checkpoints").glob("*.tmp*"))
 
 
 def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp_path, no_vgg):

@@ -2,11 +2,18 @@
 
 Layout (after LaMa's ``evaluation/`` and stylegan3's ``calc_metrics``):
 
-* ``evaluate``  one pass over a split: every method, every metric, per-image and aggregate scores,
-  figures; real masked photos (``--photos``). Entry point ``evaluate.evaluate(EvalOptions)``.
+* ``evaluate``  one pass over a split: the options and the run, writing per-image and aggregate
+  scores and figures. Entry point ``evaluate.evaluate(EvalOptions)``.
+* ``samples``   the split's shards read in order, decoded batch by batch (``EvalBatch``).
+* ``methods``   what makes an output: two-stage, ground-truth map, one-stage, reconstruction-only,
+  the baselines, the masked input.
+* ``scores``    the metrics of each method and of stage 1, and the flat metrics.json values.
+* ``verification`` identity preservation and face verification (``--identity``, on ``unmask.identity``).
+* ``photos``    real masked photos (``--photos``).
+* ``plausibility`` is a predicted map where a face mask would be (``mask_plausibility``)?
 * ``baselines`` classical inpainting (OpenCV Telea, Navier-Stokes), registered by name.
 * ``compare``   the paper-style table of several evaluations (best per column in bold).
-* ``figures``   contact sheets and failure galleries (PNG via cv2).
+* ``figures``   contact sheets and failure galleries (PNG via cv2), and which samples they show.
 * ``report``    ``report.md`` from evaluation outputs only (no model runs).
 * ``cli``       the ``unmask evaluate / compare / report`` commands.
 
@@ -51,13 +58,15 @@ Groups (the part before the slash):
   identity), ``verify/n_gallery``, ``verify/threshold_far_1``, ``verify/threshold_far_0.1``.
 * ``seg``: stage 1 against the ground-truth maps: ``pixel_accuracy``, ``dice``, ``iou`` (means of
   per-image values), ``*_pooled`` (from the summed confusion counts), ``coverage`` (predicted),
-  ``plausible_rate`` (see ``evaluate.mask_plausibility``).
+  ``plausible_rate`` (see ``plausibility.mask_plausibility``).
 * ``data``: ``count`` (samples), ``coverage`` (mean ground-truth map coverage).
 * ``photos``: ``count``, ``faces_found``, ``no_face``, ``no_face_rate``, ``plausible_count``,
   ``plausible_mask_rate`` (of the photos with a face), ``coverage``.
 """
 
 from __future__ import annotations
+
+from unmask.identity import GROUND_TRUTH_PROBE  # noqa: F401  (a name of the results, defined by the protocol)
 
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.parquet"
@@ -88,7 +97,7 @@ VERIFY = "verify"
 VERIFY_PROTOCOL_FILE = "verification_protocol.csv"
 VERIFY_FILE = "verify.csv"
 VERIFY_PAIRS_FILE = "verify_pairs.parquet"
-GROUND_TRUTH_PROBE, MASKED_PROBE = "ground_truth", "masked"
+MASKED_PROBE = "masked"  # GROUND_TRUTH_PROBE: unmask.identity's
 VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "genuine_distance", "impostor_distance", "n_invalid")
 
 

@@ -3,8 +3,8 @@
 top. PNG via cv2. Tiles are the evaluation resolution (at least ``MIN_TILE`` so labels stay
 legible), so a 512 px model gives a 512 px sheet with no special case.
 
-Selections are streaming and bounded (``FirstPerGroup``, ``WorstK``): an evaluation keeps only the
-images its figures show, whatever the split's size.
+Selections are streaming and bounded (``FirstPerGroup``, ``WorstK``, ``FigureSamples``): an
+evaluation keeps only the images its figures show, whatever the split's size.
 """
 
 from __future__ import annotations
@@ -14,10 +14,16 @@ import itertools
 import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+from . import method_label
+from .samples import is_turned
+
+if TYPE_CHECKING:
+    from .samples import EvalBatch
 
 MIN_TILE = 128  # px; below this the label text would be wider than the panel
 LABEL_COLOR = (255, 255, 255)
@@ -140,3 +146,87 @@ class WorstK:
     def items(self) -> list[tuple[float, Any]]:
         """(score, item), worst first."""
         return [(-s, item) for s, _, item in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
+
+
+class FigureSamples:
+    """The samples the figures show, chosen while streaming: the first few per mask type and per
+    head pose, and the worst by the main method's PSNR and by stage-1 Dice."""
+
+    def __init__(self, rows: int, failures: int, main_method: str | None) -> None:
+        self.main_method = main_method
+        self.by_mask_type = FirstPerGroup(rows)
+        self.by_pose = FirstPerGroup(rows)
+        self.worst_psnr = WorstK(failures)
+        self.worst_dice = WorstK(failures)
+
+    def add(self, batch: EvalBatch, pred_map: np.ndarray | None,
+            outputs: dict[str, tuple[np.ndarray, np.ndarray | None]], psnr: np.ndarray | None,
+            dice: np.ndarray | None) -> None:
+        main = outputs[self.main_method][0] if self.main_method else None
+        for i, info in enumerate(batch.info):
+            pose = "turned" if is_turned(info) else "frontal"
+            psnr_i = float(psnr[i]) if psnr is not None and len(psnr) else math.nan
+            dice_i = float(dice[i]) if dice is not None and len(dice) else math.nan
+            wanted = (self.by_mask_type.wants(info["mask_type"]) or self.by_pose.wants(pose)
+                      or self.worst_psnr.would_keep(psnr_i) or self.worst_dice.would_keep(dice_i))
+            if not wanted:
+                continue
+            item = {"info": info, "masked": batch.masked[i], "gt": batch.unmasked[i], "gt_map": batch.gt_map[i],
+                    "pred_map": None if pred_map is None else pred_map[i],
+                    "output": None if main is None else main[i], "psnr": psnr_i, "dice": dice_i}
+            self.by_mask_type.add(info["mask_type"], item)
+            self.by_pose.add(pose, item)
+            self.worst_psnr.add(psnr_i, item)
+            self.worst_dice.add(dice_i, item)
+
+    def write(self, out_dir: Path, resolution: int) -> list[str]:
+        tile = tile_size(resolution)
+        shows = f"output: {method_label(self.main_method)}" if self.main_method else "no output"
+        titles = ["input", "predicted map", "output", "ground truth"]
+
+        def row(item: dict[str, Any]) -> list[np.ndarray | None]:
+            shown_map = item["pred_map"] if item["pred_map"] is not None else item["gt_map"]
+            return [item["masked"], shown_map, item["output"], item["gt"]]
+
+        def label(item: dict[str, Any], score: str = "") -> str:
+            info = item["info"]
+            yaw = f" yaw {info['yaw']:+.2f}" if np.isfinite(info["yaw"]) else ""
+            return f"{info['key']} {info['mask_type']} cov {info['coverage']:.0%}{yaw}{score}"
+
+        written = []
+
+        def sheet(name: str, heading: str, items: list[dict[str, Any]], rows=None, labels=None, cols=None) -> None:
+            image = contact_sheet(rows or [row(i) for i in items], cols or titles,
+                                  labels or [label(i) for i in items], tile, heading)
+            write_png(out_dir / name, image)
+            written.append(name)
+
+        for mask_type, items in sorted(self.by_mask_type.groups.items(), key=lambda kv: str(kv[0])):
+            sheet(f"sheet_mask_{safe_name(mask_type)}.png", f"mask type {mask_type}; {shows}", items)
+        for pose in ("frontal", "turned"):
+            if pose in self.by_pose.groups:
+                sheet(f"sheet_{pose}.png", f"{pose} faces; {shows}", self.by_pose.groups[pose])
+        worst = self.worst_psnr.items()
+        if worst:
+            sheet("failures_psnr.png", f"lowest PSNR; {shows}", [i for _, i in worst],
+                  labels=[label(i, f" PSNR {s:.2f} dB") for s, i in worst])
+        worst = self.worst_dice.items()
+        if worst:
+            dice_titles = ["input", "predicted map", "ground-truth map", "output", "ground truth"]
+            sheet("failures_dice.png", f"lowest stage-1 Dice; {shows}", [i for _, i in worst],
+                  rows=[[i["masked"], i["pred_map"], i["gt_map"], i["output"], i["gt"]] for _, i in worst],
+                  labels=[label(i, f" Dice {s:.3f}") for s, i in worst], cols=dice_titles)
+        return written
+
+
+def write_photo_sheet(figure_dir: Path, shown: list[tuple[dict[str, Any], np.ndarray, Any]], resolution: int) -> str:
+    """``photos.png``: for each (photo row, photo, ``UnmaskResult``) the photo, the aligned crop, the
+    predicted map, the output crop and the pasted-back photo; returns the file name."""
+    labels = [f"{row['file']} cov {row['coverage']:.0%} "
+              + ("plausible" if row["plausible"] else f"implausible: {row['reason']}") for row, _, _ in shown]
+    sheet = contact_sheet(
+        [[photo, r.crop_input, r.crop_map, r.crop_output, r.image] for _, photo, r in shown],
+        ["photo", "aligned crop", "predicted map", "output crop", "pasted back"],
+        labels, tile_size(resolution), "real masked photos")
+    write_png(figure_dir / "photos.png", sheet)
+    return "photos.png"

@@ -23,7 +23,7 @@ from .compare import (
     HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
     protocol_lines, seg_table, table_head, verification_lines,
 )
-from .evaluate import is_turned
+from .samples import is_turned
 
 REPORT_FILE = "report.md"
 BREAKDOWN_METRICS = ("psnr", "ssim")
@@ -269,7 +269,7 @@ def report_markdown(evaluations: Sequence[Evaluation], out_dir: Path, title: str
     if photos:
         parts += ["## Real masked photos", "",
                   "Plausible: the predicted crop map covers 3-45% of the aligned crop, lies below the eyes and "
-                  "within the face (see `unmask.evaluation.evaluate.mask_plausibility`).", "", *photos]
+                  "within the face (see `unmask.evaluation.plausibility.mask_plausibility`).", "", *photos]
     parts += ["## Protocol", ""]
     for e in evaluations:
         p = e.protocol

@@ -1,0 +1,207 @@
+"""The training loop of one stage (validation, checkpoints, exact resume) and ``train``, which runs
+the stage(s) of a run in turn.
+
+Run directory layout (only rank 0 writes): ``config.yaml`` (the resolved config),
+``checkpoints/{stage}.pt`` (the latest checkpoint, see ``unmask.checkpoint``) and the files of
+``unmask.training.run_files``.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from unmask import checkpoint as ckpt
+from unmask.config import Config, diff
+from maskgen.reader import list_shards
+from unmask.data import TrainLoader, eval_batches
+from unmask.training.run_files import TsvLog, final_metrics, save_sample_grid, update_run_json, write_metrics
+from unmask.training.options import RunError, RunOptions
+from unmask.training.runtime import Runtime, runtime_session, seed_everything
+from unmask.training.stages import Stage, build_stage, lr_at, resolve_perceptual
+
+log = logging.getLogger(__name__)
+
+
+def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> tuple[dict[str, float], list[torch.Tensor]]:
+    stage.train(False)
+    sums: dict[str, torch.Tensor] = {}
+    count = torch.zeros((), device=rt.device)
+    panels: list[torch.Tensor] = []
+    batches = eval_batches(
+        opts.data_dir, "val", resolution=cfg.train.resolution, batch_size=cfg.train.batch_size,
+        rank=rt.rank, world_size=rt.world_size, num_workers=cfg.train.num_workers,
+        max_batches=cfg.train.val_max_batches, pin_memory=rt.device.type == "cuda",
+    )
+    for batch in batches:
+        batch_sums, batch_panels = stage.validate_batch(batch)
+        for name, value in batch_sums.items():
+            sums[name] = sums.get(name, 0.0) + value.double()
+        count += len(batch["key"])
+        if not panels:
+            panels = batch_panels
+    stage.train(True)
+    names = list(stage.val_columns)
+    totals = rt.sum(torch.stack([sums.get(n, torch.zeros((), device=rt.device)).double() for n in names] + [count.double()]))
+    n = totals[-1].item()
+    if n == 0:  # no validation split
+        return {}, panels
+    return {name: totals[i].item() / n for i, name in enumerate(names)}, panels
+
+
+def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[str, int]) -> dict[str, Any] | None:
+    path = ckpt.checkpoint_path(opts.run_dir, stage.name)
+    if not path.is_file():
+        return None
+    _check_resumable(path, cfg, opts)
+    state = ckpt.load_checkpoint(path)  # on CPU: RNG states must stay there; weights are copied over
+    if state["data"] != data_key:
+        raise RunError(
+            f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "
+            f"checkpoint has {state['data']}, this run {data_key}"
+        )
+    if state["perceptual"]["enabled"] != stage.meta().get("perceptual", False):
+        raise RunError(
+            f"cannot resume {path}: it ran with perceptual={state['perceptual']['enabled']} "
+            f"({state['perceptual']['reason']}), this run has perceptual={stage.meta().get('perceptual')}"
+        )
+    return state
+
+
+def _check_resumable(path: Path, cfg: Config, opts: RunOptions) -> None:
+    if not opts.resume:
+        raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
+    differences = diff(Config.from_dict(ckpt.load_checkpoint(path)["config"]), cfg)
+    if differences:
+        raise RunError(f"cannot resume {path} with a different config: {differences}")
+
+
+def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[str, Any]:
+    """Train one stage to its end (or resume it); returns its final metrics."""
+    t = cfg.train
+    try:
+        loader = TrainLoader(
+            opts.data_dir, resolution=t.resolution, batch_size=t.batch_size, seed=t.seed, rank=rt.rank,
+            world_size=rt.world_size, num_workers=t.num_workers, shuffle_buffer=t.shuffle_buffer,
+            pin_memory=rt.device.type == "cuda",
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise RunError(str(exc)) from exc
+    if rt.is_main and not list_shards(opts.data_dir, "val"):
+        log.warning("no val shards in %s: stage %s runs without validation metrics", opts.data_dir, stage.name)
+    spe = loader.steps_per_epoch
+    total = t.steps if t.steps is not None else t.epochs * spe
+    data_key = {"world_size": rt.world_size, "num_workers": t.num_workers, "batch_size": t.batch_size,
+                "num_samples": loader.num_samples}
+    state = _resume_state(stage, cfg, opts, data_key)
+    step = 0
+    last_val: dict[str, float] = {}
+    last_losses: dict[str, float] = {}
+    if state is not None:
+        stage.load_state_dict(state)
+        ckpt.restore_rng(state["rng"])
+        step, last_val, last_losses = state["step"], dict(state["val"]), dict(state["losses"])
+        if rt.is_main:
+            log.info("resuming stage %s at step %d of %d", stage.name, step, total)
+    if state is not None and state["complete"]:
+        return final_metrics(step, spe, last_losses, last_val, stage.meta())
+
+    run_dir, name = opts.run_dir, stage.name
+    train_log = val_log = None
+    if rt.is_main:
+        meta = {
+            "stage": name, "total_steps": total, "steps_per_epoch": spe, "train_samples": loader.num_samples,
+            "world_size": rt.world_size, "device": str(rt.device),
+            "amp": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "off",
+            "gan_maps": cfg.train.gan_maps if name == "gan" else None,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed_at_step": step if state else None,
+            **stage.meta(),
+        }
+        update_run_json(run_dir, name, meta)
+        train_log = TsvLog(run_dir / "logs" / f"{name}_train.tsv", ("step", "epoch", *stage.loss_columns, "lr"),
+                           step if state else None)
+        val_log = TsvLog(run_dir / "logs" / f"{name}_val.tsv", ("epoch", "step", *stage.val_columns),
+                         step if state else None)
+
+    def save(complete: bool) -> None:
+        if not rt.is_main:
+            return
+        payload = {
+            "format": ckpt.FORMAT_VERSION, "stage": name, "config": cfg.to_dict(), "step": step,
+            "total_steps": total, "complete": complete, "rng": ckpt.capture_rng(), "data": data_key,
+            "perceptual": {"enabled": stage.meta().get("perceptual", False),
+                           "reason": stage.meta().get("perceptual_reason", "")},
+            "val": last_val, "losses": last_losses, **stage.state_dict(),
+        }
+        ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, name), payload)
+        if opts.keep_checkpoints and not complete:
+            ckpt.keep_snapshot(ckpt.checkpoint_path(run_dir, name), ckpt.snapshot_path(run_dir, name, step))
+
+    stage.train(True)
+    bar = tqdm(total=total, initial=step, desc=name, disable=not (rt.is_main and opts.progress), dynamic_ncols=True)
+    try:
+        while step < total:
+            epoch, skip = divmod(step, spe)
+            for batch in loader.epoch(epoch, skip):
+                lr = lr_at(stage.optim_cfg, step, total)
+                stage.set_lr(lr)
+                last_losses = stage.train_step(batch, step)
+                step += 1
+                if train_log is not None:
+                    train_log.write({"step": step, "epoch": epoch, "lr": lr, **last_losses})
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in last_losses.items()}, refresh=False)
+                end_of_epoch, done = step % spe == 0, step == total
+                if end_of_epoch or done:
+                    last_val, panels = _validate(stage, cfg, opts, rt)
+                    if not panels and rt.is_main:  # no validation split: show the last training batch
+                        stage.train(False)
+                        _, panels = stage.validate_batch(batch)
+                        stage.train(True)
+                    if rt.is_main and last_val:
+                        val_log.write({"epoch": epoch, "step": step, **last_val})
+                    if rt.is_main and cfg.train.sample_images:
+                        save_sample_grid(run_dir / "samples" / f"{name}_epoch{epoch:04d}.png", panels,
+                                         cfg.train.sample_images)
+                if done or step % t.checkpoint_every == 0:
+                    save(complete=done)
+                if done:
+                    break
+    finally:
+        bar.close()
+    rt.barrier()
+    metrics = final_metrics(step, spe, last_losses, last_val, stage.meta())
+    if rt.is_main:
+        write_metrics(run_dir, name, metrics)
+    return metrics
+
+
+def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
+    """Train the stage(s) in ``opts.stage``; returns the final metrics by stage."""
+    if opts.stage not in (*ckpt.STAGES, "all"):
+        raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
+    with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
+        stages = ckpt.STAGES if opts.stage == "all" else (opts.stage,)
+        for name in stages:  # before anything is written to the run directory
+            path = ckpt.checkpoint_path(opts.run_dir, name)
+            if path.is_file():
+                _check_resumable(path, cfg, opts)
+        # Decided (and warned about) before any training starts.
+        perceptual, perceptual_meta = resolve_perceptual(cfg, opts, rt) if "gan" in stages else (None, {})
+        if rt.is_main:
+            opts.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(opts.run_dir / "config.yaml")
+        rt.barrier()
+        results = {}
+        for name in stages:
+            seed_everything(cfg.train.seed)  # identical initial weights on every rank
+            stage = build_stage(name, cfg, opts, rt, perceptual, perceptual_meta)
+            results[name] = _run_stage(stage, cfg, opts, rt)
+        return results

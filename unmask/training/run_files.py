@@ -1,0 +1,76 @@
+"""The files of a run directory besides checkpoints (only rank 0 writes them):
+
+* ``run.json``                        per-stage metadata (device, world size, precision, data,
+                                      whether the perceptual term ran and why / why not)
+* ``logs/{stage}_train.tsv``          per step: step, epoch, losses, learning rates
+* ``logs/{stage}_val.tsv``            per epoch: epoch, step, pixel_acc, dice | psnr, ssim
+* ``samples/{stage}_epoch{NNNN}.png`` input | map | output | ground truth, a few validation rows
+* ``{stage}_metrics.json``            final flat metrics (for DVC)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from maskgen.files import write_json_atomic, write_text_atomic
+
+
+class TsvLog:
+    """Append-only TSV with a header; a resumed run first drops the rows after its checkpoint."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], keep_until_step: int | None) -> None:
+        self.path, self.columns = path, columns
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "\t".join(columns)
+        kept: list[str] = []
+        if keep_until_step is not None and path.is_file():
+            lines = path.read_text().splitlines()
+            if lines and lines[0] == header:
+                step_col = columns.index("step")
+                kept = [line for line in lines[1:] if int(line.split("\t")[step_col]) <= keep_until_step]
+        write_text_atomic(path, "\n".join([header, *kept]) + "\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        cells = [_cell(row[c]) for c in self.columns]
+        with open(self.path, "a") as f:
+            f.write("\t".join(cells) + "\n")
+
+
+def _cell(value: Any) -> str:
+    return format(value, ".8g") if isinstance(value, float) else str(value)
+
+
+def update_run_json(run_dir: Path, stage: str, meta: dict[str, Any]) -> None:
+    """Record ``meta`` as ``stages.{stage}`` of ``run_dir/run.json``, keeping the other stages."""
+    path = run_dir / "run.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault("stages", {})[stage] = meta
+    write_json_atomic(path, data)
+
+
+def write_metrics(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / f"{stage}_metrics.json", metrics)
+
+
+def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
+    """One row per sample, one column per panel (uint8 Bx3xHxW RGB tensors)."""
+    columns = [p[:rows].permute(0, 2, 3, 1).cpu().numpy() for p in panels]
+    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in zip(*columns)], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(grid), cv2.COLOR_RGB2BGR))
+
+
+def final_metrics(step: int, steps_per_epoch: int, losses: dict[str, float], val: dict[str, float],
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    """The flat ``{stage}_metrics.json`` record: progress, last losses, last validation, stage metadata."""
+    metrics: dict[str, Any] = {"step": step, "epochs": step / steps_per_epoch}
+    metrics.update({f"train_{k}": v for k, v in losses.items()})
+    metrics.update({f"val_{k}": v for k, v in val.items()})
+    metrics.update(meta)
+    return metrics

@@ -1,0 +1,116 @@
+"""The runtime context of this process: device, rank and world size of a ``torchrun`` launch, mixed
+precision, determinism, seeding.
+
+Distributed: launched by ``torchrun``, every process reads RANK / WORLD_SIZE / LOCAL_RANK and
+joins the process group (nccl on CUDA, gloo on CPU); ``Runtime`` averages and sums over ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Runtime:
+    """Process placement and numerics of this run: device, rank, mixed precision."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    amp_dtype: torch.dtype | None = None  # None: full float32
+    owns_process_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def use_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16  # bf16 has float32's range: no loss scaling needed
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+            values /= self.world_size
+        return values
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+        return values
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def _setup_runtime(device: str, amp: str) -> Runtime:
+    """This process's runtime from the torchrun environment; joins the process group if needed."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda, but torch sees no CUDA device")
+        torch.cuda.set_device(local_rank)
+        torch_device = torch.device("cuda", local_rank)
+    else:
+        torch_device = torch.device("cpu")
+    owns = False
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
+        owns = True
+    amp_dtype = None
+    if torch_device.type == "cuda" and amp != "off":
+        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+            amp_dtype = torch.bfloat16
+        else:
+            amp_dtype = torch.float16
+    return Runtime(torch_device, rank, world_size, local_rank, amp_dtype, owns)
+
+
+@contextlib.contextmanager
+def runtime_session(device: str, amp: str, deterministic: bool | None) -> Iterator[Runtime]:
+    """The runtime of one ``train`` call: determinism set for its duration (restored afterwards),
+    and the process group it joined left again at the end."""
+    rt = _setup_runtime(device, amp)
+    previous_determinism = torch.are_deterministic_algorithms_enabled()
+    try:
+        if deterministic is None:
+            deterministic = rt.device.type == "cpu"
+        if deterministic:
+            # On CUDA some kernels (e.g. bilinear upsampling backward) have no deterministic
+            # version: there it only warns.
+            torch.use_deterministic_algorithms(True, warn_only=rt.device.type == "cuda")
+        if rt.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not deterministic
+        yield rt
+    finally:
+        torch.use_deterministic_algorithms(previous_determinism)
+        if rt.owns_process_group:
+            dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch generators: identical initial weights on every rank."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
