@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testdata import CELEBA, REAL_MASKED, REPO, SHARED, TEMPLATE_PACK, WILD, make_celeba_subset  # noqa: F401
+from tests.testdata import CELEBA, REAL_MASKED, REPO, SHARED, TEMPLATE_PACK, WILD, make_celeba_subset  # noqa: F401
 
 
 def _need(path: Path) -> Path:

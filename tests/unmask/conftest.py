@@ -1,4 +1,4 @@
-"""Fixtures of the unmask tests (helpers live in unmask_testutils)."""
+"""Fixtures of the unmask tests (helpers live in tests.unmask.testutils)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unmask_testutils import write_split
+from tests.unmask.testutils import write_split
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from unmask.evaluation import (
 from unmask.evaluation.evaluate import EvalOptions, evaluate
 from unmask.evaluation.verification import identity_backend
 
-from evaluation_testutils import EVAL_RES, write_tiny_run
+from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
 METHODS = ["two_stage", "two_stage_gt_map", "one_stage", "telea_pred_map", "telea_gt_map", "ns_pred_map",
            "ns_gt_map", "input"]

@@ -9,7 +9,7 @@ import torch
 
 from maskgen.builder import BuildConfig, build
 
-from evaluation_testutils import EVAL_RES, write_tiny_run
+from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from unmask.evaluation.evaluate import EvalOptions, evaluate
 from unmask.evaluation.photos import evaluate_photos
 from unmask.predict import Unmasker
 
-from evaluation_testutils import EVAL_RES
+from tests.unmask.evaluation.testutils import EVAL_RES
 
 # small photos, quick to detect: two with a face the HOG detector finds, one without
 PHOTOS = ("0376.jpg", "0404.jpg", "0427.jpg")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("GANMASKER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-FACE_PATH = SHARED_DATA / "celeba-sample" / "img_align_celeba" / "000002.jpg"
+from tests.testdata import CELEBA
+
+FACE_PATH = CELEBA / "img_align_celeba" / "000002.jpg"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from unmask.training.loop import train
 from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
 from unmask.training.runtime import Runtime
 from unmask.training.stages import GanStage, SegStage, lr_at
-from unmask_testutils import tiny_config, torchvision_like_state
+from tests.unmask.testutils import tiny_config, torchvision_like_state
 
 
 def options(dataset_dir, run_dir, **kw):

@@ -10,7 +10,7 @@ from unmask import checkpoint as ckpt
 from unmask.cli import main
 from unmask.training.loop import train
 from unmask.training.options import PerceptualLossDisabled, RunOptions
-from unmask_testutils import tiny_config
+from tests.unmask.testutils import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,10 @@ def test_train_end_to_end_then_resume(dataset_dir, tmp_path):
     result = invoke("train", "--data", dataset_dir, "--out", run, "--epochs", "1", "--gen-width", "16",
                     "--alpha", "0.2", "--set", "gan_optim.betas=[0.5, 0.99]", *TINY)
     assert result.exit_code == 0, result.output
-    assert '"val_dice"' in result.output and '"val_psnr"' in result.output
+    seg = json.loads((run / "seg_metrics.json").read_text())
+    gan = json.loads((run / "gan_metrics.json").read_text())
+    assert 0 <= seg["val_dice"] <= 1 and math.isfinite(gan["val_psnr"]) and gan["val_psnr"] > 0
+    assert f'"val_dice": {seg["val_dice"]}' in result.output  # the summary printed is the file's
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["generator"]["base_width"] == 16 and saved["mseg"]["base_width"] == 8
     assert saved["loss"]["adv"] == 0.2 and saved["gan_optim"]["betas"] == [0.5, 0.99]
@@ -69,7 +72,7 @@ def test_non_finite_loss_exits_non_zero_with_a_clear_message(dataset_dir, tmp_pa
 
 
 def test_config_file_options_and_errors(dataset_dir, tmp_path):
-    from unmask_testutils import tiny_config
+    from tests.unmask.testutils import tiny_config
 
     config_file = tmp_path / "c.yaml"
     tiny_config(**{"train.steps": 1}).save(config_file)

@@ -13,7 +13,7 @@ from unmask.cli import main
 from unmask.predict import Unmasker
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
-from unmask_testutils import tiny_config
+from tests.unmask.testutils import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,77 @@
+"""The one shard reader (maskgen.reader) and the one atomic writer (maskgen.files), on real faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from maskgen import format as fmt
+from maskgen.compose import encode, image_to_triplets
+from maskgen.files import atomic_output, clean_temporaries, write_json_atomic
+from maskgen.reader import BadSample, count_samples, decode, iter_raw_samples, list_shards
+from maskgen.shard import ShardWriter
+
+
+@pytest.fixture(scope="module")
+def triplets(celeba_images):
+    return [t for image in celeba_images[:3] for t in image_to_triplets(image, n=1, res=128, seed=1)]
+
+
+def _write(path, samples):
+    writer = ShardWriter(path)
+    for key, members in samples:
+        writer.write(key, members)
+    writer.commit()
+
+
+def test_samples_read_back_as_written(tmp_path, triplets):
+    members = [(t.meta.key, encode(t)) for t in triplets]
+    _write(tmp_path / fmt.shard_name("test", 1), members[2:])
+    _write(tmp_path / fmt.shard_name("test", 0), members[:2])
+    _write(tmp_path / fmt.shard_name("train", 0), members[:1])
+
+    assert [p.rsplit("/", 1)[1] for p in list_shards(tmp_path, "test")] == ["test-000000.tar", "test-000001.tar"]
+    assert count_samples(list_shards(tmp_path, "test")) == 3
+    decoded = [decode(raw) for raw in iter_raw_samples(tmp_path, "test")]
+    assert [s.key for s in decoded] == [t.meta.key for t in triplets]  # shard order, then sample order
+    for sample, triplet in zip(decoded, triplets):
+        assert sample.map.dtype == np.uint8 and set(np.unique(sample.map)) <= {0, 255}
+        assert np.array_equal(sample.map, triplet.map)  # PNG: lossless
+        assert sample.masked.shape == triplet.masked.shape == (128, 128, 3)
+        # JPEG at quality 95: close to the RGB that was encoded (a BGR/RGB swap would be far off)
+        assert np.abs(sample.masked.astype(int) - triplet.masked).mean() < 3
+        assert np.abs(sample.unmasked.astype(int) - triplet.unmasked).mean() < 3
+        assert sample.meta == json.loads(json.dumps(triplet.meta.as_dict()))
+    assert len(list(iter_raw_samples(tmp_path))) == 4  # every split: train, val, test
+    with pytest.raises(FileNotFoundError, match="for split val"):
+        next(iter_raw_samples(tmp_path, "val"))
+
+
+def test_a_bad_sample_is_named_by_key_and_shard(tmp_path, triplets):
+    good = encode(triplets[0])
+    _write(tmp_path / "test-000000.tar", [("broken_00", {**good, fmt.MASKED: b"not a jpeg"}),
+                                          ("nomap_00", {k: v for k, v in good.items() if k != fmt.MAP})])
+    broken, nomap = list(iter_raw_samples(tmp_path, "test"))
+    with pytest.raises(BadSample, match=r"'broken_00' in .*test-000000.tar: masked.jpg does not decode"):
+        decode(broken)
+    with pytest.raises(BadSample, match=r"'nomap_00' in .*test-000000.tar: no map.png member"):
+        decode(nomap)
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as f:
+            f.write(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    write_json_atomic(target, {"b": 1, "a": [0.5]})
+    assert target.read_text() == '{\n  "a": [\n    0.5\n  ],\n  "b": 1\n}\n'
+    with pytest.raises(ValueError):
+        write_json_atomic(target, {"x": float("nan")}, allow_nan=False)
+    assert json.loads(target.read_text()) == {"a": [0.5], "b": 1}
+    (tmp_path / "shard.tar.tmp-999").write_bytes(b"left by a killed writer")
+    assert clean_temporaries(tmp_path) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
