@@ -54,7 +54,8 @@ def _gaussian_window(device: torch.device) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (shape B) of two images in [-1, 1], computed on [0, 1] in float32: the
-    differentiable SSIM of the reconstruction loss (also the validation SSIM).
+    differentiable SSIM of the reconstruction loss. Validation and evaluation use the metric
+    itself (``unmask.metrics.fidelity.ssim_batch`` on uint8 images).
 
     The constants are those of the metric (``unmask.metrics.fidelity``); like it, a separable
     Gaussian window without padding (the window must fit: sides >= 11 px), channel mean.

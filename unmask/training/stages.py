@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -23,9 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from unmask import checkpoint as ckpt
 from unmask.config import Config, OptimConfig
 from unmask.data import Batch, images_to_uint8, to_model
-from unmask.losses import (
-    PerceptualLoss, dice_coefficient, generator_losses, lsgan_d_loss, segmentation_losses, ssim,
-)
+from unmask.losses import PerceptualLoss, generator_losses, lsgan_d_loss, segmentation_losses
+from unmask.metrics import fidelity, segmentation
 from unmask.models import Generator, MSeg, PatchDiscriminator
 from unmask.models.vgg import find_vgg19_weights, load_vgg19_features
 from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
@@ -44,14 +44,15 @@ def _adam(params: Iterator[nn.Parameter], optim: OptimConfig) -> torch.optim.Ada
     return torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
 
 
-def val_psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of two images in [-1, 1] (peak-to-peak 2), float32: the validation PSNR.
+def _metric_sums(scores: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-image metric values (numpy) -> their sums on ``device``, for the validation reduction."""
+    return {name: torch.tensor(float(values.sum()), dtype=torch.float64, device=device)
+            for name, values in scores.items()}
 
-    Not the evaluation metric (``unmask.metrics.fidelity``, uint8 images): the validation values are
-    stored in every checkpoint (``val``), so they stay as they were for checkpoints to stay reproducible.
-    """
-    mse = ((x.float() - y.float()) ** 2).mean(dim=(1, 2, 3))
-    return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-10))
+
+def _hwc(images: torch.Tensor) -> np.ndarray:
+    """uint8 Bx3xHxW (or Bx1xHxW) tensor -> B x H x W x C numpy, as the metrics take it."""
+    return images.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _gray(mask_map: torch.Tensor) -> torch.Tensor:
@@ -163,10 +164,9 @@ class SegStage(Stage):
         with self.rt.autocast():
             logits = self.networks["mseg"](b["masked"])
         predicted = (torch.sigmoid(logits.float()) > 0.5).float()
-        sums = {
-            "pixel_acc": (predicted == b["map"]).float().mean(dim=(1, 2, 3)).sum(),
-            "dice": dice_coefficient(predicted, b["map"]).sum(),
-        }
+        # the evaluation's metrics (unmask.metrics.segmentation), so validation and evaluation agree
+        scores = segmentation.per_image_scores(predicted[:, 0].bool().cpu().numpy(), batch["map"][:, 0].numpy() > 0)
+        sums = _metric_sums({"pixel_acc": scores["pixel_accuracy"], "dice": scores["dice"]}, self.rt.device)
         return sums, [batch["masked"], _gray(predicted), _gray(b["map"])]
 
 
@@ -235,9 +235,12 @@ class GanStage(Stage):
         mask_map = self._map(b)
         with self.rt.autocast():
             output = self.networks["generator"](b["masked"], mask_map if self.cfg.generator.use_map else None)
-        output = output.float().clamp(-1.0, 1.0)
-        sums = {"psnr": val_psnr(output, b["unmasked"]).sum(), "ssim": ssim(output, b["unmasked"]).sum()}
-        return sums, [batch["masked"], _gray(mask_map), images_to_uint8(output), batch["unmasked"]]
+        output = images_to_uint8(output.float())
+        # the evaluation's metrics (unmask.metrics.fidelity) on the uint8 output, as it would be saved
+        outputs, targets = _hwc(output), _hwc(batch["unmasked"])
+        sums = _metric_sums({"psnr": fidelity.psnr_batch(outputs, targets),
+                             "ssim": fidelity.ssim_batch(outputs, targets)}, self.rt.device)
+        return sums, [batch["masked"], _gray(mask_map), output, batch["unmasked"]]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -180,6 +180,35 @@ def test_outputs_and_load_models(dataset_dir, tmp_path, no_vgg):
     assert all(torch.equal(a, b) for a, b in zip(mseg.state_dict().values(), mseg_from_gan.state_dict().values()))
 
 
+def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg):
+    """The val_* numbers of a run are the evaluation's metrics of its final models on the val split."""
+    import numpy as np
+
+    from unmask.data import eval_batches
+    from unmask.metrics import fidelity, segmentation
+    from unmask.predict import Unmasker
+
+    with pytest.warns(PerceptualLossDisabled):
+        results = train(tiny_config(**{"train.epochs": 1}), options(dataset_dir, tmp_path))
+    config, mseg, generator = ckpt.load_models(tmp_path)
+    unmasker = Unmasker(generator, mseg, config)
+    scores: dict[str, list[float]] = {"dice": [], "pixel_accuracy": [], "psnr": [], "ssim": []}
+    for batch in eval_batches(dataset_dir, "val", resolution=32, batch_size=4):
+        masked = batch["masked"].permute(0, 2, 3, 1).numpy()
+        truth, gt_map = batch["unmasked"].permute(0, 2, 3, 1).numpy(), batch["map"][:, 0].numpy()
+        _, predicted = unmasker.unmask_crops(masked)
+        for name, values in segmentation.per_image_scores(predicted > 127, gt_map > 0).items():
+            scores.setdefault(name, []).extend(values)
+        outputs, _ = unmasker.unmask_crops(masked, gt_map * 255)  # stage 2 validates on the true maps
+        scores["psnr"].extend(fidelity.psnr_batch(outputs, truth))
+        scores["ssim"].extend(fidelity.ssim_batch(outputs, truth))
+    assert len(scores["psnr"]) == 4
+    assert results["seg"]["val_dice"] == pytest.approx(np.mean(scores["dice"]), abs=1e-12)
+    assert results["seg"]["val_pixel_acc"] == pytest.approx(np.mean(scores["pixel_accuracy"]), abs=1e-12)
+    assert results["gan"]["val_psnr"] == pytest.approx(np.mean(scores["psnr"]), abs=1e-9)
+    assert results["gan"]["val_ssim"] == pytest.approx(np.mean(scores["ssim"]), abs=1e-12)
+
+
 def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
     cfg = tiny_config(**{"train.steps": 2, "generator.use_map": False})
     with pytest.warns(PerceptualLossDisabled):
