@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import format as fmt
+
+
+def dataclass_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``: the one statement of an option's default."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+
+
+class DataclassDefault(click.Option):
+    """An option whose default is a dataclass field's: its value is None unless given (pass only the
+    given ones, and the dataclass's default applies), and ``--help`` shows the field's default.
+
+    ``dataclass`` returns the class; it is called for ``--help`` only, as its module may be slow to
+    import (numpy, torch). ``show`` turns the default into what a user would type.
+    """
+
+    def __init__(self, param_decls: Any = None, *, dataclass: Callable[[], type],
+                 show: Callable[[Any], Any] = lambda value: value, **attrs: Any) -> None:
+        super().__init__(param_decls, default=None, **attrs)
+        self.dataclass, self.show = dataclass, show
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = copy.copy(self)
+        shown.default, shown.show_default = self.show(dataclass_default(self.dataclass(), self.name)), True
+        return click.Option.get_help_record(shown, ctx)
+
+
+def _build_config() -> type:
+    from .builder import BuildConfig
+
+    return BuildConfig
+
+
+BUILD = functools.partial(DataclassDefault, dataclass=_build_config)  # click.option(..., cls=BUILD): BuildConfig's
 
 
 def _parse_part(value: str | None) -> tuple[int, int]:
@@ -52,42 +91,42 @@ def main(verbose: int) -> None:
 @click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="CelebA root (img_align_celeba/ or img_celeba/ layout) or any folder of face photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
-@click.option("--res", default=256, show_default=True, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
 @click.option("--pairs", type=int, default=None, help="Number of triplets [default: one per usable face].")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=-1, show_default=True, type=int, help="Worker processes; -1 = all cores.")
-@click.option("--shard-size", default=1000, show_default=True, type=int, help="Samples per tar shard.")
+@click.option("--seed", cls=BUILD, type=int)
+@click.option("--workers", cls=BUILD, type=int, help="Worker processes; -1 = all cores.")
+@click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
 @click.option("--mask-types", default=None, help="Types to use, optionally weighted: 'surgical,kn95' or "
               "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
 @click.option("--templates", type=click.Path(exists=True, path_type=Path), default=None,
               help="A MaskTheFace-format template pack (folder with masks.cfg) instead of the built-in masks.")
-@click.option("--split", default="80/10/10", show_default=True, help="train/val/test fractions "
-              "(ignored when CelebA's list_eval_partition.txt is present).")
-@click.option("--jpeg-quality", default=95, show_default=True, type=int)
-@click.option("--face-scale", default=None, type=float, help="Face size in the crop [default: 0.72].")
+@click.option("--split", cls=BUILD, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
+              help="train/val/test fractions (ignored when CelebA's list_eval_partition.txt is present).")
+@click.option("--jpeg-quality", cls=BUILD, type=int)
+@click.option("--face-scale", cls=BUILD, type=float, help="Face size in the crop.")
 @click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="landmarks.parquet of an earlier build of the same source: its faces are not detected again.")
 @click.option("--part", default=None, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
-@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+@click.option("--backend", cls=BUILD, type=click.Choice(["loky", "dask"]),
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templates, split, jpeg_quality,
           face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
-    from .align import DEFAULT_FACE_SCALE
     from .builder import BuildConfig, BuildError, build as run_build
     from .compose import MaskOptions
     from .splits import parse_fractions
 
     try:
+        given = {"res": res, "seed": seed, "workers": workers, "shard_size": shard_size, "jpeg_quality": jpeg_quality,
+                 "split": None if split is None else parse_fractions(split), "face_scale": face_scale or None,
+                 "backend": backend}  # None (and a face scale of 0): not given, BuildConfig's default
         config = BuildConfig(
-            source=str(source), out=str(out), res=res, pairs=pairs, seed=seed, workers=workers,
-            shard_size=shard_size, mask=MaskOptions.create(_parse_mask_types(mask_types), templates),
-            split=parse_fractions(split), jpeg_quality=jpeg_quality,
-            face_scale=face_scale or DEFAULT_FACE_SCALE, part=_parse_part(part),
-            landmarks=str(landmarks) if landmarks else None, backend=backend,
-            scheduler=scheduler, progress=not no_progress)
+            source=str(source), out=str(out), pairs=pairs,
+            mask=MaskOptions.create(_parse_mask_types(mask_types), templates), part=_parse_part(part),
+            landmarks=str(landmarks) if landmarks else None, scheduler=scheduler, progress=not no_progress,
+            **{k: v for k, v in given.items() if v is not None})
         start = time.perf_counter()
         result = run_build(config)
     except (BuildError, ValueError, FileNotFoundError) as err:

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-if TYPE_CHECKING:  # pandas is imported by its callers; the other writers need none of it
+if TYPE_CHECKING:  # pandas and numpy are imported by their callers; the other writers need none of them
+    import numpy as np
     import pandas as pd
 
 TMP_MARK = ".tmp-"
@@ -70,6 +71,16 @@ def write_parquet_atomic(path: str | Path, frame: pd.DataFrame) -> None:
 
 def write_csv_atomic(path: str | Path, frame: pd.DataFrame) -> None:
     write_bytes_atomic(path, frame.to_csv(index=False).encode())
+
+
+def write_png_atomic(path: str | Path, image: np.ndarray) -> None:
+    """The one PNG writer: ``image`` as OpenCV takes it (BGR, BGRA or gray), bytes as ``cv2.imwrite``'s."""
+    import cv2  # imported here: the other writers need none of it
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def clean_temporaries(*folders: Path) -> int:

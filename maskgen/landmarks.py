@@ -114,6 +114,24 @@ def five_points(points: np.ndarray) -> np.ndarray:
     return np.stack([left, right, points[NOSE_TIP], points[MOUTH_LEFT], points[MOUTH_RIGHT]])
 
 
+FACE_HALF_WIDTH = 1.1  # in eye distances: the jaw spans about 2.2 eye distances
+
+
+def face_lines(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(eye line y, mouth line y, face left x, face right x) from 68 points, or from 5 points (eyes,
+    nose tip, mouth corners: ``five_points``' order) with the face's width estimated from the eyes."""
+    points = np.asarray(points, np.float64)
+    if points.shape == (68, 2):
+        eyes, mouth, jaw = np.concatenate([points[LEFT_EYE], points[RIGHT_EYE]]), points[MOUTH], points[JAW]
+        return eyes[:, 1].mean(), mouth[:, 1].mean(), jaw[:, 0].min(), jaw[:, 0].max()
+    if points.shape == (5, 2):
+        left, right = points[FIVE_LEFT_EYE], points[FIVE_RIGHT_EYE]
+        half = FACE_HALF_WIDTH * np.linalg.norm(right - left)
+        centre = (left[0] + right[0]) / 2
+        return (left[1] + right[1]) / 2, points[FIVE_MOUTH, 1].mean(), centre - half, centre + half
+    raise ValueError(f"landmarks must be 68 or 5 points, got shape {points.shape}")
+
+
 def landmark_problem(points, image_shape: tuple[int, ...]) -> str | None:
     """Why ``points`` are not usable 68 landmarks of a face in an image of ``image_shape``; None when
     they are: 68 finite points, eye centres at least ``MIN_EYE_DISTANCE`` apart, eyes, nose tip and

@@ -21,9 +21,11 @@ PACKAGES = ("maskgen", "unmask")
 # (importer prefix, forbidden import prefixes, why)
 IMPORT_RULES = (
     ("maskgen", ("unmask",), "maskgen never imports unmask"),
-    ("unmask.models", ("unmask.training", "unmask.train", "unmask.data", "unmask.checkpoint", "unmask.cli",
-                       "unmask.evaluation"), "models import no training, data, checkpoint, CLI or evaluation"),
-    ("unmask.metrics", ("unmask.training", "unmask.train", "unmask.losses"), "metrics import no training code"),
+    ("unmask.models", ("unmask.training", "unmask.data", "unmask.checkpoint", "unmask.cli", "unmask.evaluation"),
+     "models import no training, data, checkpoint, CLI or evaluation"),
+    ("unmask.metrics", ("unmask.training", "unmask.losses", "unmask.data", "unmask.checkpoint", "unmask.cli",
+                        "unmask.evaluation", "unmask.predict"),
+     "metrics import no training code, data, checkpoints, CLI, evaluation or prediction"),
 )
 
 # dlib's 68-point groups (jaw, brows, nose, eyes, mouth) and their usual unions, as index ranges.
@@ -36,13 +38,20 @@ ALIGNMENT_CALLS = {"invertAffineTransform", "getAffineTransform", "estimateAffin
 GEOMETRY_MODULES = ("maskgen/landmarks.py", "maskgen/align.py")
 
 
-def geometry_functions() -> set[str]:
-    """Public functions of maskgen's geometry modules: unmask imports them, never redefines them."""
-    names = set()
+def geometry_names() -> tuple[set[str], set[str]]:
+    """(public functions, public constants) of maskgen's geometry modules: unmask imports them,
+    never redefines them."""
+    functions, constants = set(), set()
     for relative in GEOMETRY_MODULES:
         tree = ast.parse((ROOT / relative).read_text())
-        names |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
-    return names
+        functions |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and name.id.isupper():
+                        constants.add(name.id)
+    return functions, constants
 
 
 def module_name(path: Path) -> str:
@@ -57,7 +66,11 @@ def imports_of(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, 
     found = []
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)) \
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) in ("import_module", "__import__") \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            found.append((node.lineno, node.args[0].value))  # importlib.import_module("unmask.x")
+        elif isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -93,10 +106,19 @@ def _int(node: ast.AST | None) -> int | None:
 def geometry_violations(source: str, module: str) -> list[str]:
     """Landmark index ranges (``points[36:42]``, ``slice(36, 42)``) and alignment maths in ``module``."""
     problems = []
-    redefined = geometry_functions()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in redefined:
+    functions, constants = geometry_names()
+    tree = ast.parse(source)
+    for node in tree.body:  # module-level constants
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for name in (n for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)):
+            if name.id.lstrip("_") in constants:
+                problems.append(f"{module}:{node.lineno} defines {name.id} (maskgen's face geometry has it)")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in functions:
             problems.append(f"{module}:{node.lineno} defines {node.name} (maskgen's face geometry has it)")
+        if isinstance(node, ast.ImportFrom) and node.module == "cv2":
+            problems += [f"{module}:{node.lineno} imports cv2.{a.name} (alignment maths; use maskgen.align)"
+                         for a in node.names if a.name in ALIGNMENT_CALLS]
         bounds = None
         if isinstance(node, ast.Slice):
             bounds = (_int(node.lower) if node.lower is not None else 0, _int(node.upper))
@@ -146,4 +168,10 @@ def test_the_checks_catch_violations():
     assert geometry_violations("JAW = slice(0, 17)\n", "unmask.x")
     assert geometry_violations("m = cv2.invertAffineTransform(a)\n", "unmask.x")
     assert geometry_violations("def _five_points(points):\n    return points\n", "unmask.x")
+    assert geometry_violations("MIN_EYE_DISTANCE = 8.0\n", "unmask.x")
+    assert geometry_violations("_LEFT_EYE, _RIGHT_EYE = a, b\n", "unmask.x")
+    assert geometry_violations("from cv2 import warpAffine as w\n", "unmask.x")
+    assert import_violations("import importlib\nm = importlib.import_module('unmask.training.loop')\n",
+                             "unmask.models.funet")
+    assert import_violations("def f():\n    import unmask.evaluation.samples as s\n", "unmask.metrics.fid")
     assert not geometry_violations("rgb = image[..., 0:3]\nhead = rows[:10]\n", "unmask.x")

@@ -138,6 +138,23 @@ def generator_differences(theirs: Config | dict[str, Any], ours: Config | dict[s
     return [d for d in diff(*configs) if d.startswith("generator.")]
 
 
+def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_key: dict[str, int] | None = None,
+                   perceptual: bool | None = None) -> str | None:
+    """Why the checkpoint ``state`` (read from ``path``) cannot be continued exactly by a run with
+    ``cfg``, this batch-order key (``data_key``) and this perceptual setting; None when it can.
+    ``data_key`` / ``perceptual`` None: not checked (yet)."""
+    differences = diff(Config.from_dict(state["config"]), cfg)
+    if differences:
+        return f"cannot resume {path} with a different config: {differences}"
+    if data_key is not None and state["data"] != data_key:
+        return (f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "
+                f"checkpoint has {state['data']}, this run {data_key}")
+    if perceptual is not None and state["perceptual"]["enabled"] != perceptual:
+        return (f"cannot resume {path}: it ran with perceptual={state['perceptual']['enabled']} "
+                f"({state['perceptual']['reason']}), this run has perceptual={perceptual}")
+    return None
+
+
 def gan_checkpoint_file(path: str | Path) -> Path:
     """The stage-2 checkpoint of a run directory, or ``path`` itself when it is a file; it must exist."""
     file = checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)

@@ -3,7 +3,6 @@ come from ``unmask.evaluation.cli``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from maskgen.cli import dataclass_default
 from unmask.config import PRESETS, Config, parse_assignment, preset
 from unmask.training.options import RunOptions
 
@@ -35,11 +35,6 @@ CONFIG_OPTIONS = {
     "rec": "loss.rec",
     "per": "loss.per",
 }
-
-
-def _run_default(name: str) -> str:
-    """The default of a ``RunOptions`` field, for the help text (``RunOptions`` supplies the value)."""
-    return str(next(f.default for f in dataclasses.fields(RunOptions) if f.name == name))
 
 
 @click.group()
@@ -67,7 +62,8 @@ def build_config(
 
 @main.command()
 @click.option("--stage", type=click.Choice(["seg", "gan", "all"]),
-              help=f"seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  [default: {_run_default('stage')}]")
+              help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  "
+                   f"[default: {dataclass_default(RunOptions, 'stage')}]")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset directory of maskgen build (train-*.tar, val-*.tar shards).")
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -112,10 +108,12 @@ def build_config(
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help=f"[default: {_run_default('device')}]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+              help=f"[default: {dataclass_default(RunOptions, 'device')}]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
 @click.option("--progress/--no-progress", default=None,
-              help=f"A progress bar.  [default: {'--progress' if _run_default('progress') == 'True' else '--no-progress'}]")
+              help="A progress bar.  "
+                   f"[default: {'--progress' if dataclass_default(RunOptions, 'progress') else '--no-progress'}]")
 def train(
     stage: str | None, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
     lr: float | None, lr_milestones: str | None, seg_checkpoint: Path | None, init_generator: Path | None,
@@ -171,6 +169,7 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     """Unmask photos or aligned crops (files or folders of images)."""
     import cv2
 
+    from maskgen.files import write_png_atomic
     from maskgen.landmarks import NoFace
     from maskgen.source import IMAGE_EXTENSIONS, BadImage
     from unmask.predict import Unmasker
@@ -190,8 +189,11 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
             skipped.append((path, str(exc)))
             click.echo(f"skipped {path}: {exc}", err=True)
             continue
-        cv2.imwrite(str(out_dir / f"{path.stem}.png"), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out_dir / f"{path.stem}_map.png"), result.map)
+        try:
+            write_png_atomic(out_dir / f"{path.stem}.png", cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
+            write_png_atomic(out_dir / f"{path.stem}_map.png", result.map)
+        except OSError as exc:
+            raise click.ClickException(f"could not write the result of {path}: {exc}") from exc
         done += 1
     reasons = sorted({r for _, r in skipped})
     click.echo(f"{done} unmasked into {out_dir}, {len(skipped)} skipped" + (f" ({'; '.join(reasons)})" if skipped else ""))

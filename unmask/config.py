@@ -20,6 +20,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from maskgen.files import write_text_atomic
+
 
 @dataclass
 class MSegConfig:
@@ -152,7 +154,7 @@ class Config:
         return _build(cls, data, "")
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskgen.files import write_csv_atomic, write_parquet_atomic, write_text_atomic
 from maskgen.landmarks import landmark_problem, model_dir
 
 EMBEDDING_DIM = 128
@@ -292,13 +293,13 @@ def save_protocol(protocol: pd.DataFrame, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = protocol[PROTOCOL_COLUMNS]
     if path.suffix == ".parquet":
-        table.to_parquet(path, index=False)
+        write_parquet_atomic(path, table)
     elif path.suffix == ".csv":
-        table.to_csv(path, index=False)
+        write_csv_atomic(path, table)
     else:
         raise ValueError(f"protocol path must end in .csv or .parquet: {path}")
     meta = {"format": PROTOCOL_FORMAT, **{k: v for k, v in protocol.attrs.items() if k != "format"}}
-    _sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
+    write_text_atomic(_sidecar(path), json.dumps(meta, indent=1) + "\n")
     return path
 
 
@@ -327,24 +328,6 @@ def load_protocol(path: str | Path) -> pd.DataFrame:
     if sidecar.is_file():
         table.attrs.update(json.loads(sidecar.read_text()))
     return table
-
-
-def load_or_build_protocol(samples: pd.DataFrame, path: str | Path, seed: int = 0,
-                           impostors: int = 1) -> pd.DataFrame:
-    """The protocol at ``path`` if it exists (and was built from the same samples, seed and
-    ``impostors``; ValueError otherwise), else a new one, saved there."""
-    path = Path(path)
-    if path.is_file():
-        protocol = load_protocol(path)
-        digest = _samples_digest(_clean_samples(samples))
-        want = {"seed": seed, "impostors": impostors, "samples_sha1": digest}
-        have = {k: protocol.attrs.get(k) for k in want}
-        if have != want:
-            raise ValueError(f"{path} was built with {have}, not {want}: remove it or choose another path")
-        return protocol
-    protocol = build_protocol(samples, seed=seed, impostors=impostors)
-    save_protocol(protocol, path)
-    return protocol
 
 
 # --------------------------------------------------------------------------------------------

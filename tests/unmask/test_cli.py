@@ -87,3 +87,25 @@ def test_config_file_options_and_errors(dataset_dir, tmp_path):
     missing_seg = invoke("train", "--stage", "gan", "--gan-maps", "predicted", "--data", dataset_dir,
                          "--out", tmp_path / "noseg", "--steps", "1", *TINY)
     assert missing_seg.exit_code == 1 and "stage-1 checkpoint" in missing_seg.output
+
+
+@pytest.mark.parametrize("names, value, change", [
+    (("--adv", "--alpha"), "0.25", "loss.adv: 0.1 != 0.25"),
+    (("--rec", "--beta"), "2", "loss.rec: 1.0 != 2.0"),
+    (("--per", "--gamma"), "0.5", "loss.per: 0.1 != 0.5"),
+    (("--mseg-width", "--seg-width"), "24", "mseg.base_width: 32 != 24"),
+    (("--generator-width", "--gen-width"), "24", "generator.base_width: 64 != 24"),
+    (("--discriminator-width", "--disc-width"), "24", "discriminator.base_width: 64 != 24"),
+    (("--no-map",), None, "generator.use_map: True != False"),
+])
+def test_each_option_and_its_alias_set_the_same_config_key(tmp_path, monkeypatch, names, value, change):
+    from unmask.config import diff, preset
+    from unmask.training import loop
+
+    received = []
+    monkeypatch.setattr(loop, "train", lambda cfg, opts: received.append(cfg) or {})
+    for name in names:
+        result = invoke("train", "--data", tmp_path, "--out", tmp_path / "run", name, *([value] if value else []))
+        assert result.exit_code == 0, result.output
+        assert diff(preset("paper"), received[-1]) == [change], name  # that key only, on the default preset
+    assert len(received) == len(names)

@@ -66,8 +66,6 @@ Groups (the part before the slash):
 
 from __future__ import annotations
 
-from unmask.identity import GROUND_TRUTH_PROBE  # noqa: F401  (a name of the results, defined by the protocol)
-
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.parquet"
 PHOTOS_FILE = "photos.parquet"
@@ -97,7 +95,7 @@ VERIFY = "verify"
 VERIFY_PROTOCOL_FILE = "verification_protocol.csv"
 VERIFY_FILE = "verify.csv"
 VERIFY_PAIRS_FILE = "verify_pairs.parquet"
-MASKED_PROBE = "masked"  # GROUND_TRUTH_PROBE: unmask.identity's
+MASKED_PROBE = "masked"  # the other reference probe, unmask.identity.GROUND_TRUTH_PROBE, is the protocol's
 VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "genuine_distance", "impostor_distance", "n_invalid")
 
 

@@ -10,15 +10,26 @@ Registered in the ``unmask`` group by ``unmask/cli.py``::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
 
 import click
 
-from . import METRICS_FILE, PER_IMAGE_FILE, method_order
-from .baselines import BASELINES, DEFAULT_RADIUS
+from maskgen.cli import DataclassDefault, dataclass_default
 
+from . import METRICS_FILE, PER_IMAGE_FILE, method_order
+from .baselines import BASELINES
+
+
+def _eval_options() -> type:
+    from .evaluate import EvalOptions  # loads torch: only when the command runs or shows its help
+
+    return EvalOptions
+
+
+EVAL = functools.partial(DataclassDefault, dataclass=_eval_options)  # click.option(..., cls=EVAL): EvalOptions'
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -33,67 +44,69 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
 
 @click.command()
 @click.option("--data", "data_dir", required=True, type=EXISTING_DIR, help="Dataset directory of maskgen build.")
-@click.option("--split", default="test", show_default=True, help="Split whose shards are evaluated.")
+@click.option("--split", cls=EVAL, help="Split whose shards are evaluated.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Run directory (RUN/checkpoints/{seg,gan}.pt) or one checkpoint file of the two-stage model.")
 @click.option("--one-stage", type=click.Path(exists=True, path_type=Path),
               help="Run of the one-stage ablation (trained with --no-map), evaluated alongside.")
 @click.option("--recon-only", type=click.Path(exists=True, path_type=Path),
-              help="Run of the reconstruction-only U-Net (trained with --alpha 0), given the predicted maps.")
+              help="Run of the reconstruction-only U-Net (trained with --adv 0), given the predicted maps.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: CHECKPOINT_RUN/eval/SPLIT].")
 @click.option("--resolution", type=int, help="Resize samples to this size (multiple of 32) [default: the data's].")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", cls=EVAL, type=int)
 @click.option("--max-samples", type=int, help="Evaluate only the first N samples (quick checks).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", cls=EVAL, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--fid-weights", type=EXISTING_FILE,
               help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: the torch hub cache].")
 @click.option("--lpips-weights", type=EXISTING_FILE, nargs=2, metavar="ALEXNET LINEAR",
               help="LPIPS: torchvision AlexNet state dict and lpips v0.1 alex.pth; without them LPIPS is n/a.")
-@click.option("--baselines", "baseline_names", default=",".join(BASELINES), show_default=True,
+@click.option("--baselines", cls=EVAL, show=",".join,
               help="Comma-separated inpainting baselines, or 'none'.")
-@click.option("--inpaint-radius", type=int, default=DEFAULT_RADIUS, show_default=True,
-              help="cv2.inpaint radius of the baselines (px).")
+@click.option("--inpaint-radius", cls=EVAL, type=int, help="cv2.inpaint radius of the baselines (px).")
 @click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
 @click.option("--max-photos", type=int, help="Use only the first N photos (sorted by name).")
 @click.option("--identity", is_flag=True,
               help="Identity preservation: face-recognition distance of each output to its ground truth, and face "
                    "verification (accuracy, TAR at FAR 1%/0.1%) against other photos of the same and other "
                    "identities of the split (samples with a known identity).")
-@click.option("--identity-max-samples", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--identity-max-samples", cls=EVAL, type=click.IntRange(min=0),
               help="Identity distances and verification probes on the first N samples of the split in key "
                    "order (dlib embeds ~6 images/s per core); 0: every sample.")
-@click.option("--identity-seed", type=int, default=0, show_default=True,
+@click.option("--identity-seed", cls=EVAL, type=int,
               help="Seed of the verification pairs (written to OUT/verification_protocol.csv).")
-@click.option("--impostors", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--impostors", cls=EVAL, type=click.IntRange(min=0),
               help="Impostor pairs per verification probe (one genuine pair each).")
-@click.option("--figures/--no-figures", default=True, show_default=True)
-@click.option("--sheet-rows", type=int, default=4, show_default=True, help="Rows per contact sheet.")
-@click.option("--failures", type=int, default=8, show_default=True, help="Rows of each failure gallery.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def evaluate(data_dir: Path, split: str, checkpoint: Path, one_stage: Path | None, recon_only: Path | None,
+@click.option("--figures/--no-figures", cls=EVAL)
+@click.option("--sheet-rows", cls=EVAL, type=int, help="Rows per contact sheet.")
+@click.option("--failures", cls=EVAL, type=int, help="Rows of each failure gallery.")
+@click.option("--progress/--no-progress", default=True, show_default=True)  # the command's default, not EvalOptions'
+def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Path | None, recon_only: Path | None,
              out_dir: Path | None,
-             resolution: int | None, batch_size: int, max_samples: int | None, device: str,
-             fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baseline_names: str,
-             inpaint_radius: int, photos: Path | None, max_photos: int | None, identity: bool,
-             identity_max_samples: int, identity_seed: int, impostors: int, figures: bool,
-             sheet_rows: int, failures: int, progress: bool) -> None:
+             resolution: int | None, batch_size: int | None, max_samples: int | None, device: str | None,
+             fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baselines: str | None,
+             inpaint_radius: int | None, photos: Path | None, max_photos: int | None, identity: bool,
+             identity_max_samples: int | None, identity_seed: int | None, impostors: int | None,
+             figures: bool | None, sheet_rows: int | None, failures: int | None, progress: bool) -> None:
     """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
     from .evaluate import EvalOptions
     from .evaluate import evaluate as run_evaluation
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    given = {k: v for k, v in {  # None: not given, EvalOptions' default
+        "split": split, "batch_size": batch_size, "device": device, "inpaint_radius": inpaint_radius,
+        "baselines": None if baselines is None else _names(baselines, list(BASELINES), "baseline"),
+        "identity_max_samples": identity_max_samples, "identity_seed": identity_seed, "impostors": impostors,
+        "figures": figures, "sheet_rows": sheet_rows, "failures": failures}.items() if v is not None}
+    if identity_max_samples == 0:  # every sample: EvalOptions' None
+        given["identity_max_samples"] = None
     if out_dir is None:
         run = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
-        out_dir = run / "eval" / split
+        out_dir = run / "eval" / given.get("split", dataclass_default(EvalOptions, "split"))
     opts = EvalOptions(
-        data=data_dir, checkpoint=checkpoint, out=out_dir, split=split, one_stage=one_stage, recon_only=recon_only,
-        resolution=resolution,
-        batch_size=batch_size, max_samples=max_samples, device=device, fid_weights=fid_weights,
-        lpips_weights=lpips_weights or None, baselines=_names(baseline_names, list(BASELINES), "baseline"),
-        inpaint_radius=inpaint_radius, photos=photos, max_photos=max_photos, identity=identity,
-        identity_max_samples=identity_max_samples or None, identity_seed=identity_seed, impostors=impostors,
-        figures=figures, sheet_rows=sheet_rows, failures=failures, progress=progress,
+        data=data_dir, checkpoint=checkpoint, out=out_dir, one_stage=one_stage, recon_only=recon_only,
+        resolution=resolution, max_samples=max_samples, fid_weights=fid_weights, lpips_weights=lpips_weights or None,
+        photos=photos, max_photos=max_photos, identity=identity, progress=progress, **given,
     )
     try:
         summary = run_evaluation(opts)

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from maskgen.files import write_text_atomic
 from unmask import metrics
+from unmask.identity import GROUND_TRUTH_PROBE
 
 from . import (
-    GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
+    ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
     ONE_STAGE, PER_IMAGE_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key,
     method_label, method_order, probe_type, split_key, verify_key,
 )
@@ -416,5 +418,5 @@ def write_comparison(inputs: Sequence[str | Path], output: str | Path, methods: 
     output = Path(output)
     text = comparison_markdown(load_evaluations(inputs), methods, paired=paired)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    write_text_atomic(output, text)
     return output

@@ -32,26 +32,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskgen.files import write_json_atomic
-from unmask import metrics
+from maskgen.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from maskgen.reader import count_samples, list_shards
+from unmask import identity, metrics
+from unmask.identity import GROUND_TRUTH_PROBE
 from unmask.metrics import fid as fid_metric
 
 from . import (
-    DATA, FIGURES_DIR, GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS,
-    PHOTOS_FILE, PROTOCOL, SEG, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
+    DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, VERIFY_FILE,
+    VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
 )
 from . import baselines as baseline_registry
 from .figures import FigureSamples
 from .methods import Methods
 from .photos import evaluate_photos
 from .plausibility import MAX_SHARE_ABOVE_EYES, MIN_DROP_BELOW_EYES, PLAUSIBLE_COVERAGE
-from maskgen.reader import count_samples, list_shards
-
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
 from .scores import PSNR_SSIM_PROTOCOL, MethodScores, Results, SegScores, fid_features, image_metric_plan, mean_score
 from .verification import (
-    IdentityScores, identity_backend, probe_protocol, scan_identities, select_identity_keys, verification_reason,
-    verify_scores,
+    IdentityScores, probe_protocol, scan_identities, select_identity_keys, verification_reason, verify_scores,
 )
 
 
@@ -123,9 +122,7 @@ class EvaluationPass:
         self.scores = {m.name: MethodScores(m, self.plan, options, extractor) for m in self.methods.methods}
         self.real_fid = fid_metric.FIDAccumulator(feature_extractor=extractor) if extractor is not None else None
         self.seg = SegScores()
-        self.identity, self.identity_reason = (identity_backend() if opts.identity
-                                               else (None, "not requested (--identity)"))
-        self.id_scores = self.identity_scores() if self.identity is not None else None
+        self.id_scores = self.identity_scores() if opts.identity else None
         self._verification: tuple[pd.DataFrame, pd.DataFrame, list[str]] | None = None
         # the figures show the first model method (two-stage when there is one)
         self.main_method = next((m.name for m in self.methods.methods if m.name != INPUT), None)
@@ -141,14 +138,14 @@ class EvaluationPass:
         protocol = None
         if reason is None:
             try:
-                protocol = probe_protocol(self.identity, samples, selected, opts.identity_seed, opts.impostors)
+                protocol = probe_protocol(samples, selected, opts.identity_seed, opts.impostors)
             except ValueError as error:  # e.g. a key twice in the split
                 reason = f"no verification protocol: {error}"
             else:
                 if not len(protocol):
                     reason = (f"no probe among the {len(selected)} identity samples has another photo of its "
                               "identity in the evaluated split")
-        return IdentityScores(self.identity, selected, protocol, reason)
+        return IdentityScores(selected, protocol, reason)
 
     def probe_types(self) -> list[str]:
         methods = [m.name for m in self.methods.methods]
@@ -205,16 +202,14 @@ class EvaluationPass:
         real_stats = self.real_fid.stats("generated") if self.real_fid is not None and len(self.info) >= 2 else None
         for method in self.methods.methods:
             scores = self.scores[method.name].results(real_stats)
-            if self.opts.identity:
-                scores.update(self.id_scores.results(method.name) if self.id_scores is not None else
-                              {ID_DISTANCE: (None, self.identity_reason), ID_MATCH_RATE: (None, self.identity_reason)})
+            if self.id_scores is not None:
+                scores.update(self.id_scores.results(method.name))
             results.put(method.name, scores)
-        if self.opts.identity:
+        if self.id_scores is not None:
             ids = self.id_scores
-            reason = self.identity_reason if ids is None else ids.verify_reason
             verification = self.verification()
             groups = verify_scores(None if verification is None else verification[0],
-                                   None if ids is None else ids.protocol, self.probe_types(), reason)
+                                   ids.protocol, self.probe_types(), ids.verify_reason)
             for group, scores in groups.items():
                 results.put(group, scores)
         return results
@@ -264,8 +259,8 @@ class EvaluationPass:
 
     def identity_protocol(self) -> dict[str, Any]:
         opts, ids = self.opts, self.id_scores
-        threshold = None if self.identity is None else self.identity.MATCH_THRESHOLD
-        out: dict[str, Any] = {"requested": opts.identity, "reason": None if ids else self.identity_reason,
+        threshold = identity.MATCH_THRESHOLD if ids is not None else None
+        out: dict[str, Any] = {"requested": opts.identity, "reason": None if ids else "not requested (--identity)",
                                "threshold": threshold}
         if ids is None:
             return out
@@ -305,12 +300,12 @@ class EvaluationPass:
         out, ids = self.opts.out, self.id_scores
         written = set()
         if ids is not None and ids.protocol is not None:
-            self.identity.save_protocol(ids.protocol, out / VERIFY_PROTOCOL_FILE)
+            identity.save_protocol(ids.protocol, out / VERIFY_PROTOCOL_FILE)
             written |= {VERIFY_PROTOCOL_FILE, VERIFY_PROTOCOL_FILE + ".json"}
         verification = self.verification()
         if verification is not None:
-            verification[0].to_csv(out / VERIFY_FILE, index=False)
-            verification[1].to_parquet(out / VERIFY_PAIRS_FILE, index=False)
+            write_csv_atomic(out / VERIFY_FILE, verification[0])
+            write_parquet_atomic(out / VERIFY_PAIRS_FILE, verification[1])
             written |= {VERIFY_FILE, VERIFY_PAIRS_FILE}
         for name in {VERIFY_PROTOCOL_FILE, VERIFY_PROTOCOL_FILE + ".json", VERIFY_FILE, VERIFY_PAIRS_FILE} - written:
             (out / name).unlink(missing_ok=True)
@@ -329,9 +324,9 @@ class EvaluationPass:
                 scores, photo_table, written = evaluate_photos(self.methods.two_stage, opts.photos, opts.max_photos,
                                                                2 * opts.sheet_rows, figure_dir)
                 results.put(PHOTOS, scores)
-                photo_table.to_parquet(opts.out / PHOTOS_FILE, index=False)
+                write_parquet_atomic(opts.out / PHOTOS_FILE, photo_table)
                 figure_files += written
-        self.per_image().to_parquet(opts.out / PER_IMAGE_FILE, index=False)
+        write_parquet_atomic(opts.out / PER_IMAGE_FILE, self.per_image())
         self.write_verification()
         summary = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
         write_json_atomic(opts.out / METRICS_FILE, summary, sort_keys=False, allow_nan=False)

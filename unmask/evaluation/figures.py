@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from maskgen.files import write_png_atomic
+
 from . import method_label
 from .samples import is_turned
 
@@ -91,8 +93,7 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], titles: Sequence[
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    write_png_atomic(path, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
     return path
 
 

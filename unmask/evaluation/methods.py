@@ -4,7 +4,7 @@ batch at a time.
 * ``two_stage``: the full chain, M-Seg's map -> FU-Net (``Unmasker.unmask_crops``, threshold 0.5);
   ``two_stage_gt_map``: FU-Net given the ground-truth map;
 * ``one_stage``: the ablation generator (trained with ``use_map=False``);
-* ``recon_only``: a generator trained with ``--alpha 0`` (no GAN) given the two-stage model's
+* ``recon_only``: a generator trained with ``--adv 0`` (no GAN) given the two-stage model's
   predicted map;
 * every registered baseline given the predicted map and the ground-truth map;
 * ``input``: the masked face itself, the score of doing nothing.
@@ -76,7 +76,7 @@ class Methods:
                 raise ValueError(f"--recon-only {opts.recon_only}: expected a generator trained with the map")
             if recon_config.loss.adv != 0:
                 raise ValueError(f"--recon-only {opts.recon_only}: trained with an adversarial loss "
-                                 f"(alpha {recon_config.loss.adv}); train it with --alpha 0")
+                                 f"(loss.adv {recon_config.loss.adv}); train it with --adv 0")
             if self.mseg is None:
                 self.skipped[RECON_ONLY] = f"{opts.checkpoint} holds no stage-1 (M-Seg) model to predict maps"
             else:

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskgen.files import write_text_atomic
+from unmask.identity import GROUND_TRUTH_PROBE
+
 from . import (
-    FIGURES_DIR, GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PRED_MAP,
+    FIGURES_DIR, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PRED_MAP,
     TWO_STAGE, VERIFY_PROTOCOL_FILE, baseline_method, key, method_label, method_order, probe_type, split_key,
     verify_key,
 )
@@ -298,5 +301,5 @@ def write_report(inputs: Sequence[str | Path], out_dir: str | Path, title: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     text = report_markdown(evaluations, out_dir, title or f"GANMasker evaluation: {out_dir.name}")
     path = out_dir / REPORT_FILE
-    path.write_text(text)
+    write_text_atomic(path, text)
     return path

@@ -4,19 +4,17 @@ the tables keep (``META_COLUMNS``) and each crop's 68 landmarks."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from maskgen.compose import YAW_THRESHOLD
-from maskgen.format import MAP, META
-from maskgen.reader import iter_raw_samples
+from maskgen.format import MAP
+from maskgen.reader import decode_image, decode_meta, iter_raw_samples
 from unmask.data import resized_sample
 
 __all__ = ["META_COLUMNS", "EvalBatch", "is_turned", "iter_eval_batches", "iter_metadata", "native_resolution"]
@@ -39,7 +37,7 @@ class EvalBatch:
 def native_resolution(data: Path, split: str) -> int:
     """The side of the first sample's map: the resolution the split was built at."""
     for raw in iter_raw_samples(data, split):
-        return int(cv2.imdecode(np.frombuffer(raw[MAP], np.uint8), cv2.IMREAD_GRAYSCALE).shape[0])
+        return int(decode_image(raw, MAP).shape[0])
     raise FileNotFoundError(f"no samples in {data} for split {split}")
 
 
@@ -77,7 +75,7 @@ def iter_eval_batches(data: Path, split: str, resolution: int, batch_size: int,
             break
         seen += 1
         sample = resized_sample(raw, resolution, flip=False)
-        meta = json.loads(raw[META]) if META in raw else {}
+        meta = decode_meta(raw)
         info = _sample_info(meta, sample["key"], sample["map"])
         items.append((sample, info, _scaled_landmarks(meta, native, resolution)))
         if len(items) == batch_size:
@@ -100,7 +98,7 @@ def iter_metadata(data: Path, split: str, max_samples: int | None = None) -> Ite
     for seen, raw in enumerate(iter_raw_samples(data, split)):
         if max_samples is not None and seen >= max_samples:
             break
-        yield raw["__key__"], json.loads(raw[META]) if META in raw else {}
+        yield raw["__key__"], decode_meta(raw)
 
 
 def is_turned(info: dict[str, Any]) -> bool:

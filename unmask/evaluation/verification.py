@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, INPUT, VERIFY, VERIFY_METRICS, key, probe_type
+from unmask import identity
+from unmask.identity import GROUND_TRUTH_PROBE
+
+from . import ID_DISTANCE, ID_MATCH_RATE, INPUT, VERIFY, VERIFY_METRICS, key, probe_type
 from .samples import EvalBatch, iter_metadata
 from .scores import Scores
 
 ID_SELECTED = "id_selected"  # per-image column: the sample is one of the identity samples
 NO_EMBEDDING = "no face embedding could be computed (e.g. no landmarks in the samples' metadata)"
-
-
-def identity_backend() -> tuple[ModuleType | None, str | None]:
-    """``unmask.identity`` (``embed``: N x 128, NaN rows where no embedding; ``id_distance``,
-    ``id_match_rate``, the verification protocol and metrics): (module, None), or (None, why not)."""
-    try:
-        from unmask import identity
-    except ImportError as error:
-        return None, f"unmask.identity is not available ({error})"
-    return identity, None
 
 
 def scan_identities(data: Path, split: str, max_samples: int | None = None) -> pd.DataFrame:
@@ -51,7 +43,7 @@ def select_identity_keys(keys: list[str], max_samples: int | None) -> list[str]:
     return ordered if max_samples is None else ordered[:max_samples]
 
 
-def probe_protocol(backend: ModuleType, samples: pd.DataFrame, probes: list[str], seed: int,
+def probe_protocol(samples: pd.DataFrame, probes: list[str], seed: int,
                    impostors: int) -> pd.DataFrame:
     """The verification protocol of the evaluated samples, restricted to the probes in ``probes``.
 
@@ -59,13 +51,13 @@ def probe_protocol(backend: ModuleType, samples: pd.DataFrame, probes: list[str]
     pairs of the chosen probes are kept: a probe's pairs are seeded by its key, so they do not
     depend on how many probes are chosen. ``attrs`` as ``build_protocol``'s, the counts those of
     the kept probes, plus ``max_probes`` and ``probe_selection``."""
-    full = backend.build_protocol(samples, seed=seed, impostors=impostors)
+    full = identity.build_protocol(samples, seed=seed, impostors=impostors)
     chosen = set(probes)
     protocol = full[full["probe_key"].astype(str).isin(chosen)].reset_index(drop=True)
     attrs = dict(full.attrs)
     skipped = [k for k in attrs.get("skipped_probes", []) if k in chosen]
     known = samples.loc[samples["key"].astype(str).isin(chosen), "identity"].notna().sum()
-    n_probes = len(backend.probe_keys(protocol)) if len(protocol) else 0
+    n_probes = len(identity.probe_keys(protocol)) if len(protocol) else 0
     n_impostor = int((~protocol["genuine"].astype(bool)).sum())
     attrs.update({
         "probe_selection": "the first max_probes samples of the evaluated split in key order "
@@ -73,7 +65,7 @@ def probe_protocol(backend: ModuleType, samples: pd.DataFrame, probes: list[str]
         "max_probes": len(probes), "n_probes": n_probes, "n_skipped": len(skipped), "skipped_probes": skipped,
         "n_selected_no_identity": int(len(probes) - known), "n_pairs": int(len(protocol)),
         "n_missing_impostors": int(impostors * n_probes - n_impostor),
-        "n_probes_all": attrs.get("n_probes"), "n_gallery": len(backend.gallery_keys(protocol)) if len(protocol) else 0,
+        "n_probes_all": attrs.get("n_probes"), "n_gallery": len(identity.gallery_keys(protocol)) if len(protocol) else 0,
     })
     protocol.attrs = attrs
     return protocol
@@ -88,13 +80,12 @@ class IdentityScores:
     and a gallery photo serves as both (``reference``). Only embeddings (128 floats) are kept:
     the gallery photos' crops are embedded when the stream reaches them."""
 
-    def __init__(self, backend: ModuleType, selected: list[str] | None = None,
-                 protocol: pd.DataFrame | None = None, verify_reason: str | None = "not requested") -> None:
-        self.backend = backend
+    def __init__(self, selected: list[str] | None = None, protocol: pd.DataFrame | None = None,
+                 verify_reason: str | None = "not requested") -> None:
         self.selected = None if selected is None else set(selected)  # None: every sample
         self.protocol = protocol
         self.verify_reason = verify_reason
-        self.gallery = set(backend.gallery_keys(protocol)) if protocol is not None and len(protocol) else set()
+        self.gallery = set(identity.gallery_keys(protocol)) if protocol is not None and len(protocol) else set()
         self.reference: dict[str, np.ndarray] = {}  # key -> embedding of its ground-truth (unmasked) crop
         self.embeddings: dict[str, dict[str, np.ndarray]] = {}  # method -> key -> embedding of its output
         self.distances: dict[str, dict[str, float]] = {}  # method -> key -> distance to the ground truth
@@ -105,14 +96,14 @@ class IdentityScores:
         """The embedding size (a NaN row of it stands for an embedding never computed)."""
         if self.reference:
             return len(next(iter(self.reference.values())))
-        return self.backend.EMBEDDING_DIM
+        return identity.EMBEDDING_DIM
 
     def _embed(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
         self.n_embedded += len(images)
-        return np.asarray(self.backend.embed(images, landmarks), np.float64).reshape(len(images), -1)
+        return np.asarray(identity.embed(images, landmarks), np.float64).reshape(len(images), -1)
 
     def update(self, batch: EvalBatch, outputs: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-        unknown = np.full((68, 2), np.nan)  # no landmarks: the backend returns a NaN row
+        unknown = np.full((68, 2), np.nan)  # no landmarks: embed returns a NaN row
         landmarks = [unknown if points is None else points for points in batch.landmarks]
         keys = [str(info["key"]) for info in batch.info]
         chosen = [i for i, k in enumerate(keys) if self.selected is None or k in self.selected]
@@ -127,7 +118,7 @@ class IdentityScores:
         reference = np.stack([self.reference[keys[i]] for i in chosen])
         for name, (images, _) in outputs.items():
             rows = self._embed([images[i] for i in chosen], [landmarks[i] for i in chosen])
-            distance = np.asarray(self.backend.id_distance(rows, reference), np.float64).reshape(-1)
+            distance = np.asarray(identity.id_distance(rows, reference), np.float64).reshape(-1)
             for i, row, d in zip(chosen, rows, distance):
                 self.embeddings.setdefault(name, {})[keys[i]] = row
                 self.distances.setdefault(name, {})[keys[i]] = float(d)
@@ -144,14 +135,14 @@ class IdentityScores:
         valid = distances[np.isfinite(distances)]
         if not len(valid):
             return {ID_DISTANCE: (None, NO_EMBEDDING), ID_MATCH_RATE: (None, NO_EMBEDDING)}
-        rate = self.backend.id_match_rate(distances)[0]  # rows without an embedding count as non-matches
+        rate = identity.id_match_rate(distances)[0]  # rows without an embedding count as non-matches
         return {ID_DISTANCE: (float(valid.mean()), None), ID_MATCH_RATE: (float(rate), None)}
 
     # ----------------------------------------------------------------- verification
 
     def probe_embeddings(self, methods: list[str]) -> dict[str, dict[str, np.ndarray]]:
         """probe type -> key -> embedding: ground truth, the masked input, then the methods."""
-        probes = self.backend.probe_keys(self.protocol)
+        probes = identity.probe_keys(self.protocol)
         nan = np.full(self.dim, np.nan)
         out = {GROUND_TRUTH_PROBE: {k: self.reference.get(k, nan) for k in probes}}
         for name in [INPUT] + [m for m in methods if m != INPUT]:
@@ -166,13 +157,13 @@ class IdentityScores:
 
         probes = self.probe_embeddings(methods)
         nan = np.full(self.dim, np.nan)  # a gallery photo the stream never reached (should not happen)
-        gallery = {k: self.reference.get(k, nan) for k in self.backend.gallery_keys(self.protocol)}
+        gallery = {k: self.reference.get(k, nan) for k in identity.gallery_keys(self.protocol)}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = self.backend.verify(probes, gallery, self.protocol)
+            table = identity.verify(probes, gallery, self.protocol)
         pairs = self.protocol[["probe_key", "gallery_key", "genuine"]].copy()
         for name, vectors in probes.items():
-            pairs[name] = self.backend.pair_distances(vectors, gallery, self.protocol)
+            pairs[name] = identity.pair_distances(vectors, gallery, self.protocol)
         notes = list(dict.fromkeys(str(w.message) for w in caught))
         return table, pairs, notes
 

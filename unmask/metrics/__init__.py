@@ -359,16 +359,7 @@ register(Metric(
     compute_fn=_fixed_options(_sharpness.sharpness, "region"), accumulator_fn=RegionAccumulator, uses_region=True,
 ))
 
-# Convenience: the per-image functions themselves
-pixel_accuracy = segmentation.pixel_accuracy
-dice = segmentation.dice
-iou = segmentation.iou
-psnr = fidelity.psnr
-ssim = fidelity.ssim
-# niqe() and brisque() stay in their modules: binding them here would shadow the submodules
-
 __all__ = [
     "AVAILABLE", "Accumulator", "Availability", "DATASET", "IMAGES", "MAPS", "Metric", "MetricResult",
-    "MetricUnavailable", "PER_IMAGE", "REGISTRY", "dice", "get", "iou", "list_metrics", "pixel_accuracy",
-    "psnr", "register", "ssim", "to_uint8",
+    "MetricUnavailable", "PER_IMAGE", "REGISTRY", "get", "list_metrics", "register", "to_uint8",
 ]

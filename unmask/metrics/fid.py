@@ -195,8 +195,3 @@ class FIDAccumulator:
             reason = f"FID needs at least 2 images per set (generated {n_gen}, real {n_real})"
             return FIDResult(None, reason, n_gen, n_real)
         return FIDResult(frechet_distance(self.stats("generated"), self.stats("real")), None, n_gen, n_real)
-
-
-def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
-    """FID of two feature sets ``(N1, D)`` and ``(N2, D)``."""
-    return frechet_distance(FeatureStats.from_features(features1), FeatureStats.from_features(features2))

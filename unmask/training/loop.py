@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from unmask import checkpoint as ckpt
-from unmask.config import Config, diff
+from unmask.config import Config
+from maskgen.files import clean_temporaries
 from maskgen.reader import list_shards
 from unmask.data import TrainLoader, eval_batches
 from unmask.training.run_files import TsvLog, final_metrics, save_sample_grid, update_run_json, write_metrics
@@ -59,27 +60,19 @@ def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[st
     path = ckpt.checkpoint_path(opts.run_dir, stage.name)
     if not path.is_file():
         return None
-    _check_resumable(path, cfg, opts)
-    state = ckpt.load_checkpoint(path)  # on CPU: RNG states must stay there; weights are copied over
-    if state["data"] != data_key:
-        raise RunError(
-            f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "
-            f"checkpoint has {state['data']}, this run {data_key}"
-        )
-    if state["perceptual"]["enabled"] != stage.meta().get("perceptual", False):
-        raise RunError(
-            f"cannot resume {path}: it ran with perceptual={state['perceptual']['enabled']} "
-            f"({state['perceptual']['reason']}), this run has perceptual={stage.meta().get('perceptual')}"
-        )
-    return state
+    return _check_resumable(path, cfg, opts, data_key, bool(stage.meta().get("perceptual", False)))
 
 
-def _check_resumable(path: Path, cfg: Config, opts: RunOptions) -> None:
+def _check_resumable(path: Path, cfg: Config, opts: RunOptions, data_key: dict[str, int] | None = None,
+                     perceptual: bool | None = None) -> dict[str, Any]:
+    """The checkpoint at ``path``, if this run may continue it (see ``ckpt.resume_problem``)."""
     if not opts.resume:
         raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
-    differences = diff(Config.from_dict(ckpt.load_checkpoint(path)["config"]), cfg)
-    if differences:
-        raise RunError(f"cannot resume {path} with a different config: {differences}")
+    state = ckpt.load_checkpoint(path)  # on CPU: RNG states must stay there; weights are copied over
+    problem = ckpt.resume_problem(path, state, cfg, data_key, perceptual)
+    if problem is not None:
+        raise RunError(problem)
+    return state
 
 
 def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[str, Any]:
@@ -197,6 +190,10 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
         perceptual, perceptual_meta = resolve_perceptual(cfg, opts, rt) if "gan" in stages else (None, {})
         if rt.is_main:
             opts.run_dir.mkdir(parents=True, exist_ok=True)
+            # Half-written checkpoints and logs of a killed run (its atomic writers' temporaries).
+            removed = clean_temporaries(opts.run_dir / "checkpoints", opts.run_dir / "logs")
+            if removed:
+                log.info("removed %d temporary file(s) left by an interrupted run in %s", removed, opts.run_dir)
             cfg.save(opts.run_dir / "config.yaml")
         rt.barrier()
         results = {}

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from maskgen.files import write_json_atomic, write_text_atomic
+from maskgen.files import write_json_atomic, write_png_atomic, write_text_atomic
 
 
 class TsvLog:
@@ -63,7 +63,7 @@ def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
     columns = [p[:rows].permute(0, 2, 3, 1).cpu().numpy() for p in panels]
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in zip(*columns)], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(grid), cv2.COLOR_RGB2BGR))
+    write_png_atomic(path, cv2.cvtColor(np.ascontiguousarray(grid), cv2.COLOR_RGB2BGR))
 
 
 def final_metrics(step: int, steps_per_epoch: int, losses: dict[str, float], val: dict[str, float],

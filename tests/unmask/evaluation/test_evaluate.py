@@ -13,7 +13,6 @@ from unmask.evaluation import (
     FIGURES_DIR, IMAGE_METRICS, METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, SEG_METRICS, key, method_order,
 )
 from unmask.evaluation.evaluate import EvalOptions, evaluate
-from unmask.evaluation.verification import identity_backend
 
 from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
@@ -130,27 +129,44 @@ def test_reconstruction_only_run_is_given_the_predicted_map(tmp_path, eval_datas
     assert summary["recon_only/psnr"] == summary["two_stage/psnr"]
     assert summary["recon_only/map_coverage"] == pytest.approx(summary["seg/coverage"])
     assert summary[PROTOCOL]["methods"]["recon_only"]["map"] == "pred"
-    with pytest.raises(ValueError, match="--alpha 0"):
+    with pytest.raises(ValueError, match="--adv 0"):
         _run(tmp_path, eval_dataset, two_stage_run, baselines=(), recon_only=two_stage_run)
 
 
 def test_identity_hook_with_a_stand_in_embedding(tmp_path, eval_dataset, two_stage_run, monkeypatch):
     from unmask import identity
+    from unmask.evaluation import VERIFY_METRICS, VERIFY_PROTOCOL_FILE
+    from unmask.evaluation.samples import iter_eval_batches
 
-    monkeypatch.setattr(identity, "embed",
-                        lambda images, landmarks: np.stack([im.reshape(-1, 3).mean(0) / 255 for im in images]))
-    summary = _run(tmp_path, eval_dataset, two_stage_run, identity=True)
+    def mean_colour(images, landmarks=None):
+        return np.stack([im.reshape(-1, 3).mean(0) / 255 for im in images])
+
+    monkeypatch.setattr(identity, "embed", mean_colour)
+    # the whole test split (not 3 samples): its identities have several photos, so there are pairs to verify
+    summary = _run(tmp_path, eval_dataset, two_stage_run, identity=True, max_samples=None)
     for method in ("two_stage", "two_stage_gt_map", "telea_gt_map", "input"):
         assert 0 <= summary[key(method, "id_distance")] < 1
         assert summary[key(method, "id_match_rate")] == 1.0
     table = pd.read_parquet(tmp_path / "out" / PER_IMAGE_FILE)
     assert table["input/id_distance"].notna().all()
 
+    verify = {k: v for k, v in summary.items() if k.startswith("verify/")}
+    for probe in ("ground_truth", "masked", "two_stage", "two_stage_gt_map", "telea_pred_map", "telea_gt_map"):
+        assert {f"verify/{probe}/{metric}" for metric in VERIFY_METRICS} <= set(verify), probe
+    assert all(isinstance(v, float) and math.isfinite(v) for v in verify.values()), verify
+    assert summary["verify/n_pairs"] > 0
+    # by hand: the ground-truth probes' genuine distance, from the crops the evaluation reads
+    protocol = identity.load_protocol(tmp_path / "out" / VERIFY_PROTOCOL_FILE)
+    crops = {info["key"]: crop for batch in iter_eval_batches(eval_dataset, "test", EVAL_RES, batch_size=4)
+             for info, crop in zip(batch.info, batch.unmasked)}
+    genuine = protocol[protocol["genuine"]]
+    by_hand = [np.linalg.norm(mean_colour([crops[p]])[0] - mean_colour([crops[g]])[0])
+               for p, g in zip(genuine["probe_key"], genuine["gallery_key"])]
+    assert len(genuine) == summary["verify/n_probes"]  # one genuine pair per probe
+    assert summary["verify/ground_truth/genuine_distance"] == pytest.approx(np.mean(by_hand), rel=1e-9)
+
 
 def test_identity_with_the_real_backend(tmp_path, eval_dataset, two_stage_run):
-    backend, reason = identity_backend()
-    if backend is None:
-        pytest.skip(reason)
     summary = _run(tmp_path, eval_dataset, two_stage_run, identity=True, max_samples=2, baselines=())
     assert summary["input/id_distance"] is not None  # the samples carry their crop landmarks
     assert 0 <= summary["input/id_match_rate"] <= 1

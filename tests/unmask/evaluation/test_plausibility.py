@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from unmask.evaluation.plausibility import face_lines, mask_plausibility, template_landmarks
+from maskgen.align import canonical_points
+from maskgen.landmarks import face_lines
+from unmask.evaluation.plausibility import mask_plausibility
 
 RES = 128
 
@@ -43,7 +45,7 @@ def test_off_centre_blob_is_implausible():
 
 
 def test_68_point_landmarks_are_used():
-    eye_y, mouth_y, left, right = face_lines(template_landmarks(RES))
+    eye_y, mouth_y, left, right = face_lines(canonical_points(RES))
     points = np.zeros((68, 2))
     points[0:17] = np.c_[np.linspace(left, right, 17), np.full(17, 0.7 * RES)]
     points[36:48] = (RES / 2, eye_y + 0.2 * RES)  # eyes much lower than the template's

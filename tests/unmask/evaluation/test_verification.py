@@ -24,7 +24,6 @@ from unmask.evaluation.cli import compare, evaluate, report
 from unmask.evaluation.evaluate import EvalOptions
 from unmask.evaluation.evaluate import evaluate as run_evaluation
 from unmask.evaluation.methods import Methods
-from unmask.evaluation.verification import identity_backend
 
 from tests.unmask.evaluation.testutils import EVAL_RES
 
@@ -262,9 +261,6 @@ def test_report_states_the_identity_target(tmp_path, two_stage, telea, holds, ve
 
 
 def test_verification_with_the_real_embeddings(tmp_path, eval_dataset, two_stage_run):
-    backend, reason = identity_backend()
-    if backend is None:
-        pytest.skip(reason)
     summary = run_evaluation(EvalOptions(
         data=eval_dataset, checkpoint=two_stage_run, out=tmp_path / "out", resolution=EVAL_RES, batch_size=4,
         device="cpu", figures=False, baselines=(), fid_weights=tmp_path / "absent.pth", identity=True,

@@ -104,16 +104,3 @@ def test_save_load_round_trip(tmp_path, suffix):
     q = idn.load_protocol(path)
     pd.testing.assert_frame_equal(p, q)  # leading zeros and bool dtype survive
     assert q.attrs["seed"] == 3 and q.attrs["impostors"] == 2 and q.attrs["n_skipped"] == 0
-
-
-def test_load_or_build_reuses_and_refuses_mismatch(tmp_path):
-    samples = make_samples()
-    path = tmp_path / "protocol.csv"
-    first = idn.load_or_build_protocol(samples, path, seed=0)
-    assert path.is_file()
-    again = idn.load_or_build_protocol(samples.iloc[::-1], path, seed=0)
-    pd.testing.assert_frame_equal(first, again)
-    with pytest.raises(ValueError, match="built with"):
-        idn.load_or_build_protocol(samples, path, seed=1)
-    with pytest.raises(ValueError, match="built with"):
-        idn.load_or_build_protocol(samples.iloc[:-1], path, seed=0)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real face image, a standard image, and the reference packages (shimmed)."""
+"""Shared fixtures: standard images and the reference packages (shimmed); the real face image
+(``face256``) is tests/unmask/conftest.py's."""
 
 from __future__ import annotations
 
@@ -7,23 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-from tests.testdata import CELEBA
-
-FACE_PATH = CELEBA / "img_align_celeba" / "000002.jpg"
-
-
-@pytest.fixture(scope="session")
-def face256() -> np.ndarray:
-    """CelebA 000002 (178x218), centre-cropped square and resized to the project's 256 px."""
-    if not FACE_PATH.is_file():
-        pytest.skip(f"shared test data absent: {FACE_PATH}")
-    import cv2
-
-    face = cv2.cvtColor(cv2.imread(str(FACE_PATH)), cv2.COLOR_BGR2RGB)
-    h, w = face.shape[:2]
-    top = (h - w) // 2
-    return cv2.resize(face[top:top + w], (256, 256), interpolation=cv2.INTER_CUBIC)
 
 
 @pytest.fixture(scope="session")

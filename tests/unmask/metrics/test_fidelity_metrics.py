@@ -20,18 +20,18 @@ def image() -> np.ndarray:
 
 def test_psnr_of_constant_difference(image):
     expected = 10 * math.log10(255 ** 2 / 25)  # MSE 25
-    assert metrics.psnr(image + 5, image) == pytest.approx(expected, abs=1e-12)
-    assert metrics.psnr(image, image - 5) == pytest.approx(expected, abs=1e-12)
+    assert fidelity.psnr(image + 5, image) == pytest.approx(expected, abs=1e-12)
+    assert fidelity.psnr(image, image - 5) == pytest.approx(expected, abs=1e-12)
 
 
 def test_psnr_pools_the_mse_over_channels(image):
     shifted = image.copy()
     shifted[..., 1] += 5  # MSE over all values: 25 / 3
-    assert metrics.psnr(shifted, image) == pytest.approx(10 * math.log10(255 ** 2 * 3 / 25), abs=1e-12)
+    assert fidelity.psnr(shifted, image) == pytest.approx(10 * math.log10(255 ** 2 * 3 / 25), abs=1e-12)
 
 
 def test_psnr_of_equal_images_is_inf(image):
-    assert metrics.psnr(image, image) == math.inf
+    assert fidelity.psnr(image, image) == math.inf
 
 
 def test_psnr_matches_torchmetrics(image):
@@ -40,18 +40,18 @@ def test_psnr_matches_torchmetrics(image):
     noisy = np.clip(image + np.random.default_rng(2).normal(0, 8, image.shape), 0, 255).astype(np.uint8)
     p, t = (torch.from_numpy(a).permute(2, 0, 1)[None].double() for a in (noisy, image))
     reference = float(peak_signal_noise_ratio(p, t, data_range=255.0))
-    assert metrics.psnr(noisy, image) == pytest.approx(reference, abs=1e-5)  # torchmetrics: float32 constants
+    assert fidelity.psnr(noisy, image) == pytest.approx(reference, abs=1e-5)  # torchmetrics: float32 constants
 
 
 def test_ssim_of_equal_images_is_one(image):
-    assert metrics.ssim(image, image) == pytest.approx(1.0, abs=1e-12)
+    assert fidelity.ssim(image, image) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_ssim_drops_with_degradation(image):
     rng = np.random.default_rng(3)
     light = np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
     heavy = np.clip(image + rng.normal(0, 25, image.shape), 0, 255).astype(np.uint8)
-    light_ssim, heavy_ssim = metrics.ssim(light, image), metrics.ssim(heavy, image)
+    light_ssim, heavy_ssim = fidelity.ssim(light, image), fidelity.ssim(heavy, image)
     assert 0 < heavy_ssim < light_ssim < 1
 
 
@@ -70,15 +70,15 @@ def test_ssim_matches_skimage_reference(image):
         noisy, image, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
         data_range=255, channel_axis=2,
     )
-    assert metrics.ssim(noisy, image) == pytest.approx(reference, abs=1e-9)
+    assert fidelity.ssim(noisy, image) == pytest.approx(reference, abs=1e-9)
 
 
 def test_batches_equal_single_images(image):
     preds = np.stack([image + 5, image, np.clip(image.astype(int) + 9, 0, 255).astype(np.uint8)])
     targets = np.stack([image, image, image])
     pairs = list(zip(preds, targets))
-    np.testing.assert_allclose(fidelity.psnr_batch(preds, targets), [metrics.psnr(p, t) for p, t in pairs])
-    np.testing.assert_allclose(fidelity.ssim_batch(preds, targets), [metrics.ssim(p, t) for p, t in pairs])
+    np.testing.assert_allclose(fidelity.psnr_batch(preds, targets), [fidelity.psnr(p, t) for p, t in pairs])
+    np.testing.assert_allclose(fidelity.ssim_batch(preds, targets), [fidelity.ssim(p, t) for p, t in pairs])
     # torch uint8 (N, 3, H, W) batches are accepted too
     as_torch = torch.from_numpy(preds).permute(0, 3, 1, 2)
     np.testing.assert_allclose(fidelity.ssim_batch(as_torch, targets), fidelity.ssim_batch(preds, targets))
@@ -95,9 +95,9 @@ def test_accumulator_mean_of_per_image(image):
 
 def test_float_images_are_refused(image):
     with pytest.raises(TypeError, match="to_uint8"):
-        metrics.psnr(image / 255.0, image)
+        fidelity.psnr(image / 255.0, image)
     with pytest.raises(ValueError, match="shape"):
-        metrics.ssim(image[:32], image)
+        fidelity.ssim(image[:32], image)
 
 
 def test_to_uint8_quantizes_model_outputs():

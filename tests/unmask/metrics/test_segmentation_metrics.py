@@ -22,46 +22,46 @@ PRED = np.array([
 def test_hand_computed_example():
     counts = segmentation.confusion_counts(PRED, TARGET)
     assert (counts.tp, counts.fp, counts.fn, counts.tn) == (3, 1, 1, 11)
-    assert metrics.pixel_accuracy(PRED, TARGET) == pytest.approx(14 / 16)
-    assert metrics.dice(PRED, TARGET) == pytest.approx(6 / 8)
-    assert metrics.iou(PRED, TARGET) == pytest.approx(3 / 5)
+    assert segmentation.pixel_accuracy(PRED, TARGET) == pytest.approx(14 / 16)
+    assert segmentation.dice(PRED, TARGET) == pytest.approx(6 / 8)
+    assert segmentation.iou(PRED, TARGET) == pytest.approx(3 / 5)
 
 
 def test_both_empty_is_perfect():
     empty = np.zeros((8, 8), bool)
-    assert metrics.dice(empty, empty) == 1.0
-    assert metrics.iou(empty, empty) == 1.0
-    assert metrics.pixel_accuracy(empty, empty) == 1.0
+    assert segmentation.dice(empty, empty) == 1.0
+    assert segmentation.iou(empty, empty) == 1.0
+    assert segmentation.pixel_accuracy(empty, empty) == 1.0
 
 
 def test_one_empty_scores_zero():
     empty = np.zeros((4, 4), bool)
-    assert metrics.dice(empty, TARGET) == 0.0
-    assert metrics.iou(empty, TARGET) == 0.0
-    assert metrics.dice(TARGET, empty) == 0.0
-    assert metrics.iou(TARGET, empty) == 0.0
-    assert metrics.pixel_accuracy(empty, TARGET) == pytest.approx(12 / 16)
+    assert segmentation.dice(empty, TARGET) == 0.0
+    assert segmentation.iou(empty, TARGET) == 0.0
+    assert segmentation.dice(TARGET, empty) == 0.0
+    assert segmentation.iou(TARGET, empty) == 0.0
+    assert segmentation.pixel_accuracy(empty, TARGET) == pytest.approx(12 / 16)
 
 
 def test_identical_maps():
-    for score in (metrics.dice, metrics.iou, metrics.pixel_accuracy):
+    for score in (segmentation.dice, segmentation.iou, segmentation.pixel_accuracy):
         assert score(TARGET, TARGET) == 1.0
 
 
 def test_map_encodings_agree():
-    as_bool = metrics.iou(PRED.astype(bool), TARGET.astype(bool))
-    assert metrics.iou(PRED * 255, TARGET * 255) == as_bool
-    assert metrics.iou(PRED * 0.9, TARGET.astype(np.float32)) == as_bool  # floats thresholded at 0.5
-    assert metrics.iou(torch.from_numpy(PRED)[None], torch.from_numpy(TARGET)) == as_bool
+    as_bool = segmentation.iou(PRED.astype(bool), TARGET.astype(bool))
+    assert segmentation.iou(PRED * 255, TARGET * 255) == as_bool
+    assert segmentation.iou(PRED * 0.9, TARGET.astype(np.float32)) == as_bool  # floats thresholded at 0.5
+    assert segmentation.iou(torch.from_numpy(PRED)[None], torch.from_numpy(TARGET)) == as_bool
 
 
 def test_ambiguous_maps_are_refused():
     with pytest.raises(ValueError, match="only"):
-        metrics.dice(PRED * 7, TARGET)
+        segmentation.dice(PRED * 7, TARGET)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        metrics.dice(PRED * 2.0, TARGET)
+        segmentation.dice(PRED * 2.0, TARGET)
     with pytest.raises(ValueError, match="shape"):
-        metrics.dice(PRED, TARGET[:3])
+        segmentation.dice(PRED, TARGET[:3])
 
 
 def test_batch_per_image_and_aggregation():

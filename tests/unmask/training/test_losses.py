@@ -1,4 +1,5 @@
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,34 @@ def test_smooth_l1_and_ssim_in_the_reconstruction_loss():
     assert s == pytest.approx((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1), rel=1e-3)  # float32 E[x^2]-E[x]^2
     assert reconstruction_loss(b, a).item() == pytest.approx(0.5 * (0.125 + 1 - s), rel=1e-5)
     assert ssim(x, -x).mean() < 0.1
+
+
+def test_the_loss_ssim_is_the_metric_on_a_face_and_degraded_copies(face256):
+    """The loss's SSIM (float32, [-1, 1]) against the metric (float64, uint8), on a real face.
+
+    On the same uint8 pixels only float32 arithmetic differs (measured <= 3e-6). On float images,
+    the metric sees them rounded to uint8: rounding adds noise of variance 1/12 (grey levels^2),
+    which lowers the contrast-structure term by at most 1/12 / (sigma_x^2 + sigma_y^2 + C2) <= 1/12 / C2
+    = 1.4e-3 (C2 = (0.03 * 255)^2); the luminance term moves far less (measured <= 5.5e-4 in all).
+    """
+    import cv2
+
+    from unmask.metrics.fidelity import DATA_RANGE, SSIM_K2, ssim_batch
+
+    def tensor(image: np.ndarray) -> torch.Tensor:  # HWC in 0..255 -> 1CHW in [-1, 1]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None] / 127.5 - 1
+
+    face = face256.astype(np.float64)
+    degraded = {"blur": cv2.GaussianBlur(face, (0, 0), 1.5),
+                "noise": np.clip(face + np.random.default_rng(0).normal(0, 10, face.shape), 0, 255)}
+    quantisation = (1 / 12) / (SSIM_K2 * DATA_RANGE) ** 2
+    for name, image in degraded.items():
+        as_uint8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        metric = ssim_batch(face256[None], as_uint8[None])[0]
+        assert 0.5 < metric < 0.97, name  # a real degradation, not a near-copy
+        assert ssim(tensor(face256), tensor(as_uint8)).item() == pytest.approx(metric, abs=1e-5), name
+        assert ssim(tensor(face256), tensor(image)).item() == pytest.approx(metric, abs=quantisation), name
+    assert ssim(tensor(face256), tensor(face256)).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_generator_loss_weights_and_missing_perceptual_term():

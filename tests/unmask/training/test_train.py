@@ -100,6 +100,20 @@ def test_resume_refuses_a_different_config(dataset_dir, tmp_path):
         train(cfg.replace(**{"train.seed": 5}), options(dataset_dir, tmp_path, stage="seg", resume=True))
 
 
+def test_a_run_removes_the_temporaries_of_a_killed_one(dataset_dir, tmp_path, caplog):
+    # what a SIGKILL during save_checkpoint / a log rewrite leaves behind
+    orphans = [tmp_path / "checkpoints" / "seg.pt.tmp-999", tmp_path / "logs" / "seg_train.tsv.tmp-999"]
+    for orphan in orphans:
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"half a file")
+    with caplog.at_level("INFO", logger="unmask.training.loop"):
+        train(tiny_config(**{"train.steps": 2}), options(dataset_dir, tmp_path, stage="seg"))
+    assert not any(orphan.exists() for orphan in orphans)
+    assert "removed 2 temporary file(s)" in caplog.text
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "seg"))["complete"]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
 def test_same_seed_same_run_other_seed_other_run(dataset_dir, tmp_path):
     cfg = tiny_config(**{"train.steps": 3})
     runs = [train(c, options(dataset_dir, tmp_path / str(i), stage="seg"))["seg"]
