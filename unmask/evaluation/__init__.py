@@ -14,14 +14,17 @@ Layout (after LaMa's ``evaluation/`` and stylegan3's ``calc_metrics``):
 * ``baselines`` classical inpainting (OpenCV Telea, Navier-Stokes), registered by name.
 * ``compare``   the paper-style table of several evaluations (best per column in bold).
 * ``figures``   contact sheets and failure galleries (PNG via cv2), and which samples they show.
+* ``charts``    the report's charts (PNG via matplotlib): training curves, means with intervals, breakdowns.
 * ``report``    ``report.md`` from evaluation outputs only (no model runs).
 * ``cli``       the ``unmask evaluate / compare / report`` commands.
 
 This module is the one place for the names of the results. An evaluation directory ``OUT`` holds
 
-* ``metrics.json``: flat keys ``<group>/<metric>`` with numeric or null values (what
-  ``dvc metrics show`` prints), and under ``"protocol"`` how they were made (resolution, counts,
-  methods, which metrics ran, and ``null_reasons``: the reason for every null key).
+* ``metrics.json``: flat keys ``<group>/<metric>`` with numeric or null values, and under
+  ``"protocol"`` how they were made (resolution, counts, methods, which metrics ran, and
+  ``null_reasons``: the reason for every null key). What ``unmask compare`` and ``unmask report`` read.
+* ``summary.json``: the few numbers a person compares between experiments (``SUMMARY``: short,
+  stable names, numbers or null, at most ``SUMMARY_BUDGET`` keys): what ``dvc metrics show`` prints.
 * ``per_image.parquet``: one row per sample: key, mask_type, coverage, yaw, variant, identity,
   source, then one column per per-image score, named like the metrics.json keys.
 * ``photos.parquet`` (with ``--photos``): one row per photo.
@@ -66,9 +69,12 @@ Groups (the part before the slash):
 
 from __future__ import annotations
 
-from unmask.identity import GROUND_TRUTH_PROBE  # noqa: F401  (a name of the results, defined by the protocol)
+import math
+
+from unmask.identity import GROUND_TRUTH_PROBE  # a name of the results, defined by the protocol
 
 METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.parquet"
 PHOTOS_FILE = "photos.parquet"
 FIGURES_DIR = "figures"
@@ -153,3 +159,47 @@ def method_order() -> list[str]:
     rows = [TWO_STAGE, TWO_STAGE_GT_MAP, ONE_STAGE, RECON_ONLY]
     rows += [baseline_method(name, source) for name in BASELINES for source in (PRED_MAP, GT_MAP)]
     return rows + [INPUT]
+
+
+# summary.json: short name -> flat metrics.json key. Only numbers (or null) and few of them, so that
+# `dvc metrics show / diff` and `dvc exp show` read at a glance; everything else stays in metrics.json.
+# The names are stable: experiments are compared by them. A key the evaluation did not produce is null.
+SUMMARY_BUDGET = 25
+SUMMARY = {
+    "psnr": key(TWO_STAGE, "psnr"),
+    "ssim": key(TWO_STAGE, "ssim"),
+    "brisque": key(TWO_STAGE, "brisque"),
+    "niqe": key(TWO_STAGE, "niqe"),
+    "fid": key(TWO_STAGE, "fid"),
+    "psnr_one_stage": key(ONE_STAGE, "psnr"),
+    "ssim_one_stage": key(ONE_STAGE, "ssim"),
+    "psnr_recon_only": key(RECON_ONLY, "psnr"),
+    "ssim_recon_only": key(RECON_ONLY, "ssim"),
+    "psnr_telea": key(baseline_method("telea", PRED_MAP), "psnr"),
+    "ssim_telea": key(baseline_method("telea", PRED_MAP), "ssim"),
+    "psnr_input": key(INPUT, "psnr"),
+    "fid_telea": key(baseline_method("telea", PRED_MAP), "fid"),
+    "dice": key(SEG, "dice"),
+    "iou": key(SEG, "iou"),
+    "pixel_acc": key(SEG, "pixel_accuracy"),
+    "coverage": key(SEG, "coverage"),
+    "coverage_gt": key(DATA, "coverage"),
+    "samples": key(DATA, "count"),
+    "id_match": key(TWO_STAGE, ID_MATCH_RATE),
+    "verify_acc": verify_key(TWO_STAGE, "accuracy"),
+    "verify_acc_masked": verify_key(MASKED_PROBE, "accuracy"),
+    "verify_acc_gt": verify_key(GROUND_TRUTH_PROBE, "accuracy"),
+    "photo_plausible": key(PHOTOS, "plausible_mask_rate"),
+    "photo_dice": key(PHOTOS, "dice"),  # real photos with hand-drawn maps: null until they exist
+}
+assert len(SUMMARY) <= SUMMARY_BUDGET
+
+
+def summary(values: dict) -> dict[str, float | None]:
+    """summary.json from the flat metrics.json values (numbers or null, in ``SUMMARY``'s order)."""
+    out = {}
+    for name, flat in SUMMARY.items():
+        value = values.get(flat)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        out[name] = float(value) if number else None
+    return out

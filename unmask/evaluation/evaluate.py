@@ -38,7 +38,8 @@ from unmask.metrics import fid as fid_metric
 
 from . import (
     DATA, FIGURES_DIR, GROUND_TRUTH_PROBE, ID_DISTANCE, ID_MATCH_RATE, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS,
-    PHOTOS_FILE, PROTOCOL, SEG, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
+    PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label,
+    probe_type, summary,
 )
 from . import baselines as baseline_registry
 from .figures import FigureSamples
@@ -333,14 +334,15 @@ class EvaluationPass:
                 figure_files += written
         self.per_image().to_parquet(opts.out / PER_IMAGE_FILE, index=False)
         self.write_verification()
-        summary = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
-        write_json_atomic(opts.out / METRICS_FILE, summary, sort_keys=False, allow_nan=False)
-        return summary
+        record = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
+        write_json_atomic(opts.out / METRICS_FILE, record, sort_keys=False, allow_nan=False)
+        write_json_atomic(opts.out / SUMMARY_FILE, summary(results.values), sort_keys=False, allow_nan=False)
+        return record
 
 
 def evaluate(opts: EvalOptions) -> dict[str, Any]:
-    """Evaluate; writes ``OUT/metrics.json``, ``OUT/per_image.parquet`` and the figures, returns the
-    metrics.json content."""
+    """Evaluate; writes ``OUT/metrics.json``, ``OUT/summary.json`` (the DVC metrics),
+    ``OUT/per_image.parquet`` and the figures, returns the metrics.json content."""
     evaluation = EvaluationPass(opts)
     evaluation.run()
     return evaluation.write()
