@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,8 +72,21 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
     assert stats["samples"] == 36
 
     shown = _run([dvc, "metrics", "show", "--json"], work, env).stdout
-    shown_metrics = json.loads(shown)[""]["data"]["eval/default/metrics.json"]["data"]
-    assert shown_metrics["two_stage/psnr"] == metrics["two_stage/psnr"]
+    shown_metrics = json.loads(shown)[""]["data"]["eval/default/summary.json"]["data"]
+    assert shown_metrics["psnr"] == metrics["two_stage/psnr"]
+    assert "eval/default/metrics.json" not in json.loads(shown)[""]["data"]  # an output, not a metric
+    # What a person reads: a few KB, every value a number or "-" (null)
+    table = _run([dvc, "metrics", "show"], work, env).stdout
+    assert len(table.encode()) <= 5000, f"{len(table.encode())} bytes:\n{table}"
+    lines = [line.split() for line in table.splitlines() if line.strip()]
+    assert lines[0][0] == "Path" and len(lines) == 6, table  # 4 training files and the evaluation summary
+    for row in lines[1:]:
+        for cell in row[1:]:
+            assert cell == "-" or re.fullmatch(r"-?\d+(\.\d+)?(e[-+]?\d+)?", cell), f"{cell!r} in:\n{table}"
+    report = (work / "reports" / "default" / "report.md").read_text()
+    charts = re.findall(r"!\[[^\]]*\]\((figures/charts/[^)]+)\)", report)
+    assert "figures/charts/training_gan.png" in charts and "figures/charts/default_psnr_ssim.png" in charts
+    assert all((work / "reports" / "default" / c).is_file() for c in charts)
     # Nothing changed: a second repro runs no stage.
     again = _run([dvc, "repro"], work, env).stdout
     assert "Running stage" not in again, again

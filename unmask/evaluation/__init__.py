@@ -14,14 +14,17 @@ Layout (after LaMa's ``evaluation/`` and stylegan3's ``calc_metrics``):
 * ``baselines`` classical inpainting (OpenCV Telea, Navier-Stokes), registered by name.
 * ``compare``   the paper-style table of several evaluations (best per column in bold).
 * ``figures``   contact sheets and failure galleries (PNG via cv2), and which samples they show.
+* ``charts``    the report's charts (PNG via matplotlib): training curves, means with intervals, breakdowns.
 * ``report``    ``report.md`` from evaluation outputs only (no model runs).
 * ``cli``       the ``unmask evaluate / compare / report`` commands.
 
 This module is the one place for the names of the results. An evaluation directory ``OUT`` holds
 
-* ``metrics.json``: flat keys ``<group>/<metric>`` with numeric or null values (what
-  ``dvc metrics show`` prints), and under ``"protocol"`` how they were made (resolution, counts,
-  methods, which metrics ran, and ``null_reasons``: the reason for every null key).
+* ``metrics.json``: flat keys ``<group>/<metric>`` with numeric or null values, and under
+  ``"protocol"`` how they were made (resolution, counts, methods, which metrics ran, and
+  ``null_reasons``: the reason for every null key). What ``unmask compare`` and ``unmask report`` read.
+* ``summary.json``: the few numbers a person compares between experiments (``SUMMARY``: short,
+  stable names, numbers or null, at most ``SUMMARY_BUDGET`` keys; both in ``scores``): what ``dvc metrics show`` prints.
 * ``per_image.parquet``: one row per sample: key, mask_type, coverage, yaw, variant, identity,
   source, then one column per per-image score, named like the metrics.json keys.
 * ``photos.parquet`` (with ``--photos``): one row per photo.
@@ -67,6 +70,7 @@ Groups (the part before the slash):
 from __future__ import annotations
 
 METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.parquet"
 PHOTOS_FILE = "photos.parquet"
 FIGURES_DIR = "figures"

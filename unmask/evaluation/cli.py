@@ -19,7 +19,7 @@ import click
 
 from maskgen.cli import DataclassDefault, dataclass_default
 
-from . import METRICS_FILE, PER_IMAGE_FILE, method_order
+from . import METRICS_FILE, PER_IMAGE_FILE, SUMMARY_FILE, method_order
 from .baselines import BASELINES
 
 
@@ -112,11 +112,10 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
         summary = run_evaluation(opts)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    headline = ("psnr", "ssim", "dice", "no_face_rate", "plausible_mask_rate", "id_match_rate")
-    shown = {k: v for k, v in summary.items() if k.split("/")[-1] in headline
-             or (k.startswith("verify/") and k.endswith("/accuracy"))}
-    click.echo(json.dumps(shown, indent=1))
-    click.echo(f"wrote {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
+    from .scores import summary as summarize
+
+    click.echo(json.dumps(summarize(summary), indent=1))
+    click.echo(f"wrote {out_dir / SUMMARY_FILE}, {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
 
 
 @click.command()
@@ -147,12 +146,14 @@ def compare(inputs: tuple[str, ...], output: Path, methods: str, paired: str | N
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report directory, e.g. reports/NAME/ (report.md and its figures).")
 @click.option("--title", help="Report title [default: from the directory name].")
-def report(inputs: tuple[str, ...], out_dir: Path, title: str | None) -> None:
-    """report.md with tables and figures, from evaluation outputs only (no model runs)."""
+@click.option("--run", "runs", multiple=True, type=EXISTING_DIR,
+              help="Run directory whose training curves (RUN/logs/*.tsv) the report charts; repeatable.")
+def report(inputs: tuple[str, ...], out_dir: Path, title: str | None, runs: tuple[Path, ...]) -> None:
+    """report.md with tables, charts and figures, from evaluation outputs only (no model runs)."""
     from .report import write_report
 
     try:
-        path = write_report(inputs, out_dir, title)
+        path = write_report(inputs, out_dir, title, runs)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote {path}")

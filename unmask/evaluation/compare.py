@@ -321,7 +321,7 @@ def verification_lines(evaluations: Sequence[Evaluation]) -> list[str]:
 
 # Per-image metrics whose paired differences ``--paired`` reports, when both sides have them
 PAIRED_METRICS = ("psnr", "ssim", "brisque", "sharpness", "lpips", ID_DISTANCE)
-PAIRED_RESAMPLES = 2000  # bootstrap resamples of the paired differences
+PAIRED_RESAMPLES = 2000  # bootstrap resamples of a mean (paired differences, the report's charts)
 PAIRED_SEED = 0
 
 
@@ -342,9 +342,9 @@ def _per_image(evaluation: Evaluation) -> pd.DataFrame:
     return pd.read_parquet(path).set_index("key")
 
 
-def paired_difference(values: np.ndarray, resamples: int = PAIRED_RESAMPLES,
-                      seed: int = PAIRED_SEED) -> tuple[float, float, float]:
-    """Mean of per-image differences and its 95% percentile-bootstrap interval (seeded)."""
+def mean_interval(values: np.ndarray, resamples: int = PAIRED_RESAMPLES,
+                  seed: int = PAIRED_SEED) -> tuple[float, float, float]:
+    """Mean of per-image values (or paired differences) and its 95% percentile-bootstrap interval (seeded)."""
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, values.size, (resamples, values.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
@@ -376,7 +376,7 @@ def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Seq
             diff = (frame.loc[shared, ours].astype(float) - ref_frame.loc[shared, theirs].astype(float)).dropna()
             if diff.empty:
                 continue
-            mean, low, high = paired_difference(diff.to_numpy())
+            mean, low, high = mean_interval(diff.to_numpy())
             digits = DECIMALS.get(metric, 3)
             cells[i][metric] = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
             counts[i][metric] = diff.size

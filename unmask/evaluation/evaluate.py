@@ -39,8 +39,8 @@ from unmask.identity import GROUND_TRUTH_PROBE
 from unmask.metrics import fid as fid_metric
 
 from . import (
-    DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, VERIFY_FILE,
-    VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
+    DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE,
+    VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
 )
 from . import baselines as baseline_registry
 from .figures import FigureSamples
@@ -48,7 +48,9 @@ from .methods import Methods
 from .photos import evaluate_photos
 from .plausibility import MAX_SHARE_ABOVE_EYES, MIN_DROP_BELOW_EYES, PLAUSIBLE_COVERAGE
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
-from .scores import PSNR_SSIM_PROTOCOL, MethodScores, Results, SegScores, fid_features, image_metric_plan, mean_score
+from .scores import (
+    PSNR_SSIM_PROTOCOL, MethodScores, Results, SegScores, fid_features, image_metric_plan, mean_score, summary,
+)
 from .verification import (
     IdentityScores, probe_protocol, scan_identities, select_identity_keys, verification_reason, verify_scores,
 )
@@ -328,14 +330,15 @@ class EvaluationPass:
                 figure_files += written
         write_parquet_atomic(opts.out / PER_IMAGE_FILE, self.per_image())
         self.write_verification()
-        summary = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
-        write_json_atomic(opts.out / METRICS_FILE, summary, sort_keys=False, allow_nan=False)
-        return summary
+        record = {**results.values, PROTOCOL: self.protocol(results, figure_files)}
+        write_json_atomic(opts.out / METRICS_FILE, record, sort_keys=False, allow_nan=False)
+        write_json_atomic(opts.out / SUMMARY_FILE, summary(results.values), sort_keys=False, allow_nan=False)
+        return record
 
 
 def evaluate(opts: EvalOptions) -> dict[str, Any]:
-    """Evaluate; writes ``OUT/metrics.json``, ``OUT/per_image.parquet`` and the figures, returns the
-    metrics.json content."""
+    """Evaluate; writes ``OUT/metrics.json``, ``OUT/summary.json`` (the DVC metrics),
+    ``OUT/per_image.parquet`` and the figures, returns the metrics.json content."""
     evaluation = EvaluationPass(opts)
     evaluation.run()
     return evaluation.write()

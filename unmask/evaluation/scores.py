@@ -23,7 +23,12 @@ from unmask.metrics import fid as fid_metric
 from unmask.metrics import fidelity
 from unmask.metrics import niqe as niqe_metric
 
-from . import DATA, IMAGE_METRICS, MAP_COVERAGE, SEG, SEG_METRICS, key
+from unmask.identity import GROUND_TRUTH_PROBE
+
+from . import (
+    DATA, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, ONE_STAGE, PHOTOS, PRED_MAP, RECON_ONLY, SEG,
+    SEG_METRICS, TWO_STAGE, INPUT, baseline_method, key, verify_key,
+)
 from .methods import Method
 from .plausibility import mask_plausibility
 from .samples import EvalBatch
@@ -199,3 +204,46 @@ class Results:
 
 def mean_score(values: list[float], reason: str = "no samples") -> tuple[float | None, str | None]:
     return (float(np.mean(values)), None) if values else (None, reason)
+
+# summary.json: short name -> flat metrics.json key. Only numbers (or null) and few of them, so that
+# `dvc metrics show / diff` and `dvc exp show` read at a glance; everything else stays in metrics.json.
+# The names are stable: experiments are compared by them. A key the evaluation did not produce is null.
+SUMMARY_BUDGET = 25
+SUMMARY = {
+    "psnr": key(TWO_STAGE, "psnr"),
+    "ssim": key(TWO_STAGE, "ssim"),
+    "brisque": key(TWO_STAGE, "brisque"),
+    "niqe": key(TWO_STAGE, "niqe"),
+    "fid": key(TWO_STAGE, "fid"),
+    "psnr_one_stage": key(ONE_STAGE, "psnr"),
+    "ssim_one_stage": key(ONE_STAGE, "ssim"),
+    "psnr_recon_only": key(RECON_ONLY, "psnr"),
+    "ssim_recon_only": key(RECON_ONLY, "ssim"),
+    "psnr_telea": key(baseline_method("telea", PRED_MAP), "psnr"),
+    "ssim_telea": key(baseline_method("telea", PRED_MAP), "ssim"),
+    "psnr_input": key(INPUT, "psnr"),
+    "fid_telea": key(baseline_method("telea", PRED_MAP), "fid"),
+    "dice": key(SEG, "dice"),
+    "iou": key(SEG, "iou"),
+    "pixel_acc": key(SEG, "pixel_accuracy"),
+    "coverage": key(SEG, "coverage"),
+    "coverage_gt": key(DATA, "coverage"),
+    "samples": key(DATA, "count"),
+    "id_match": key(TWO_STAGE, ID_MATCH_RATE),
+    "verify_acc": verify_key(TWO_STAGE, "accuracy"),
+    "verify_acc_masked": verify_key(MASKED_PROBE, "accuracy"),
+    "verify_acc_gt": verify_key(GROUND_TRUTH_PROBE, "accuracy"),
+    "photo_plausible": key(PHOTOS, "plausible_mask_rate"),
+    "photo_dice": key(PHOTOS, "dice"),  # real photos with hand-drawn maps: null until they exist
+}
+assert len(SUMMARY) <= SUMMARY_BUDGET
+
+
+def summary(values: dict) -> dict[str, float | None]:
+    """summary.json from the flat metrics.json values (numbers or null, in ``SUMMARY``'s order)."""
+    out = {}
+    for name, flat in SUMMARY.items():
+        value = values.get(flat)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        out[name] = float(value) if number else None
+    return out

@@ -22,7 +22,9 @@ from unmask.config import Config
 from maskgen.files import clean_temporaries
 from maskgen.reader import list_shards
 from unmask.data import TrainLoader, eval_batches
-from unmask.training.run_files import TsvLog, final_metrics, save_sample_grid, update_run_json, write_metrics
+from unmask.training.run_files import (
+    TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
+)
 from unmask.training.options import RunError, RunOptions
 from unmask.training.runtime import Runtime, runtime_session, seed_everything
 from unmask.training.stages import Stage, build_stage, lr_at, resolve_perceptual
@@ -118,9 +120,9 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
             **stage.meta(),
         }
         update_run_json(run_dir, name, meta)
-        train_log = TsvLog(run_dir / "logs" / f"{name}_train.tsv", ("step", "epoch", *stage.loss_columns, "lr"),
+        train_log = TsvLog(log_path(run_dir, name, "train"), ("step", "epoch", *stage.loss_columns, "lr"),
                            step if state else None)
-        val_log = TsvLog(run_dir / "logs" / f"{name}_val.tsv", ("epoch", "step", *stage.val_columns),
+        val_log = TsvLog(log_path(run_dir, name, "val"), ("epoch", "step", *stage.val_columns),
                          step if state else None)
 
     def save(complete: bool) -> None:

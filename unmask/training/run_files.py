@@ -5,7 +5,9 @@
 * ``logs/{stage}_train.tsv``          per step: step, epoch, losses, learning rates
 * ``logs/{stage}_val.tsv``            per epoch: epoch, step, pixel_acc, dice | psnr, ssim
 * ``samples/{stage}_epoch{NNNN}.png`` input | map | output | ground truth, a few validation rows
-* ``{stage}_metrics.json``            final flat metrics (for DVC)
+* ``{stage}_metrics.json``            final flat metrics (the DVC metrics): numbers only; the
+                                      stage's texts (why the perceptual term did not run, ...)
+                                      are in run.json
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ import numpy as np
 import torch
 
 from maskgen.files import write_json_atomic, write_png_atomic, write_text_atomic
+
+
+def log_path(run_dir: Path, stage: str, kind: str) -> Path:
+    """``RUN/logs/{stage}_{kind}.tsv``: ``kind`` is ``train`` (per step) or ``val`` (per epoch)."""
+    return Path(run_dir) / "logs" / f"{stage}_{kind}.tsv"
 
 
 class TsvLog:
@@ -68,9 +75,12 @@ def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
 
 def final_metrics(step: int, steps_per_epoch: int, losses: dict[str, float], val: dict[str, float],
                   meta: dict[str, Any]) -> dict[str, Any]:
-    """The flat ``{stage}_metrics.json`` record: progress, last losses, last validation, stage metadata."""
+    """The flat ``{stage}_metrics.json`` record: progress, last losses, last validation and the
+    stage metadata that is a number (flags as 0/1); texts are left to run.json, so that the DVC
+    metrics are numbers only."""
     metrics: dict[str, Any] = {"step": step, "epochs": step / steps_per_epoch}
     metrics.update({f"train_{k}": v for k, v in losses.items()})
     metrics.update({f"val_{k}": v for k, v in val.items()})
-    metrics.update(meta)
+    metrics.update({k: int(v) if isinstance(v, bool) else v for k, v in meta.items()
+                    if isinstance(v, (bool, int, float))})
     return metrics

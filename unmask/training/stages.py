@@ -287,8 +287,8 @@ def resolve_perceptual(cfg: Config, opts: RunOptions, rt: Runtime) -> tuple[Perc
         if rt.is_main:
             warnings.warn(
                 "\n" + "!" * 78 + f"\nSTAGE 2 TRAINS WITHOUT THE PERCEPTUAL LOSS: {reason}.\n"
-                "Results are not comparable to runs with it (recorded as perceptual=false in run.json,\n"
-                "gan_metrics.json and the checkpoint). Pass --perceptual-weights vgg19-dcbb9e9d.pth to use it.\n"
+                "Results are not comparable to runs with it (recorded as perceptual=false in run.json and\n"
+                "the checkpoint, perceptual=0 in gan_metrics.json). Pass --perceptual-weights vgg19-dcbb9e9d.pth to use it.\n"
                 + "!" * 78,
                 PerceptualLossDisabled,
                 stacklevel=2,

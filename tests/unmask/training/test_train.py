@@ -147,10 +147,10 @@ def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp
     cfg = tiny_config(**{"train.steps": 2})
     with pytest.warns(PerceptualLossDisabled, match="WITHOUT THE PERCEPTUAL LOSS"):
         metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
-    assert metrics["perceptual"] is False and "vgg19-dcbb9e9d.pth" in metrics["perceptual_reason"]
+    assert metrics["perceptual"] == 0 and "perceptual_reason" not in metrics  # DVC metrics: numbers only
     meta = json.loads(read(tmp_path / "run.json"))["stages"]["gan"]
-    assert meta["perceptual"] is False and meta["perceptual_reason"] == metrics["perceptual_reason"]
-    assert json.loads(read(tmp_path / "gan_metrics.json"))["perceptual"] is False
+    assert meta["perceptual"] is False and "vgg19-dcbb9e9d.pth" in meta["perceptual_reason"]
+    assert json.loads(read(tmp_path / "gan_metrics.json")) == metrics
     assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "gan"))["perceptual"]["enabled"] is False
     assert "per" not in read(tmp_path / "logs" / "gan_train.tsv").splitlines()[0].split("\t")
     with pytest.raises(RunError, match="required"):
@@ -164,7 +164,7 @@ def test_vgg_weights_in_the_hub_cache_enable_the_perceptual_term(dataset_dir, tm
     torch.save(torchvision_like_state(), weights)  # stand-in file: tests the loading path only
     cfg = tiny_config(**{"train.steps": 1, "loss.vgg_layers": ["relu1_1", "relu2_1"], "loss.vgg_weights": [1.0, 1.0]})
     metrics = train(cfg, options(dataset_dir, tmp_path / "run", stage="gan"))["gan"]
-    assert metrics["perceptual"] is True and metrics["train_per"] > 0
+    assert metrics["perceptual"] == 1 and metrics["train_per"] > 0
     assert "per" in read(tmp_path / "run" / "logs" / "gan_train.tsv").splitlines()[0].split("\t")
 
 
