@@ -448,6 +448,8 @@ def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_
         "by_split": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
         "by_mask_type": {k: int(v) for k, v in manifest["mask_type"].value_counts().sort_index().items()},
         "by_variant": {k: int(v) for k, v in manifest["variant"].value_counts().sort_index().items()},
+        "by_wear": {k: int(v) for k, v in manifest["wear"].value_counts().sort_index().items()},
+        "by_generator": {k: int(v) for k, v in manifest["generator"].value_counts().sort_index().items()},
         "coverage": quantiles,
         "upsampled": int(manifest["upsampled"].astype(bool).sum()) if len(manifest) else 0,
         "sources_used": sources_ok,

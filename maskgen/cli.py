@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from . import format as fmt
+from .mask import DEFAULT_WEAR_WEIGHTS
 
 
 def dataclass_default(cls: type, name: str) -> Any:
@@ -64,8 +65,8 @@ def _parse_part(value: str | None) -> tuple[int, int]:
     return (k - 1, n)
 
 
-def _parse_mask_types(value: str | None):
-    """'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2'."""
+def _parse_weights(value: str | None):
+    """Names, optionally weighted: 'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2' (--mask-types, --wear)."""
     if not value:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
@@ -73,7 +74,7 @@ def _parse_mask_types(value: str | None):
         try:
             return {k.strip(): float(w) for k, w in (v.split("=", 1) for v in items)}
         except ValueError:
-            raise click.BadParameter("weights must be numbers, e.g. surgical=0.5,kn95=0.5") from None
+            raise click.BadParameter("weights must be numbers, e.g. a=0.5,b=0.5") from None
     if any("=" in v for v in items):
         raise click.BadParameter("give weights for all types or for none")
     return items
@@ -98,8 +99,14 @@ def main(verbose: int) -> None:
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
 @click.option("--mask-types", default=None, help="Types to use, optionally weighted: 'surgical,kn95' or "
               "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
-@click.option("--templates", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A MaskTheFace-format template pack (folder with masks.cfg) instead of the built-in masks.")
+@click.option("--wear", default=None, help="How masks are worn, optionally weighted: correct, nose (nose "
+              "uncovered), mouth (nose and mouth uncovered: on the chin), chin (chin uncovered) "
+              f"[default: {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEAR_WEIGHTS.items())}].")
+@click.option("--templates", type=click.Path(exists=True, path_type=Path), multiple=True,
+              help="A MaskTheFace-format template pack (folder with masks.cfg); repeat to mix several.")
+@click.option("--template-share", type=float, default=None,
+              help="Share of samples that take a pack template, the rest the built-in masks "
+              "[default with --templates: 1, packs only].")
 @click.option("--split", cls=BUILD, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
               help="train/val/test fractions (ignored when CelebA's list_eval_partition.txt is present).")
 @click.option("--jpeg-quality", cls=BUILD, type=int)
@@ -111,8 +118,8 @@ def main(verbose: int) -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templates, split, jpeg_quality,
-          face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
+def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, templates, template_share, split,
+          jpeg_quality, face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
     from .builder import BuildConfig, BuildError, build as run_build
     from .compose import MaskOptions
@@ -124,7 +131,8 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, templa
                  "backend": backend}  # None (and a face scale of 0): not given, BuildConfig's default
         config = BuildConfig(
             source=str(source), out=str(out), pairs=pairs,
-            mask=MaskOptions.create(_parse_mask_types(mask_types), templates), part=_parse_part(part),
+            mask=MaskOptions.create(_parse_weights(mask_types), list(templates), wear=_parse_weights(wear),
+                                    template_share=template_share), part=_parse_part(part),
             landmarks=str(landmarks) if landmarks else None, scheduler=scheduler, progress=not no_progress,
             **{k: v for k, v in given.items() if v is not None})
         start = time.perf_counter()

@@ -18,36 +18,58 @@ import numpy as np
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .landmarks import estimate_yaw, locate
-from .mask import composite, face_anchors, warp_template
+from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, warp_template
 from .source import load_image, source_key
 
 YAW_THRESHOLD = 0.3  # |yaw| above this counts as a turned head: pack templates use their _left/_right art
 
 
+def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, float], known: tuple[str, ...],
+             what: str) -> tuple[tuple[str, float], ...]:
+    """Named weights from ``{name: weight}`` or a list of names (their default weights, else 1)."""
+    if given is None:
+        weights = dict(defaults)
+    elif isinstance(given, dict):
+        weights = {k: float(v) for k, v in given.items()}
+    else:
+        weights = {k: defaults.get(k, 1.0) for k in given}
+    unknown = set(weights) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
+    if not weights or min(weights.values()) < 0 or not sum(weights.values()) > 0:
+        raise ValueError(f"{what} weights must be non-negative and not all zero")
+    return tuple(sorted(weights.items()))
+
+
 @dataclass(frozen=True)
 class MaskOptions:
-    """How masks are chosen. Picklable, so it travels to worker processes as it is."""
+    """How masks are chosen and worn. Picklable, so it travels to worker processes as it is."""
 
     type_weights: tuple[tuple[str, float], ...] = tuple(sorted(tpl.DEFAULT_TYPE_WEIGHTS.items()))
-    templates: str | None = None  # a MaskTheFace-format pack instead of the built-in templates
+    wear_weights: tuple[tuple[str, float], ...] = tuple(sorted(DEFAULT_WEAR_WEIGHTS.items()))
+    templates: tuple[str, ...] = ()  # MaskTheFace-format packs (resolved folders), mixed with the built-in masks
+    template_share: float = 1.0  # of the samples that take a pack template, when packs are given
     light_match: float = 0.8
 
     @classmethod
-    def create(cls, mask_types: dict[str, float] | list[str] | None = None, templates: str | Path | None = None,
-               light_match: float = 0.8) -> "MaskOptions":
-        if mask_types is None:
-            weights = dict(tpl.DEFAULT_TYPE_WEIGHTS)
-        elif isinstance(mask_types, dict):
-            weights = {k: float(v) for k, v in mask_types.items()}
-        else:
-            weights = {k: tpl.DEFAULT_TYPE_WEIGHTS.get(k, 1.0) for k in mask_types}
-        unknown = set(weights) - set(tpl.MASK_TYPES)
-        if unknown:
-            raise ValueError(f"unknown mask type(s) {', '.join(sorted(unknown))}; choose from {', '.join(tpl.MASK_TYPES)}")
-        if not weights or sum(weights.values()) <= 0 or min(weights.values()) < 0:
-            raise ValueError("mask type weights must be non-negative and not all zero")
-        pack = str(Path(templates).resolve()) if templates else None
-        return cls(type_weights=tuple(sorted(weights.items())), templates=pack, light_match=light_match)
+    def create(cls, mask_types: dict[str, float] | list[str] | None = None,
+               templates: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None,
+               light_match: float = 0.8, wear: dict[str, float] | list[str] | None = None,
+               template_share: float | None = None) -> "MaskOptions":
+        """Checked options: unknown names, bad weights and unreadable packs raise ValueError or
+        FileNotFoundError here, before a build writes anything."""
+        packs = [templates] if isinstance(templates, (str, Path)) else list(templates or [])
+        if template_share is not None and not packs:
+            raise ValueError("--template-share needs --templates (a template pack to mix in)")
+        share = 1.0 if template_share is None else float(template_share)
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"--template-share must be in 0..1 (got {share:g})")
+        resolved = tuple(str(Path(p).resolve()) for p in packs)
+        for pack in resolved:
+            _pack(pack)  # loads and checks it (cached for the build)
+        return cls(type_weights=_weights(mask_types, tpl.DEFAULT_TYPE_WEIGHTS, tpl.MASK_TYPES, "mask type"),
+                   wear_weights=_weights(wear, DEFAULT_WEAR_WEIGHTS, WEARS, "wear"),
+                   templates=resolved, template_share=share, light_match=light_match)
 
 
 @lru_cache(maxsize=4)
@@ -60,6 +82,9 @@ def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
     return groups
 
 
+BUILTIN = "builtin"  # SampleMeta.generator of the procedural masks; pack templates give their pack's folder name
+
+
 @dataclass
 class MaskChoice:
     template: tpl.MaskTemplate  # full size; see templates.scaled_for
@@ -68,6 +93,8 @@ class MaskChoice:
     pattern_variant: int = 0
     accent: tuple[int, int, int] | None = None
     variant: str = "front"  # head turn: front, left or right (the warp follows the jaw either way)
+    wear: str = "correct"  # see maskgen.mask.WEARS
+    generator: str = BUILTIN  # or the pack's folder name
 
     def place(self, anchors: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
@@ -96,26 +123,36 @@ class MaskChoice:
                           for b, a in zip(base, accent)]), alpha, box
 
 
+def _pick(weights: tuple[tuple[str, float], ...] | dict[str, float], rng: np.random.Generator) -> str:
+    names = [k for k, w in dict(weights).items() if w > 0]
+    p = np.array([dict(weights)[k] for k in names])
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
     weights = dict(options.type_weights)
     variant = "left" if yaw < -YAW_THRESHOLD else "right" if yaw > YAW_THRESHOLD else "front"
-    if options.templates:
-        groups = _pack(options.templates)
+    wear = _pick(options.wear_weights, rng)
+    # A draw only where there is a choice, so a pack-only or builtin-only build keeps its stream.
+    use_pack = bool(options.templates) and (options.template_share >= 1.0 or
+                                            (options.template_share > 0.0 and rng.random() < options.template_share))
+    if use_pack:
+        pack = options.templates[int(rng.integers(len(options.templates)))] if len(options.templates) > 1 \
+            else options.templates[0]
+        groups = _pack(pack)
         names = sorted(groups)
         p = np.array([weights.get(next(iter(groups[n].values())).mask_type, 0.0) for n in names])
         if p.sum() <= 0:  # the pack's types are not among the weighted ones: use all uniformly
             p = np.ones(len(names))
         base = names[int(rng.choice(len(names), p=p / p.sum()))]
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
-        return MaskChoice(template, "template", "template", variant=variant)
-    kinds = [k for k in tpl.MASK_TYPES if weights.get(k, 0) > 0]
-    p = np.array([weights[k] for k in kinds])
-    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+        return MaskChoice(template, "template", "template", variant=variant, wear=wear, generator=Path(pack).name)
+    kind = _pick(weights, rng)
     color = str(rng.choice(tpl.TYPE_COLORS[kind]))
     tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
     texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
     return MaskChoice(tpl.builtin_template(kind), color, texture, int(rng.integers(tpl.PATTERN_VARIANTS)),
-                      tpl.accent_color(tpl.COLORS[color], rng), variant)
+                      tpl.accent_color(tpl.COLORS[color], rng), variant, wear=wear)
 
 
 @dataclass
@@ -131,6 +168,8 @@ class SampleMeta:
     color: str
     texture: str
     variant: str
+    wear: str  # maskgen.mask.WEARS
+    generator: str  # "builtin" or the template pack's folder name
     yaw: float
     coverage: float  # fraction of crop pixels in the map
     res: int
@@ -163,13 +202,13 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
     yaw = estimate_yaw(face.landmarks)
     choice = choose_mask(options, rng, yaw)
     res = face.image.shape[0]
-    anchors = face_anchors(face.landmarks)
+    anchors = face_anchors(face.landmarks, choice.wear)
     rgb, alpha, box = choice.place(anchors, res)
     masked, binary = composite(face.image, rgb, alpha, box, options.light_match)
     meta = SampleMeta(
         key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
         template=choice.template.name, color=choice.color, texture=choice.texture,
-        variant=choice.variant, yaw=round(yaw, 4), coverage=round(cv2.countNonZero(binary) / binary.size, 6),
+        variant=choice.variant, wear=choice.wear, generator=choice.generator, yaw=round(yaw, 4), coverage=round(cv2.countNonZero(binary) / binary.size, 6),
         res=res, scale=round(face.scale, 4), upsampled=face.upsampled, landmark_method=landmark_method,
         seed=seed, landmarks=np.round(face.landmarks, 2).tolist())
     return Triplet(masked=masked, unmasked=face.image, map=binary, meta=meta)

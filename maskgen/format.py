@@ -15,7 +15,8 @@ A dataset directory ``OUT`` holds
   Keys contain no dots (WebDataset splits member names at the first dot).
 * ``manifest.parquet``  one row per sample (columns: ``MANIFEST_COLUMNS``)
 * ``failures.csv``      one row per skipped source (columns: ``FAILURE_COLUMNS``)
-* ``stats.json``        compact summary: counts by split and mask type, coverage quantiles, failures
+* ``stats.json``        compact summary: counts by split, mask type, wear and generator, coverage
+  quantiles, failures
 * ``landmarks.parquet`` per source: ok, reason, method, n_faces and the 68 landmarks (136 floats, x0 y0 x1 ...)
   in source-image pixels; reusable by another build of the same source (``--landmarks``)
 * ``build.json``        the arguments the dataset was built with (a rerun must match them to resume)
@@ -31,7 +32,7 @@ SPLITS = ("train", "val", "test")
 
 MANIFEST_COLUMNS = (
     "key", "shard", "split", "source", "identity", "mask_type", "color", "texture",
-    "variant", "coverage", "yaw", "upsampled",
+    "variant", "wear", "generator", "coverage", "yaw", "upsampled",
 )
 FAILURE_COLUMNS = ("source", "stage", "reason")
 

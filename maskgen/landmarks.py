@@ -31,6 +31,7 @@ LEFT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
 RIGHT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
 NOSE_TIP, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 30, 8, 48, 54
+NOSE_BOTTOM, UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 33, 51, 57  # below the nostrils; lip outline, centre
 # Rows of CelebA's 5 points (``five_points``' order): eyes, nose tip, mouth corners.
 FIVE_LEFT_EYE, FIVE_RIGHT_EYE, FIVE_NOSE_TIP = 0, 1, 2
 FIVE_MOUTH = slice(3, 5)

@@ -4,6 +4,10 @@ Anchors follow MaskTheFace: ``b`` on the nose bridge, ``e`` just under the chin,
 line across the face at the top of the mask meets the jaw outline, ``d``/``f`` where a lower line
 meets it. The template is warped with two homographies, one per half (a-b-e-d and b-c-f-e), so
 each side follows its own half of the jaw: a turned face gets a mask that wraps with it.
+
+How the mask is worn (``WEARS``, after MaskedFace-Net) only moves ``b`` and ``e``: ``nose`` puts the
+top edge under the nostrils, ``mouth`` (nose and mouth uncovered) pulls the mask down onto the chin,
+``chin`` lifts the bottom edge above the chin tip. The side anchors follow from ``b`` and ``e``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,23 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .landmarks import CHIN, JAW, NOSE_TIP
+from .landmarks import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
 from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate
 
 NOSE_BRIDGE_POSITION = 0.45  # b between the top of the nose bridge (27) and the nose tip (30)
 CHIN_OVERHANG = 0.06  # e sits this fraction of the face height below the chin landmark
 SIDE_OVERHANG = 0.06  # a, c, d, f sit this fraction of the face width outside the jaw line
 ALPHA_THRESHOLD = 0.5  # a pixel belongs to the map when the warped alpha reaches this
+
+WEARS = ("correct", "nose", "mouth", "chin")  # correctly worn; nose / nose and mouth / chin uncovered
+# Mostly correct (the task the paper measures), with every wrong wear common enough to learn from.
+# "nose" gets the largest wrong share: it is by far the most frequent one in photos (MaskedFace-Net
+# finds ~80% of incorrectly worn masks leave only the nose out).
+DEFAULT_WEAR_WEIGHTS = {"correct": 0.6, "nose": 0.2, "mouth": 0.1, "chin": 0.1}
+UNDER_NOSE_POSITION = 0.3  # nose: b this far from the nostrils (33) to the upper lip (51)
+UNDER_LIP_POSITION = 0.3  # mouth: b this far from the lower lip (57) to the chin (8)
+ON_CHIN_OVERHANG = 0.2  # mouth: a mask pulled down hangs further below the chin (fraction of face height)
+ABOVE_CHIN_POSITION = 0.5  # chin: e this far from the lower lip (57) to the chin (8)
 
 
 def _jaw_crossing(jaw: np.ndarray, origin: np.ndarray, axis: np.ndarray) -> np.ndarray:
@@ -32,8 +46,10 @@ def _jaw_crossing(jaw: np.ndarray, origin: np.ndarray, axis: np.ndarray) -> np.n
     return jaw[int(np.argmin(np.abs(s)))]
 
 
-def face_anchors(landmarks: np.ndarray) -> np.ndarray:
-    """The six anchors a..f (6, 2) on a face with 68 landmarks."""
+def face_anchors(landmarks: np.ndarray, wear: str = "correct") -> np.ndarray:
+    """The six anchors a..f (6, 2) on a face with 68 landmarks, for a mask worn as ``wear``."""
+    if wear not in WEARS:
+        raise ValueError(f"unknown wear {wear!r}; choose from {', '.join(WEARS)}")
     p = np.asarray(landmarks, np.float64)
     top = p[27]
     axis = p[CHIN] - top
@@ -41,17 +57,32 @@ def face_anchors(landmarks: np.ndarray) -> np.ndarray:
     axis = axis / max(height, 1e-9)
     b = top + NOSE_BRIDGE_POSITION * (p[NOSE_TIP] - top)
     e = p[CHIN] + CHIN_OVERHANG * height * axis
+    if wear == "nose":
+        b = p[NOSE_BOTTOM] + UNDER_NOSE_POSITION * (p[UPPER_LIP_TOP] - p[NOSE_BOTTOM])
+    elif wear == "mouth":
+        b = p[LOWER_LIP_BOTTOM] + UNDER_LIP_POSITION * (p[CHIN] - p[LOWER_LIP_BOTTOM])
+        e = p[CHIN] + ON_CHIN_OVERHANG * height * axis
+    elif wear == "chin":
+        e = p[LOWER_LIP_BOTTOM] + ABOVE_CHIN_POSITION * (p[CHIN] - p[LOWER_LIP_BOTTOM])
     jaw = p[JAW]
     left_jaw, right_jaw = jaw[:9], jaw[8:][::-1]  # both run from the ear (top) down to the chin
     width = float(np.linalg.norm(jaw[0] - jaw[-1]))
     anchors = []
-    for drop, side in ((TOP_SIDE_DROP, "top"), (BOTTOM_SIDE_DROP, "bottom")):
+    for drop in (TOP_SIDE_DROP, BOTTOM_SIDE_DROP):
         level = b + drop * (e - b)
         left = _jaw_crossing(left_jaw, level, axis)
         right = _jaw_crossing(right_jaw, level, axis)
         out = (right - left) / max(np.linalg.norm(right - left), 1e-9)
         anchors.append((left - SIDE_OVERHANG * width * out, right + SIDE_OVERHANG * width * out))
     (a, c), (d, f) = anchors
+    if wear == "mouth":
+        # Below the lips the jaw narrows to the chin: a pulled-down mask keeps its width (the ear loops
+        # hold its sides up), so its sides sit on the jaw at b's level and hang straight down from there.
+        level_left, level_right = _jaw_crossing(left_jaw, b, axis), _jaw_crossing(right_jaw, b, axis)
+        out = (level_right - level_left) / max(np.linalg.norm(level_right - level_left), 1e-9)
+        a, c = level_left - SIDE_OVERHANG * width * out, level_right + SIDE_OVERHANG * width * out
+        hang = BOTTOM_SIDE_DROP * float((e - b) @ axis) * axis
+        d, f = a + hang, c + hang
     return np.stack([a, b, c, d, e, f])
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from maskgen import format as fmt
 from maskgen.builder import BuildConfig, BuildError, build, combine
 from maskgen.cli import main
-from maskgen.reader import decode
+from maskgen.reader import decode, iter_raw_samples
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -68,6 +68,9 @@ def test_stats_and_manifest_agree(reference):
     assert stats["samples"] == len(manifest) == sum(stats["by_split"].values()) == sum(stats["by_mask_type"].values())
     assert set(stats["shards"]) == set(manifest["shard"]) == {p.name for p in reference.glob("*.tar")}
     assert 0.05 < stats["coverage"]["q50"] < 0.35
+    for column, counts in (("wear", stats["by_wear"]), ("generator", stats["by_generator"])):
+        assert counts == manifest[column].value_counts().to_dict() and sum(counts.values()) == len(manifest)
+    assert stats["by_generator"] == {"builtin": len(manifest)}
 
 
 def test_byte_identical_whatever_the_worker_count(reference, small_celeba, tmp_path):
@@ -131,11 +134,14 @@ def test_cli_build_preview_stats(small_celeba, tmp_path):
     out = tmp_path / "cli"
     res = runner.invoke(main, ["build", "--source", str(small_celeba), "--out", str(out), "--res", "128",
                                "--pairs", "20", "--workers", "1", "--mask-types", "surgical=1,kn95=1",
-                               "--no-progress"])
+                               "--wear", "correct=1,nose=1", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "20 triplets" in res.output
     manifest = pd.read_parquet(out / fmt.MANIFEST)
     assert set(manifest["mask_type"]) <= {"surgical", "kn95"}
+    assert set(manifest["wear"]) == {"correct", "nose"}
+    meta = json.loads(next(iter_raw_samples(out))["json"])
+    assert meta["wear"] in ("correct", "nose") and meta["generator"] == "builtin"
     res = runner.invoke(main, ["preview", str(out), "-n", "4", "-o", str(tmp_path / "grid.png")])
     assert res.exit_code == 0 and (tmp_path / "grid.png").stat().st_size > 1000
     res = runner.invoke(main, ["stats", str(out), "--json"])
@@ -148,6 +154,11 @@ def test_cli_build_preview_stats(small_celeba, tmp_path):
     (["--source", "{src}", "--out", "{tmp}/x", "--res", "300"], "--res must be one of"),
     (["--source", "{src}", "--out", "{tmp}/x", "--mask-types", "scarf"], "unknown mask type"),
     (["--source", "{src}", "--out", "{tmp}/x", "--part", "9/8"], "K/N"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--wear", "correct=1,sideways=1"], "unknown wear"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--wear", "correct=0,nose=0"], "not all zero"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--wear", "correct=-1,nose=2"], "non-negative"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--template-share", "0.5"], "needs --templates"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--templates", "{src}"], "no masks.cfg"),
     (["--source", "{src}", "--out", "{tmp}/x", "--split", "80/x/10"], "could not convert|split"),
 ])
 def test_cli_errors_are_one_line_and_non_zero(small_celeba, tmp_path, args, message):
@@ -159,6 +170,7 @@ def test_cli_errors_are_one_line_and_non_zero(small_celeba, tmp_path, args, mess
 
     assert re.search(message, res.output), res.output
     assert len([line for line in res.output.strip().splitlines() if line.startswith("Error")]) == 1
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_path, monkeypatch):

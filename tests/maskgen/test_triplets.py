@@ -6,12 +6,16 @@ import pytest
 from maskgen.compose import MaskOptions, encode, image_to_triplets
 from maskgen.landmarks import detect, five_points, from_five_points
 from maskgen.source import load_image
+from maskgen.mask import WEARS
 from maskgen.templates import MASK_TYPES
 
 
 @pytest.fixture(scope="module")
 def faces(celeba_images):
     return celeba_images[:: max(1, len(celeba_images) // 24)][:24]
+
+
+NOSE_TIP, CHIN, MOUTH = 30, 8, slice(48, 68)
 
 
 def _check_triplet(t, res):
@@ -24,16 +28,27 @@ def _check_triplet(t, res):
     assert not np.any(changed & ~inside)
     # ... and inside it the mask really replaces the face.
     assert changed[inside].mean() > 0.9
-    # A face mask covers a plausible share of an aligned face crop.
-    assert 0.05 < t.meta.coverage < 0.40
+    # A face mask covers a plausible share of an aligned face crop (a mask on the chin less).
+    assert (0.02 if t.meta.wear == "mouth" else 0.05) < t.meta.coverage < 0.40
     assert abs(t.meta.coverage - inside.mean()) < 1e-6
     lm = np.asarray(t.meta.landmarks)
     assert lm.shape == (68, 2) and np.all((lm >= 0) & (lm < res))
-    # The map covers the mouth and the nose tip, and not the eyes.
-    ys, xs = np.round(lm[48:68, 1]).astype(int), np.round(lm[48:68, 0]).astype(int)
-    assert inside[ys, xs].mean() > 0.9
-    eye_y, eye_x = np.round(lm[36:48, 1]).astype(int), np.round(lm[36:48, 0]).astype(int)
-    assert inside[eye_y, eye_x].mean() == 0
+
+    def covered(points):
+        points = np.atleast_2d(points)
+        return inside[np.round(points[:, 1]).astype(int), np.round(points[:, 0]).astype(int)].mean()
+
+    # What the mask covers is what its wear says: never the eyes (a pack's own art may reach them, e.g.
+    # MaskTheFace's gas mask seen from the side); the nose tip only when worn correctly or below the
+    # chin; the mouth unless it sits on the chin; the chin tip unless lifted off it.
+    assert covered(lm[36:48]) == 0 or t.meta.generator != "builtin"
+    wear = t.meta.wear
+    assert (covered(lm[NOSE_TIP]) == 1) == (wear in ("correct", "chin")), wear
+    if wear == "mouth":
+        assert covered(lm[MOUTH]) == 0 and covered(lm[CHIN]) == 1
+    else:
+        assert covered(lm[MOUTH]) > 0.9, wear
+        assert covered(lm[CHIN]) == (0 if wear == "chin" else 1), wear
 
 
 @pytest.mark.parametrize("res", [128, 256, 512])
@@ -53,6 +68,59 @@ def test_every_mask_type(faces, kind):
         (t,) = image_to_triplets(path, n=1, res=256, seed=i, options=opts)
         assert t.meta.mask_type == kind
         _check_triplet(t, 256)
+
+
+@pytest.mark.parametrize("wear", WEARS)
+def test_every_wear_on_every_mask_type(faces, wear):
+    for kind in MASK_TYPES:
+        opts = MaskOptions.create([kind], wear=[wear])
+        for i, path in enumerate(faces[:3]):
+            (t,) = image_to_triplets(path, n=1, res=128, seed=i, options=opts)
+            assert (t.meta.wear, t.meta.mask_type, t.meta.generator) == (wear, kind, "builtin")
+            _check_triplet(t, 128)
+
+
+def test_wear_weights_are_followed(faces):
+    opts = MaskOptions.create(wear={"correct": 0.5, "chin": 0.5, "nose": 0})
+    wears = [t.meta.wear for i, path in enumerate(faces[:10]) for t in image_to_triplets(path, n=4, res=128, seed=i,
+                                                                                         options=opts)]
+    assert set(wears) == {"correct", "chin"}
+    assert 10 <= wears.count("chin") <= 30
+
+
+def test_template_share_mixes_packs_with_builtin_masks(faces, template_pack):
+    opts = MaskOptions.create(templates=[template_pack], template_share=0.5)
+    metas = [t.meta for i, path in enumerate(faces[:10]) for t in image_to_triplets(path, n=4, res=128, seed=i,
+                                                                                     options=opts)]
+    pack = [m for m in metas if m.generator != "builtin"]
+    assert {m.generator for m in pack} == {template_pack.name}
+    assert all(m.color == "template" for m in pack) and all(m.color != "template" for m in metas if m not in pack)
+    assert 10 <= len(pack) <= 30
+    # share 0: packs are checked but never used; share 1 (the default with packs): packs only
+    assert all(t.meta.generator == "builtin" for t in image_to_triplets(
+        faces[0], n=4, res=128, options=MaskOptions.create(templates=template_pack, template_share=0)))
+    assert all(t.meta.generator == template_pack.name for t in image_to_triplets(
+        faces[0], n=4, res=128, options=MaskOptions.create(templates=template_pack)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"wear": {"correct": 1, "sideways": 1}}, "unknown wear(s) sideways"),
+    ({"wear": {"correct": -1, "nose": 2}}, "wear weights must be non-negative"),
+    ({"wear": {"correct": 0, "nose": 0}}, "wear weights must be non-negative and not all zero"),
+    ({"mask_types": {"surgical": 0}}, "mask type weights must be non-negative and not all zero"),
+    ({"template_share": 0.5}, "--template-share needs --templates"),
+])
+def test_bad_mask_options_are_refused_with_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        MaskOptions.create(**kwargs)
+
+
+def test_unreadable_pack_is_refused_before_anything_is_made(tmp_path, template_pack):
+    (tmp_path / "masks.cfg").write_text("[broken]\nmask_a = 1, 2\n")
+    with pytest.raises(ValueError, match="mask_a..mask_f"):
+        MaskOptions.create(templates=[template_pack, tmp_path])
+    with pytest.raises(ValueError, match="template-share must be in 0..1"):
+        MaskOptions.create(templates=template_pack, template_share=1.5)
 
 
 def test_masktheface_pack(faces, template_pack):

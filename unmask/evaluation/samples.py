@@ -19,7 +19,7 @@ from unmask.data import resized_sample
 
 __all__ = ["META_COLUMNS", "EvalBatch", "is_turned", "iter_eval_batches", "iter_metadata", "native_resolution"]
 
-META_COLUMNS = ("key", "mask_type", "coverage", "yaw", "variant", "identity", "source")
+META_COLUMNS = ("key", "mask_type", "wear", "generator", "coverage", "yaw", "variant", "identity", "source")
 
 
 @dataclass
@@ -52,6 +52,8 @@ def _sample_info(meta: dict[str, Any], key_: str, gt_map: np.ndarray) -> dict[st
         "coverage": float(coverage) if isinstance(coverage, (int, float)) else float(gt_map.mean()),
         "yaw": number(meta.get("yaw")),
         "variant": meta.get("variant"),
+        "wear": meta.get("wear", "correct"),  # datasets made before wear variants: all worn correctly
+        "generator": meta.get("generator"),  # None: made before the field (built-in or a pack, unknown)
         "identity": None if meta.get("identity") is None else str(meta["identity"]),
         "source": meta.get("source"),
     }
