@@ -200,6 +200,8 @@ def _stats_text(s: dict) -> str:
              "by split: " + ", ".join(f"{k} {v}" for k, v in s["by_split"].items()),
              "by mask type: " + ", ".join(f"{k} {v}" for k, v in s["by_mask_type"].items()),
              "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),
+             *[f"by {name}: " + ", ".join(f"{k} {v}" for k, v in s[f"by_{name}"].items())
+               for name in ("wear", "generator") if f"by_{name}" in s],  # datasets made before: no such counts
              "coverage: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(s["coverage"].items(), key=lambda kv: int(kv[0][1:]))),
              f"upsampled crops: {s['upsampled']}",
              f"failures: {s['failures']} ({100 * s['failure_rate']:.2f}%)"
