@@ -59,6 +59,7 @@ PHOTOS: dict[str, tuple[str, str, dict]] = {
     "0245.jpg": ("surgical", "nose", {}),
     "0246.jpg": ("surgical", "nose", {'bg': [[(110, 110), (226, 110), (226, 180), (110, 185)]]}),
     "0247.jpg": ("surgical", "nose", {}),
+    "0266.jpg": ("kn95", "correct", {}),
     "0275.jpg": ("kn95", "correct", {}),
     "0284.jpg": ("surgical", "correct", {}),
     "0291.jpg": ("kn95", "correct", {}),
@@ -97,12 +98,19 @@ PHOTOS: dict[str, tuple[str, str, dict]] = {
     "0611.jpg": ("other", "correct", {}),
     "0625.jpg": ("other", "correct", {}),
     "0655.jpg": ("other", "correct", {}),
+    "0740.jpg": ("cloth", "correct", {}),
+    "0770.jpg": ("other", "correct", {}),
     "0851.jpg": ("surgical", "correct", {}),
     "0859.jpg": ("surgical", "correct", {}),
     "0874.jpg": ("surgical", "correct", {}),
     "0878.jpg": ("surgical", "correct", {}),
     "0890.jpg": ("surgical", "correct", {}),
-    "0266.jpg": ("kn95", "correct", {}),
+    "0905.jpg": ("n95", "correct", {}),
+    "0906.jpg": ("kn95", "correct", {}),
+    "0912.jpg": ("cloth_printed", "correct", {}),
+    "0917.jpg": ("cloth", "correct", {}),
+    "0933.jpg": ("cloth_printed", "correct", {}),
+    "0936.jpg": ("cloth", "correct", {}),
 }
 
 # Candidates looked at and dropped (GrabCut result not fixable by a simple correction, or not a fit); see README.
@@ -178,6 +186,8 @@ DROPPED: dict[str, str] = {
     "0620.jpg": "mask and shirt the same red; bottom edge uncertain",
     "0629.jpg": "misses the mask's sides",
     "0645.jpg": "spills onto the grey jacket",
+    "0732.jpg": "ears included (edited-looking photo)",
+    "0764.jpg": "ear included",
     "0840.jpg": "bottom edge over the scarf uncertain",
     "0852.jpg": "spills onto ear and hair at right",
     "0861.jpg": "two people in the photo",
@@ -186,6 +196,12 @@ DROPPED: dict[str, str] = {
     "0876.jpg": "spills onto cheek and ear, misses the lower part",
     "0893.jpg": "no face detected",
     "0895.jpg": "spills onto hair",
+    "0909.jpg": "bottom edge spills onto the jacket",
+    "0927.jpg": "spills onto hair near the ear and the hand",
+    "0931.jpg": "no face detected",
+    "0932.jpg": "misses the lower, printed part of the bandana mask",
+    "0935.jpg": "misses the lower fold of the mask",
+    "0940.jpg": "ears and cheeks included",
 }
 
 MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "cloth_printed", "other")
