@@ -28,9 +28,11 @@ def main(argv=None) -> int:
     from maskgen.source import load_image
 
     problems = []
-    rows = list(csv.DictReader(open(args.labels / "labels.csv", newline="")))
-    if list(rows[0].keys()) != ["photo", "label", "mask_type", "wear"]:
-        problems.append(f"header {list(rows[0].keys())}")
+    with open(args.labels / "labels.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != ["photo", "label", "mask_type", "wear"]:
+            problems.append(f"header {reader.fieldnames}")
+        rows = list(reader)
     seen = set()
     for r in rows:
         name = r["photo"]

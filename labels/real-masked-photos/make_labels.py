@@ -18,7 +18,8 @@ Per-photo manual corrections live in PHOTOS as data, so re-running reproduces th
     "box":         (left, top, right, bottom) face box for the 68-point predictor instead of detection,
     "chin_bg":     eye distances below the chin landmark where sure background starts (default 0.8),
     "grow":        factor on the outward push of the jaw line (default 1.0; masks that stand off the face),
-All polygons are lists of (x, y) in photo pixels.
+All polygons are lists of (x, y) in photo pixels. DROPPED lists the candidates that were looked at and
+not kept, with the reason.
 
 GrabCut is deterministic for a given input (OpenCV seeds its k-means with a fixed RNG), so the output
 is reproducible with the same OpenCV build; ``cv2.setRNGSeed(0)`` is called before each photo anyway.
