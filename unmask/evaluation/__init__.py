@@ -9,8 +9,8 @@ Layout (after LaMa's ``evaluation/`` and stylegan3's ``calc_metrics``):
   the baselines, the masked input.
 * ``scores``    the metrics of each method and of stage 1, and the flat metrics.json values.
 * ``verification`` identity preservation and face verification (``--identity``, on ``unmask.identity``).
-* ``photos``    real masked photos (``--photos``).
-* ``plausibility`` is a predicted map where a face mask would be (``mask_plausibility``)?
+* ``photos``    real masked photos (``--photos``), scored against hand-drawn labels (``--photo-labels``).
+* ``labels``    the labels of real photos: the contract of ``labels.csv`` and its checks.
 * ``baselines`` classical inpainting (OpenCV Telea, Navier-Stokes), registered by name.
 * ``compare``   the paper-style table of several evaluations (best per column in bold).
 * ``figures``   contact sheets and failure galleries (PNG via cv2), and which samples they show.
@@ -27,7 +27,9 @@ This module is the one place for the names of the results. An evaluation directo
   stable names, numbers or null, at most ``SUMMARY_BUDGET`` keys; both in ``scores``): what ``dvc metrics show`` prints.
 * ``per_image.parquet``: one row per sample: key, mask_type, coverage, yaw, variant, identity,
   source, then one column per per-image score, named like the metrics.json keys.
-* ``photos.parquet`` (with ``--photos``): one row per photo.
+* ``photos.parquet`` (with ``--photos``): one row per photo: ``file``, ``face`` (found), ``coverage_pred``
+  (share of the photo in the predicted map), ``reason`` (why no face); with ``--photo-labels`` also
+  ``mask_type``, ``wear``, ``coverage_label``, ``dice``, ``iou`` (0 when no face was found).
 * with ``--identity``, when the samples carry identities: ``verification_protocol.csv`` (+ its
   ``.json`` sidecar: seed, impostors, counts, a digest of the samples) the pairs of the face
   verification protocol (``unmask.identity.build_protocol``), ``verify.csv`` (one row per probe
@@ -60,11 +62,14 @@ Groups (the part before the slash):
   ``verify/n_probes``, ``verify/n_pairs``, ``verify/n_skipped`` (probes with no other photo of their
   identity), ``verify/n_gallery``, ``verify/threshold_far_1``, ``verify/threshold_far_0.1``.
 * ``seg``: stage 1 against the ground-truth maps: ``pixel_accuracy``, ``dice``, ``iou`` (means of
-  per-image values), ``*_pooled`` (from the summed confusion counts), ``coverage`` (predicted),
-  ``plausible_rate`` (see ``plausibility.mask_plausibility``).
+  per-image values), ``*_pooled`` (from the summed confusion counts), ``coverage`` (predicted).
 * ``data``: ``count`` (samples), ``coverage`` (mean ground-truth map coverage).
-* ``photos``: ``count``, ``faces_found``, ``no_face``, ``no_face_rate``, ``plausible_count``,
-  ``plausible_mask_rate`` (of the photos with a face), ``coverage``.
+* ``photos``: ``count``, ``faces_found``, ``no_face``, ``no_face_rate``, ``coverage`` (of the photos with a
+  face: share of the photo in the predicted map); ``dice``, ``iou`` (with ``--photo-labels``: means over
+  the labelled photos, a photo with no face found scoring 0; otherwise null with the reason),
+  ``dice_face_found``, ``iou_face_found`` (means over the photos with a face), ``coverage_label``, and per
+  mask type and wear (``labels.MASK_TYPES``, ``labels.WEARS``) ``n_mask_<type>``, ``dice_mask_<type>``,
+  ``iou_mask_<type>``, ``n_wear_<wear>``, ``dice_wear_<wear>``, ``iou_wear_<wear>`` (null when none).
 """
 
 from __future__ import annotations

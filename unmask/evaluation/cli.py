@@ -65,7 +65,12 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="Comma-separated inpainting baselines, or 'none'.")
 @click.option("--inpaint-radius", cls=EVAL, type=int, help="cv2.inpaint radius of the baselines (px).")
 @click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
-@click.option("--max-photos", type=int, help="Use only the first N photos (sorted by name).")
+@click.option("--photo-labels", type=click.Path(path_type=Path),
+              help="Hand-drawn mask labels of the --photos (a folder with labels.csv, or the CSV: photo,label,"
+                   "mask_type,wear; label PNGs 0/255 at the photo's size): Dice and IoU of the predicted map per "
+                   "photo, by mask type and by wear. Only the labelled photos are evaluated.")
+@click.option("--max-photos", type=int,
+              help="Use only the first N photos (sorted by name; with --photo-labels the first N labelled ones).")
 @click.option("--identity", is_flag=True,
               help="Identity preservation: face-recognition distance of each output to its ground truth, and face "
                    "verification (accuracy, TAR at FAR 1%/0.1%) against other photos of the same and other "
@@ -85,13 +90,17 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
              out_dir: Path | None,
              resolution: int | None, batch_size: int | None, max_samples: int | None, device: str | None,
              fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baselines: str | None,
-             inpaint_radius: int | None, photos: Path | None, max_photos: int | None, identity: bool,
+             inpaint_radius: int | None, photos: Path | None, photo_labels: Path | None, max_photos: int | None,
+             identity: bool,
              identity_max_samples: int | None, identity_seed: int | None, impostors: int | None,
              figures: bool | None, sheet_rows: int | None, failures: int | None, progress: bool) -> None:
     """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
     from .evaluate import EvalOptions
     from .evaluate import evaluate as run_evaluation
+    from .labels import PhotoLabelError
 
+    if photo_labels is not None and photos is None:
+        raise click.UsageError("--photo-labels requires --photos (the folder the labelled photos are in)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     given = {k: v for k, v in {  # None: not given, EvalOptions' default
         "split": split, "batch_size": batch_size, "device": device, "inpaint_radius": inpaint_radius,
@@ -106,10 +115,13 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
     opts = EvalOptions(
         data=data_dir, checkpoint=checkpoint, out=out_dir, one_stage=one_stage, recon_only=recon_only,
         resolution=resolution, max_samples=max_samples, fid_weights=fid_weights, lpips_weights=lpips_weights or None,
-        photos=photos, max_photos=max_photos, identity=identity, progress=progress, **given,
+        photos=photos, photo_labels=photo_labels, max_photos=max_photos, identity=identity, progress=progress,
+        **given,
     )
     try:
         summary = run_evaluation(opts)
+    except PhotoLabelError as error:  # checked before anything is written
+        raise click.BadParameter(str(error), param_hint="'--photo-labels'") from error
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     from .scores import summary as summarize

@@ -39,16 +39,16 @@ OPTIONAL_COLUMNS = tuple(m for m in IMAGE_METRICS if m not in PAPER_COLUMNS) + (
     ID_DISTANCE, ID_MATCH_RATE, "verify_accuracy", "verify_tar_far_1")
 # Directions of the columns that are not registry metrics (None: not ranked)
 OTHER_DIRECTIONS = {ID_DISTANCE: "lower", ID_MATCH_RATE: "higher", MAP_COVERAGE: None,
-                    "coverage": None, "plausible_rate": "higher", **{c: "higher" for c in VERIFY_COLUMNS}}
+                    "coverage": None, **{c: "higher" for c in VERIFY_COLUMNS}}
 HEADERS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "fid": "FID", "niqe": "NIQE", "brisque": "BRISQUE", "lpips": "LPIPS",
     "sharpness": "Sharpness", ID_DISTANCE: "ID distance", ID_MATCH_RATE: "ID match", MAP_COVERAGE: "Map coverage",
     "pixel_accuracy": "Pixel accuracy", "dice": "Dice", "iou": "IoU", "coverage": "Map coverage",
-    "plausible_rate": "Plausible maps", "verify_accuracy": "Verif. accuracy", "verify_tar_far_1": "TAR@FAR 1%",
+    "verify_accuracy": "Verif. accuracy", "verify_tar_far_1": "TAR@FAR 1%",
     "verify_tar_far_0.1": "TAR@FAR 0.1%", "verify_genuine_distance": "Genuine dist.",
     "verify_impostor_distance": "Impostor dist.",
 }
-PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", "plausible_rate", *VERIFY_COLUMNS}
+PERCENT = {MAP_COVERAGE, ID_MATCH_RATE, "coverage", *VERIFY_COLUMNS}
 DECIMALS = {"ssim": 4, "psnr": 2, "fid": 2, "niqe": 3, "brisque": 2, "lpips": 4, "sharpness": 3, ID_DISTANCE: 3,
             "pixel_accuracy": 4, "dice": 4, "iou": 4}
 # Rows of the paper's table: ours, the one-stage ablation, the baselines on the predicted map
@@ -253,7 +253,7 @@ def seg_table(evaluations: Sequence[Evaluation], footnotes: Footnotes) -> str | 
     rows = [Row(e.name, e, SEG) for e in evaluations if any(k.startswith(SEG + "/") for k in e.values)]
     if not rows:
         return None
-    columns = list(SEG_METRICS) + ["coverage", "plausible_rate"]
+    columns = list(SEG_METRICS) + ["coverage"]
     return markdown_table(rows, columns, footnotes, "Stage 1 (M-Seg)")
 
 

@@ -10,7 +10,10 @@ What runs (names of the results: see ``unmask.evaluation``):
   reconstruction-only, the baselines given either map, and the masked input;
 * each method's output against the ground-truth unmasked face (``scores``), identity and face
   verification with ``--identity`` (``verification``), real photos with ``--photos`` (``photos``),
-  mask plausibility (``plausibility``) and the figures (``figures``).
+  scored against hand-drawn labels with ``--photo-labels`` (``labels``), and the figures (``figures``).
+
+Bad inputs fail before anything is written: the labels (``labels.load_photo_labels``) are checked
+in full when the pass is made, before any model is loaded.
 
 This module holds the options (``EvalOptions``) and the pass (``EvaluationPass``): it streams the
 split (``samples``), feeds every accumulator and writes the outputs.
@@ -40,13 +43,13 @@ from unmask.metrics import fid as fid_metric
 
 from . import (
     DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE,
-    VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, key, method_label, probe_type,
+    VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label, probe_type,
 )
 from . import baselines as baseline_registry
 from .figures import FigureSamples
+from .labels import PhotoLabel, labels_csv, load_photo_labels
 from .methods import Methods
-from .photos import evaluate_photos
-from .plausibility import MAX_SHARE_ABOVE_EYES, MIN_DROP_BELOW_EYES, PLAUSIBLE_COVERAGE
+from .photos import evaluate_photos, labelled_photos
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
 from .scores import (
     PSNR_SSIM_PROTOCOL, MethodScores, Results, SegScores, fid_features, image_metric_plan, mean_score, summary,
@@ -73,7 +76,8 @@ class EvalOptions:
     baselines: tuple[str, ...] = tuple(baseline_registry.BASELINES)
     inpaint_radius: int = baseline_registry.DEFAULT_RADIUS
     photos: Path | None = None
-    max_photos: int | None = None
+    photo_labels: Path | None = None  # labels.csv, or its folder (see ``labels``); needs ``photos``
+    max_photos: int | None = None  # without labels: the first N photos by name; with: the first N labelled ones
     identity: bool = False
     identity_max_samples: int | None = 200  # identity samples: the first N of the split in key order; None: all
     identity_seed: int = 0  # seed of the verification protocol
@@ -88,6 +92,8 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         self.data, self.checkpoint, self.out = Path(self.data), Path(self.checkpoint), Path(self.out)
+        if self.photo_labels is not None and self.photos is None:
+            raise ValueError("photo_labels (--photo-labels) requires photos (--photos)")
         for name in self.baselines:
             baseline_registry.get(name)  # unknown names fail before any work
         if self.batch_size < 1:
@@ -109,6 +115,9 @@ class EvaluationPass:
 
     def __init__(self, opts: EvalOptions) -> None:
         self.opts = opts
+        # the labels first: a bad label fails in seconds, before models load or files are written
+        self.photo_labels: list[PhotoLabel] | None = (
+            None if opts.photo_labels is None else load_photo_labels(opts.photo_labels, opts.photos))
         self.device = resolve_device(opts.device)
         self.shards = list_shards(opts.data, opts.split)
         if not self.shards:
@@ -198,7 +207,6 @@ class EvaluationPass:
         results = Results()
         results.put(DATA, {"count": (float(len(self.info)), None),
                            "coverage": mean_score([i["coverage"] for i in self.info])})
-        results.put(DATA, {"plausible_rate": mean_score(self.seg.columns[key(DATA, "plausible")])})
         no_seg = None if self.methods.mseg is not None else f"{self.opts.checkpoint} holds no stage-1 (M-Seg) model"
         results.put(SEG, self.seg.results(no_seg))
         real_stats = self.real_fid.stats("generated") if self.real_fid is not None and len(self.info) >= 2 else None
@@ -247,17 +255,31 @@ class EvaluationPass:
                     "note": "biased at small N; comparable only at the same N, real set and resolution"},
             "niqe_brisque": "no-reference: each output image alone, at the evaluation resolution",
             "inpaint_radius": opts.inpaint_radius,
-            "plausibility": {"coverage": list(PLAUSIBLE_COVERAGE), "min_drop_below_eyes": MIN_DROP_BELOW_EYES,
-                             "max_share_above_eyes": MAX_SHARE_ABOVE_EYES,
-                             "landmarks": "samples: their 68 crop landmarks; photos: the alignment template"},
             "identity": self.identity_protocol(),
-            "photos": None if opts.photos is None else {"dir": str(opts.photos), "max_photos": opts.max_photos},
+            "photos": self.photos_protocol(),
             "figures": figure_files,
             "null_reasons": results.null_reasons,
         }
         if self.resolution != methods.model_resolution:
             protocol["warning"] = f"models trained at {methods.model_resolution} px ran at {self.resolution} px"
         return protocol
+
+    def photos_protocol(self) -> dict[str, Any] | None:
+        opts = self.opts
+        if opts.photos is None:
+            return None
+        out: dict[str, Any] = {"dir": str(opts.photos), "max_photos": opts.max_photos, "labels": None}
+        if self.photo_labels is not None:
+            out["labels"] = {
+                "file": str(labels_csv(opts.photo_labels)), "labelled": len(self.photo_labels),
+                "evaluated": len(labelled_photos(self.photo_labels, opts.max_photos)),
+                "photos": "the labelled photos sorted by file name, the first max_photos of them",
+                "scores": "Dice and IoU of the predicted map pasted back onto the photo (Unmasker, map > 0) "
+                          "against the label (> 0), over the whole photo (unmask.metrics.segmentation); "
+                          "a photo with no face found scores 0",
+                "worst_figure": f"the {opts.failures} photos with a face found and the lowest Dice",
+            }
+        return out
 
     def identity_protocol(self) -> dict[str, Any]:
         opts, ids = self.opts, self.id_scores
@@ -321,13 +343,19 @@ class EvaluationPass:
         if opts.photos is not None:
             if self.methods.mseg is None or self.methods.two_stage is None:
                 reason = "real photos need a two-stage checkpoint (M-Seg and FU-Net)"
-                results.put(PHOTOS, {name: (None, reason) for name in ("count", "no_face_rate", "plausible_mask_rate")})
+                results.put(PHOTOS, {name: (None, reason) for name in ("count", "no_face_rate", "dice", "iou")})
+                (opts.out / PHOTOS_FILE).unlink(missing_ok=True)
             else:
                 scores, photo_table, written = evaluate_photos(self.methods.two_stage, opts.photos, opts.max_photos,
-                                                               2 * opts.sheet_rows, figure_dir)
+                                                               2 * opts.sheet_rows, figure_dir, self.photo_labels,
+                                                               opts.failures)
                 results.put(PHOTOS, scores)
                 write_parquet_atomic(opts.out / PHOTOS_FILE, photo_table)
                 figure_files += written
+        else:
+            reason = "no real photos (--photos, --photo-labels)"
+            results.put(PHOTOS, {"dice": (None, reason), "iou": (None, reason)})
+            (opts.out / PHOTOS_FILE).unlink(missing_ok=True)
         write_parquet_atomic(opts.out / PER_IMAGE_FILE, self.per_image())
         self.write_verification()
         record = {**results.values, PROTOCOL: self.protocol(results, figure_files)}

@@ -223,11 +223,64 @@ class FigureSamples:
 def write_photo_sheet(figure_dir: Path, shown: list[tuple[dict[str, Any], np.ndarray, Any]], resolution: int) -> str:
     """``photos.png``: for each (photo row, photo, ``UnmaskResult``) the photo, the aligned crop, the
     predicted map, the output crop and the pasted-back photo; returns the file name."""
-    labels = [f"{row['file']} cov {row['coverage']:.0%} "
-              + ("plausible" if row["plausible"] else f"implausible: {row['reason']}") for row, _, _ in shown]
+    labels = [f"{row['file']} map {row['coverage_pred']:.0%} of the photo"
+              + (f" Dice {row['dice']:.3f}" if "dice" in row else "") for row, _, _ in shown]
     sheet = contact_sheet(
         [[photo, r.crop_input, r.crop_map, r.crop_output, r.image] for _, photo, r in shown],
         ["photo", "aligned crop", "predicted map", "output crop", "pasted back"],
         labels, tile_size(resolution), "real masked photos")
     write_png(figure_dir / "photos.png", sheet)
     return "photos.png"
+
+
+LABEL_COLOR_RGB = (0, 255, 0)  # the hand-drawn label's contour
+PREDICTION_RGB = (255, 0, 0)  # the tint of the predicted map
+PREDICTION_ALPHA = 0.45
+CROP_MARGIN = 0.15  # of the face box, on each side
+
+
+def crop_box(shape: tuple[int, ...], box: tuple[int, int, int, int] | None,
+             *maps: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): ``box`` (the face) or else the maps' extent, widened by
+    ``CROP_MARGIN`` and kept inside the photo; the whole photo when there is neither."""
+    h, w = shape[:2]
+    if box is None:
+        union = np.zeros((h, w), bool)
+        for m in maps:
+            union |= np.asarray(m, bool)
+        ys, xs = np.nonzero(union)
+        if not len(ys):
+            return 0, h, 0, w
+        box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+    top, bottom, left, right = box
+    dy, dx = round(CROP_MARGIN * (bottom - top)), round(CROP_MARGIN * (right - left))
+    return max(0, top - dy), min(h, bottom + dy), max(0, left - dx), min(w, right + dx)
+
+
+def label_overlay(photo: np.ndarray, predicted: np.ndarray, label: np.ndarray,
+                  box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(photo crop, the same crop with the predicted map tinted red and the label's contour in
+    green), cropped around the face ``box`` (top, bottom, left, right; None: around the maps)."""
+    predicted, label = np.asarray(predicted, bool), np.asarray(label, bool)
+    overlay = photo.astype(np.float32)
+    overlay[predicted] = (1 - PREDICTION_ALPHA) * overlay[predicted] + PREDICTION_ALPHA * np.float32(PREDICTION_RGB)
+    overlay = np.clip(np.rint(overlay), 0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(label.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    top, bottom, left, right = crop_box(photo.shape, box, predicted, label)
+    thickness = max(1, round(max(bottom - top, right - left) / 120))
+    cv2.drawContours(overlay, contours, -1, LABEL_COLOR_RGB, thickness)
+    return photo[top:bottom, left:right].copy(), overlay[top:bottom, left:right].copy()
+
+
+def write_worst_photos(path: Path, worst: list[tuple[float, tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]],
+                       resolution: int) -> str:
+    """The labelled photos with the lowest Dice (``WorstK.items()`` of (photo row, ``label_overlay``)),
+    one row each: the photo crop, and the label (green contour) over the prediction (red tint)."""
+    tile = max(tile_size(resolution), 256)
+    rows = [list(panels) for _, (_, panels) in worst]
+    labels = [f"{row['file']} {row['mask_type']}/{row['wear']} Dice {dice:.3f} IoU {row['iou']:.3f}"
+              for dice, (row, _) in worst]
+    sheet = contact_sheet(rows, ["photo", "green: label, red: map"], labels, tile,
+                          "lowest Dice, faces found")
+    write_png(path, sheet)
+    return path.name

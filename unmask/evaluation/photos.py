@@ -1,22 +1,41 @@
 """Real masked photos (``--photos``): ``Unmasker`` end to end (detection, alignment, both stages,
-paste-back) on each photo; faces found or not, and whether the predicted crop map is a plausible
-face mask (``mask_plausibility`` against the alignment template)."""
+paste-back) on each photo; faces found or not, and with hand-drawn labels (``--photo-labels``,
+see ``labels``) the Dice and IoU of the predicted map pasted back onto the photo against the label.
+
+Scoring with labels: per photo, ``result.map > 0`` against ``label > 0`` over the whole photo
+(``unmask.metrics.segmentation``); a photo where no face is found has no predicted map and scores
+Dice 0 and IoU 0: it is counted, never dropped. The reported values are means over the photos,
+overall, per mask type and per wear (``label_breakdown``).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
+from maskgen.align import map_to_photo
 from maskgen.landmarks import NoFace
 from maskgen.source import IMAGE_EXTENSIONS, BadImage, load_image
-from unmask.predict import Unmasker
+from unmask.metrics import segmentation
 
-from .figures import write_photo_sheet
-from .plausibility import mask_plausibility
+from .figures import WorstK, label_overlay, write_photo_sheet, write_worst_photos
+from .labels import MASK_TYPES, WEARS, PhotoLabel, read_label
 from .scores import Scores
+
+if TYPE_CHECKING:
+    from unmask.predict import Unmasker
+
+PHOTO_COLUMNS = ("file", "face", "coverage_pred", "reason")
+LABEL_COLUMNS = ("mask_type", "wear", "coverage_label", "dice", "iou")
+WORST_PHOTOS_FILE = "photos_worst_dice.png"
+NO_LABELS = "no labelled photos (--photo-labels)"
+# metrics.json keys of the breakdowns: photos/dice_mask_<type>, photos/n_wear_<wear>, ...
+GROUPINGS = {"mask": ("mask_type", MASK_TYPES), "wear": ("wear", WEARS)}
 
 
 def list_photos(photo_dir: Path, max_photos: int | None = None) -> list[Path]:
@@ -24,17 +43,47 @@ def list_photos(photo_dir: Path, max_photos: int | None = None) -> list[Path]:
     return photos[:max_photos] if max_photos is not None else photos
 
 
+def labelled_photos(labels: Sequence[PhotoLabel], max_photos: int | None = None) -> list[PhotoLabel]:
+    """The labelled photos an evaluation runs on: sorted by file name, the first ``max_photos``."""
+    chosen = sorted(labels, key=lambda label: label.photo.name)
+    return chosen[:max_photos] if max_photos is not None else chosen
+
+
+def face_box(result: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the aligned crop's footprint on the photo; None for aligned input."""
+    if result.matrix is None:
+        return None
+    footprint = map_to_photo(np.full(result.crop_map.shape, 255, np.uint8), result.matrix, shape)
+    ys, xs = np.nonzero(footprint)
+    if not len(ys):
+        return None
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
 def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None, sheet_rows: int,
-                    figure_dir: Path | None) -> tuple[Scores, pd.DataFrame, list[str]]:
+                    figure_dir: Path | None, labels: Sequence[PhotoLabel] | None = None,
+                    worst: int = 8) -> tuple[Scores, pd.DataFrame, list[str]]:
     """Run ``Unmasker`` on real masked photos: detection, alignment, both stages, paste-back.
 
-    Counts photos without a detectable face (``NoFace``) and, of those with one, the photos whose
-    predicted crop map is a plausible face mask (``mask_plausibility``). Returns (scores, one row
-    per photo, figure files written)."""
+    Without ``labels``: the first ``max_photos`` photos of ``photo_dir`` by name; counts photos
+    without a detectable face (``NoFace``). With ``labels`` (``labels.load_photo_labels``): the
+    labelled photos (``labelled_photos``), each also scored against its label, and the ``worst``
+    photos with a face found by Dice drawn in ``WORST_PHOTOS_FILE``. Returns (scores, one row per
+    photo, figure files written)."""
+    items: list[tuple[Path, PhotoLabel | None]]
+    if labels is None:
+        items = [(path, None) for path in list_photos(photo_dir, max_photos)]
+    else:
+        items = [(label.photo, label) for label in labelled_photos(labels, max_photos)]
     rows, shown = [], []
-    for path in list_photos(photo_dir, max_photos):
-        row: dict[str, Any] = {"file": path.name, "face": False, "plausible": False, "coverage": math.nan,
-                               "centroid_y": math.nan, "reason": None}
+    worst_k = WorstK(worst if figure_dir is not None and labels is not None else 0)
+    for path, label in items:
+        row: dict[str, Any] = {"file": path.name, "face": False, "coverage_pred": math.nan, "reason": None}
+        truth = None
+        if label is not None:
+            truth = read_label(label.label)
+            row.update(mask_type=label.mask_type, wear=label.wear, coverage_label=float(truth.mean()),
+                       dice=0.0, iou=0.0)  # no face found: no predicted map, scored 0
         try:
             photo = load_image(path)
             result = unmasker(photo, aligned=False)
@@ -43,30 +92,61 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
         except BadImage as error:
             row["reason"] = f"unreadable: {error}"
         else:
-            # judged against the template the crop was aligned to (the photo's landmarks are not kept)
-            verdict = mask_plausibility(result.crop_map, None, unmasker.face_scale)
-            size = result.crop_map.shape[0]
-            row.update(face=True, plausible=verdict.plausible, coverage=verdict.coverage, reason=verdict.reason,
-                       centroid_y=verdict.centroid[1] / size if verdict.centroid else math.nan)
+            predicted = result.map > 0
+            row.update(face=True, coverage_pred=float(predicted.mean()))
+            if truth is not None:
+                counts = segmentation.confusion_counts(predicted, truth)
+                row.update(dice=counts.dice, iou=counts.iou)
+                if worst_k.would_keep(counts.dice):
+                    panels = label_overlay(photo, predicted, truth, face_box(result, photo.shape))
+                    worst_k.add(counts.dice, (row, panels))
             if len(shown) < sheet_rows:
                 shown.append((row, photo, result))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["file", "face", "plausible", "coverage", "centroid_y", "reason"])
+    columns = list(PHOTO_COLUMNS) + (list(LABEL_COLUMNS) if labels is not None else [])
+    table = pd.DataFrame(rows, columns=columns)
     written = []
     if figure_dir is not None and shown:
         written.append(write_photo_sheet(figure_dir, shown, unmasker.resolution))
+    if figure_dir is not None and worst_k.items():
+        written.append(write_worst_photos(figure_dir / WORST_PHOTOS_FILE, worst_k.items(), unmasker.resolution))
     return photo_scores(table), table, written
+
+
+def label_breakdown(table: pd.DataFrame, column: str, order: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``column`` (in ``order``, only groups present): n, no face, mean Dice and IoU."""
+    groups = table.groupby(column, sort=False)
+    out = pd.DataFrame({"n": groups.size(), "no_face": groups["face"].apply(lambda f: int((~f.astype(bool)).sum())),
+                        "dice": groups["dice"].mean(), "iou": groups["iou"].mean()})
+    return out.reindex([g for g in order if g in out.index])
 
 
 def photo_scores(table: pd.DataFrame) -> Scores:
     n = len(table)
     faces = int(table["face"].sum())
-    plausible = int(table["plausible"].sum())
     no_faces = "no photos" if not n else "no face found in any photo"
-    return {
+    scores: Scores = {
         "count": (float(n), None), "faces_found": (float(faces), None), "no_face": (float(n - faces), None),
         "no_face_rate": ((n - faces) / n, None) if n else (None, "no photos"),
-        "plausible_count": (float(plausible), None),
-        "plausible_mask_rate": (plausible / faces, None) if faces else (None, no_faces),
-        "coverage": (float(table.loc[table["face"], "coverage"].mean()), None) if faces else (None, no_faces),
+        "coverage": (float(table.loc[table["face"], "coverage_pred"].mean()), None) if faces else (None, no_faces),
     }
+    if "dice" not in table.columns:
+        return {**scores, "dice": (None, NO_LABELS), "iou": (None, NO_LABELS)}
+    if not n:
+        return {**scores, "dice": (None, "no photos"), "iou": (None, "no photos")}
+    scores.update({
+        "dice": (float(table["dice"].mean()), None), "iou": (float(table["iou"].mean()), None),
+        "dice_face_found": (float(table.loc[table["face"], "dice"].mean()), None) if faces else (None, no_faces),
+        "iou_face_found": (float(table.loc[table["face"], "iou"].mean()), None) if faces else (None, no_faces),
+        "coverage_label": (float(table["coverage_label"].mean()), None),
+    })
+    for prefix, (column, order) in GROUPINGS.items():
+        groups = label_breakdown(table, column, order)
+        for group in order:
+            present = group in groups.index
+            why = f"no labelled photo with {column} {group}"
+            scores[f"n_{prefix}_{group}"] = (float(groups.loc[group, "n"]) if present else 0.0, None)
+            for metric in ("dice", "iou"):
+                scores[f"{metric}_{prefix}_{group}"] = (float(groups.loc[group, metric]), None) if present else (
+                    None, why)
+    return scores

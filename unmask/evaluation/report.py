@@ -20,7 +20,7 @@ from maskgen.files import write_text_atomic
 from unmask.identity import GROUND_TRUTH_PROBE
 
 from . import (
-    FIGURES_DIR, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PRED_MAP,
+    FIGURES_DIR, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PRED_MAP,
     TWO_STAGE, VERIFY_PROTOCOL_FILE, baseline_method, key, method_label, method_order, probe_type, split_key,
     verify_key,
 )
@@ -28,11 +28,14 @@ from .compare import (
     HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
     protocol_lines, seg_table, table_head, verification_lines,
 )
+from .labels import MASK_TYPES, WEARS
+from .photos import WORST_PHOTOS_FILE, label_breakdown
 from .samples import is_turned
 
 REPORT_FILE = "report.md"
 BREAKDOWN_METRICS = ("psnr", "ssim")
-PHOTO_KEYS = ("count", "faces_found", "no_face_rate", "plausible_mask_rate", "coverage")
+PHOTO_KEYS = ("count", "faces_found", "no_face_rate", "coverage", "dice", "iou", "dice_face_found", "iou_face_found")
+NO_FACE_LISTED = 20  # photos named in the report's no-face line
 
 
 def _per_image(evaluation: Evaluation) -> pd.DataFrame | None:
@@ -77,19 +80,55 @@ def _breakdowns(evaluation: Evaluation) -> list[str]:
     return parts
 
 
-def _photos(evaluation: Evaluation) -> list[str]:
-    keys = [key(PHOTOS, k) for k in PHOTO_KEYS]
-    if not any(k in evaluation.values for k in keys):
+def photo_label_table(table: pd.DataFrame, column: str, order: Sequence[str]) -> str:
+    """Dice and IoU of the labelled photos per group of ``column`` (``photos.label_breakdown``)."""
+    lines = table_head([column.replace("_", " "), "n", "no face", "Dice", "IoU"])
+    for group, row in label_breakdown(table, column, order).iterrows():
+        lines.append(f"| {group} | {int(row['n'])} | {int(row['no_face'])} | {format_value('dice', row['dice'])} "
+                     f"| {format_value('iou', row['iou'])} |")
+    lines.append(f"| all | {len(table)} | {int((~table['face'].astype(bool)).sum())} | "
+                 f"{format_value('dice', table['dice'].mean())} | {format_value('iou', table['iou'].mean())} |")
+    return "\n".join(lines)
+
+
+def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
+    """The photo counts, and with labels the Dice/IoU tables by mask type and wear, the photos with
+    no face found and the worst-Dice figure (a relative path among ``figures``)."""
+    if key(PHOTOS, "count") not in evaluation.values:
         return []
     cells = []
-    for flat in keys:
-        value = evaluation.values.get(flat)
+    for flat in [key(PHOTOS, k) for k in PHOTO_KEYS]:
+        if flat not in evaluation.values:
+            continue
+        value = evaluation.values[flat]
         _, metric = split_key(flat)
         shown = ("n/a (" + evaluation.reason(flat) + ")" if value is None
-                 else f"{value:.1%}" if metric.endswith("rate") or metric == "coverage" else f"{value:g}")
+                 else f"{value:.1%}" if metric.endswith("rate") or metric == "coverage"
+                 else format_value(metric.split("_")[0], value) if metric.startswith(("dice", "iou")) else f"{value:g}")
         cells.append(f"- {metric.replace('_', ' ')}: {shown}")
     photos = evaluation.protocol.get("photos") or {}
-    return [f"#### {evaluation.name}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
+    parts = [f"#### {evaluation.name}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
+    labels = photos.get("labels")
+    path = evaluation.directory / PHOTOS_FILE
+    if not labels or not path.is_file():
+        return parts
+    table = pd.read_parquet(path)
+    if "dice" not in table.columns or table.empty:
+        return parts
+    parts += [f"Labels `{labels.get('file', '?')}`: {labels.get('evaluated', '?')} of {labels.get('labelled', '?')} "
+              f"labelled photos evaluated. {str(labels.get('scores', '')).capitalize()}.", ""]
+    for title, column, order in (("mask type", "mask_type", MASK_TYPES), ("wear", "wear", WEARS)):
+        parts += [f"##### {evaluation.name}: Dice and IoU by {title}", "", photo_label_table(table, column, order), ""]
+    missed = table.loc[~table["face"].astype(bool), "file"].tolist()
+    if missed:
+        listed = ", ".join(missed[:NO_FACE_LISTED]) + (", ..." if len(missed) > NO_FACE_LISTED else "")
+        parts += [f"No face found (scored 0): {len(missed)} photos: {listed}", ""]
+    worst = [f for f in figures if f.name == WORST_PHOTOS_FILE]
+    if worst:
+        caption = f"{evaluation.name}: {labels.get('worst_figure', 'the photos with the lowest Dice')}"
+        parts += [f"![{caption}]({worst[0].as_posix()})", "",
+                  "Green: the label's outline; red: the predicted map pasted back onto the photo.", ""]
+    return parts
 
 
 IDENTITY_COLUMNS = ("verify_accuracy", "verify_tar_far_1", "verify_tar_far_0.1", "verify_genuine_distance",
@@ -294,11 +333,14 @@ def report_markdown(evaluations: Sequence[Evaluation], out_dir: Path, title: str
     details = [line for e in evaluations for line in _breakdowns(e)]
     if details:
         parts += ["## By mask type and head pose", "", *details]
-    photos = [line for e in evaluations for line in _photos(e)]
+    figures = [(e, _copy_figures(e, out_dir)) for e in evaluations]
+    photos = [line for e, files in figures for line in _photos(e, files)]
     if photos:
         parts += ["## Real masked photos", "",
-                  "Plausible: the predicted crop map covers 3-45% of the aligned crop, lies below the eyes and "
-                  "within the face (see `unmask.evaluation.plausibility.mask_plausibility`).", "", *photos]
+                  "The two-stage model end to end on each photo (face detection, alignment, both stages, "
+                  "paste-back). Coverage: share of the photo in the predicted map, photos with a face found. "
+                  "With hand-drawn labels: Dice and IoU of the predicted map against the label over the photo; "
+                  "a photo with no face found scores 0 (\"face found\": the mean over the others).", "", *photos]
     parts += ["## Protocol", ""]
     for e in evaluations:
         p = e.protocol
@@ -311,7 +353,7 @@ def report_markdown(evaluations: Sequence[Evaluation], out_dir: Path, title: str
         if p.get("warning"):
             parts += [f"- **{e.name}** warning: {p['warning']}"]
     parts.append("")
-    figures = [(e, _copy_figures(e, out_dir)) for e in evaluations]
+    figures = [(e, [f for f in files if f.name != WORST_PHOTOS_FILE]) for e, files in figures]  # shown above
     if any(files for _, files in figures):
         parts += ["## Figures", ""]
         for evaluation, files in figures:

@@ -30,7 +30,6 @@ from . import (
     SEG_METRICS, TWO_STAGE, INPUT, baseline_method, key, verify_key,
 )
 from .methods import Method
-from .plausibility import mask_plausibility
 from .samples import EvalBatch
 
 if TYPE_CHECKING:
@@ -145,12 +144,11 @@ class MethodScores:
 
 
 class SegScores:
-    """Stage 1 against the ground-truth maps, and plausibility of predicted and ground-truth maps."""
+    """Stage 1 against the ground-truth maps, and the coverage of the predicted maps."""
 
     def __init__(self) -> None:
         self.accumulators = {name: metrics.get(name).accumulator() for name in SEG_METRICS}
-        self.columns: dict[str, list[float]] = {key(SEG, "coverage"): [], key(SEG, "plausible"): [],
-                                                key(DATA, "plausible"): []}
+        self.columns: dict[str, list[float]] = {key(SEG, "coverage"): []}
 
     def update(self, pred_map: np.ndarray | None, batch: EvalBatch) -> dict[str, np.ndarray]:
         scores = {}
@@ -159,11 +157,7 @@ class SegScores:
                 before = len(acc.values)
                 acc.update_batch(pred_map, batch.gt_map)
                 scores[name] = np.asarray(acc.values[before:], np.float64)
-            for crop_map, points in zip(pred_map, batch.landmarks):
-                self.columns[key(SEG, "coverage")].append(float(crop_map.mean()))
-                self.columns[key(SEG, "plausible")].append(float(mask_plausibility(crop_map, points).plausible))
-        for crop_map, points in zip(batch.gt_map, batch.landmarks):
-            self.columns[key(DATA, "plausible")].append(float(mask_plausibility(crop_map, points).plausible))
+            self.columns[key(SEG, "coverage")].extend(float(crop_map.mean()) for crop_map in pred_map)
         return scores
 
     def per_image(self) -> dict[str, np.ndarray]:
@@ -178,9 +172,8 @@ class SegScores:
             r = acc.result() if acc.values else None
             out[name] = (r.value, None) if r else (None, reason_without)
             out[f"{name}_pooled"] = (float(r.details["pooled"]), None) if r else (None, reason_without)
-        for name, label in (("coverage", "coverage"), ("plausible", "plausible_rate")):
-            values = self.columns[key(SEG, name)]
-            out[label] = (float(np.mean(values)), None) if values else (None, reason_without)
+        values = self.columns[key(SEG, "coverage")]
+        out["coverage"] = (float(np.mean(values)), None) if values else (None, reason_without)
         return out
 
 
@@ -233,8 +226,8 @@ SUMMARY = {
     "verify_acc": verify_key(TWO_STAGE, "accuracy"),
     "verify_acc_masked": verify_key(MASKED_PROBE, "accuracy"),
     "verify_acc_gt": verify_key(GROUND_TRUTH_PROBE, "accuracy"),
-    "photo_plausible": key(PHOTOS, "plausible_mask_rate"),
-    "photo_dice": key(PHOTOS, "dice"),  # real photos with hand-drawn maps: null until they exist
+    "photo_dice": key(PHOTOS, "dice"),  # real photos against their hand-drawn labels (--photo-labels)
+    "photo_iou": key(PHOTOS, "iou"),
 }
 assert len(SUMMARY) <= SUMMARY_BUDGET
 

@@ -38,7 +38,8 @@ def test_metrics_json_has_the_flat_keys(evaluated):
         assert 0 <= data[key("seg", metric)] <= 1
         assert key("seg", f"{metric}_pooled") in data
     assert data["data/count"] == protocol["count"] > 0
-    assert data["data/plausible_rate"] == 1.0  # the ground-truth maps pass the plausibility rule
+    assert not any("plausib" in k for k in data)  # the plausibility check is gone
+    assert data["photos/dice"] is None and "--photos" in protocol["null_reasons"]["photos/dice"]
     assert data["two_stage/map_coverage"] == pytest.approx(data["seg/coverage"])
     assert data["telea_gt_map/map_coverage"] == pytest.approx(data["two_stage_gt_map/map_coverage"])
     assert data["one_stage/map_coverage"] is None and data["input/map_coverage"] is None

@@ -35,8 +35,10 @@ def test_photo_counts(photo_dir, two_stage_run, tmp_path):
     found, no_face = results["faces_found"][0], results["no_face"][0]
     assert found + no_face == 3 and found >= 1
     assert results["no_face_rate"][0] == pytest.approx(no_face / 3)
-    assert 0 <= results["plausible_mask_rate"][0] <= 1
+    assert 0 <= results["coverage"][0] <= 1
+    assert results["dice"] == (None, "no labelled photos (--photo-labels)")  # no labels: no scores
     assert list(table["file"]) == list(PHOTOS)
+    assert list(table.columns) == ["file", "face", "coverage_pred", "reason"]  # no label columns of NaN
     assert table.loc[~table["face"], "reason"].str.startswith("no face").all()
     assert written == ["photos.png"] and (tmp_path / "figures" / "photos.png").is_file()
 

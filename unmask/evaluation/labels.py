@@ -1,0 +1,132 @@
+"""Hand-drawn mask labels of real masked photos (``--photo-labels``): the contract, the loader and
+its checks, run in full before an evaluation writes anything.
+
+A labels folder holds ``labels.csv`` (``LABELS_FILE``) with the header ``photo,label,mask_type,wear``:
+
+* ``photo``: a file name inside the ``--photos`` folder (``0007.jpg``);
+* ``label``: the label PNG, relative to the CSV's folder (``masks/0007.png``): single-channel,
+  exactly the photo's height x width (the photo as ``maskgen.source.load_image`` reads it: upright
+  per EXIF), values 0 and 255 only (255: mask pixels); one masked person per photo;
+* ``mask_type``: one of ``MASK_TYPES``; ``wear``: one of ``WEARS`` (how the mask is worn).
+
+Every problem is a ``PhotoLabelError`` (a ``ValueError``) of one line that starts with the file
+it is about.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskgen.source import BadImage, load_image
+
+LABELS_FILE = "labels.csv"
+LABEL_COLUMNS = ("photo", "label", "mask_type", "wear")
+MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "cloth_printed", "other")
+WEARS = ("correct", "nose", "mouth", "chin")  # worn correctly; below the nose; below the mouth; on the chin
+
+
+class PhotoLabelError(ValueError):
+    """A labels file, a label or a photo that breaks the contract; the message names the file."""
+
+
+@dataclass(frozen=True)
+class PhotoLabel:
+    photo: Path  # the photo file
+    label: Path  # its label PNG
+    mask_type: str
+    wear: str
+    size: tuple[int, int]  # (height, width) of the photo and of its label
+
+
+def labels_csv(labels: str | Path) -> Path:
+    """The CSV of ``labels``: the file itself, or ``labels.csv`` in the folder."""
+    labels = Path(labels)
+    if labels.is_dir():
+        path = labels / LABELS_FILE
+        if not path.is_file():
+            raise PhotoLabelError(f"{path}: missing (the labels folder has no {LABELS_FILE})")
+        return path
+    if not labels.is_file():
+        raise PhotoLabelError(f"{labels}: no such labels folder or CSV file")
+    return labels
+
+
+def read_label(path: Path, where: str = "") -> np.ndarray:
+    """A label PNG as a bool (H, W) map (True: mask pixels), checked: readable, single-channel,
+    only 0 and 255."""
+    if not path.is_file():
+        raise PhotoLabelError(f"{path}: label PNG missing{where}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode == "1":  # 1-bit PNG: 0/255 once in 8 bits
+                image = image.convert("L")
+            values = np.asarray(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise PhotoLabelError(f"{path}: unreadable label PNG{where} ({type(error).__name__}: {error})") from None
+    if mode not in ("L", "1"):
+        raise PhotoLabelError(f"{path}: label must be a single-channel 8-bit PNG, got mode {mode}{where}")
+    stray = np.unique(values[(values != 0) & (values != 255)])
+    if len(stray):
+        shown = ", ".join(str(v) for v in stray[:5]) + (", ..." if len(stray) > 5 else "")
+        raise PhotoLabelError(f"{path}: label not binary: values other than 0 and 255 ({shown}){where}")
+    return values == 255
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[0]}x{shape[1]} (HxW)"
+
+
+def load_photo_labels(labels: str | Path, photo_dir: str | Path) -> list[PhotoLabel]:
+    """Every row of the labels CSV, checked against the contract (module docstring) and against
+    the photos of ``photo_dir``: their labels read and compared with the photos, in the CSV's order.
+    Raises ``PhotoLabelError`` at the first problem."""
+    path = labels_csv(labels)
+    photo_dir = Path(photo_dir)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PhotoLabelError(f"{path}: unreadable CSV ({type(error).__name__}: {error})") from None
+    header = [cell.strip() for cell in rows[0]] if rows else []
+    if tuple(header) != LABEL_COLUMNS:
+        raise PhotoLabelError(f"{path}: header is {','.join(header) or '(empty)'!r}, "
+                              f"expected {','.join(LABEL_COLUMNS)!r}")
+    out: list[PhotoLabel] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) != len(LABEL_COLUMNS):
+            raise PhotoLabelError(f"{path} line {line}: {len(row)} fields, expected {len(LABEL_COLUMNS)}")
+        photo, label, mask_type, wear = (cell.strip() for cell in row)
+        if mask_type not in MASK_TYPES:
+            raise PhotoLabelError(f"{path} line {line}: unknown mask_type {mask_type!r} "
+                                  f"(known: {', '.join(MASK_TYPES)})")
+        if wear not in WEARS:
+            raise PhotoLabelError(f"{path} line {line}: unknown wear {wear!r} (known: {', '.join(WEARS)})")
+        if photo in seen:
+            raise PhotoLabelError(f"{path} line {line}: photo {photo} labelled twice (first on line {seen[photo]})")
+        seen[photo] = line
+        photo_path = photo_dir / photo
+        if not photo or not photo_path.is_file():
+            raise PhotoLabelError(f"{photo_path}: photo missing from {photo_dir} ({path.name} line {line})")
+        where = f" ({path.name} line {line}, photo {photo})"
+        mask = read_label(path.parent / label, where)
+        try:
+            shape = load_image(photo_path).shape[:2]
+        except BadImage as error:
+            raise PhotoLabelError(f"{photo_path}: unreadable photo ({error})") from None
+        if mask.shape != shape:
+            raise PhotoLabelError(f"{path.parent / label}: label is {_size(mask.shape)} but its photo {photo} is "
+                                  f"{_size(shape)}{where}")
+        out.append(PhotoLabel(photo_path, path.parent / label, mask_type, wear, shape))
+    if not out:
+        raise PhotoLabelError(f"{path}: no labelled photos")
+    return out
