@@ -19,7 +19,7 @@ from unmask.data import resized_sample
 
 __all__ = ["META_COLUMNS", "EvalBatch", "is_turned", "iter_eval_batches", "iter_metadata", "native_resolution"]
 
-META_COLUMNS = ("key", "mask_type", "wear", "generator", "coverage", "yaw", "variant", "identity", "source")
+META_COLUMNS = ("key", "mask_type", "coverage", "yaw", "variant", "wear", "generator", "identity", "source")
 
 
 @dataclass
