@@ -7,7 +7,7 @@ synthetic datasets (per wear and per generator) and on the labelled real photos.
 
 ``--data NAME=DIR[:SPLIT]`` (split ``test`` by default). Prints one table per model: mean Dice / IoU
 (per image, as ``unmask.metrics.segmentation`` defines them) overall and per wear, per dataset; the
-photo rows come from ``unmask.evaluation.photo_labels`` (the evaluator's own loader and scoring).
+photo rows come from ``unmask.evaluation.photos.evaluate_photos`` (the evaluator's own loader and scoring).
 """
 
 from __future__ import annotations
@@ -76,6 +76,22 @@ def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: 
             for g, v in sorted(groups.items())}
 
 
+def photo_scores(run: str, photos: Path, labels: Path) -> dict[str, dict[str, float]]:
+    """Two-stage ``Unmasker`` on the labelled photos, as ``unmask evaluate --photo-labels`` scores them."""
+    from maskgen.mask import WEARS
+    from unmask.evaluation.labels import MASK_TYPES, load_photo_labels
+    from unmask.evaluation.photos import evaluate_photos, label_breakdown
+    from unmask.predict import Unmasker
+
+    _, table, _ = evaluate_photos(Unmasker.from_checkpoint(run), photos, None, 0, None,
+                                  load_photo_labels(labels, photos))
+    out = {"all": {"dice": float(table["dice"].mean()), "iou": float(table["iou"].mean()), "n": len(table)}}
+    for column, order in (("mask_type", MASK_TYPES), ("wear", WEARS)):
+        for group, row in label_breakdown(table, column, order).iterrows():
+            out[f"{column}={group}"] = {"dice": float(row["dice"]), "iou": float(row["iou"]), "n": int(row["n"])}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, help="NAME=RUN_DIR (a run with seg.pt, gan.pt)")
@@ -96,11 +112,7 @@ def main() -> None:
         for data_name, (path, split) in _pairs(args.data, "test").items():
             results[name][data_name] = synthetic_scores(mseg, resolution, path, split, args.max_samples)
         if args.photos and args.photo_labels:
-            from unmask.evaluation.photo_labels import score_labelled_photos
-            from unmask.predict import Unmasker
-
-            results[name]["photos"] = score_labelled_photos(Unmasker.from_checkpoint(run), args.photos,
-                                                            args.photo_labels)
+            results[name]["photos"] = photo_scores(run, args.photos, args.photo_labels)
     for name, per_data in results.items():
         print(f"\n## {name}")
         print(f"{'data':<14} {'group':<28} {'n':>5} {'dice':>7} {'iou':>7}")

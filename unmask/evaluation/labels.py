@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskgen.mask import WEARS  # how a mask is worn: the same names as maskgen's --wear
 from maskgen.source import BadImage, load_image
 
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("photo", "label", "mask_type", "wear")
 MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "cloth_printed", "other")
-WEARS = ("correct", "nose", "mouth", "chin")  # worn correctly; below the nose; below the mouth; on the chin
 
 
 class PhotoLabelError(ValueError):
