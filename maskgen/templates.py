@@ -13,7 +13,7 @@ by the template's shading (pleats, seams, edge falloff). Pack templates keep the
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +54,7 @@ BOTTOM_SIDE_DROP = 0.67
 
 CANVAS_W, CANVAS_H = 560, 420  # procedural template size; warped down to the crop
 _SS = 2  # supersampling for anti-aliased edges
+FIELD_STEP = 2  # drawn shading fields are computed on a grid this much coarser (see _draw)
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,11 @@ def _cord(alpha: np.ndarray, shade: np.ndarray, polyline: np.ndarray, width: flo
     _line(shade, polyline - [0, width * 0.15], 0.92, max(1.0, width * 0.45))
 
 
-def _draw(kind: str, style: int = 0) -> MaskTemplate:
+def _draw(kind: str) -> MaskTemplate:
     """A drawn template: the outline (alpha) and a multiplicative shading that reads as a photographed
     mask: the form turning away from the camera at the sides and chin, a darker contact band along
     the edge, the kind's relief (pleats, cup, folds, seams, nose wire, valve), fabric grain, and round
-    cords. Drawn once per (kind, style) per process."""
+    cords. Drawn once per kind per process (styles: see ``builtin_template``)."""
     big = (CANVAS_H * _SS, CANVAS_W * _SS)
     if kind == "gas":
         an = _anchors(left=110, right=450, top=40, bottom=385)
@@ -175,15 +176,16 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
     else:
         an = _anchors()
     a, b, c, d, e, f = an
-    rng = np.random.default_rng((MASK_TYPES.index(kind), style, 15))
+    rng = np.random.default_rng((MASK_TYPES.index(kind), 15))
     outline = _outline(kind, an)
     body_big = np.zeros(big, np.float32)
     _fill(body_big, outline, 1.0)
     detail = np.ones(big, np.float32)  # line details drawn at twice the size (anti-aliased)
     cords = np.zeros(big, np.float32)
     cord_shade = np.ones(big, np.float32)
-    cx, half_w = (a[0] + c[0]) / 2, (c[0] - a[0]) / 2
-    height = e[1] - b[1]
+    # Python floats: numpy float64 scalars would turn the float32 fields below into float64 ones.
+    cx, half_w, height = float(a[0] + c[0]) / 2, float(c[0] - a[0]) / 2, float(e[1] - b[1])
+    top, bx, ex = float(b[1]), float(b[0]), float(e[0])
 
     def loops(width: float, spread: float = 45) -> None:
         for side in (1, -1):  # ear loops reaching towards the ears
@@ -223,10 +225,14 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
 
     body = np.clip(_down(body_big), 0, 1)
     h, w = body.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # The smooth fields (form, contact, relief) are computed on a grid FIELD_STEP times coarser and
+    # interpolated: the same look at a quarter of the cost. xx, yy are in full-size pixels.
+    gh, gw = h // FIELD_STEP, w // FIELD_STEP
+    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32) * FIELD_STEP + (FIELD_STEP - 1) / 2
     u = (xx - cx) / half_w  # -1 .. 1 across the mask
-    v = (yy - b[1]) / height  # 0 at the nose bridge, 1 under the chin
-    dist = cv2.distanceTransform((body > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    v = (yy - top) / height  # 0 at the nose bridge, 1 under the chin
+    dist = cv2.resize(cv2.distanceTransform((body > 0.5).astype(np.uint8), cv2.DIST_L2, 5), (gw, gh),
+                      interpolation=cv2.INTER_AREA)
     au = np.minimum(np.abs(u), 1.15)
     # The form: turning away at the sides and under the chin, lit a little from above.
     if kind in ("n95", "gas"):  # a moulded cup: convex all round, a soft highlight on its crown
@@ -245,7 +251,7 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
     if kind == "surgical":
         pitch = 0.2 * height
         for frac in (0.32, 0.52, 0.72):  # pleats: a lit face rising into the fold, a shadow below it
-            fold_y = b[1] + frac * height + 6 - 16 * (1 - np.clip(u, -1.2, 1.2) ** 2)
+            fold_y = top + frac * height + 6 - 16 * (1 - np.clip(u, -1.2, 1.2) ** 2)
             t = yy - fold_y
             lit = np.where((t > -0.5 * pitch) & (t <= 0), 0.13 * np.clip(1 + t / (0.5 * pitch), 0, 1) ** 1.6, 0)
             shadow = np.where((t > 0) & (t < 0.4 * pitch), -0.26 * np.clip(1 - t / (0.4 * pitch), 0, 1) ** 1.4, 0)
@@ -257,16 +263,9 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
     elif kind == "n95":
         relief += 0.06 * (dist < 12) - 0.14 * _gauss(dist - 12, 1.3)  # welded rim
         relief += top_band * (0.16 * _gauss(dist - 14, 3) - 0.14 * _gauss(dist - 22, 3))  # nose wire / foam
-        if style == 1:  # exhalation valve: a raised disc with a shadowed rim and slots
-            vc = np.array([cx + 0.08 * half_w, b[1] + 0.52 * height])
-            r = np.hypot(xx - vc[0], yy - vc[1])
-            disc = np.clip(46 - r, 0, 1)
-            relief += disc * (0.1 - 0.25 * np.clip((r - 30) / 16, 0, 1)) - 0.3 * _gauss(r - 48, 2.5)
-            slots = (np.abs((yy - vc[1] + 28) % 14 - 7) < 2.2) & (np.abs(xx - vc[0]) < 24) & (r < 34)
-            relief -= 0.35 * slots
         grain = 0.05 * _smooth_noise(rng, (h, w), 0.8) + 0.035 * _smooth_noise(rng, (h, w), 30)
     elif kind == "kn95":
-        du = (xx - (b[0] + (yy - b[1]) / max(height, 1) * (e[0] - b[0])))  # signed distance to the fold
+        du = xx - (bx + (yy - top) / height * (ex - bx))  # signed distance to the fold
         relief += 0.12 * _gauss(du + 2.5, 1.5) - 0.22 * _gauss(du - 1.5, 1.5)  # the fold's crest and crease
         relief += 0.05 * (dist < 10) - 0.12 * _gauss(dist - 10, 1.2)  # welded edge
         for t in np.arange(0.0, 1.0, 1 / 70):  # weld dots round the edge
@@ -274,22 +273,20 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
             inward = np.array([cx, (b[1] + e[1]) / 2]) - p
             _circle(detail, p + 9 * inward / max(np.linalg.norm(inward), 1e-6), 1.8, 0.82)
         relief += top_band * (0.12 * _gauss(dist - 16, 3) - 0.12 * _gauss(dist - 23, 3))  # nose wire
-        if style == 1:
-            vc = np.array([cx - 0.45 * half_w, b[1] + 0.55 * height])
-            r = np.hypot(xx - vc[0], yy - vc[1])
-            relief += np.clip(34 - r, 0, 1) * (0.08 - 0.2 * np.clip((r - 20) / 14, 0, 1)) - 0.3 * _gauss(r - 36, 2.0)
-            relief -= 0.3 * ((np.abs((xx - vc[0]) % 10 - 5) < 1.6) & (r < 24))
         grain = 0.03 * _smooth_noise(rng, (h, w), 0.7) + 0.03 * _smooth_noise(rng, (h, w), 25)
     elif kind == "cloth":
         ds = xx - (cx + 6 * np.sin(np.pi * np.clip(v, 0, 1)))  # the centre seam, bowed like the outline
         relief += 0.08 * _gauss(ds + 3, 2.5) - 0.22 * _gauss(ds - 1, 1.5)
-        relief -= 0.14 * _gauss(dist - 9, 1.0) * (np.sin(xx * 0.9 + yy * 0.9) > -0.2)  # stitched hem
-        weave = np.sin(xx * (2 * np.pi / 4.5)) * np.sin(yy * (2 * np.pi / 4.5))
+        relief -= 0.14 * _gauss(dist - 9, 1.2) * (np.sin(xx * 0.45 + yy * 0.45) > -0.2)  # stitched hem
+        period = 2 * np.pi / 4.5  # the weave: threads crossing every 4.5 px (about 1.5 mm)
+        weave = np.outer(np.sin(np.arange(h, dtype=np.float32) * period),
+                         np.sin(np.arange(w, dtype=np.float32) * period))
         grain = 0.035 * weave + 0.04 * _smooth_noise(rng, (h, w), 0.8) + 0.08 * _smooth_noise(rng, (h, w), 22)
     else:  # gas: rubbery, little grain
         grain = 0.02 * _smooth_noise(rng, (h, w), 1.0) + 0.03 * _smooth_noise(rng, (h, w), 30)
 
-    shade = _down(detail) * form * contact * relief * (1.0 + grain)
+    smooth = cv2.resize((form * contact * relief).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    shade = _down(detail) * smooth * (1.0 + grain)
     cord_alpha = np.clip(_down(cords), 0, 1)
     cord_s = _down(cord_shade) * (1.0 + 0.03 * grain)
     alpha = np.maximum(body, cord_alpha)
@@ -298,11 +295,40 @@ def _draw(kind: str, style: int = 0) -> MaskTemplate:
                         shade=np.clip(shade, 0.2, 1.6).astype(np.float32), anchors=an.astype(np.float64))
 
 
+# Exhalation valves (style 1): centre (fractions of the half width from the middle, of the height
+# from the nose bridge), radius and slot spacing in template pixels.
+VALVES = {"n95": (0.08, 0.52, 46.0, 14.0), "kn95": (-0.45, 0.55, 34.0, 10.0)}
+
+
+def _with_valve(template: MaskTemplate) -> MaskTemplate:
+    """The template with an exhalation valve: a raised disc with a shadowed rim and slots, drawn
+    into the shading over the valve's box only (cheap next to drawing the whole template)."""
+    a, b, c, _, e, _ = template.anchors
+    du, dv, radius, slot = VALVES[template.mask_type]
+    vx = float(a[0] + c[0]) / 2 + du * float(c[0] - a[0]) / 2
+    vy = float(b[1]) + dv * float(e[1] - b[1])
+    reach = int(radius + 12)
+    x0, y0 = int(vx) - reach, int(vy) - reach
+    yy, xx = np.mgrid[y0:y0 + 2 * reach, x0:x0 + 2 * reach].astype(np.float32)
+    r = np.hypot(xx - vx, yy - vy)
+    inner = radius * 0.65
+    relief = 1 + np.clip(radius - r, 0, 1) * (0.1 - 0.25 * np.clip((r - inner) / (radius - inner), 0, 1)) \
+        - 0.3 * _gauss(r - radius - 2, 2.5)
+    slots = (np.abs((yy - vy) % slot - slot / 2) < slot * 0.16) & (np.abs(xx - vx) < inner * 0.75) & (r < inner)
+    relief -= 0.35 * slots
+    shade = template.shade.copy()
+    shade[y0:y0 + 2 * reach, x0:x0 + 2 * reach] *= relief
+    return replace(template, shade=shade)
+
+
 @lru_cache(maxsize=None)
 def builtin_template(kind: str, style: int = 0) -> MaskTemplate:
+    """A drawn template of ``kind`` in ``style`` (0 plain, 1 with a valve where VALVES has one)."""
     if kind not in MASK_TYPES:
         raise ValueError(f"unknown mask type {kind!r}; choose from {', '.join(MASK_TYPES)}")
-    return _draw(kind, style)
+    if style and kind in VALVES:
+        return _with_valve(builtin_template(kind, 0))
+    return _draw(kind)
 
 
 # --- textures -----------------------------------------------------------------------------------
