@@ -128,15 +128,14 @@ def _outline(kind: str, an: np.ndarray) -> np.ndarray:
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Gaussian noise blurred by ``sigma`` px, rescaled to unit standard deviation (float32)."""
-    noise = rng.standard_normal(shape, dtype=np.float32)
-    if sigma > 0:
-        # Blur a smaller field for coarse noise: the same look at a fraction of the cost.
-        step = max(1, int(sigma // 3))
-        if step > 1:
-            small = rng.standard_normal((shape[0] // step + 1, shape[1] // step + 1), dtype=np.float32)
-            small = cv2.GaussianBlur(small, (0, 0), sigma / step)
-            noise = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        else:
+    step = max(1, int(sigma // 3))
+    if step > 1:  # coarse noise: blur a smaller field and enlarge it, the same look for much less
+        small = rng.standard_normal((shape[0] // step + 1, shape[1] // step + 1), dtype=np.float32)
+        small = cv2.GaussianBlur(small, (0, 0), sigma / step)
+        noise = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    else:
+        noise = rng.standard_normal(shape, dtype=np.float32)
+        if sigma > 0:
             noise = cv2.GaussianBlur(noise, (0, 0), sigma)
     return noise / max(float(noise.std()), 1e-6)
 
@@ -321,14 +320,16 @@ def _with_valve(template: MaskTemplate) -> MaskTemplate:
     return replace(template, shade=shade)
 
 
-@lru_cache(maxsize=None)
 def builtin_template(kind: str, style: int = 0) -> MaskTemplate:
     """A drawn template of ``kind`` in ``style`` (0 plain, 1 with a valve where VALVES has one)."""
     if kind not in MASK_TYPES:
         raise ValueError(f"unknown mask type {kind!r}; choose from {', '.join(MASK_TYPES)}")
-    if style and kind in VALVES:
-        return _with_valve(builtin_template(kind, 0))
-    return _draw(kind)
+    return _builtin(kind, int(style) if kind in VALVES else 0)
+
+
+@lru_cache(maxsize=None)
+def _builtin(kind: str, style: int) -> MaskTemplate:
+    return _with_valve(_builtin(kind, 0)) if style else _draw(kind)
 
 
 # --- textures -----------------------------------------------------------------------------------
@@ -360,10 +361,8 @@ def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CA
         s = (np.floor(xx / period) + np.floor(yy / period)) % 2
         lines = ((xx % period) < 3) | ((yy % period) < 3)
         out = np.maximum(s * 0.6, lines * 1.0)
-    elif texture == "plaid":
-        out = _plaid(rng, xx, yy, period)[0]
-    elif texture == "camo":
-        out = _camo(rng, (h, w), factor)[0]
+    elif texture in TWO_ACCENT_TEXTURES:
+        return _two_patterns(texture, variant, tuple(shape), float(factor))[0]
     else:
         canvas = np.zeros((h * _SS, w * _SS), np.float32)
         full_h, full_w = h / factor, w / factor
@@ -421,25 +420,31 @@ def _camo(rng: np.random.Generator, shape: tuple[int, int], factor: float) -> tu
     return a.astype(np.float32), b.astype(np.float32)
 
 
-@lru_cache(maxsize=64)
-def second_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
-                   factor: float = 1.0) -> np.ndarray | None:
-    """The third colour's (H, W) float32 weight of a three-colour texture (plaid, camo), or None.
-
-    Drawn with the same random layout as ``texture_pattern`` so the two fit together. Read-only.
-    """
-    if texture not in TWO_ACCENT_TEXTURES:
-        return None
+@lru_cache(maxsize=128)
+def _two_patterns(texture: str, variant: int, shape: tuple[int, int], factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both weights (accent, third colour) of a three-colour texture, drawn together; read-only."""
     rng = np.random.default_rng((TEXTURES.index(texture), variant))
     h, w = shape
     period = float(rng.uniform(18, 40))
     if texture == "plaid":
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / factor
-        out = _plaid(rng, xx, yy, period)[1]
+        out = _plaid(rng, xx, yy, period)
     else:
-        out = _camo(rng, shape, factor)[1]
-    out.flags.writeable = False
+        out = _camo(rng, shape, factor)
+    for layer in out:
+        layer.flags.writeable = False
     return out
+
+
+def second_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
+                   factor: float = 1.0) -> np.ndarray | None:
+    """The third colour's (H, W) float32 weight of a three-colour texture (plaid, camo), or None.
+
+    Drawn with ``texture_pattern``'s layout so the two fit together. Read-only.
+    """
+    if texture not in TWO_ACCENT_TEXTURES:
+        return None
+    return _two_patterns(texture, variant, tuple(shape), float(factor))[1]
 
 
 def third_color(texture: str, base: tuple[int, int, int], accent: tuple[int, int, int],
