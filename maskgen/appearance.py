@@ -45,7 +45,7 @@ class Camera:
 
 def sample_camera(rng: np.random.Generator, res: int) -> Camera:
     """Camera parameters for one sample; a fixed number of draws whatever comes out."""
-    on, u_noise, u_blur, u_jpeg, u_cast, has_blur, has_jpeg = rng.random(7)
+    on, u_noise, u_blur, u_jpeg, u_cast, has_blur, has_jpeg = rng.random(7).tolist()
     if on >= CAMERA_SHARE:
         return Camera()
     blur = BLUR_SIGMA_128 * res / 128 * (0.3 + 0.7 * u_blur) if has_blur < BLUR_SHARE else 0.0
@@ -70,9 +70,7 @@ def _noise_tile(res: int) -> np.ndarray:
 
 def _degrade(image: np.ndarray, cam: Camera, noise: np.ndarray) -> np.ndarray:
     """White balance, blur, noise and JPEG on a uint8 RGB image (``noise``: its unit noise)."""
-    out = image.astype(np.float32)
-    if cam.cast:
-        out = cv2.multiply(out, (1.0 + cam.cast, 1.0, 1.0 - cam.cast, 0.0))
+    out = cv2.multiply(image, (1.0 + cam.cast, 1.0, 1.0 - cam.cast, 0.0), dtype=cv2.CV_32F)  # to float, cast
     if cam.blur:
         out = cv2.GaussianBlur(out, (0, 0), cam.blur)
     if cam.noise:
@@ -124,11 +122,11 @@ SCENE_CAST_LIMIT = 0.06
 
 def scene_tint(face: np.ndarray) -> tuple[float, float, float]:
     """Per-channel gains (about 1) giving the mask a share of the crop's colour cast."""
-    mean = cv2.mean(face)[:3]
-    ratios = np.array([max(m, 1.0) / r for m, r in zip(mean, SCENE_MEAN)])
-    ratios /= np.exp(np.log(ratios).mean())  # a cast, not a brightness
-    gains = np.clip(ratios ** SCENE_CAST_SHARE, 1 - SCENE_CAST_LIMIT, 1 + SCENE_CAST_LIMIT)
-    return float(gains[0]), float(gains[1]), float(gains[2])
+    ratios = [max(m, 1.0) / r for m, r in zip(cv2.mean(face)[:3], SCENE_MEAN)]  # plain floats: 3 values
+    level = (ratios[0] * ratios[1] * ratios[2]) ** (1 / 3)  # a cast, not a brightness
+    lo, hi = 1 - SCENE_CAST_LIMIT, 1 + SCENE_CAST_LIMIT
+    r, g, b = (min(hi, max(lo, (x / level) ** SCENE_CAST_SHARE)) for x in ratios)
+    return r, g, b
 
 
 # --- per-sample appearance of drawn masks -------------------------------------------------------
@@ -147,11 +145,12 @@ class Look:
 
 def sample_look(rng: np.random.Generator) -> Look:
     """Per-sample jitter of a drawn mask; a fixed number of draws."""
-    relief = float(rng.uniform(*RELIEF))
-    bright = rng.uniform(*BRIGHTNESS, size=2)
-    jitter = 1.0 + COLOR_JITTER * rng.standard_normal((2, 3))
-    gains = np.clip(jitter * bright[:, None], 0.75, 1.15)
-    return Look(relief, tuple(float(v) for v in gains[0]), tuple(float(v) for v in gains[1]))
+    u = rng.random(3).tolist()
+    jitter = rng.standard_normal(6).tolist()
+    relief = RELIEF[0] + (RELIEF[1] - RELIEF[0]) * u[0]
+    bright = [BRIGHTNESS[0] + (BRIGHTNESS[1] - BRIGHTNESS[0]) * x for x in u[1:]]
+    gains = [min(1.15, max(0.75, (1.0 + COLOR_JITTER * j) * bright[i // 3])) for i, j in enumerate(jitter)]
+    return Look(relief, tuple(gains[:3]), tuple(gains[3:]))
 
 
 def with_relief(shade: np.ndarray, relief: float) -> np.ndarray:

@@ -127,16 +127,17 @@ def _outline(kind: str, an: np.ndarray) -> np.ndarray:
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian noise blurred by ``sigma`` px, rescaled to unit standard deviation (float32)."""
+    """Noise blurred by ``sigma`` px, zero mean and unit standard deviation (float32)."""
     step = max(1, int(sigma // 3))
     if step > 1:  # coarse noise: blur a smaller field and enlarge it, the same look for much less
         small = rng.standard_normal((shape[0] // step + 1, shape[1] // step + 1), dtype=np.float32)
         small = cv2.GaussianBlur(small, (0, 0), sigma / step)
         noise = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    else:
-        noise = rng.standard_normal(shape, dtype=np.float32)
+    else:  # uniform noise is cheaper to draw; blurred, it looks the same
+        noise = rng.random(shape, dtype=np.float32)
         if sigma > 0:
             noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+    noise -= float(noise.mean())
     return noise / max(float(noise.std()), 1e-6)
 
 
@@ -151,8 +152,13 @@ STYLE_WEIGHTS = {"surgical": (1.0,), "n95": (0.65, 0.35), "kn95": (0.85, 0.15), 
 
 def choose_style(kind: str, rng: np.random.Generator) -> int:
     """A drawn style of ``kind`` (0 is the plain one); one draw from ``rng`` whatever the kind."""
-    weights = np.asarray(STYLE_WEIGHTS.get(kind, (1.0,)), np.float64)
-    return int(np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(), side="right").clip(0, len(weights) - 1))
+    weights = STYLE_WEIGHTS.get(kind, (1.0,))
+    x, total = float(rng.random()) * sum(weights), 0.0
+    for style, weight in enumerate(weights):
+        total += weight
+        if x < total:
+            return style
+    return len(weights) - 1
 
 
 def _cord(alpha: np.ndarray, shade: np.ndarray, polyline: np.ndarray, width: float) -> None:
@@ -179,9 +185,9 @@ def _draw(kind: str) -> MaskTemplate:
     outline = _outline(kind, an)
     body_big = np.zeros(big, np.float32)
     _fill(body_big, outline, 1.0)
-    detail = np.ones(big, np.float32)  # line details drawn at twice the size (anti-aliased)
+    detail = np.zeros(big, np.float32)  # line details (shading - 1) drawn at twice the size (anti-aliased)
     cords = np.zeros(big, np.float32)
-    cord_shade = np.ones(big, np.float32)
+    cord_shade = np.zeros(big, np.float32)  # only read where a cord is drawn
     # Python floats: numpy float64 scalars would turn the float32 fields below into float64 ones.
     cx, half_w, height = float(a[0] + c[0]) / 2, float(c[0] - a[0]) / 2, float(e[1] - b[1])
     top, bx, ex = float(b[1]), float(b[0]), float(e[0])
@@ -203,21 +209,21 @@ def _draw(kind: str) -> MaskTemplate:
         loops(4.0, 40)
         for t in np.linspace(0.08, 0.92, 11):  # welded dots either side of the central fold
             for dx in (-7, 7):
-                _circle(detail, b + t * (e - b) + [dx, 0], 2.0, 0.8)
+                _circle(detail, b + t * (e - b) + [dx, 0], 2.0, -0.2)
     elif kind == "cloth":
         loops(6.5, 40)
     elif kind == "gas":
-        _line(detail, outline, 0.7, 8)
+        _line(detail, outline, -0.3, 8)
         for centre in (d + [-55, -30], f + [55, -30]):  # filter cartridges outside the body
             _circle(body_big, centre, 62, 1.0)
-            _circle(detail, centre, 62, 0.6, thickness=6)
-            _circle(detail, centre, 35, 0.8, thickness=3)
+            _circle(detail, centre, 62, -0.4, thickness=6)
+            _circle(detail, centre, 35, -0.2, thickness=3)
             for k in range(6):  # grille slots
                 t = np.pi * k / 3
                 _line(detail, np.array([centre + 40 * np.array([np.cos(t), np.sin(t)]),
-                                        centre + 55 * np.array([np.cos(t), np.sin(t)])]), 0.7, 3)
-        _circle(detail, (b + e) / 2 + [0, 60], 38, 0.65, thickness=5)  # exhalation valve
-        _circle(detail, (b + e) / 2 + [0, 60], 20, 0.75)
+                                        centre + 55 * np.array([np.cos(t), np.sin(t)])]), -0.3, 3)
+        _circle(detail, (b + e) / 2 + [0, 60], 38, -0.35, thickness=5)  # exhalation valve
+        _circle(detail, (b + e) / 2 + [0, 60], 20, -0.25)
         for y in (a[1] + 10, d[1] + 25):
             _cord(cords, cord_shade, np.array([[a[0] - 60, y - 10], [a[0] + 5, y]]), 9)
             _cord(cords, cord_shade, np.array([[c[0] - 5, y], [c[0] + 60, y - 10]]), 9)
@@ -270,7 +276,7 @@ def _draw(kind: str) -> MaskTemplate:
         for t in np.arange(0.0, 1.0, 1 / 70):  # weld dots round the edge
             p = outline[min(len(outline) - 1, int(t * len(outline)))]
             inward = np.array([cx, (b[1] + e[1]) / 2]) - p
-            _circle(detail, p + 9 * inward / max(np.linalg.norm(inward), 1e-6), 1.8, 0.82)
+            _circle(detail, p + 9 * inward / max(np.linalg.norm(inward), 1e-6), 1.8, -0.18)
         relief += top_band * (0.12 * _gauss(dist - 16, 3) - 0.12 * _gauss(dist - 23, 3))  # nose wire
         grain = 0.03 * _smooth_noise(rng, (h, w), 0.7) + 0.03 * _smooth_noise(rng, (h, w), 25)
     elif kind == "cloth":
@@ -285,7 +291,7 @@ def _draw(kind: str) -> MaskTemplate:
         grain = 0.02 * _smooth_noise(rng, (h, w), 1.0) + 0.03 * _smooth_noise(rng, (h, w), 30)
 
     smooth = cv2.resize((form * contact * relief).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    shade = _down(detail) * smooth * (1.0 + grain)
+    shade = (_down(detail) + 1.0) * smooth * (1.0 + grain)
     cord_alpha = np.clip(_down(cords), 0, 1)
     cord_s = _down(cord_shade) * (1.0 + 0.03 * grain)
     alpha = np.maximum(body, cord_alpha)
