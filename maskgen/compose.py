@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import appearance
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .landmarks import estimate_yaw, locate
@@ -96,31 +97,46 @@ class MaskChoice:
     wear: str = "correct"  # see maskgen.mask.WEARS
     generator: str = BUILTIN  # or the pack's folder name
 
-    def place(self, anchors: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    def place(self, anchors: np.ndarray, res: int, rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
 
-        Colour and texture are applied after warping, on the few crop pixels the mask covers.
+        Drawn masks get a drawn style (a valve or not), and a per-sample look (relief strength,
+        colour jitter) from ``rng`` (default: a fixed one). Colour and texture are applied after
+        warping, on the few crop pixels the mask covers.
         """
         target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
-        level, factor = tpl.scaled_for(self.template, target_width)
-        if level.rgb is not None:
-            rgb, alpha, box = warp_template(level, tpl.float_rgb(level), anchors, (res, res))
-            return rgb, alpha, box
-        base = np.array(tpl.COLORS[self.color], np.float32)
+        if self.template.rgb is not None:
+            level, _ = tpl.scaled_for(self.template, target_width)
+            return warp_template(level, tpl.float_rgb(level), anchors, (res, res))
+        rng = rng if rng is not None else np.random.default_rng(0)
+        style = tpl.choose_style(self.template.mask_type, rng)
+        look = appearance.sample_look(rng)
+        third = tpl.third_color(self.texture, tpl.COLORS[self.color], self.accent, rng) \
+            if self.texture in tpl.TWO_ACCENT_TEXTURES else None
+        template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
+        level, factor = tpl.scaled_for(template, target_width)
+        base = [c * g for c, g in zip(tpl.COLORS[self.color], look.base_gain)]
         if self.texture == "solid":
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
+            shade = appearance.with_relief(shade, look.relief)
             return cv2.merge([shade * c for c in base]), alpha, box
         pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-        # Four channels, two of them unused: OpenCV warps 2-channel float images ~8x slower than 4-channel ones.
-        unused = np.zeros_like(level.shade)
-        layers = cv2.merge([level.shade, level.shade * pattern, unused, unused])
+        second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        # Four channels (OpenCV warps 2-channel float images ~8x slower than 4-channel ones).
+        layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
+                            np.zeros_like(pattern)])
         warped, alpha, box = warp_template(level, layers, anchors, (res, res))
-        accent = np.array(self.accent, np.float32)
-        # shade * (base + (accent - base) * pattern), channel by channel (OpenCV's per-channel passes
-        # are several times faster than numpy broadcasting over the colour axis)
-        shade, shaded_pattern = cv2.split(warped)[:2]
-        return cv2.merge([cv2.addWeighted(shade, float(b), shaded_pattern, float(a - b), 0.0)
-                          for b, a in zip(base, accent)]), alpha, box
+        accent = [c * g for c, g in zip(self.accent, look.accent_gain)]
+        # shade * (base + (accent - base) * pattern + (third - base) * second), channel by channel
+        # (OpenCV's per-channel passes are several times faster than numpy broadcasting).
+        shade, pattern, second = cv2.split(warped)[:3]
+        channels = [cv2.addWeighted(pattern, float(a - b), pattern, 0.0, float(b)) for b, a in zip(base, accent)]
+        if third is not None:
+            channels = [cv2.scaleAdd(second, float(t - b), ch) for ch, b, t in zip(channels, base, third)]
+        shade = appearance.with_relief(shade, look.relief)
+        rgb = cv2.multiply(cv2.merge(channels), cv2.merge([shade, shade, shade]))
+        return rgb, alpha, box
 
 
 def _pick(weights: tuple[tuple[str, float], ...] | dict[str, float], rng: np.random.Generator) -> str:
@@ -178,6 +194,11 @@ class SampleMeta:
     landmark_method: str
     seed: int
     landmarks: list = field(default_factory=list)  # 68 [x, y] in crop pixels
+    # Camera effects applied to both images (maskgen.appearance.Camera): 0 = none.
+    camera_noise: float = 0.0  # sensor noise sigma, 0-255 units
+    camera_blur: float = 0.0  # Gaussian blur sigma, px
+    camera_jpeg: int = 0  # JPEG quality
+    camera_cast: float = 0.0  # white balance: red gain 1 + cast, blue gain 1 - cast
 
     def as_dict(self) -> dict:
         return dict(vars(self))  # flat fields: no need for dataclasses.asdict's deep copy
@@ -203,15 +224,17 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
     choice = choose_mask(options, rng, yaw)
     res = face.image.shape[0]
     anchors = face_anchors(face.landmarks, choice.wear)
-    rgb, alpha, box = choice.place(anchors, res)
+    rgb, alpha, box = choice.place(anchors, res, rng)
     masked, binary = composite(face.image, rgb, alpha, box, options.light_match)
+    masked, unmasked, camera = appearance.apply_camera(face.image, masked, binary, box, rng)
     meta = SampleMeta(
         key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
         template=choice.template.name, color=choice.color, texture=choice.texture,
-        variant=choice.variant, wear=choice.wear, generator=choice.generator, yaw=round(yaw, 4), coverage=round(cv2.countNonZero(binary) / binary.size, 6),
+        variant=choice.variant, wear=choice.wear, generator=choice.generator, yaw=round(yaw, 4),
+        coverage=round(cv2.countNonZero(binary) / binary.size, 6),
         res=res, scale=round(face.scale, 4), upsampled=face.upsampled, landmark_method=landmark_method,
-        seed=seed, landmarks=np.round(face.landmarks, 2).tolist())
-    return Triplet(masked=masked, unmasked=face.image, map=binary, meta=meta)
+        seed=seed, landmarks=np.round(face.landmarks, 2).tolist(), **camera.meta())
+    return Triplet(masked=masked, unmasked=unmasked, map=binary, meta=meta)
 
 
 def encode(triplet: Triplet, jpeg_quality: int = 95) -> dict[str, bytes]:

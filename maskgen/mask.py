@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .appearance import scene_tint
 from .landmarks import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
 from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate
 
@@ -231,7 +232,8 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
     The mask's brightness follows the light on the face: its colours are scaled by a plane fitted
     to the face's luminance under the mask (relative to a well-lit face), blended by ``light_match``.
     A plane keeps the level and direction of the lighting but none of the features: a blurred copy
-    of the luminance would show the mouth and nostrils through the mask as dark ghosts.
+    of the luminance would show the mouth and nostrils through the mask as dark ghosts. The mask
+    also takes a little of the crop's colour cast (``appearance.scene_tint``).
     Pixels with alpha < 0.5 are left exactly as they were.
     """
     x0, y0, x1, y1 = box
@@ -250,7 +252,9 @@ def composite(face: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, box: tuple[i
     light += 1.0 - light_match
     gain = cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
     # OpenCV for the per-pixel passes: numpy's broadcasting over the colour axis is several times slower.
-    lit = cv2.multiply(rgb, cv2.merge([gain, gain, gain]))
+    # The mask also takes a share of the scene's colour cast (see appearance.scene_tint).
+    tint = scene_tint(face)
+    lit = cv2.multiply(rgb, cv2.merge([gain * tint[0], gain * tint[1], gain * tint[2]]))
     blend = cv2.blendLinear(region.astype(np.float32), lit, 1.0 - alpha, alpha)
     cv2.copyTo(cv2.add(blend, 0.0, dtype=cv2.CV_8U), cover, masked[y0:y1, x0:x1])  # rounds, saturates
     binary[y0:y1, x0:x1] = cover * np.uint8(255)
