@@ -52,7 +52,8 @@ def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: 
         pred = mseg.predict_map(x)[:, 0].numpy() > 0.5
         for p, (_, truth), meta in zip(pred, batch, infos):
             counts = confusion_counts(p, truth > 127)
-            for group in ("all", f"wear={meta.get('wear', 'correct')}", f"generator={meta.get('generator', '?')}"):
+            # datasets made before wear variants: all worn correctly, generator unknown
+            for group in ("all", f"wear={meta.get('wear', 'correct')}", f"generator={meta.get('generator')}"):
                 groups[group].append((counts.dice, counts.iou))
         batch.clear()
         infos.clear()
@@ -78,15 +79,14 @@ def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: 
 
 def photo_scores(run: str, photos: Path, labels: Path) -> dict[str, dict[str, float]]:
     """Two-stage ``Unmasker`` on the labelled photos, as ``unmask evaluate --photo-labels`` scores them."""
-    from maskgen.mask import WEARS
-    from unmask.evaluation.labels import MASK_TYPES, load_photo_labels
-    from unmask.evaluation.photos import evaluate_photos, label_breakdown
+    from unmask.evaluation.labels import load_photo_labels
+    from unmask.evaluation.photos import GROUPINGS, evaluate_photos, label_breakdown
     from unmask.predict import Unmasker
 
     _, table, _ = evaluate_photos(Unmasker.from_checkpoint(run), photos, None, 0, None,
                                   load_photo_labels(labels, photos))
     out = {"all": {"dice": float(table["dice"].mean()), "iou": float(table["iou"].mean()), "n": len(table)}}
-    for column, order in (("mask_type", MASK_TYPES), ("wear", WEARS)):
+    for column, order in GROUPINGS.values():
         for group, row in label_breakdown(table, column, order).iterrows():
             out[f"{column}={group}"] = {"dice": float(row["dice"]), "iou": float(row["iou"]), "n": int(row["n"])}
     return out
@@ -101,7 +101,6 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results: dict[str, dict] = {}
     for name, (run, _) in _pairs(args.model).items():
         config, mseg, _ = load_models(run)
