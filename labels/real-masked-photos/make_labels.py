@@ -205,8 +205,6 @@ DROPPED: dict[str, str] = {
     "0940.jpg": "ears and cheeks included",
 }
 
-MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "cloth_printed", "other")
-WEARS = ("correct", "nose", "mouth", "chin")
 
 
 def _poly(mask: np.ndarray, polys, value: int) -> None:
@@ -332,6 +330,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="photo names to (re)make; the CSV is still written for all")
     args = ap.parse_args(argv)
     from maskgen.source import load_image
+    from unmask.evaluation.labels import LABEL_COLUMNS, MASK_TYPES, WEARS
 
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -347,7 +346,7 @@ def main(argv=None) -> int:
         print(name, mtype, wear, f"{(label > 0).mean():.3f}", file=sys.stderr)
     with open(args.out / "labels.csv", "w", newline="") as f:
         wr = csv.writer(f, lineterminator="\n")
-        wr.writerow(["photo", "label", "mask_type", "wear"])
+        wr.writerow(LABEL_COLUMNS)
         wr.writerows(rows)
     return 0
 

@@ -28,8 +28,7 @@ from .compare import (
     HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
     protocol_lines, seg_table, table_head, verification_lines,
 )
-from .labels import MASK_TYPES, WEARS
-from .photos import WORST_PHOTOS_FILE, label_breakdown
+from .photos import GROUPINGS, WORST_PHOTOS_FILE, label_breakdown
 from .samples import is_turned
 
 REPORT_FILE = "report.md"
@@ -117,8 +116,9 @@ def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
         return parts
     parts += [f"Labels `{labels.get('file', '?')}`: {labels.get('evaluated', '?')} of {labels.get('labelled', '?')} "
               f"labelled photos evaluated. {str(labels.get('scores', '')).capitalize()}.", ""]
-    for title, column, order in (("mask type", "mask_type", MASK_TYPES), ("wear", "wear", WEARS)):
-        parts += [f"##### {evaluation.name}: Dice and IoU by {title}", "", photo_label_table(table, column, order), ""]
+    for column, order in GROUPINGS.values():
+        parts += [f"##### {evaluation.name}: Dice and IoU by {column.replace('_', ' ')}", "",
+                  photo_label_table(table, column, order), ""]
     missed = table.loc[~table["face"].astype(bool), "file"].tolist()
     if missed:
         listed = ", ".join(missed[:NO_FACE_LISTED]) + (", ..." if len(missed) > NO_FACE_LISTED else "")
