@@ -11,6 +11,12 @@ Workers return encoded samples in a fixed order and only this process writes fil
 are byte-identical whatever the worker count. A dataset can be built in parts on several machines
 (``part=(k, n)``): part k takes every n-th source, writes shards named ``{split}-p{k}-NNNNNN.tar``,
 and ``combine`` merges the parts' manifests once all are present.
+
+Each finished shard has a record (``.work/{shard}.json``: its planned keys, manifest rows, failures and
+the tar's size and SHA-256), written atomically before the tar is renamed into place; a rerun reuses a
+shard only when the file matches its record, and rebuilds it otherwise. Parts may build into one
+shared folder at once: each holds a lock for its part (``.work/part-K-of-N.lock``), removes only
+temporaries that are provably its own leftovers, and ``combine`` runs under a lock of its own.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -32,15 +39,21 @@ from . import format as fmt
 from . import workers
 from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
-from .files import clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .files import (
+    Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, temporary_path, write_csv_atomic,
+    write_json_atomic, write_parquet_atomic,
+)
 from .shard import ShardWriter
 from .source import SourceImage, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits
+from .verify import record_mismatch
 
 log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
+COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
 
 
 class BuildError(Exception):
@@ -93,9 +106,10 @@ class BuildResult:
     out: Path
     samples: int
     failures: int
-    shards_written: int
+    shards_written: int  # including the rebuilt ones
     shards_reused: int
     complete: bool  # all parts present and the dataset's manifest written
+    shards_rebuilt: int = 0  # finished before, but the file no longer matched its record
 
 
 def _manifest_row(meta: dict, shard: str) -> dict:
@@ -184,32 +198,44 @@ def _part_tag(part: tuple[int, int]) -> str:
     return f"part-{part[0]:03d}-of-{part[1]:03d}"
 
 
+def _part_owns(name: str, part: tuple[int, int]) -> bool:
+    """Whether the file ``name`` (in OUT or OUT/.work) is written by this part alone: its tagged files,
+    its shards and their records."""
+    k, n = part
+    shard = re.fullmatch(r"([a-z]+)-(?:p\d+-)?(\d+)\.tar(?:\.json)?", name)
+    return _part_tag(part) in name or bool(
+        shard and name.removesuffix(".json") == fmt.shard_name(shard[1], int(shard[2]), None if n == 1 else k))
+
+
 # --- the build ---------------------------------------------------------------------------------------
 
 def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
     out = Path(config.out)
+    work = out / fmt.WORK_DIR
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        work = out / fmt.WORK_DIR
-        work.mkdir(exist_ok=True)
-        probe = work / f"write-test{os.getpid()}"
+        work.mkdir(parents=True, exist_ok=True)
+        probe = temporary_path(work / "write-test")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
         raise BuildError(f"cannot write to --out {out}: {err.strerror or err}") from None
+    # Created whole or not at all, by the first of several parts starting at once; the others compare.
     info_path = out / fmt.BUILD_INFO
-    if info_path.exists():
-        previous = json.loads(info_path.read_text())
+    if not create_exclusive(info_path, json_bytes(identity, default=str)):
+        try:
+            previous = json.loads(info_path.read_text())
+        except ValueError:
+            raise BuildError(f"{info_path} is not valid JSON: delete it (or the whole of {out}) and rerun") from None
         if previous != identity:
             differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
             raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); "
                              "use another --out or delete it")
-    else:
-        write_json_atomic(info_path, identity, default=str)
-    removed = clean_temporaries(out, work)
-    if removed:
-        log.info("removed %d temporary files left by an interrupted build", removed)
     return out, work
+
+
+def _io_problem(err: OSError) -> str:
+    """One line for a failed read or write of the output (a full disk, no permission): the path and the cause."""
+    return f"{err.filename or 'the output folder'}: {err.strerror or err}"
 
 
 def build(config: BuildConfig) -> BuildResult:
@@ -223,8 +249,28 @@ def build(config: BuildConfig) -> BuildResult:
     identity = config.identity(_fingerprint(listing.images))
     out, work = _prepare_out(config, identity)
     k, n_parts = config.part
-    tag = _part_tag(config.part)
+    try:
+        # Held while this part builds: a second process building the same part would share its files.
+        with exclusive_lock(work / f"{_part_tag(config.part)}.lock", wait=False) as held:
+            if not held:
+                which = f"part {k + 1}/{n_parts} of this dataset" if n_parts > 1 else "this dataset"
+                raise BuildError(f"{out}: another process is building {which} (it holds "
+                                 f"{work / _part_tag(config.part)}.lock)")
 
+            def left_over(tmp: Temporary) -> bool:
+                return _part_owns(tmp.destination, config.part) or tmp.stale
+
+            removed = clean_temporaries(out, work, left_over=left_over)
+            if removed:
+                log.info("removed %d temporary files left by an interrupted build", removed)
+            return _build_part(config, listing, out, work)
+    except OSError as err:
+        raise BuildError(_io_problem(err)) from None
+
+
+def _build_part(config: BuildConfig, listing, out: Path, work: Path) -> BuildResult:
+    k, n_parts = config.part
+    tag = _part_tag(config.part)
     split_of = assign_splits(listing.images, config.split, config.seed)
     quota = _quotas(listing.images, config.pairs, config.seed)
     keys = _unique_keys(listing.images)
@@ -243,13 +289,13 @@ def build(config: BuildConfig) -> BuildResult:
                      for r in landmarks if not r["ok"]]
         usable = {r["source"]: r for r in landmarks if r["ok"]}
         shards = _plan_shards(config, mine, usable, split_of, quota, keys)
-        rows, compose_failures, written, reused = _phase_compose(config, shards, out, work)
-    failures += compose_failures
+        compose = _phase_compose(config, shards, out, work)
+    failures += compose.failures
     for f in failures:
         log.info("skipped %s (%s): %s", f["source"], f["stage"], f["reason"])
 
     write_parquet_atomic(work / f"{tag}-manifest.parquet",
-                         pd.DataFrame(rows, columns=list(fmt.MANIFEST_COLUMNS)))
+                         pd.DataFrame(compose.rows, columns=list(fmt.MANIFEST_COLUMNS)))
     write_csv_atomic(work / f"{tag}-failures.csv", pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
     # Failures are kept too (ok = False, with the reason): a rebuild with --landmarks skips them
     # without trying the detectors again.
@@ -257,8 +303,8 @@ def build(config: BuildConfig) -> BuildResult:
                        for r in landmarks])
     write_parquet_atomic(work / f"{tag}-landmarks.parquet", lm)
     complete = combine(out, quiet=True) is not None
-    return BuildResult(out=out, samples=len(rows), failures=len(failures), shards_written=written,
-                       shards_reused=reused, complete=complete)
+    return BuildResult(out=out, samples=len(compose.rows), failures=len(failures), shards_written=compose.written,
+                       shards_reused=compose.reused, complete=complete, shards_rebuilt=compose.rebuilt)
 
 
 def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path, tag: str) -> list[dict]:
@@ -346,21 +392,56 @@ def _plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[st
     return shards
 
 
-def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: Path):
+@dataclass
+class _Composed:
+    rows: list[dict]
+    failures: list[dict]
+    written: int
+    reused: int
+    rebuilt: int
+
+
+def _reusable(shard: _Shard, out: Path, work: Path) -> tuple[dict | None, str | None]:
+    """(the shard's record if the finished shard can be reused, else None; why a finished shard cannot be)."""
+    try:
+        record = json.loads((work / f"{shard.name}.json").read_text())
+    except FileNotFoundError:
+        return None, None
+    except ValueError:
+        return None, "its record does not read"
+    if record.get("planned") != [s["key"] for s in shard.samples]:
+        return None, None  # planned differently (another build's leftover): not a finished shard of this plan
+    if "tar" not in record:
+        return None, "unrecorded"
+    if record["tar"] is None:  # every sample failed: no tar
+        return record, None
+    if not (out / shard.name).exists():
+        return None, None  # killed between the record and the tar's rename
+    mismatch = record_mismatch(out / shard.name, record["tar"]["bytes"], record["tar"]["sha256"])
+    return (None, mismatch) if mismatch else (record, None)
+
+
+def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: Path) -> _Composed:
     rows, failures = [], []
     pending = []
-    reused = 0
+    reused, rebuilt, unrecorded = 0, 0, 0
     for shard in shards:
-        sidecar = work / f"{shard.name}.json"
-        if sidecar.exists():
-            done = json.loads(sidecar.read_text())
-            keys = [s["key"] for s in shard.samples]
-            if done.get("planned") == keys and (done["rows"] == [] or (out / shard.name).exists()):
-                rows += done["rows"]
-                failures += done["failures"]
-                reused += 1
-                continue
+        record, problem = _reusable(shard, out, work)
+        if record is not None:
+            rows += record["rows"]
+            failures += record["failures"]
+            reused += 1
+            continue
+        if problem == "unrecorded":
+            unrecorded += 1
+        elif problem:
+            log.warning("%s does not match its record (%s): rebuilding it", out / shard.name, problem)
+            rebuilt += 1
         pending.append(shard)
+    if unrecorded:
+        log.warning("%s: %d finished shards have no recorded size and SHA-256 (an older maskgen built them): "
+                    "rebuilding them", out, unrecorded)
+    rebuilt += unrecorded
     tasks = [(shard, shard.samples[i:i + TASK_SIZE]) for shard in pending
              for i in range(0, len(shard.samples), TASK_SIZE)]
     jobs = (delayed(workers.compose_task)(specs, config.mask, config.res, config.face_scale, config.seed,
@@ -380,12 +461,13 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
             seen += len(specs)
             bar.update(len(specs))
             if seen == len(shard.samples):
-                # Sidecar first: a shard counts as done only when both exist, so a kill between
-                # the two renames redoes the shard instead of listing samples that are not there.
+                # The record first: a shard counts as done only when both exist and agree, so a kill
+                # between the two renames redoes the shard instead of listing samples that are not there.
+                tar = writer.finish() if writer.count else None
                 write_json_atomic(work / f"{shard.name}.json",
                                   {"planned": [s["key"] for s in shard.samples], "rows": shard_rows,
-                                   "failures": shard_failures}, default=str)
-                if writer.count:
+                                   "failures": shard_failures, "tar": tar}, default=str)
+                if tar:
                     writer.commit()
                 else:
                     writer.abort()
@@ -396,28 +478,36 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
         if writer is not None:
             writer.abort()
         bar.close()
-    return rows, failures, len(pending), reused
+    return _Composed(rows, failures, len(pending), reused, rebuilt)
 
 
 # --- combining parts, summaries -------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def combine(out: str | Path, quiet: bool = False) -> dict | None:
     """Merge the parts' results into manifest.parquet, failures.csv, landmarks.parquet, stats.json.
 
-    Returns the stats, or None (with a message unless quiet) while parts are missing.
+    Returns the stats, or None (with a message unless quiet) while parts are missing. Runs under a lock,
+    so parts finishing together combine one after the other; the outputs depend on the parts' files
+    only, so a second combine writes the same bytes.
     """
     out = Path(out)
-    info = json.loads((out / fmt.BUILD_INFO).read_text())
+    info_path, work = out / fmt.BUILD_INFO, out / fmt.WORK_DIR
+    if not info_path.is_file() or not work.is_dir():
+        raise BuildError(f"{out} is not a maskgen build folder (no {fmt.BUILD_INFO} or {fmt.WORK_DIR}/)")
+    try:
+        info = json.loads(info_path.read_text())
+        with exclusive_lock(work / COMBINE_LOCK):
+            # Only the lock's holder writes these: any temporary of them is a killed combine's.
+            clean_temporaries(out, left_over=lambda tmp: tmp.destination in COMBINED)
+            return _combine(out, work, info, quiet)
+    except ValueError as err:
+        raise BuildError(f"{out}: {err}") from None
+    except OSError as err:
+        raise BuildError(_io_problem(err)) from None
+
+
+def _combine(out: Path, work: Path, info: dict, quiet: bool) -> dict | None:
     n_parts = info["parts"]
-    work = out / fmt.WORK_DIR
     tags = [_part_tag((k, n_parts)) for k in range(n_parts)]
     missing = [t for t in tags if not (work / f"{t}-manifest.parquet").exists()]
     if missing:
@@ -429,15 +519,31 @@ def combine(out: str | Path, quiet: bool = False) -> dict | None:
     failures = pd.concat([pd.read_csv(work / f"{t}-failures.csv", dtype=str, keep_default_na=False) for t in tags],
                          ignore_index=True)
     landmarks = pd.concat([pd.read_parquet(work / f"{t}-landmarks.parquet") for t in tags], ignore_index=True)
+    records = {name: _shard_record(out, work, name) for name in sorted(manifest["shard"].unique())}
     write_parquet_atomic(out / fmt.MANIFEST, manifest)
     write_csv_atomic(out / fmt.FAILURES, failures)
     write_parquet_atomic(out / fmt.LANDMARKS, landmarks)
-    stats = summarize(manifest, failures, info, {name: _sha256(out / name) for name in sorted(manifest["shard"].unique())})
+    stats = summarize(manifest, failures, info, {name: r["sha256"] for name, r in records.items()},
+                      {name: r["bytes"] for name, r in records.items()})
     write_json_atomic(out / fmt.STATS, stats, default=str)
     return stats
 
 
-def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_digests: dict[str, str]) -> dict:
+def _shard_record(out: Path, work: Path, name: str) -> dict:
+    """The size and SHA-256 recorded when the shard was written; the file must still have that size."""
+    record = json.loads((work / f"{name}.json").read_text()).get("tar")
+    if not record:
+        raise BuildError(f"{work / name}.json records no size and SHA-256 (an older maskgen wrote it): rerun "
+                         "maskgen build with the same arguments to rebuild and record the shards")
+    mismatch = record_mismatch(out / name, record["bytes"], None)
+    if mismatch:
+        raise BuildError(f"{out / name} does not match its record ({mismatch}): rerun maskgen build with the "
+                         "same arguments to rebuild it")
+    return record
+
+
+def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_digests: dict[str, str],
+              shard_sizes: dict[str, int]) -> dict:
     coverage = manifest["coverage"].astype(float) if len(manifest) else pd.Series(dtype=float)
     quantiles = {f"q{int(q * 100):02d}": round(float(coverage.quantile(q)), 4) for q in (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)} if len(coverage) else {}
     sources_ok = int(manifest["source"].nunique()) if len(manifest) else 0
@@ -459,6 +565,7 @@ def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_
         "build": info,
         "manifest_sha256": digest,
         "shards": shard_digests,
+        "shard_sizes": shard_sizes,
     }
 
 

@@ -140,9 +140,10 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
     except (BuildError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     took = time.perf_counter() - start
+    rebuilt = f" ({result.shards_rebuilt} rebuilt: did not match their record)" if result.shards_rebuilt else ""
     click.echo(f"{result.samples} triplets in {took:.1f} s ({result.samples / max(took, 1e-9):.1f}/s), "
                f"{result.failures} sources skipped (see {fmt.FAILURES}), "
-               f"{result.shards_written} shards written, {result.shards_reused} reused")
+               f"{result.shards_written} shards written{rebuilt}, {result.shards_reused} reused")
     if result.complete:
         click.echo(_stats_text(json.loads((Path(out) / fmt.STATS).read_text())))
     else:
@@ -154,12 +155,25 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def combine(dataset) -> None:
     """Merge the parts of a dataset built with --part into one manifest."""
-    from .builder import combine as run_combine
+    from .builder import BuildError, combine as run_combine
 
-    stats = run_combine(dataset)
+    try:
+        stats = run_combine(dataset)
+    except BuildError as err:
+        raise click.ClickException(str(err)) from None
     if stats is None:
         raise click.ClickException(f"{dataset}: some parts are not finished (see the warning above)")
     click.echo(_stats_text(stats))
+
+
+def _finished(dataset: Path) -> None:
+    """One line for a dataset that is not finished or misses shards (sizes only: cheap)."""
+    from .verify import check_shards
+
+    problems = check_shards(dataset)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems; see maskgen verify {dataset})" if len(problems) > 1 else ""
+        raise click.ClickException(f"{dataset} is not a complete dataset: {problems[0]}{more}")
 
 
 @main.command()
@@ -173,10 +187,12 @@ def preview(dataset, n, output, split, columns) -> None:
     import cv2
 
     from .preview import contact_sheet
+    from .reader import BadSample, BadShard
 
+    _finished(dataset)
     try:
         sheet = contact_sheet(dataset, n=n, split=split, columns=columns)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, BadSample, BadShard) as err:
         raise click.ClickException(str(err)) from None
     if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise click.ClickException(f"cannot write {output}")
@@ -188,11 +204,28 @@ def preview(dataset, n, output, split, columns) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print stats.json as it is.")
 def stats(dataset, as_json) -> None:
     """Summary of a built dataset: counts by split and mask type, coverage, failures."""
-    path = Path(dataset) / fmt.STATS
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: is {dataset} a finished maskgen dataset?")
-    data = json.loads(path.read_text())
+    _finished(dataset)
+    data = json.loads((Path(dataset) / fmt.STATS).read_text())
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _stats_text(data))
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="Only sizes and SHA-256 of the shards against the records.")
+def verify(dataset, quick) -> None:
+    """Check every shard against the records and every sample against the format and the manifest.
+
+    One line per problem; exit 1 if there is any.
+    """
+    from .verify import verify as run_verify
+
+    report = run_verify(dataset, quick=quick)
+    for line in report.problems:
+        click.echo(line)
+    checked = f"{report.shards} shards" + ("" if quick else f", {report.samples} samples")
+    if report.problems:
+        raise click.ClickException(f"{dataset}: {len(report.problems)} problems ({checked} checked)")
+    click.echo(f"{dataset}: ok ({checked} checked)")
 
 
 def _stats_text(s: dict) -> str:

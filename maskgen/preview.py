@@ -25,6 +25,8 @@ def contact_sheet(dataset: str | Path, n: int = 16, split: str | None = None, co
         cells.append(cell)
         if len(cells) >= n:
             break
+    if not cells:
+        raise FileNotFoundError(f"no samples in {dataset}" + (f" for split {split}" if split else ""))
     while len(cells) % columns:
         cells.append(np.zeros_like(cells[0]))
     rows = [np.hstack(cells[i:i + columns]) for i in range(0, len(cells), columns)]

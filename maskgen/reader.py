@@ -29,6 +29,13 @@ class BadSample(ValueError):
     """A sample whose members are missing or do not decode; the message names its key and shard."""
 
 
+class BadShard(ValueError):
+    """A shard that cannot be read to its end (missing, truncated, not a tar); the message names it.
+
+    Not a ``BadSample``: the shard's remaining samples are lost, which skipping one sample would hide.
+    """
+
+
 @dataclass
 class Sample:
     key: str
@@ -54,10 +61,19 @@ def count_samples(shards: Iterable[str]) -> int:
 
 
 def raw_samples(shards: Iterable[str]) -> Iterator[RawSample]:
-    """The raw samples of the given shards in order (no shuffling, no decoding)."""
+    """The raw samples of the given shards in order (no shuffling, no decoding); ``BadShard`` names a
+    shard that does not read to its end."""
     import webdataset as wds  # imports torch: only where shards are read
 
-    return wds.tarfile_samples(iter([{"url": str(shard)} for shard in shards]))
+    for shard in shards:
+        try:
+            yield from wds.tarfile_samples(iter([{"url": str(shard)}]))
+        except (OSError, tarfile.TarError) as exc:
+            # webdataset appends " @ <stream>" and the stream and URL to the message: keep the cause.
+            cause = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                cause = exc.strerror
+            raise BadShard(f"shard {shard} does not read: {cause}") from exc
 
 
 def iter_raw_samples(dataset: str | Path, split: str | None = None) -> Iterator[RawSample]:
