@@ -422,14 +422,13 @@ def _reusable(shard: _Shard, out: Path, work: Path) -> tuple[dict | None, str | 
 
 
 def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: Path) -> _Composed:
-    rows, failures = [], []
+    done: dict[str, tuple[list[dict], list[dict]]] = {}  # shard name: (manifest rows, failures)
     pending = []
     reused, rebuilt, unrecorded = 0, 0, 0
     for shard in shards:
         record, problem = _reusable(shard, out, work)
         if record is not None:
-            rows += record["rows"]
-            failures += record["failures"]
+            done[shard.name] = record["rows"], record["failures"]
             reused += 1
             continue
         if problem == "unrecorded":
@@ -471,13 +470,15 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
                     writer.commit()
                 else:
                     writer.abort()
-                rows += shard_rows
-                failures += shard_failures
+                done[shard.name] = shard_rows, shard_failures
                 writer = None
     finally:
         if writer is not None:
             writer.abort()
         bar.close()
+    # In the plan's order, whichever shards were reused: the part's files are the same after a resume.
+    rows = [row for shard in shards for row in done[shard.name][0]]
+    failures = [failure for shard in shards for failure in done[shard.name][1]]
     return _Composed(rows, failures, len(pending), reused, rebuilt)
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
+import os
 
 import numpy as np
 import pytest
 
 from maskgen import format as fmt
 from maskgen.compose import encode, image_to_triplets
-from maskgen.files import atomic_output, clean_temporaries, write_json_atomic
-from maskgen.reader import BadSample, count_samples, decode, iter_raw_samples, list_shards
+from maskgen import files
+from maskgen.files import HOST, atomic_output, clean_temporaries, temporaries, temporary_path, write_json_atomic
+from maskgen.reader import BadSample, BadShard, count_samples, decode, iter_raw_samples, list_shards, raw_samples
 from maskgen.shard import ShardWriter
 
 
@@ -60,6 +64,19 @@ def test_a_bad_sample_is_named_by_key_and_shard(tmp_path, triplets):
         decode(nomap)
 
 
+def test_a_shard_that_does_not_read_to_its_end_is_named(tmp_path, triplets):
+    whole = tmp_path / "test-000000.tar"
+    _write(whole, [(t.meta.key, encode(t)) for t in triplets])
+    cut = tmp_path / "test-000001.tar"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2 + 100])  # inside a member
+    samples = raw_samples([str(whole), str(cut)])
+    assert [raw["__key__"] for raw in itertools.islice(samples, 3)] == [t.meta.key for t in triplets]
+    with pytest.raises(BadShard, match=r"shard .*test-000001.tar does not read: unexpected end of data"):
+        list(samples)
+    with pytest.raises(BadShard, match=r"shard .*missing.tar does not read: No such file or directory"):
+        list(raw_samples([str(tmp_path / "missing.tar")]))
+
+
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
@@ -75,3 +92,29 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     assert json.loads(target.read_text()) == {"a": [0.5], "b": 1}
     (tmp_path / "shard.tar.tmp-999").write_bytes(b"left by a killed writer")
     assert clean_temporaries(tmp_path) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_temporary_names_are_unique_to_a_machine_and_process(tmp_path, monkeypatch):
+    names = {temporary_path(tmp_path / "out.bin").name for _ in range(100)}
+    assert len(names) == 100 and all(n.startswith(f"out.bin.tmp-{HOST}-{os.getpid()}-") for n in names)
+    (tmp_path / next(iter(names))).write_bytes(b"")
+    (found,) = temporaries(tmp_path)
+    assert (found.destination, found.host, found.pid, found.stale) == ("out.bin", HOST, os.getpid(), False)
+    monkeypatch.setattr(files, "_running", lambda pid: False)
+    assert found.stale  # this machine's, its process gone
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    import io
+
+    class Full(io.FileIO):  # the file is created; not one byte fits
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_open = open
+    monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: Full(path, "w") if mode == "wb"
+                        else real_open(path, mode), raising=False)
+    with pytest.raises(OSError, match=r"No space left on device: '.*out.json'") as caught:
+        write_json_atomic(tmp_path / "out.json", {"a": 1})
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,332 @@
+"""Faults during and after a build: damaged shards, `maskgen verify`, parts building into one folder at
+once, a full disk, kill -9 at random moments. Every case ends byte-identical to a clean build."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import maskgen.files
+import maskgen.shard
+from maskgen import format as fmt
+from maskgen.builder import BuildConfig, BuildError, build
+from maskgen.cli import main
+from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
+from maskgen.shard import ShardWriter
+from maskgen.verify import check_shards
+
+ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
+CLI_ARGS = ["--res", "128", "--seed", "2", "--shard-size", "4", "--workers", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory, celeba_dir) -> Path:
+    from tests.testdata import make_celeba_subset
+
+    return make_celeba_subset(tmp_path_factory.mktemp("faces"), celeba_dir, 4, 3)
+
+
+def _build(faces: Path, out: Path, **kwargs):
+    return build(BuildConfig(source=str(faces), out=str(out), workers=1, progress=False, **ARGS, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def clean(faces, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clean") / "ds"
+    _build(faces, out)
+    return out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file of a dataset, .work included, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    """What a user of the dataset reads: shards, manifest, stats, failures, landmarks, build.json."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _assert_shards_whole(out: Path) -> None:
+    """Every shard under its final name is the one its record describes."""
+    for tar in out.glob("*.tar"):
+        record = json.loads((out / fmt.WORK_DIR / f"{tar.name}.json").read_text())["tar"]
+        assert tar.stat().st_size == record["bytes"]
+
+
+def _assert_no_torn_files(out: Path) -> None:
+    """No temporary left, and every shard under its final name whole."""
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    _assert_shards_whole(out)
+
+
+def _build_command(faces: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "maskgen.cli", "build", "--source", str(faces), "--out", str(out), *CLI_ARGS]
+
+
+def _cli(*args: str):
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res
+
+
+def _error_line(res) -> str:
+    errors = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    return errors[0]
+
+
+# --- verified reuse ------------------------------------------------------------------------------------------
+
+def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
+    out = tmp_path / "ds"
+    _build(faces, out)
+    truncated, flipped = out / "train-000001.tar", out / "val-000000.tar"
+    truncated.write_bytes(truncated.read_bytes()[:10240])  # at a member boundary: still a readable tar
+    data = bytearray(flipped.read_bytes())
+    data[700] ^= 1  # same size: only the hash tells
+    flipped.write_bytes(bytes(data))
+    assert check_shards(out) == [f"{truncated}: 10240 bytes, recorded {len(clean.joinpath(truncated.name).read_bytes())}"]
+    assert check_shards(out, full_hash=True)[1:] == [f"{flipped}: SHA-256 differs from the record"]
+
+    result = _build(faces, out)
+    assert (result.shards_rebuilt, result.shards_written, result.shards_reused) == (2, 2, 2)
+    assert "train-000001.tar does not match its record" in caplog.text
+    assert _files(out) == _files(clean)  # stats.json's digests are the records, not the damaged files'
+    assert check_shards(out, full_hash=True) == []
+
+
+def test_records_of_an_older_maskgen_mean_a_rebuild(faces, clean, tmp_path, caplog):
+    out = tmp_path / "ds"
+    _build(faces, out)
+    for sidecar in (out / fmt.WORK_DIR).glob("*.tar.json"):
+        record = json.loads(sidecar.read_text())
+        del record["tar"]
+        sidecar.write_text(json.dumps(record))
+    assert "records no size and SHA-256" in _error_line(_cli("combine", out))
+    result = _build(faces, out)
+    assert result.shards_rebuilt == result.shards_written == 4
+    assert caplog.text.count("no recorded size and SHA-256") == 1
+    assert _files(out) == _files(clean)
+
+
+# --- maskgen verify --------------------------------------------------------------------------------------------
+
+def _replace_shard(out: Path, name: str, samples: list[tuple[str, dict[str, bytes]]]) -> None:
+    """Write a shard and record it in stats.json, as if the build had made it: only its content is wrong."""
+    writer = ShardWriter(out / name)
+    for key, members in samples:
+        writer.write(key, members)
+    record = writer.commit()
+    stats = json.loads((out / fmt.STATS).read_text())
+    stats["shards"][name], stats["shard_sizes"][name] = record["sha256"], record["bytes"]
+    (out / fmt.STATS).write_text(json.dumps(stats))
+
+
+def test_verify_names_each_problem(clean, tmp_path):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from maskgen.reader import raw_samples
+
+    assert _cli("verify", clean).exit_code == 0 and _cli("verify", "--quick", clean).exit_code == 0
+    out = tmp_path / "ds"
+    shutil.copytree(clean, out)
+    samples = [({k: v for k, v in raw.items() if not k.startswith("__")}, raw["__key__"])
+               for raw in raw_samples([str(out / "train-000000.tar")])]
+    (a, key_a), (b, key_b), (c, key_c), (d, key_d) = samples
+    gray_map = cv2.imencode(".png", np.full((128, 128), 128, np.uint8))[1].tobytes()
+    color_map = cv2.imencode(".png", np.zeros((128, 128, 3), np.uint8))[1].tobytes()
+    small = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
+    _replace_shard(out, "train-000000.tar", [
+        (key_a, {k: v for k, v in a.items() if k != fmt.MAP}),
+        (key_b, {**b, fmt.MAP: gray_map, fmt.MASKED: b"not an image"}),
+        (key_c, {**c, fmt.MAP: color_map, fmt.UNMASKED: small}),
+        ("stranger_00", d),
+    ])
+    (out / "train-000001.tar").unlink()
+    zeros = out / "train-000002.tar"
+    zeros.write_bytes(b"\0" * zeros.stat().st_size)  # the size recorded, not the hash: an empty tar
+    (lost,) = json.loads((out / fmt.WORK_DIR / f"{zeros.name}.json").read_text())["planned"]
+    (out / "test-000000.tar").write_bytes((out / "val-000000.tar").read_bytes())
+
+    res = _cli("verify", out)
+    shard = out / "train-000000.tar"
+    expected = [
+        f"{shard}: {key_a}: no map.png member",
+        f"{shard}: {key_b}: masked.jpg does not decode",
+        f"{shard}: {key_b}: map.png has values other than 0 and 255",
+        f"{shard}: {key_c}: unmasked.jpg is 64x64x3 uint8, expected 128x128x3 uint8",
+        f"{shard}: {key_c}: map.png is 128x128x3 uint8, expected 128x128 uint8",
+        f"{shard}: stranger_00: json names key '{key_d}'",
+        f"{shard}: keys differ from the manifest's: 1 missing (e.g. {key_d}), 1 not in it (e.g. stranger_00)",
+        f"{out / 'train-000001.tar'}: missing",
+        f"{out / 'train-000002.tar'}: SHA-256 differs from the record",
+        f"{zeros}: keys differ from the manifest's: 1 missing (e.g. {lost}), 0 not in it",
+        f"{out / 'test-000000.tar'}: a shard that is not in stats.json",
+    ]
+    lines = res.output.splitlines()
+    assert sorted(lines[:-1]) == sorted(expected), res.output
+    assert _error_line(res) == f"Error: {out}: {len(expected)} problems (4 shards, 7 samples checked)"
+    quick = _cli("verify", "--quick", out)
+    assert quick.exit_code == 1 and f"{out / 'train-000001.tar'}: missing" in quick.output
+    assert f"{shard}: {key_a}" not in quick.output  # samples are not read
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda out: (out / fmt.BUILD_INFO).unlink(), "build.json: missing"),
+    (lambda out: (out / fmt.MANIFEST).unlink(), "manifest.parquet: missing"),
+    (lambda out: (out / fmt.STATS).unlink(), "stats.json: missing"),
+    (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing"),
+])
+def test_stats_preview_and_verify_on_an_incomplete_dataset_say_what_is_missing(clean, tmp_path, damage, message):
+    import shutil
+
+    out = tmp_path / "ds"
+    shutil.copytree(clean, out)
+    damage(out)
+    for command in (["stats", out], ["preview", out, "-o", tmp_path / "grid.png"]):
+        assert message in _error_line(_cli(*command))
+    res = _cli("verify", out)
+    assert res.exit_code == 1 and message in res.output.splitlines()[0]
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_combine_on_a_folder_that_is_not_a_build(tmp_path):
+    assert "is not a maskgen build folder" in _error_line(_cli("combine", tmp_path))
+
+
+# --- parts building into one folder at once ----------------------------------------------------------------
+
+def test_a_part_removes_only_its_own_leftovers(faces, tmp_path):
+    out = tmp_path / "ds"
+    (out / fmt.WORK_DIR).mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that no longer runs
+    kept = [out / "train-p001-000000.tar.tmp-otherhost-4242-0a0b0c0d",  # the other part, on another machine
+            out / fmt.WORK_DIR / "part-001-of-002-landmarks-00000.parquet.tmp-otherhost-4242-0a0b0c0d",
+            out / f"{fmt.BUILD_INFO}.tmp-otherhost-4242-0a0b0c0d",  # another machine: not provably stale
+            out / f"{fmt.BUILD_INFO}.tmp-{HOST}-{os.getpid()}-0a0b0c0d"]  # a process still running here
+    removed = [out / "train-p000-000001.tar.tmp-otherhost-4242-0a0b0c0d",  # this part's: it holds the part lock
+               out / fmt.WORK_DIR / "train-p000-000000.tar.json.tmp-3",  # named by an older maskgen
+               out / f"{fmt.BUILD_INFO}.tmp-{HOST}-{dead}-0a0b0c0d",  # its process is gone
+               out / f"{fmt.STATS}.tmp-otherhost-4242-0a0b0c0d"]  # combine's: only the combine lock's holder writes it
+    for p in kept + removed:
+        p.write_bytes(b"half")
+    _build(faces, out, part=(0, 2))
+    assert [p.exists() for p in kept + removed] == [True] * len(kept) + [False] * len(removed)
+
+
+def test_a_part_already_being_built_is_refused(faces, tmp_path):
+    out = tmp_path / "ds"
+    (out / fmt.WORK_DIR).mkdir(parents=True)
+    with exclusive_lock(out / fmt.WORK_DIR / "part-001-of-002.lock"):
+        with pytest.raises(BuildError, match="another process is building part 2/2"):
+            _build(faces, out, part=(1, 2))
+
+
+def test_build_json_is_created_once(tmp_path):
+    path = tmp_path / fmt.BUILD_INFO
+    assert create_exclusive(path, json_bytes({"seed": 1}))
+    assert not create_exclusive(path, json_bytes({"seed": 2}))
+    assert json.loads(path.read_text()) == {"seed": 1} and [p.name for p in tmp_path.iterdir()] == [fmt.BUILD_INFO]
+
+
+def test_parts_built_at_once_equal_parts_built_one_after_the_other(faces, clean, tmp_path):
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    landmarks = clean / fmt.LANDMARKS  # detection would take most of the time, and change no byte
+    procs = [subprocess.Popen([*_build_command(faces, together), "--part", f"{k}/2", "--landmarks", str(landmarks)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for k in range(2):
+        _build(faces, apart, part=(k, 2), landmarks=str(landmarks))
+    assert sorted(_outputs(together)) == sorted(_outputs(apart))
+    assert {".".join(name.split(".")[1:]) for name in _outputs(apart)} >= {"tar", "parquet", "json", "csv"}
+    assert _files(together) == _files(apart)  # shards, manifest, stats, failures, landmarks, the records
+    _assert_no_torn_files(together)
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------
+
+class _Disk:
+    """``open`` for maskgen's writers on a disk with ``free`` bytes left: past them, writes fail with ENOSPC."""
+
+    def __init__(self, free: float):
+        self.free, self.used = free, 0
+        disk = self
+
+        class File(io.FileIO):
+            def write(self, data) -> int:
+                if disk.free <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                n = int(min(len(data), disk.free))
+                written = super().write(bytes(data)[:n])
+                disk.free -= written
+                disk.used += written
+                return written
+
+        self.File = File
+
+    def open(self, file, mode="r", *args, **kwargs):
+        if mode != "wb":
+            return open(file, mode, *args, **kwargs)
+        return io.BufferedWriter(self.File(file, "w"))
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identically(faces, clean, tmp_path,
+                                                                                       monkeypatch):
+    measure = _Disk(float("inf"))
+    for module in (maskgen.files, maskgen.shard):
+        monkeypatch.setattr(module, "open", measure.open, raising=False)
+    _build(faces, tmp_path / "measured")
+    assert _files(tmp_path / "measured") == _files(clean)  # the patched writes write what open's do
+    # Full early (during the first shards), late (during combine's outputs), and in between.
+    for i, free in enumerate((30_000, measure.used // 2, measure.used - 2_000)):
+        out = tmp_path / f"full{i}"
+        disk = _Disk(free)
+        for module in (maskgen.files, maskgen.shard):
+            monkeypatch.setattr(module, "open", disk.open, raising=False)
+        line = _error_line(_cli("build", "--source", faces, "--out", out, *CLI_ARGS))
+        assert line.startswith(f"Error: {out}/") and line.endswith(": No space left on device"), line
+        _assert_no_torn_files(out)
+        monkeypatch.undo()
+        _build(faces, out)
+        assert _files(out) == _files(clean), free
+
+
+# --- kill -9 --------------------------------------------------------------------------------------------------
+
+def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp_path):
+    out = tmp_path / "ds"
+    rng = random.Random(16)
+    killed = 0
+    for _ in range(3):  # each run resumes what the killed one left
+        proc = subprocess.Popen(_build_command(faces, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # From when the build starts writing (build.json: the imports, seconds, are over) to about
+        # when an uninterrupted one ends.
+        while not (out / fmt.BUILD_INFO).exists() and proc.poll() is None:
+            time.sleep(0.01)
+        try:
+            proc.wait(timeout=rng.uniform(0.0, 2.0))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed += 1
+        _assert_shards_whole(out)
+    assert killed >= 2
+    _build(faces, out)
+    assert _files(out) == _files(clean)
