@@ -24,11 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,7 @@ from .files import (
     write_json_atomic, write_parquet_atomic,
 )
 from .shard import ShardWriter
-from .source import SourceImage, discover, source_key
+from .source import SourceImage, SourceListing, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits
 from .verify import record_mismatch
 
@@ -54,6 +53,7 @@ LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
 COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
 COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
+UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them
 
 
 class BuildError(Exception):
@@ -268,7 +268,7 @@ def build(config: BuildConfig) -> BuildResult:
         raise BuildError(_io_problem(err)) from None
 
 
-def _build_part(config: BuildConfig, listing, out: Path, work: Path) -> BuildResult:
+def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Path) -> BuildResult:
     k, n_parts = config.part
     tag = _part_tag(config.part)
     split_of = assign_splits(listing.images, config.split, config.seed)
@@ -412,7 +412,7 @@ def _reusable(shard: _Shard, out: Path, work: Path) -> tuple[dict | None, str | 
     if record.get("planned") != [s["key"] for s in shard.samples]:
         return None, None  # planned differently (another build's leftover): not a finished shard of this plan
     if "tar" not in record:
-        return None, "unrecorded"
+        return None, UNRECORDED
     if record["tar"] is None:  # every sample failed: no tar
         return record, None
     if not (out / shard.name).exists():
@@ -431,15 +431,15 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
             done[shard.name] = record["rows"], record["failures"]
             reused += 1
             continue
-        if problem == "unrecorded":
+        if problem == UNRECORDED:
             unrecorded += 1
         elif problem:
             log.warning("%s does not match its record (%s): rebuilding it", out / shard.name, problem)
             rebuilt += 1
         pending.append(shard)
     if unrecorded:
-        log.warning("%s: %d finished shards have no recorded size and SHA-256 (an older maskgen built them): "
-                    "rebuilding them", out, unrecorded)
+        log.warning("%s: %d finished shards have %s (an older maskgen built them): rebuilding them",
+                    out, unrecorded, UNRECORDED)
     rebuilt += unrecorded
     tasks = [(shard, shard.samples[i:i + TASK_SIZE]) for shard in pending
              for i in range(0, len(shard.samples), TASK_SIZE)]
@@ -534,8 +534,8 @@ def _shard_record(out: Path, work: Path, name: str) -> dict:
     """The size and SHA-256 recorded when the shard was written; the file must still have that size."""
     record = json.loads((work / f"{name}.json").read_text()).get("tar")
     if not record:
-        raise BuildError(f"{work / name}.json records no size and SHA-256 (an older maskgen wrote it): rerun "
-                         "maskgen build with the same arguments to rebuild and record the shards")
+        raise BuildError(f"{work / name}.json has {UNRECORDED} (an older maskgen wrote it): rerun maskgen build "
+                         "with the same arguments to rebuild and record the shards")
     mismatch = record_mismatch(out / name, record["bytes"], None)
     if mismatch:
         raise BuildError(f"{out / name} does not match its record ({mismatch}): rerun maskgen build with the "

@@ -172,7 +172,7 @@ def _finished(dataset: Path) -> None:
 
     problems = check_shards(dataset)
     if problems:
-        more = f" (and {len(problems) - 1} more problems; see maskgen verify {dataset})" if len(problems) > 1 else ""
+        more = f" (and {len(problems) - 1} more; see maskgen verify {dataset})" if len(problems) > 1 else ""
         raise click.ClickException(f"{dataset} is not a complete dataset: {problems[0]}{more}")
 
 
@@ -224,7 +224,8 @@ def verify(dataset, quick) -> None:
         click.echo(line)
     checked = f"{report.shards} shards" + ("" if quick else f", {report.samples} samples")
     if report.problems:
-        raise click.ClickException(f"{dataset}: {len(report.problems)} problems ({checked} checked)")
+        count = f"{len(report.problems)} problem" + ("s" if len(report.problems) > 1 else "")
+        raise click.ClickException(f"{dataset}: {count} ({checked} checked)")
     click.echo(f"{dataset}: ok ({checked} checked)")
 
 

@@ -11,6 +11,7 @@ nothing left under either name.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -111,7 +112,8 @@ def create_exclusive(path: str | Path, data: bytes) -> bool:
     """Write ``path`` whole unless it exists; False when it did (then it is left as it was).
 
     For a file several processes may create at once: the temporary is hard-linked into place, which
-    fails when the name exists, so exactly one writer's bytes appear, never half of them.
+    fails when the name exists, so exactly one writer's bytes appear, never half of them. Where the file
+    system has no hard links, the name is created with ``O_EXCL`` and written (exclusive, not atomic).
     """
     tmp = temporary_path(path)
     try:
@@ -122,8 +124,18 @@ def create_exclusive(path: str | Path, data: bytes) -> bool:
         with naming(path):
             try:
                 os.link(tmp, path)
+                return True
             except FileExistsError:
                 return False
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with open(fd, "wb") as f:
+                f.write(data)
         return True
     finally:
         tmp.unlink(missing_ok=True)

@@ -114,7 +114,7 @@ def test_records_of_an_older_maskgen_mean_a_rebuild(faces, clean, tmp_path, capl
         record = json.loads(sidecar.read_text())
         del record["tar"]
         sidecar.write_text(json.dumps(record))
-    assert "records no size and SHA-256" in _error_line(_cli("combine", out))
+    assert "has no recorded size and SHA-256" in _error_line(_cli("combine", out))
     result = _build(faces, out)
     assert result.shards_rebuilt == result.shards_written == 4
     assert caplog.text.count("no recorded size and SHA-256") == 1
@@ -238,7 +238,13 @@ def test_a_part_already_being_built_is_refused(faces, tmp_path):
             _build(faces, out, part=(1, 2))
 
 
-def test_build_json_is_created_once(tmp_path):
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_build_json_is_created_once(tmp_path, monkeypatch, hard_links):
+    if not hard_links:
+        def no_link(*args):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+        monkeypatch.setattr(os, "link", no_link)
     path = tmp_path / fmt.BUILD_INFO
     assert create_exclusive(path, json_bytes({"seed": 1}))
     assert not create_exclusive(path, json_bytes({"seed": 2}))
