@@ -173,7 +173,7 @@ def _finished(dataset: Path) -> None:
     problems = check_shards(dataset)
     if problems:
         more = f" (and {len(problems) - 1} more; see maskgen verify {dataset})" if len(problems) > 1 else ""
-        raise click.ClickException(f"{dataset} is not a complete dataset: {problems[0]}{more}")
+        raise click.ClickException(f"{problems[0]}{more}")
 
 
 @main.command()

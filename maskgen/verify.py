@@ -32,35 +32,38 @@ def record_mismatch(path: Path, size: int | None, sha256: str | None) -> str | N
     return None
 
 
-def _read_json(path: Path, problems: list[str], missing: str) -> dict | None:
+UNFINISHED = "missing (the build or combine did not finish)"
+
+
+def _read_json(path: Path, problems: list[str]) -> dict | None:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        problems.append(f"{path}: missing ({missing})")
+        problems.append(f"{path}: {UNFINISHED}")
     except (OSError, ValueError) as err:
         problems.append(f"{path}: does not read ({getattr(err, 'strerror', None) or err})")
     return None
 
 
 def _records(dataset: Path) -> tuple[dict | None, dict | None, list[str]]:
-    """(build.json, stats.json, problems): both are needed to check anything."""
+    """(build.json, stats.json, problems): both, and the manifest, are needed to check anything."""
+    if not (dataset / fmt.BUILD_INFO).is_file():
+        return None, None, [f"{dataset}: not a maskgen dataset (no {fmt.BUILD_INFO})"]
     problems: list[str] = []
-    if not dataset.is_dir():
-        return None, None, [f"{dataset}: not a folder"]
-    info = _read_json(dataset / fmt.BUILD_INFO, problems, "not a maskgen dataset?")
-    stats = _read_json(dataset / fmt.STATS, problems, "the build or combine did not finish")
-    if info is not None and not (dataset / fmt.MANIFEST).is_file():
-        problems.append(f"{dataset / fmt.MANIFEST}: missing (the build or combine did not finish)")
+    info = _read_json(dataset / fmt.BUILD_INFO, problems)
+    stats = _read_json(dataset / fmt.STATS, problems)
+    if not (dataset / fmt.MANIFEST).is_file():
+        problems.append(f"{dataset / fmt.MANIFEST}: {UNFINISHED}")
     return info, stats, problems
 
 
 def check_shards(dataset: str | Path, *, full_hash: bool = False) -> list[str]:
     """Problems of the dataset's shards as one-line strings (none: every shard is as recorded).
 
-    Needs ``build.json``, ``manifest.parquet`` and ``stats.json``; reads ``stats.json``: every shard in
-    ``shards`` must exist with its size in ``shard_sizes`` (cheap:
-    no byte is read) and, with ``full_hash``, its SHA-256 in ``shards``. A dataset made before sizes were
-    recorded has no ``shard_sizes``: then only presence (and the hash when asked) is checked.
+    Needs ``build.json``, ``manifest.parquet`` and ``stats.json``, and reads the records in ``stats.json``:
+    every shard in ``shards`` must exist with its size in ``shard_sizes`` (cheap: no byte is read) and,
+    with ``full_hash``, its SHA-256 in ``shards``. A dataset made before sizes were recorded has no
+    ``shard_sizes``: then only presence (and the hash when asked) is checked.
     """
     dataset = Path(dataset)
     _, stats, problems = _records(dataset)
@@ -89,9 +92,7 @@ def verify(dataset: str | Path, *, quick: bool = False) -> Report:
     info, stats, problems = _records(dataset)
     if problems:
         return Report(problems)
-    digests, sizes = stats.get("shards", {}), stats.get("shard_sizes") or {}
-    if not sizes:
-        problems.append(f"{dataset / fmt.STATS}: no shard_sizes (an older maskgen wrote it): sizes not checked")
+    digests, sizes = stats.get("shards", {}), stats.get("shard_sizes") or {}  # no sizes (older): the hash says it
     keys_of: dict[str, list[str]] = {}
     if not quick:
         try:

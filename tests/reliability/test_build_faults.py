@@ -187,7 +187,7 @@ def test_verify_names_each_problem(clean, tmp_path):
 
 
 @pytest.mark.parametrize("damage,message", [
-    (lambda out: (out / fmt.BUILD_INFO).unlink(), "build.json: missing"),
+    (lambda out: (out / fmt.BUILD_INFO).unlink(), "not a maskgen dataset (no build.json)"),
     (lambda out: (out / fmt.MANIFEST).unlink(), "manifest.parquet: missing"),
     (lambda out: (out / fmt.STATS).unlink(), "stats.json: missing"),
     (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing"),
