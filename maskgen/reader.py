@@ -55,8 +55,11 @@ def count_samples(shards: Iterable[str]) -> int:
     suffix = "." + fmt.MASKED
     total = 0
     for shard in shards:
-        with tarfile.open(shard) as tar:
-            total += sum(1 for member in tar if member.name.endswith(suffix))
+        try:
+            with tarfile.open(shard) as tar:
+                total += sum(1 for member in tar if member.name.endswith(suffix))
+        except (OSError, tarfile.TarError) as exc:
+            raise BadShard(f"shard {shard} does not read: {getattr(exc, 'strerror', None) or exc}") from exc
     return total
 
 

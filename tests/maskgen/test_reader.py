@@ -75,6 +75,8 @@ def test_a_shard_that_does_not_read_to_its_end_is_named(tmp_path, triplets):
         list(samples)
     with pytest.raises(BadShard, match=r"shard .*missing.tar does not read: No such file or directory"):
         list(raw_samples([str(tmp_path / "missing.tar")]))
+    with pytest.raises(BadShard, match=r"shard .*test-000001.tar does not read: unexpected end of data"):
+        count_samples([str(whole), str(cut)])
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):
