@@ -8,12 +8,15 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -23,6 +26,7 @@ from maskgen import format as fmt
 from maskgen.builder import BuildConfig, BuildError, build
 from maskgen.cli import main
 from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
+from maskgen.reader import raw_samples
 from maskgen.shard import ShardWriter
 from maskgen.verify import check_shards
 
@@ -135,13 +139,6 @@ def _replace_shard(out: Path, name: str, samples: list[tuple[str, dict[str, byte
 
 
 def test_verify_names_each_problem(clean, tmp_path):
-    import shutil
-
-    import cv2
-    import numpy as np
-
-    from maskgen.reader import raw_samples
-
     assert _cli("verify", clean).exit_code == 0 and _cli("verify", "--quick", clean).exit_code == 0
     out = tmp_path / "ds"
     shutil.copytree(clean, out)
@@ -193,8 +190,6 @@ def test_verify_names_each_problem(clean, tmp_path):
     (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing"),
 ])
 def test_stats_preview_and_verify_on_an_incomplete_dataset_say_what_is_missing(clean, tmp_path, damage, message):
-    import shutil
-
     out = tmp_path / "ds"
     shutil.copytree(clean, out)
     damage(out)
