@@ -76,7 +76,7 @@ def _parse_weights(value: str | None):
         except ValueError:
             raise click.BadParameter("weights must be numbers, e.g. a=0.5,b=0.5") from None
     if any("=" in v for v in items):
-        raise click.BadParameter("give weights for all types or for none")
+        raise click.BadParameter("give weights for all names or for none")
     return items
 
 

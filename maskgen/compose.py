@@ -73,7 +73,7 @@ class MaskOptions:
                    templates=resolved, template_share=share, light_match=light_match)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=None)  # a build uses a handful of packs; reloading one costs seconds
 def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
     """Pack templates grouped as {base name: {variant: template}}."""
     groups: dict[str, dict[str, tpl.MaskTemplate]] = {}
