@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
-
-
 FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
 BACKENDS = ("loky", "dask")
 
@@ -88,7 +87,7 @@ class BuildConfig:
         if not (integer(self.jpeg_quality) and 1 <= self.jpeg_quality <= 100):
             raise BuildError(f"--jpeg-quality must be in 1..100 (got {self.jpeg_quality})")
         low, high = FACE_SCALE_RANGE
-        if not (isinstance(self.face_scale, (int, float)) and low <= self.face_scale <= high):
+        if not (isinstance(self.face_scale, numbers.Real) and low <= self.face_scale <= high):
             raise BuildError(f"--face-scale must be in {low:g}..{high:g}, the face's size in the crop "
                              f"(default {DEFAULT_FACE_SCALE:g}; got {self.face_scale})")
         problem = fractions_problem(self.split)
