@@ -208,6 +208,20 @@ def test_evaluate_counts_are_checked_in_one_line(tmp_path, option, value):
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.parametrize("command", ["compare", "report"])
+@pytest.mark.parametrize("content,message", [
+    (None, "no metrics.json in"), ("{", "not valid JSON"), ("[1, 2]", "not a metrics.json")])
+def test_compare_and_report_name_a_bad_input_in_one_line(tmp_path, command, content, message):
+    metrics = tmp_path / "metrics.json"
+    if content is not None:
+        metrics.write_text(content)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(unmask_main, [command, str(metrics), "-o", str(out)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: ") and message in result.output and "metrics.json" in result.output
+    assert not out.exists()
+
+
 def test_undecodable_file_names_print(tmp_path):
     name = os.fsdecode(b"/data/caf\xe9.jpg")  # surrogate escape: printing it as it is would raise
     line = describe(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name))
