@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -35,12 +36,14 @@ from .compose import MaskOptions
 from .files import clean_temporaries, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from .shard import ShardWriter
 from .source import SourceImage, discover, source_key
-from .splits import DEFAULT_FRACTIONS, assign_splits
+from .splits import DEFAULT_FRACTIONS, assign_splits, fractions_problem
 
 log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
+BACKENDS = ("loky", "dask")
 
 
 class BuildError(Exception):
@@ -67,17 +70,44 @@ class BuildConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.res not in SUPPORTED_RES:
+        """Every field checked (one-line BuildError naming the option) before the build touches a file."""
+        def integer(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if not integer(self.res) or self.res not in SUPPORTED_RES:
             raise BuildError(f"--res must be one of {', '.join(map(str, SUPPORTED_RES))} (got {self.res})")
-        if self.pairs is not None and self.pairs < 1:
-            raise BuildError("--pairs must be at least 1")
-        if self.shard_size < 1:
-            raise BuildError("--shard-size must be at least 1")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise BuildError("--jpeg-quality must be in 1..100")
+        if self.pairs is not None and not (integer(self.pairs) and self.pairs >= 1):
+            raise BuildError(f"--pairs must be a whole number, at least 1 (got {self.pairs})")
+        if not (integer(self.seed) and self.seed >= 0):
+            raise BuildError(f"--seed must be a whole number, at least 0 (got {self.seed})")
+        if not (integer(self.workers) and (self.workers == -1 or self.workers >= 1)):
+            raise BuildError(f"--workers must be -1 (all cores) or at least 1 (got {self.workers})")
+        if not (integer(self.shard_size) and self.shard_size >= 1):
+            raise BuildError(f"--shard-size must be a whole number, at least 1 (got {self.shard_size})")
+        if not (integer(self.jpeg_quality) and 1 <= self.jpeg_quality <= 100):
+            raise BuildError(f"--jpeg-quality must be in 1..100 (got {self.jpeg_quality})")
+        low, high = FACE_SCALE_RANGE
+        if not (isinstance(self.face_scale, numbers.Real) and low <= self.face_scale <= high):
+            raise BuildError(f"--face-scale must be in {low:g}..{high:g}, the face's size in the crop "
+                             f"(default {DEFAULT_FACE_SCALE:g}; got {self.face_scale})")
+        problem = fractions_problem(self.split)
+        if problem:
+            raise BuildError(f"--split: {problem}")
         k, n = self.part
-        if not (n >= 1 and 0 <= k < n):
+        if not (integer(k) and integer(n) and n >= 1 and 0 <= k < n):
             raise BuildError(f"bad part {k + 1}/{n}: use K/N with 1 <= K <= N")
+        if self.backend not in BACKENDS:
+            raise BuildError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")
+        if self.backend == "dask" and not self.scheduler:
+            raise BuildError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+        if self.landmarks is not None and not Path(self.landmarks).is_file():
+            raise BuildError(f"--landmarks {self.landmarks}: no such file")
+        mask = self.mask
+        try:  # the checks of MaskOptions.create, for options made without it (packs are loaded once)
+            MaskOptions.create(dict(mask.type_weights), list(mask.templates), mask.light_match,
+                               dict(mask.wear_weights), mask.template_share if mask.templates else None)
+        except (ValueError, FileNotFoundError) as err:
+            raise BuildError(str(err)) from None
 
     def identity(self, fingerprint: str) -> dict:
         """What the data depends on: a rerun must match this to resume into the same folder."""

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from maskgen.cli import dataclass_default
+from maskgen.clitools import Group
 from unmask.config import PRESETS, Config, parse_assignment, preset
 from unmask.training.options import RunOptions
 
@@ -37,7 +38,7 @@ CONFIG_OPTIONS = {
 }
 
 
-@click.group()
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """GANMasker: remove face masks from face images (two-stage GAN, Sensors 2023, 23, 7094)."""
 
