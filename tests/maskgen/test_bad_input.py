@@ -161,22 +161,28 @@ def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, ce
     locked = root / "sub" / "locked.jpg"
     shutil.copy(celeba_images[2], locked)
     locked.chmod(0)
-    if os.geteuid() == 0:  # root reads any file: the permission error is raised for it
-        real_open = Image.open
+    private = root / "private"
+    private.mkdir()
+    private.chmod(0)
+    if os.geteuid() == 0:  # root reads any file and lists any folder: the permission errors are raised for it
+        real_open, real_access = Image.open, os.access
         monkeypatch.setattr(Image, "open", lambda path, *a, **k: _denied(path) if os.fspath(path) == os.fspath(locked)
                             else real_open(path, *a, **k))
+        monkeypatch.setattr(os, "access", lambda path, mode, **k: path != private and real_access(path, mode, **k))
     expected = {  # source: (stage, start of the reason)
         "dangling.jpg": ("source", "dangling symbolic link"), "loop.jpg": ("source", "symbolic link loop"),
         "folder.jpg": ("source", "a folder, not an image file"), "linked": ("source", "symbolic link to a folder"),
         "animation.gif": ("source", "gif images are not read"), "empty.png": ("landmarks", "empty file"),
         "text.jpg": ("landmarks", "unreadable image"), "zero_size.png": ("landmarks", "unreadable image"),
         "sub/locked.jpg": ("landmarks", "unreadable image: PermissionError: Permission denied"),
+        "private": ("source", "folder cannot be listed (permission denied)"),
     }
     try:
         result = build(BuildConfig(source=str(root), out=str(tmp_path / "ds"), res=128, workers=1, progress=False,
                                    split=(1.0, 0.0, 0.0)))
     finally:
         locked.chmod(0o644)
+        private.chmod(0o755)
     text = (tmp_path / "ds" / "failures.csv").read_text()
     failures = pd.read_csv(tmp_path / "ds" / "failures.csv")
     assert sorted(failures["source"]) == sorted(expected)
