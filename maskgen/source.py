@@ -137,10 +137,10 @@ def _not_read(path: Path) -> str | None:
     return "not a regular file"
 
 
-def find_images(image_dir: Path, recursive: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The image files in ``image_dir`` (sorted), and (relative name, reason) for everything image-like
-    that is not read: links that lead nowhere, folders named like images, other image formats, folders
-    that cannot be listed."""
+def find_images(image_dir: Path, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files in ``image_dir`` (sorted), and (path, reason) for everything image-like that is
+    not read: links that lead nowhere, folders named like images, other image formats, folders that
+    cannot be listed."""
     files, skipped = [], []
     for path in image_dir.rglob("*") if recursive else image_dir.iterdir():
         suffix = path.suffix.lower()
@@ -160,7 +160,7 @@ def find_images(image_dir: Path, recursive: bool = True) -> tuple[list[Path], li
         else:
             continue
         skipped.append((path, reason))
-    return sorted(files), [(relative_name(path, image_dir), reason) for path, reason in sorted(skipped)]
+    return sorted(files), sorted(skipped)
 
 
 def discover(source: str | Path) -> SourceListing:
@@ -180,7 +180,8 @@ def discover(source: str | Path) -> SourceListing:
             layout, image_dir = name, root / name
             break
 
-    files, problems = find_images(image_dir, recursive=layout == "folder")
+    files, unread = find_images(image_dir, recursive=layout == "folder")
+    problems = [(relative_name(path, image_dir), reason) for path, reason in unread]
 
     landmarks = partition = identity = {}
     if layout != "folder":

@@ -179,7 +179,7 @@ def plan_outputs(inputs: Sequence[Path], out: Path) -> tuple[list[PlannedOutput]
     for item in inputs:
         if item.is_dir():
             files, problems = find_images(item)
-            skipped += [(shown(item / rel), reason) for rel, reason in problems]
+            skipped += [(shown(path), reason) for path, reason in problems]
             prefix = PurePosixPath(prefixes[folders.index(item)]) if prefixes else PurePosixPath()
             found = [(f, prefix / f.relative_to(item).as_posix()) for f in files]
         else:
@@ -194,7 +194,8 @@ def plan_outputs(inputs: Sequence[Path], out: Path) -> tuple[list[PlannedOutput]
     plan = []
     for path, rel in sources:
         for base in _candidate_names(rel):
-            outputs = [base.with_name(_fit_name(base.name, suffix)) for suffix in (IMAGE_SUFFIX, MAP_SUFFIX)]
+            name = _fit_name(base.name)
+            outputs = [base.with_name(name + suffix) for suffix in (IMAGE_SUFFIX, MAP_SUFFIX)]
             keys = [str(o).casefold() for o in outputs]
             parents = [str(d).casefold() for d in base.parents if str(d) != "."]
             if not any(k in claimed_files or k in claimed_dirs for k in keys) and not claimed_files & set(parents):
@@ -225,14 +226,15 @@ def _candidate_names(rel: PurePosixPath):
         n += 1
 
 
-def _fit_name(name: str, suffix: str) -> str:
-    """``name + suffix``, its name shortened (keeping a hash of it) where it would pass NAME_MAX bytes."""
-    if len(os.fsencode(name + suffix)) <= NAME_MAX:
-        return name + suffix
+def _fit_name(name: str) -> str:
+    """``name``, shortened (keeping a hash of it) where its outputs' names would pass NAME_MAX bytes."""
+    room = NAME_MAX - max(len(IMAGE_SUFFIX), len(MAP_SUFFIX))
+    if len(os.fsencode(name)) <= room:
+        return name
     tag = "-" + hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
-    while len(os.fsencode(name + tag + suffix)) > NAME_MAX:
+    while len(os.fsencode(name + tag)) > room:
         name = name[:-1]
-    return name + tag + suffix
+    return name + tag
 
 
 def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool | None = None,

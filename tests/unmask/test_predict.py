@@ -115,7 +115,8 @@ def test_outputs_mirror_the_input_tree_and_never_share_a_name(tmp_path):
     assert {out["a.jpg"].image.name, out["a.png"].image.name} == {"a.png", "a.png.png"}
     assert out["x_map.jpg"].image.name == "x_map.jpg.png"  # x_map.png is x.jpg's map
     assert out[NOT_UTF8].image == tmp_path / "out" / (NOT_UTF8[:-4] + ".png")
-    assert all(len(os.fsencode(p.map.name)) <= 255 for p in plan)
+    assert all(len(os.fsencode(p.map.name)) <= 255 and p.map.name == p.image.name[:-4] + "_map.png" for p in plan)
+    assert out[long_name].image.name.startswith("l" * 200) and out[long_name].image.parent == tmp_path / "out"
     assert skipped == [(str(photos / "gone.jpg"), "dangling symbolic link (its target does not exist)")]
     names = [str(q).casefold() for p in plan for q in (p.image, p.map)]
     assert len(names) == len(set(names)) == 2 * len(plan) == 16
