@@ -164,3 +164,18 @@ def test_predict_cli_fails_when_nothing_is_done(tiny_run, tmp_path):
     bad.write_bytes(b"not an image")
     res = CliRunner().invoke(main, ["predict", str(bad), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_run)])
     assert res.exit_code == 1 and "skipped" in res.output and "no input could be unmasked" in res.output
+
+
+def test_predict_cli_stops_with_one_line_when_a_write_fails(tiny_run, celeba_images, tmp_path, monkeypatch):
+    import errno
+
+    import unmask.predict
+
+    def full_disk(path, image):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(unmask.predict, "write_png_atomic", full_disk)
+    res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(tmp_path / "out"),
+                                    "--checkpoint", str(tiny_run)])
+    assert res.exit_code == 1 and res.exception is not None and isinstance(res.exception, SystemExit)
+    assert f"cannot write {tmp_path / 'out' / celeba_images[2].stem}.png: No space left on device" in res.output
