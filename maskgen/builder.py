@@ -144,12 +144,21 @@ def _fingerprint(images: list[SourceImage]) -> str:
 
 
 def _unique_keys(images: list[SourceImage]) -> dict[str, str]:
-    """Source key stems, disambiguated when two paths sanitise to the same stem."""
-    stems = Counter(source_key(im.rel) for im in images)
-    keys = {}
-    for im in images:
-        stem = source_key(im.rel)
-        keys[im.rel] = stem if stems[stem] == 1 else f"{stem}_{hashlib.sha1(im.rel.encode()).hexdigest()[:8]}"
+    """Source key stems, unique: a stem shared by several paths (they differ only in characters the
+    sanitiser drops: unicode, spaces, punctuation) gets a hash of the path, longer when even that clashes."""
+    stems = {im.rel: source_key(im.rel) for im in images}
+    shared = Counter(stems.values())
+    keys = {rel: stem if shared[stem] == 1 else f"{stem}_{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+            for rel, stem in stems.items()}
+    for length in (16, 40):
+        taken = Counter(keys.values())
+        clashing = [rel for rel, key in keys.items() if taken[key] > 1]
+        if not clashing:
+            break
+        for rel in clashing:
+            keys[rel] = f"{stems[rel]}_{hashlib.sha1(rel.encode()).hexdigest()[:length]}"
+    if len(set(keys.values())) != len(keys):
+        raise BuildError("could not give every source a unique key; rename the files whose names end in a hash")
     return keys
 
 
