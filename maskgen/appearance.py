@@ -77,10 +77,11 @@ def _degrade(image: np.ndarray, cam: Camera, noise: np.ndarray) -> np.ndarray:
         out = cv2.scaleAdd(noise, cam.noise, out)
     out = cv2.add(out, 0.0, dtype=cv2.CV_8U)  # rounds, saturates
     if cam.jpeg:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
+        # OpenCV's codec takes BGR: JPEG's luma weights and chroma subsampling differ between R and B.
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
-        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # channel order is irrelevant: encoded and decoded alike
+        out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -44,13 +45,15 @@ from .files import (
 )
 from .shard import ShardWriter
 from .source import SourceImage, SourceListing, discover, source_key
-from .splits import DEFAULT_FRACTIONS, assign_splits
+from .splits import DEFAULT_FRACTIONS, assign_splits, fractions_problem
 from .verify import record_mismatch
 
 log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
+BACKENDS = ("loky", "dask")
 COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
 COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
 UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them
@@ -80,17 +83,44 @@ class BuildConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.res not in SUPPORTED_RES:
+        """Every field checked (one-line BuildError naming the option) before the build touches a file."""
+        def integer(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if not integer(self.res) or self.res not in SUPPORTED_RES:
             raise BuildError(f"--res must be one of {', '.join(map(str, SUPPORTED_RES))} (got {self.res})")
-        if self.pairs is not None and self.pairs < 1:
-            raise BuildError("--pairs must be at least 1")
-        if self.shard_size < 1:
-            raise BuildError("--shard-size must be at least 1")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise BuildError("--jpeg-quality must be in 1..100")
+        if self.pairs is not None and not (integer(self.pairs) and self.pairs >= 1):
+            raise BuildError(f"--pairs must be a whole number, at least 1 (got {self.pairs})")
+        if not (integer(self.seed) and self.seed >= 0):
+            raise BuildError(f"--seed must be a whole number, at least 0 (got {self.seed})")
+        if not (integer(self.workers) and (self.workers == -1 or self.workers >= 1)):
+            raise BuildError(f"--workers must be -1 (all cores) or at least 1 (got {self.workers})")
+        if not (integer(self.shard_size) and self.shard_size >= 1):
+            raise BuildError(f"--shard-size must be a whole number, at least 1 (got {self.shard_size})")
+        if not (integer(self.jpeg_quality) and 1 <= self.jpeg_quality <= 100):
+            raise BuildError(f"--jpeg-quality must be in 1..100 (got {self.jpeg_quality})")
+        low, high = FACE_SCALE_RANGE
+        if not (isinstance(self.face_scale, numbers.Real) and low <= self.face_scale <= high):
+            raise BuildError(f"--face-scale must be in {low:g}..{high:g}, the face's size in the crop "
+                             f"(default {DEFAULT_FACE_SCALE:g}; got {self.face_scale})")
+        problem = fractions_problem(self.split)
+        if problem:
+            raise BuildError(f"--split: {problem}")
         k, n = self.part
-        if not (n >= 1 and 0 <= k < n):
+        if not (integer(k) and integer(n) and n >= 1 and 0 <= k < n):
             raise BuildError(f"bad part {k + 1}/{n}: use K/N with 1 <= K <= N")
+        if self.backend not in BACKENDS:
+            raise BuildError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")
+        if self.backend == "dask" and not self.scheduler:
+            raise BuildError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+        if self.landmarks is not None and not Path(self.landmarks).is_file():
+            raise BuildError(f"--landmarks {self.landmarks}: no such file")
+        mask = self.mask
+        try:  # the checks of MaskOptions.create, for options made without it (packs are loaded once)
+            MaskOptions.create(dict(mask.type_weights), list(mask.templates), mask.light_match,
+                               dict(mask.wear_weights), mask.template_share if mask.templates else None)
+        except (ValueError, FileNotFoundError) as err:
+            raise BuildError(str(err)) from None
 
     def identity(self, fingerprint: str) -> dict:
         """What the data depends on: a rerun must match this to resume into the same folder."""
@@ -128,12 +158,21 @@ def _fingerprint(images: list[SourceImage]) -> str:
 
 
 def _unique_keys(images: list[SourceImage]) -> dict[str, str]:
-    """Source key stems, disambiguated when two paths sanitise to the same stem."""
-    stems = Counter(source_key(im.rel) for im in images)
-    keys = {}
-    for im in images:
-        stem = source_key(im.rel)
-        keys[im.rel] = stem if stems[stem] == 1 else f"{stem}_{hashlib.sha1(im.rel.encode()).hexdigest()[:8]}"
+    """Source key stems, unique: a stem shared by several paths (they differ only in characters the
+    sanitiser drops: unicode, spaces, punctuation) gets a hash of the path, longer when even that clashes."""
+    stems = {im.rel: source_key(im.rel) for im in images}
+    shared = Counter(stems.values())
+    keys = {rel: stem if shared[stem] == 1 else f"{stem}_{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+            for rel, stem in stems.items()}
+    for length in (16, 40):
+        taken = Counter(keys.values())
+        clashing = [rel for rel, key in keys.items() if taken[key] > 1]
+        if not clashing:
+            break
+        for rel in clashing:
+            keys[rel] = f"{stems[rel]}_{hashlib.sha1(rel.encode()).hexdigest()[:length]}"
+    if len(set(keys.values())) != len(keys):
+        raise BuildError("could not give every source a unique key; rename the files whose names end in a hash")
     return keys
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from . import format as fmt
+from .clitools import Group
 from .mask import DEFAULT_WEAR_WEIGHTS
 
 
@@ -53,7 +54,8 @@ def _build_config() -> type:
 BUILD = functools.partial(DataclassDefault, dataclass=_build_config)  # click.option(..., cls=BUILD): BuildConfig's
 
 
-def _parse_part(value: str | None) -> tuple[int, int]:
+def _parse_part(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int]:
+    """--part K/N (1-based) -> BuildConfig.part (k, n), k 0-based."""
     if not value:
         return (0, 1)
     try:
@@ -65,22 +67,35 @@ def _parse_part(value: str | None) -> tuple[int, int]:
     return (k - 1, n)
 
 
-def _parse_weights(value: str | None):
+def _parse_split(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, float, float] | None:
+    from .splits import parse_fractions
+
+    try:
+        return None if value is None else parse_fractions(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _parse_weights(_ctx: click.Context, _param: click.Parameter, value: str | None):
     """Names, optionally weighted: 'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2' (--mask-types, --wear)."""
     if not value:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
+    names = [v.split("=", 1)[0].strip() for v in items]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise click.BadParameter(f"{', '.join(repeated)} given more than once")
     if all("=" in v for v in items):
         try:
             return {k.strip(): float(w) for k, w in (v.split("=", 1) for v in items)}
         except ValueError:
             raise click.BadParameter("weights must be numbers, e.g. a=0.5,b=0.5") from None
     if any("=" in v for v in items):
-        raise click.BadParameter("give weights for all types or for none")
+        raise click.BadParameter("give weights for all names or for none")
     return items
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log skipped sources (-v) and debug detail (-vv).")
 def main(verbose: int) -> None:
     """Paired masked/unmasked face datasets for mask removal (GANMasker)."""
@@ -97,9 +112,9 @@ def main(verbose: int) -> None:
 @click.option("--seed", cls=BUILD, type=int)
 @click.option("--workers", cls=BUILD, type=int, help="Worker processes; -1 = all cores.")
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
-@click.option("--mask-types", default=None, help="Types to use, optionally weighted: 'surgical,kn95' or "
+@click.option("--mask-types", default=None, callback=_parse_weights, help="Types to use, optionally weighted: 'surgical,kn95' or "
               "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
-@click.option("--wear", default=None, help="How masks are worn, optionally weighted: correct, nose (nose "
+@click.option("--wear", default=None, callback=_parse_weights, help="How masks are worn, optionally weighted: correct, nose (nose "
               "uncovered), mouth (nose and mouth uncovered: on the chin), chin (chin uncovered) "
               f"[default: {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEAR_WEIGHTS.items())}].")
 @click.option("--templates", type=click.Path(exists=True, path_type=Path), multiple=True,
@@ -107,13 +122,13 @@ def main(verbose: int) -> None:
 @click.option("--template-share", type=float, default=None,
               help="Share of samples that take a pack template, the rest the built-in masks "
               "[default with --templates: 1, packs only].")
-@click.option("--split", cls=BUILD, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
+@click.option("--split", cls=BUILD, callback=_parse_split, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
               help="train/val/test fractions (ignored when CelebA's list_eval_partition.txt is present).")
 @click.option("--jpeg-quality", cls=BUILD, type=int)
 @click.option("--face-scale", cls=BUILD, type=float, help="Face size in the crop.")
 @click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="landmarks.parquet of an earlier build of the same source: its faces are not detected again.")
-@click.option("--part", default=None, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
+@click.option("--part", default=None, callback=_parse_part, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
 @click.option("--backend", cls=BUILD, type=click.Choice(["loky", "dask"]),
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
@@ -123,20 +138,17 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
     from .builder import BuildConfig, BuildError, build as run_build
     from .compose import MaskOptions
-    from .splits import parse_fractions
 
     try:
         given = {"res": res, "seed": seed, "workers": workers, "shard_size": shard_size, "jpeg_quality": jpeg_quality,
-                 "split": None if split is None else parse_fractions(split), "face_scale": face_scale or None,
-                 "backend": backend}  # None (and a face scale of 0): not given, BuildConfig's default
+                 "split": split, "face_scale": face_scale, "backend": backend}  # None: not given, the default
         config = BuildConfig(
             source=str(source), out=str(out), pairs=pairs,
-            mask=MaskOptions.create(_parse_weights(mask_types), list(templates), wear=_parse_weights(wear),
-                                    template_share=template_share), part=_parse_part(part),
-            landmarks=str(landmarks) if landmarks else None, scheduler=scheduler, progress=not no_progress,
-            **{k: v for k, v in given.items() if v is not None})
+            mask=MaskOptions.create(mask_types, list(templates), wear=wear, template_share=template_share),
+            part=part, landmarks=str(landmarks) if landmarks else None, scheduler=scheduler,
+            progress=not no_progress, **{k: v for k, v in given.items() if v is not None})
         start = time.perf_counter()
-        result = run_build(config)
+        result = run_build(config)  # validates the whole config before anything is written
     except (BuildError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     took = time.perf_counter() - start

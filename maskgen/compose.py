@@ -7,6 +7,7 @@ is the same whichever process, worker count or machine part makes it.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +38,8 @@ def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, flo
     unknown = set(weights) - set(known)
     if unknown:
         raise ValueError(f"unknown {what}(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
+    if not all(math.isfinite(w) for w in weights.values()):
+        raise ValueError(f"{what} weights must be finite numbers (got {', '.join(f'{k}={w:g}' for k, w in weights.items())})")
     if not weights or min(weights.values()) < 0 or not sum(weights.values()) > 0:
         raise ValueError(f"{what} weights must be non-negative and not all zero")
     return tuple(sorted(weights.items()))
@@ -65,6 +68,8 @@ class MaskOptions:
         share = 1.0 if template_share is None else float(template_share)
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"--template-share must be in 0..1 (got {share:g})")
+        if not 0.0 <= float(light_match) <= 1.0:
+            raise ValueError(f"light_match must be in 0..1 (got {light_match})")
         resolved = tuple(str(Path(p).resolve()) for p in packs)
         for pack in resolved:
             _pack(pack)  # loads and checks it (cached for the build)
@@ -73,7 +78,7 @@ class MaskOptions:
                    templates=resolved, template_share=share, light_match=light_match)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=None)  # a build uses a handful of packs; reloading one costs seconds
 def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
     """Pack templates grouped as {base name: {variant: template}}."""
     groups: dict[str, dict[str, tpl.MaskTemplate]] = {}

@@ -34,6 +34,11 @@ SAMPLE_MEMBERS = (MASKED, UNMASKED, MAP, META)
 
 SPLITS = ("train", "val", "test")
 
+# ``source`` (here, in failures.csv, landmarks.parquet and the sample's json) is the image's path below
+# --source with forward slashes, as it is when the name is valid UTF-8 (nearly always). A name that is
+# not valid UTF-8, or that is written only of ``\xNN`` escapes where it has backslashes, is stored with
+# each undecodable byte as ``\xNN`` (lower-case hex) and each backslash as ``\x5c``; the rest as is.
+# Reversible: maskgen.source.encode_name / decode_name.
 MANIFEST_COLUMNS = (
     "key", "shard", "split", "source", "identity", "mask_type", "color", "texture",
     "variant", "wear", "generator", "coverage", "yaw", "upsampled",

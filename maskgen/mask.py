@@ -5,9 +5,11 @@ line across the face at the top of the mask meets the jaw outline, ``d``/``f`` w
 meets it. The template is warped with two homographies, one per half (a-b-e-d and b-c-f-e), so
 each side follows its own half of the jaw: a turned face gets a mask that wraps with it.
 
-How the mask is worn (``WEARS``, after MaskedFace-Net) only moves ``b`` and ``e``: ``nose`` puts the
-top edge under the nostrils, ``mouth`` (nose and mouth uncovered) pulls the mask down onto the chin,
-``chin`` lifts the bottom edge above the chin tip. The side anchors follow from ``b`` and ``e``.
+How the mask is worn (``WEARS``, after MaskedFace-Net) moves ``b`` and ``e``: ``nose`` puts the
+top edge under the nostrils, ``chin`` lifts the bottom edge above the chin tip, and the side anchors
+follow from ``b`` and ``e``. ``mouth`` (nose and mouth uncovered) pulls the mask down onto the chin
+and, unlike the others, also sets the side anchors: the mask keeps its width below the lips (the ear
+loops hold its sides at the jaw at ``b``'s level) instead of narrowing with the jaw.
 """
 
 from __future__ import annotations

@@ -8,12 +8,20 @@ CelebA is recognised in its official layouts:
 The annotation files may sit next to the image folder, in the dataset root, or in the official
 ``Anno/`` and ``Eval/`` sub-folders; ``list_eval_partition.txt`` and ``identity_CelebA.txt`` are
 optional. Any other folder is scanned recursively for jpg/png/webp/bmp images.
+
+Every entry that looks like an image but is not read (a dangling or looping link, a folder named
+``*.jpg``, another image format, a folder that cannot be listed) is a problem with a reason, so it
+reaches failures.csv. A source's ``rel`` is its path below the root as text: file names that are not
+valid UTF-8 are written with ``encode_name`` (the manifest's ``source``, see ``maskgen.format``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +33,9 @@ from .landmarks import CELEBA_ALIGNED_PRIOR
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Image formats met in photo folders that are not read: listed as failures rather than ignored like other files.
+OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm",
+                          ".pnm", ".ico", ".psd", ".svg", ".dng", ".cr2", ".nef", ".arw")
 MIN_SIDE = 40  # smaller images cannot hold a face the 68-point predictor can place
 MAX_SIDE = 4096  # larger images are downscaled on load; landmarks and crops need no more
 
@@ -48,7 +59,7 @@ class BadImage(Exception):
 @dataclass
 class SourceImage:
     path: Path
-    rel: str  # path relative to the source root, with forward slashes: the stable identity of a source
+    rel: str  # path below the source root, forward slashes, ``encode_name``d: the stable identity of a source
     identity: str | None = None
     partition: str | None = None  # train/val/test from CelebA's partition file
     landmarks5: np.ndarray | None = None  # (5, 2) CelebA order: left eye, right eye, nose, mouth left, mouth right
@@ -104,6 +115,54 @@ def _landmark_header_lines(path: Path) -> int:
     return skip
 
 
+def relative_name(path: Path, root: Path) -> str:
+    """How a file below ``root`` is named in the dataset: its relative path, ``encode_name``d."""
+    return encode_name(path.relative_to(root).as_posix())
+
+
+def _not_read(path: Path) -> str | None:
+    """None for a regular file (or a link to one), else why it cannot be read as an image."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if err.errno in (errno.ENOENT, errno.ENOTDIR) and path.is_symlink():
+            return "dangling symbolic link (its target does not exist)"
+        return f"cannot read: {err.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    return "not a regular file"
+
+
+def find_images(image_dir: Path, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files in ``image_dir`` (sorted), and (path, reason) for everything image-like that is
+    not read: links that lead nowhere, folders named like images, other image formats, folders that
+    cannot be listed."""
+    files, skipped = [], []
+    for path in image_dir.rglob("*") if recursive else image_dir.iterdir():
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS:
+            reason = _not_read(path)
+            if reason is None:
+                files.append(path)
+                continue
+        elif suffix in OTHER_IMAGE_EXTENSIONS:
+            reason = f"{suffix[1:]} images are not read (read: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})"
+        elif not recursive or not path.is_dir():
+            continue  # other files (annotations, notes) are not sources
+        elif path.is_symlink():
+            reason = "symbolic link to a folder, not followed: its images are not used"
+        elif not os.access(path, os.R_OK | os.X_OK):
+            reason = "folder cannot be listed (permission denied): its images are not used"
+        else:
+            continue
+        skipped.append((path, reason))
+    return sorted(files), sorted(skipped)
+
+
 def discover(source: str | Path) -> SourceListing:
     """List the images of a source directory with whatever CelebA annotations it carries."""
     root = Path(source)
@@ -121,11 +180,8 @@ def discover(source: str | Path) -> SourceListing:
             layout, image_dir = name, root / name
             break
 
-    problems: list[tuple[str, str]] = []
-    if layout == "folder":
-        files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    else:
-        files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files, unread = find_images(image_dir, recursive=layout == "folder")
+    problems = [(relative_name(path, image_dir), reason) for path, reason in unread]
 
     landmarks = partition = identity = {}
     if layout != "folder":
@@ -142,7 +198,7 @@ def discover(source: str | Path) -> SourceListing:
     images = []
     for path in files:
         name = path.name
-        item = SourceImage(path=path, rel=path.relative_to(image_dir).as_posix())
+        item = SourceImage(path=path, rel=relative_name(path, image_dir))
         if name in identity:
             item.identity = identity[name][0] if identity[name] else None
         if name in partition:
@@ -182,8 +238,22 @@ def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 (H, W, 3), upright per EXIF; raise BadImage with a reason."""
+def error_text(err: BaseException, path: str | Path) -> str:
+    """``Type: message`` of an error met reading ``path``, without the path: failures.csv names the
+    source by its relative path, and an absolute one would tie the dataset to the machine it was built on."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{type(err).__name__}: {err.strerror}"
+    text = str(err)
+    path = Path(path)
+    for form in sorted({os.fspath(p) for p in (path, path.absolute(), path.parent.absolute())}, key=len, reverse=True):
+        text = text.replace(repr(form), "").replace(form, "")
+    return f"{type(err).__name__}: {' '.join(text.split())}".rstrip(": ")
+
+
+def load_image(path: str | Path, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3), upright per EXIF; raise BadImage with a reason.
+
+    Images larger than ``max_side`` are downscaled to it (None: kept at full size)."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -196,14 +266,14 @@ def load_image(path: str | Path) -> np.ndarray:
     except BadImage:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImage(f"unreadable image: {type(e).__name__}: {e}") from None
+        raise BadImage(f"unreadable image: {error_text(e, path)}") from None
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise BadImage(f"image too small ({w}x{h} < {MIN_SIDE} px)")
-    if max(h, w) > MAX_SIDE:
+    if max_side is not None and max(h, w) > max_side:
         import cv2
 
-        scale = MAX_SIDE / max(h, w)
+        scale = max_side / max(h, w)
         arr = cv2.resize(arr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(arr)
 
@@ -215,3 +285,34 @@ def source_key(rel: str) -> str:
     """A WebDataset-safe key stem for a source (no dots, no slashes)."""
     stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
     return _KEY_UNSAFE.sub("_", stem).strip("_") or "img"
+
+
+# --- names that are not valid UTF-8 ----------------------------------------------------------------------
+# The encoding is described in maskgen.format (next to MANIFEST_COLUMNS); these are its two directions.
+
+_BYTE_ESCAPE = re.compile(r"\\x[0-9a-f]{2}")
+
+
+def _escaped_form(text: str) -> bool:
+    """True when every backslash of ``text`` starts a ``\\xNN`` escape (and there is one)."""
+    return "\\" in text and "\\" not in _BYTE_ESCAPE.sub("", text)
+
+
+def encode_name(name: str) -> str:
+    """A file name (as the OS gives it: ``str`` with surrogate escapes for bytes that are not UTF-8) as
+    valid Unicode text, reversibly: unchanged unless it is not valid UTF-8 or could be read as escaped."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in name) and not _escaped_form(name):
+        return name
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff"
+                   else "\\x5c" if ch == "\\" else ch for ch in name)
+
+
+def decode_name(text: str) -> str:
+    """The file name that ``encode_name`` turned into ``text`` (as the OS gives it: usable as a path)."""
+    if not _escaped_form(text):
+        return text
+    raw, end = bytearray(), 0
+    for m in _BYTE_ESCAPE.finditer(text):
+        raw += text[end:m.start()].encode() + bytes([int(m.group()[2:], 16)])
+        end = m.end()
+    return os.fsdecode(bytes(raw + text[end:].encode()))

@@ -515,14 +515,26 @@ def _pack_type(name: str) -> str:
 
 
 def load_pack(path: str | Path) -> list[MaskTemplate]:
-    """Templates of a MaskTheFace-format pack: ``masks.cfg`` with six anchors each + RGBA PNGs."""
+    """Templates of a MaskTheFace-format pack: ``masks.cfg`` with six anchors each + RGBA PNGs.
+
+    The whole pack is checked here, before a build uses it: a missing or unreadable masks.cfg or
+    image, bad anchors or an empty drawing raise FileNotFoundError or ValueError with one line
+    naming the file and the template.
+    """
     path = Path(path)
     cfg_path = path / "masks.cfg" if path.is_dir() else path
     root = cfg_path.parent
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no masks.cfg in template pack {path}")
     cfg = configparser.ConfigParser()
-    cfg.read(cfg_path)
+    try:
+        with open(cfg_path, encoding="utf-8") as text:
+            cfg.read_file(text)
+    except OSError as err:
+        raise ValueError(f"{cfg_path}: cannot read it: {err.strerror or err}") from None
+    except (configparser.Error, UnicodeDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise ValueError(f"{cfg_path}: not a MaskTheFace masks.cfg ({first_line})") from None
     templates = []
     for name in cfg.sections():
         sec = cfg[name]
@@ -532,6 +544,10 @@ def load_pack(path: str | Path) -> list[MaskTemplate]:
             anchors = np.array([[float(v) for v in sec[f"mask_{k}"].split(",")] for k in "abcdef"])
         except (KeyError, ValueError) as err:
             raise ValueError(f"{cfg_path}: template [{name}] needs mask_a..mask_f as 'x, y': {err}") from None
+        a, b, c, _, e, _ = anchors
+        if not np.isfinite(anchors).all() or c[0] - a[0] < 2 or e[1] - b[1] < 2:
+            raise ValueError(f"{cfg_path}: template [{name}] has unusable anchors (need mask_a left of mask_c "
+                             "and mask_b above mask_e)")
         rel = Path(sec.get("template", f"templates/{name}.png"))
         image_path = next((p for p in (root / rel, root / "templates" / rel.name) if p.is_file()), None)
         if image_path is None:
@@ -542,6 +558,8 @@ def load_pack(path: str | Path) -> list[MaskTemplate]:
         if rgba.dtype != np.uint8:
             rgba = (rgba / 257).astype(np.uint8)
         rgba = cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
+        if not rgba[..., 3].any():
+            raise ValueError(f"{image_path}: template [{name}] is fully transparent")
         low = name.lower()
         variant = "left" if low.endswith("_left") else "right" if low.endswith("_right") else "front"
         templates.append(MaskTemplate(
@@ -549,5 +567,5 @@ def load_pack(path: str | Path) -> list[MaskTemplate]:
             alpha=(rgba[..., 3] / 255.0).astype(np.float32), shade=np.ones(rgba.shape[:2], np.float32),
             anchors=anchors, rgb=np.ascontiguousarray(rgba[..., :3])))
     if not templates:
-        raise ValueError(f"{cfg_path}: no templates")
+        raise ValueError(f"{cfg_path}: no templates (sections with mask_a..mask_f and an RGBA image)")
     return templates

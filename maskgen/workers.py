@@ -12,7 +12,7 @@ import numpy as np
 from .align import align_face
 from .compose import MaskOptions, encode, make_triplet
 from .landmarks import NoFace, locate
-from .source import BadImage, load_image
+from .source import BadImage, error_text, load_image
 
 
 def single_threaded() -> None:
@@ -37,7 +37,7 @@ def landmark_chunk(items: list[tuple[str, str, list | None, list | None]]) -> li
         except (BadImage, NoFace) as err:
             record["reason"] = str(err)
         except Exception as err:  # a library error on a strange file must not end the build
-            record["reason"] = f"landmarks failed: {type(err).__name__}: {err}"
+            record["reason"] = f"landmarks failed: {error_text(err, path)}"
         records.append(record)
     return records
 
@@ -57,7 +57,7 @@ def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: 
             except BadImage as err:
                 error = str(err)
             except Exception as err:
-                error = f"align failed: {type(err).__name__}: {err}"
+                error = f"align failed: {error_text(err, spec['path'])}"
         if face is None:
             out.append((spec["key"], None, error))
             continue
@@ -67,5 +67,5 @@ def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: 
                                    landmark_method=spec["method"])
             out.append((spec["key"], encode(triplet, jpeg_quality), triplet.meta.as_dict()))
         except Exception as err:
-            out.append((spec["key"], None, f"mask failed: {type(err).__name__}: {err}"))
+            out.append((spec["key"], None, f"mask failed: {error_text(err, spec['path'])}"))
     return out

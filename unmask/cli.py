@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from maskgen.cli import dataclass_default
+from maskgen.clitools import Group
 from unmask.config import PRESETS, Config, parse_assignment, preset
 from unmask.training.options import RunOptions
 
@@ -37,7 +38,7 @@ CONFIG_OPTIONS = {
 }
 
 
-@click.group()
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """GANMasker: remove face masks from face images (two-stage GAN, Sensors 2023, 23, 7094)."""
 
@@ -158,7 +159,8 @@ def train(
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map).")
+              help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map); a folder's images keep "
+                   "their sub-folders (under each folder's name when several are given).")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Run directory (checkpoints/seg.pt + gan.pt) or one checkpoint file.")
 @click.option("--aligned/--photos", "aligned", default=None,
@@ -166,37 +168,34 @@ def train(
                    "take square images without a detectable face as crops].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: bool | None, device: str) -> None:
-    """Unmask photos or aligned crops (files or folders of images)."""
-    import cv2
+    """Unmask photos or aligned crops (files or folders of images), each at its own size.
 
-    from maskgen.files import write_png_atomic
-    from maskgen.landmarks import NoFace
-    from maskgen.source import IMAGE_EXTENSIONS, BadImage
-    from unmask.predict import Unmasker
+    Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
+    """
+    from unmask.predict import PredictError, Unmasker, plan_outputs, predict_files, shown
 
-    files = [p for item in inputs for p in ([item] if item.is_file() else sorted(
-        q for q in item.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS))]
+    def report(name: str, reason: str) -> None:
+        click.echo(f"skipped {name}: {reason}", err=True)
+
+    plan, skipped = plan_outputs(inputs, out_dir)
+    for name, reason in skipped:
+        report(name, reason)
+    if not plan:
+        raise click.ClickException(f"no images found in {', '.join(shown(i) for i in inputs)}")
     try:
         unmasker = Unmasker.from_checkpoint(checkpoint, device)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done, skipped = 0, []
-    for path in files:
-        try:
-            result = unmasker(path, aligned=aligned)
-        except (NoFace, BadImage) as exc:
-            skipped.append((path, str(exc)))
-            click.echo(f"skipped {path}: {exc}", err=True)
-            continue
-        try:
-            write_png_atomic(out_dir / f"{path.stem}.png", cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
-            write_png_atomic(out_dir / f"{path.stem}_map.png", result.map)
-        except OSError as exc:
-            raise click.ClickException(f"could not write the result of {path}: {exc}") from exc
-        done += 1
+    try:
+        summary = predict_files(unmasker, plan, aligned, on_skip=report)
+    except PredictError as exc:
+        raise click.ClickException(str(exc)) from None
+    skipped += summary.skipped
     reasons = sorted({r for _, r in skipped})
-    click.echo(f"{done} unmasked into {out_dir}, {len(skipped)} skipped" + (f" ({'; '.join(reasons)})" if skipped else ""))
+    click.echo(f"{summary.done} unmasked into {shown(out_dir)}, {len(skipped)} skipped"
+               + (f" ({'; '.join(reasons)})" if skipped else ""))
+    if not summary.done:
+        raise click.ClickException("no input could be unmasked")
 
 
 @main.command()

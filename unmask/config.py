@@ -126,6 +126,11 @@ class TrainConfig:
     # Maps fed to stage 2: "gt" trains on the ground-truth maps (paper), "predicted" on
     # binarised M-Seg predictions (needs a stage-1 checkpoint).
     gan_maps: str = "gt"
+    # Stage 1's photometric augmentation (unmask/training/augment.py): the share of training images
+    # whose mask pixels are recoloured (real masks come in any colour and print; maskgen draws a
+    # palette) and of images jittered as a whole (light, camera). 0 turns one off.
+    seg_recolor: float = 0.5
+    seg_jitter: float = 0.5
     # torch.use_deterministic_algorithms. None: on for CPU runs (costs nothing there), off on CUDA
     # (where it disables cuDNN autotuning and some kernels only warn).
     deterministic: bool | None = None
@@ -243,6 +248,9 @@ def _validate(cfg: Config) -> None:
         raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {t.amp!r}")
     if t.gan_maps not in ("gt", "predicted"):
         raise ValueError(f"train.gan_maps must be gt or predicted, got {t.gan_maps!r}")
+    for name in ("seg_recolor", "seg_jitter"):
+        if not 0 <= getattr(t, name) <= 1:
+            raise ValueError(f"train.{name} is a share of images: 0..1, got {getattr(t, name)}")
     if t.gan_maps == "predicted" and not cfg.generator.use_map:
         raise ValueError("train.gan_maps=predicted needs generator.use_map (the one-stage ablation uses no map)")
     if t.batch_size < 1 or t.epochs < 1 or (t.steps is not None and t.steps < 1):

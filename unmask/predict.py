@@ -9,13 +9,20 @@ of the photo changes.
     unmasker = Unmasker.from_checkpoint("runs/default")
     result = unmasker("photo.jpg")          # or an RGB uint8 array
     result.image, result.map
+
+For files and folders (``unmask predict``): ``plan_outputs`` decides every output name before anything
+runs (mirroring the input tree, never two inputs on one name), ``predict_files`` unmasks them one by
+one, skipping the inputs it cannot use and checking every write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -23,7 +30,8 @@ import torch
 
 from maskgen.align import DEFAULT_FACE_SCALE, align_face, map_to_photo, paste_back
 from maskgen.landmarks import NoFace, detect
-from maskgen.source import load_image
+from maskgen.files import write_png_atomic
+from maskgen.source import BadImage, encode_name, error_text, find_images, load_image
 
 from .checkpoint import load_models
 from .config import Config
@@ -33,6 +41,8 @@ from .models import Generator, MSeg
 log = logging.getLogger(__name__)
 
 MAP_DILATION = 0.02  # of the crop size: the pasted region reaches a little past the map's edge
+IMAGE_SUFFIX, MAP_SUFFIX = ".png", "_map.png"  # NAME.png: the unmasked image; NAME_map.png: the predicted map
+NAME_MAX = 255  # bytes in one file name on the common file systems
 
 
 @dataclass
@@ -94,7 +104,8 @@ class Unmasker:
     def __call__(self, image: str | Path | np.ndarray, aligned: bool | None = None) -> UnmaskResult:
         """Unmask one image. ``aligned``: True = an aligned face crop (maskgen's layout), False = a
         photo to detect and align, None = detect, and take a square image as a crop if no face is found."""
-        photo = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        # Full size: the result replaces the input, so it must not come back smaller.
+        photo = load_image(image, max_side=None) if isinstance(image, (str, Path)) else np.asarray(image)
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise ValueError("expected an RGB uint8 image (H x W x 3)")
         face = None
@@ -125,3 +136,130 @@ class Unmasker:
         pasted = paste_back(photo, out, face.matrix, region=region)
         full_map = map_to_photo(crop_map, face.matrix, photo.shape)
         return UnmaskResult(pasted, full_map, face.image, out, crop_map, aligned=False, matrix=face.matrix)
+
+
+# --- files and folders ---------------------------------------------------------------------------------
+
+class PredictError(Exception):
+    """A problem that stops a prediction run (one-line message for the CLI)."""
+
+
+@dataclass
+class PlannedOutput:
+    source: Path  # the input image
+    image: Path  # where the unmasked image goes
+    map: Path  # where the predicted map goes
+
+
+@dataclass
+class PredictSummary:
+    done: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+
+
+def shown(path: str | Path) -> str:
+    """A path for messages: printable whatever bytes its name has (``maskgen.source.encode_name``)."""
+    return encode_name(os.fspath(path))
+
+
+def plan_outputs(inputs: Sequence[Path], out: Path) -> tuple[list[PlannedOutput], list[tuple[str, str]]]:
+    """Every input image with its two output paths under ``out``, and the (input, reason) of what is skipped.
+
+    A folder's images keep their path below it (one folder given: right under ``out``; several: under
+    each folder's name, made unique); a file given by itself goes right under ``out``. The outputs are
+    NAME.png and NAME_map.png with NAME the input's name without its suffix, or with it where two
+    inputs would share a name (a.jpg, a.png), then with -2, -3, ... (compared ignoring case, for file
+    systems that do). Names too long for the file system are shortened with a hash of the full name.
+    """
+    sources: list[tuple[Path, PurePosixPath]] = []  # (input file, its path below out, suffix and all)
+    skipped: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+    folders = [item for item in inputs if item.is_dir()]
+    prefixes = _unique_names([item.resolve().name or "root" for item in folders]) if len(folders) > 1 else None
+    for item in inputs:
+        if item.is_dir():
+            files, problems = find_images(item)
+            skipped += [(shown(path), reason) for path, reason in problems]
+            prefix = PurePosixPath(prefixes[folders.index(item)]) if prefixes else PurePosixPath()
+            found = [(f, prefix / f.relative_to(item).as_posix()) for f in files]
+        else:
+            found = [(item, PurePosixPath(item.name))]
+        for path, rel in found:
+            where = Path(os.path.abspath(path))
+            if where not in seen:  # given twice (a file and its folder): done once
+                seen.add(where)
+                sources.append((path, rel))
+    claimed_files: set[str] = set()
+    claimed_dirs: set[str] = set()
+    plan = []
+    for path, rel in sources:
+        for base in _candidate_names(rel):
+            name = _fit_name(base.name)
+            outputs = [base.with_name(name + suffix) for suffix in (IMAGE_SUFFIX, MAP_SUFFIX)]
+            keys = [str(o).casefold() for o in outputs]
+            parents = [str(d).casefold() for d in base.parents if str(d) != "."]
+            if not any(k in claimed_files or k in claimed_dirs for k in keys) and not claimed_files & set(parents):
+                break
+        claimed_files.update(keys)
+        claimed_dirs.update(parents)
+        plan.append(PlannedOutput(path, out / outputs[0], out / outputs[1]))
+    return plan, skipped
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """The names with -2, -3, ... added to repeats."""
+    counts: dict[str, int] = {}
+    unique = []
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+        unique.append(name if counts[name] == 1 else f"{name}-{counts[name]}")
+    return unique
+
+
+def _candidate_names(rel: PurePosixPath):
+    """Output names (without suffix) for an input, in order of preference."""
+    yield rel.with_suffix("") if rel.suffix else rel
+    yield rel
+    n = 2
+    while True:
+        yield rel.with_name(f"{rel.name}-{n}")
+        n += 1
+
+
+def _fit_name(name: str) -> str:
+    """``name``, shortened (keeping a hash of it) where its outputs' names would pass NAME_MAX bytes."""
+    room = NAME_MAX - max(len(IMAGE_SUFFIX), len(MAP_SUFFIX))
+    if len(os.fsencode(name)) <= room:
+        return name
+    tag = "-" + hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+    while len(os.fsencode(name + tag)) > room:
+        name = name[:-1]
+    return name + tag
+
+
+def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool | None = None,
+                  on_skip: Callable[[str, str], None] | None = None) -> PredictSummary:
+    """Unmask each planned input and write its two outputs. An input that cannot be used (unreadable,
+    no face, ...) is skipped with its reason and the rest go on; a failed write stops the run (PredictError)."""
+    summary = PredictSummary()
+    for item in plan:
+        try:
+            result = unmasker(item.source, aligned=aligned)
+        except (BadImage, NoFace) as err:
+            reason = str(err)
+        except Exception as err:  # a library error on a strange file must not end the run
+            reason = error_text(err, item.source)
+        else:
+            for target, pixels in ((item.image, cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)), (item.map, result.map)):
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_png_atomic(target, pixels)
+                except OSError as err:
+                    raise PredictError(f"cannot write {shown(target)}: {err.strerror or err} "
+                                       f"({summary.done} inputs done before)") from None
+            summary.done += 1
+            continue
+        summary.skipped.append((shown(item.source), reason))
+        if on_skip:
+            on_skip(shown(item.source), reason)
+    return summary

@@ -1,6 +1,7 @@
 """Odd, broken and faceless inputs: loaded when usable, skipped with a reason when not."""
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -125,3 +126,73 @@ def test_malformed_annotation_rows_are_skipped_with_a_reason(tmp_path, celeba_im
     problems = dict(listing.problems)
     assert "malformed landmark row" in problems[names[2]] and "malformed partition row" in problems[names[3]]
     assert any("malformed row" in r for r in problems.values())
+
+
+def _zero_size_png() -> bytes:
+    """A PNG whose header says 0 x 0 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, celeba_images, monkeypatch):
+    import shutil
+
+    root = tmp_path / "src"
+    (root / "sub").mkdir(parents=True)
+    for i, image in enumerate(celeba_images[:2]):
+        shutil.copy(image, root / ("sub" if i else ".") / f"face{i}.jpg")
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (root / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (root / "loop.jpg").symlink_to("loop.jpg")
+    (root / "folder.jpg").mkdir()
+    (root / "linked").symlink_to(real, target_is_directory=True)
+    (root / "text.jpg").write_text("not an image\n")
+    (root / "empty.png").write_bytes(b"")
+    (root / "zero_size.png").write_bytes(_zero_size_png())
+    (root / "animation.gif").write_bytes(b"GIF89a")
+    (root / "notes.txt").write_text("not a source: not listed\n")
+    locked = root / "sub" / "locked.jpg"
+    shutil.copy(celeba_images[2], locked)
+    locked.chmod(0)
+    private = root / "private"
+    private.mkdir()
+    private.chmod(0)
+    if os.geteuid() == 0:  # root reads any file and lists any folder: the permission errors are raised for it
+        real_open, real_access = Image.open, os.access
+        monkeypatch.setattr(Image, "open", lambda path, *a, **k: _denied(path) if os.fspath(path) == os.fspath(locked)
+                            else real_open(path, *a, **k))
+        monkeypatch.setattr(os, "access", lambda path, mode, **k: path != private and real_access(path, mode, **k))
+    expected = {  # source: (stage, start of the reason)
+        "dangling.jpg": ("source", "dangling symbolic link"), "loop.jpg": ("source", "symbolic link loop"),
+        "folder.jpg": ("source", "a folder, not an image file"), "linked": ("source", "symbolic link to a folder"),
+        "animation.gif": ("source", "gif images are not read"), "empty.png": ("landmarks", "empty file"),
+        "text.jpg": ("landmarks", "unreadable image"), "zero_size.png": ("landmarks", "unreadable image"),
+        "sub/locked.jpg": ("landmarks", "unreadable image: PermissionError: Permission denied"),
+        "private": ("source", "folder cannot be listed (permission denied)"),
+    }
+    try:
+        result = build(BuildConfig(source=str(root), out=str(tmp_path / "ds"), res=128, workers=1, progress=False,
+                                   split=(1.0, 0.0, 0.0)))
+    finally:
+        locked.chmod(0o644)
+        private.chmod(0o755)
+    text = (tmp_path / "ds" / "failures.csv").read_text()
+    failures = pd.read_csv(tmp_path / "ds" / "failures.csv")
+    assert sorted(failures["source"]) == sorted(expected)
+    for row in failures.itertuples():
+        stage, reason = expected[row.source]
+        assert row.stage == stage and row.reason.startswith(reason), row
+    assert str(tmp_path) not in text and "elsewhere" not in text  # no absolute path, no link target
+    manifest = pd.read_parquet(tmp_path / "ds" / "manifest.parquet")
+    assert result.samples == 2 and sorted(manifest["source"]) == ["face0.jpg", "sub/face1.jpg"]
+
+
+def _denied(path):
+    raise PermissionError(13, "Permission denied", os.fspath(path))

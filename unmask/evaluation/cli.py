@@ -32,6 +32,7 @@ def _eval_options() -> type:
 EVAL = functools.partial(DataclassDefault, dataclass=_eval_options)  # click.option(..., cls=EVAL): EvalOptions'
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+COUNT = click.IntRange(min=1)  # a count or size: click refuses 0 and negatives in one line (exit 2)
 
 
 def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
@@ -53,9 +54,9 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="Run of the reconstruction-only U-Net (trained with --adv 0), given the predicted maps.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: CHECKPOINT_RUN/eval/SPLIT].")
-@click.option("--resolution", type=int, help="Resize samples to this size (multiple of 32) [default: the data's].")
-@click.option("--batch-size", cls=EVAL, type=int)
-@click.option("--max-samples", type=int, help="Evaluate only the first N samples (quick checks).")
+@click.option("--resolution", type=click.IntRange(min=32), help="Resize samples to this size (multiple of 32) [default: the data's].")
+@click.option("--batch-size", cls=EVAL, type=COUNT)
+@click.option("--max-samples", type=COUNT, help="Evaluate only the first N samples (quick checks).")
 @click.option("--device", cls=EVAL, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--fid-weights", type=EXISTING_FILE,
               help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: the torch hub cache].")
@@ -63,13 +64,13 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="LPIPS: torchvision AlexNet state dict and lpips v0.1 alex.pth; without them LPIPS is n/a.")
 @click.option("--baselines", cls=EVAL, show=",".join,
               help="Comma-separated inpainting baselines, or 'none'.")
-@click.option("--inpaint-radius", cls=EVAL, type=int, help="cv2.inpaint radius of the baselines (px).")
+@click.option("--inpaint-radius", cls=EVAL, type=COUNT, help="cv2.inpaint radius of the baselines (px).")
 @click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
 @click.option("--photo-labels", type=click.Path(path_type=Path),
               help="Hand-drawn mask labels of the --photos (a folder with labels.csv, or the CSV: photo,label,"
                    "mask_type,wear; label PNGs 0/255 at the photo's size): Dice and IoU of the predicted map per "
                    "photo, by mask type and by wear. Only the labelled photos are evaluated.")
-@click.option("--max-photos", type=int,
+@click.option("--max-photos", type=COUNT,
               help="Use only the first N photos (sorted by name; with --photo-labels the first N labelled ones).")
 @click.option("--identity", is_flag=True,
               help="Identity preservation: face-recognition distance of each output to its ground truth, and face "
@@ -83,8 +84,8 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
 @click.option("--impostors", cls=EVAL, type=click.IntRange(min=0),
               help="Impostor pairs per verification probe (one genuine pair each).")
 @click.option("--figures/--no-figures", cls=EVAL)
-@click.option("--sheet-rows", cls=EVAL, type=int, help="Rows per contact sheet.")
-@click.option("--failures", cls=EVAL, type=int, help="Rows of each failure gallery.")
+@click.option("--sheet-rows", cls=EVAL, type=COUNT, help="Rows per contact sheet.")
+@click.option("--failures", cls=EVAL, type=click.IntRange(min=0), help="Rows of each failure gallery.")
 @click.option("--progress/--no-progress", default=True, show_default=True)  # the command's default, not EvalOptions'
 def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Path | None, recon_only: Path | None,
              out_dir: Path | None,
@@ -112,13 +113,13 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
     if out_dir is None:
         run = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
         out_dir = run / "eval" / given.get("split", dataclass_default(EvalOptions, "split"))
-    opts = EvalOptions(
-        data=data_dir, checkpoint=checkpoint, out=out_dir, one_stage=one_stage, recon_only=recon_only,
-        resolution=resolution, max_samples=max_samples, fid_weights=fid_weights, lpips_weights=lpips_weights or None,
-        photos=photos, photo_labels=photo_labels, max_photos=max_photos, identity=identity, progress=progress,
-        **given,
-    )
     try:
+        opts = EvalOptions(
+            data=data_dir, checkpoint=checkpoint, out=out_dir, one_stage=one_stage, recon_only=recon_only,
+            resolution=resolution, max_samples=max_samples, fid_weights=fid_weights,
+            lpips_weights=lpips_weights or None, photos=photos, photo_labels=photo_labels, max_photos=max_photos,
+            identity=identity, progress=progress, **given,
+        )
         summary = run_evaluation(opts)
     except PhotoLabelError as error:  # checked before anything is written
         raise click.BadParameter(str(error), param_hint="'--photo-labels'") from error
@@ -166,6 +167,6 @@ def report(inputs: tuple[str, ...], out_dir: Path, title: str | None, runs: tupl
 
     try:
         path = write_report(inputs, out_dir, title, runs)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote {path}")

@@ -110,7 +110,12 @@ def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
             path = find_metrics(rest)
         else:
             name, path = "", find_metrics(text)
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a metrics.json (expected a JSON object of metric values)")
         protocol = data.pop(PROTOCOL, {}) or {}
         values = {k: v for k, v in data.items() if "/" in k and (v is None or isinstance(v, (int, float)))}
         out.append(Evaluation(name or _default_name(path), path, values, protocol))

@@ -58,7 +58,7 @@ def labels_csv(labels: str | Path) -> Path:
 
 def read_label(path: Path, where: str = "") -> np.ndarray:
     """A label PNG as a bool (H, W) map (True: mask pixels), checked: readable, single-channel,
-    only 0 and 255."""
+    only 0 and 255, not empty (every labelled photo shows a mask; an empty label is a lost one)."""
     if not path.is_file():
         raise PhotoLabelError(f"{path}: label PNG missing{where}")
     try:
@@ -76,6 +76,8 @@ def read_label(path: Path, where: str = "") -> np.ndarray:
     if len(stray):
         shown = ", ".join(str(v) for v in stray[:5]) + (", ..." if len(stray) > 5 else "")
         raise PhotoLabelError(f"{path}: label not binary: values other than 0 and 255 ({shown}){where}")
+    if not (values == 255).any():
+        raise PhotoLabelError(f"{path}: label is empty (no mask pixel){where}")
     return values == 255
 
 

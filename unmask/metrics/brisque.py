@@ -4,7 +4,9 @@ Lower is better; typical values lie in 0..100 but may fall outside it (negative 
 images). This reimplements the feature extraction of the ``brisque`` PyPI package (0.2.x, whose
 ``BRISQUE.score`` breaks on numpy >= 2.4) and evaluates its shipped model files directly, without
 libsvm: ``brisque/models/svm.txt`` (the original LIVE-trained epsilon-SVR, RBF kernel, gamma 0.05)
-and ``brisque/models/normalize.pickle`` (per-feature min/max scaling to [-1, 1]).
+and its per-feature min/max scaling to [-1, 1]. The package ships that scaling as a pickle, which
+is never loaded here (unpickling can run code): its values were converted once to
+``brisque_scaling.json`` next to this module, tied to the SVR by the SHA-256 of ``svm.txt``.
 
 Protocol
 --------
@@ -29,8 +31,9 @@ Like NIQE, values are only comparable between images of the same size.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import pickle
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +51,8 @@ MSCN_C = 1.0 / 255.0
 WINDOW_SIZE = 7
 WINDOW_SIGMA = 7.0 / 6.0
 GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray (ITU-R BT.709)
+SCALING_FILE = Path(__file__).with_name("brisque_scaling.json")  # the package's SVR's scaling (package data)
+OWN_SCALING = "normalize.json"  # a model folder's own scaling ({"min_": [...], "max_": [...]}), for other SVRs
 
 
 class ImageTooSmallError(ValueError):
@@ -78,10 +83,24 @@ def default_model_dir() -> tuple[Path | None, str | None]:
     if spec is None or not spec.submodule_search_locations:
         return None, "BRISQUE needs the model shipped by the brisque package: pip install brisque"
     folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    missing = [name for name in ("svm.txt", "normalize.pickle") if not (folder / name).is_file()]
-    if missing:
-        return None, f"the brisque package lacks its model files {missing} in {folder}"
+    if not (folder / "svm.txt").is_file():
+        return None, f"the brisque package lacks its model file svm.txt in {folder}"
     return folder, None
+
+
+def _scaling(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(feature_min, feature_max) for the SVR in ``model_dir``: its own ``normalize.json``, else the
+    shipped scaling when ``svm.txt`` is the SVR it belongs to."""
+    own = model_dir / OWN_SCALING
+    if own.is_file():
+        scale = json.loads(own.read_text())
+    else:
+        scale = json.loads(SCALING_FILE.read_text())
+        digest = hashlib.sha256((model_dir / "svm.txt").read_bytes()).hexdigest()
+        if digest != scale["svm_sha256"]:
+            raise ValueError(f"{model_dir / 'svm.txt'} is not the SVR of {SCALING_FILE.name}; give its feature "
+                             f"scaling as {own} ({{\"min_\": [...], \"max_\": [...]}})")
+    return np.asarray(scale["min_"], np.float64), np.asarray(scale["max_"], np.float64)
 
 
 def _read_libsvm_model(path: Path, num_features: int) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -115,10 +134,7 @@ def load_model(model_dir: str | Path | None = None) -> BrisqueModel:
         if model_dir is None:
             raise FileNotFoundError(reason)
     model_dir = Path(model_dir)
-    with open(model_dir / "normalize.pickle", "rb") as f:
-        scale = pickle.load(f)  # a plain dict of two float lists, shipped by the package
-    feature_min = np.asarray(scale["min_"], np.float64)
-    feature_max = np.asarray(scale["max_"], np.float64)
+    feature_min, feature_max = _scaling(model_dir)
     vectors, coefficients, rho, gamma = _read_libsvm_model(model_dir / "svm.txt", len(feature_min))
     return BrisqueModel(vectors, coefficients, rho, gamma, feature_min, feature_max)
 

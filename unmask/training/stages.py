@@ -28,6 +28,7 @@ from unmask.losses import PerceptualLoss, generator_losses, lsgan_d_loss, segmen
 from unmask.metrics import fidelity, segmentation
 from unmask.models import Generator, MSeg, PatchDiscriminator
 from unmask.models.vgg import find_vgg19_weights, load_vgg19_features
+from unmask.training.augment import photometric
 from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
 from unmask.training.runtime import Runtime
 
@@ -151,8 +152,11 @@ class SegStage(Stage):
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         b = to_model(batch, self.rt.device)
+        train = self.cfg.train
+        masked = photometric(b["masked"], b["map"], recolor=train.seg_recolor, jitter=train.seg_jitter,
+                             seed=train.seed, rank=self.rt.rank, step=step)
         with self.rt.autocast():
-            logits = self.mseg(b["masked"])
+            logits = self.mseg(masked)
         losses = segmentation_losses(logits, b["map"], self.cfg.loss)
         values = self._checked(losses, step)
         self._optimize("mseg", losses["loss"])

@@ -62,6 +62,8 @@ BREACHES = {
                    "label is 64x48 (HxW) but its photo d.png is 48x64 (HxW)"),
     "label not binary": (lambda p, l: _save(l / "masks" / "a.png", _binary() // 2), "labels/masks/a.png",
                          "not binary"),
+    "label empty": (lambda p, l: _save(l / "masks" / "a.png", np.zeros(PHOTO_SHAPE, np.uint8)),
+                    "labels/masks/a.png", "label is empty"),
     "label in colour": (lambda p, l: _save(l / "masks" / "b.png", np.dstack([_binary()] * 3)),
                         "labels/masks/b.png", "single-channel"),
     "photo twice": (lambda p, l: _rewrite(l, 4, "a.png,masks/a.png,cloth,chin"), "labels/labels.csv",

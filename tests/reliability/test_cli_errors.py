@@ -1,0 +1,281 @@
+"""The command lines' contract: every option checked before anything is written; exit 0 ok, 1 user
+error or failure (one line), 2 usage error, 130 interrupted; a traceback only with ``--debug``."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from maskgen.builder import BuildConfig, BuildError, build
+from maskgen.cli import main as maskgen_main
+from maskgen.clitools import EXIT_INTERRUPTED, describe
+from maskgen.compose import MaskOptions
+from tests.testdata import REPO
+from unmask.cli import main as unmask_main
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A folder with one image: enough for a build to start writing if nothing stopped it."""
+    root = tmp_path_factory.mktemp("source")
+    cv2.imwrite(str(root / "face.jpg"), np.full((64, 64, 3), 128, np.uint8))
+    return root
+
+
+def _pack(root: Path, cfg: str | None, image: np.ndarray | None = None) -> Path:
+    root.mkdir()
+    if cfg is not None:
+        (root / "masks.cfg").write_text(textwrap.dedent(cfg))
+    if image is not None:
+        (root / "templates").mkdir()
+        cv2.imwrite(str(root / "templates" / "surgical.png"), image)
+    return root
+
+
+ANCHORS = "[surgical]\nmask_a: 10, 20\nmask_b: 50, 5\nmask_c: 90, 20\nmask_d: 12, 60\nmask_e: 50, 95\nmask_f: 88, 60\n"
+OPAQUE = np.full((100, 100, 4), 255, np.uint8)
+PACKS = {  # name: (masks.cfg, template image, expected message)
+    "no_cfg": (None, OPAQUE, "no masks.cfg"),
+    "missing_image": (ANCHORS, None, r"template image for \[surgical\] not found"),
+    "not_ini": ("just some text\n", OPAQUE, "not a MaskTheFace masks.cfg"),
+    "no_template": ("[empty]\n[inpaint]\n", OPAQUE, "no templates"),
+    "bad_anchors": (ANCHORS.replace("mask_c: 90, 20", "mask_c: 10, 20"), OPAQUE, "unusable anchors"),
+    "nan_anchor": (ANCHORS.replace("mask_e: 50, 95", "mask_e: 50, nan"), OPAQUE, "unusable anchors"),
+    "transparent": (ANCHORS, np.zeros((100, 100, 4), np.uint8), "fully transparent"),
+    "no_alpha": (ANCHORS, OPAQUE[..., :3], "expected an RGBA PNG"),
+}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--face-scale", "-0.5"], "--face-scale must be in"),
+    (["--face-scale", "0"], "--face-scale must be in"),
+    (["--face-scale", "nan"], "--face-scale must be in"),
+    (["--face-scale", "3"], "--face-scale must be in"),
+    (["--split", "nan/50/50"], "finite and non-negative"),
+    (["--split", "inf,0,0"], "finite and non-negative"),
+    (["--split", "-10/60/50"], "finite and non-negative"),
+    (["--split", "80/20"], "three numbers"),
+    (["--split", "8/1/1"], "sum to 1 or 100"),
+    (["--split", "80/x/10"], "three numbers"),
+    (["--pairs", "0"], "--pairs must be"),
+    (["--workers", "0"], "--workers must be -1"),
+    (["--workers", "-2"], "--workers must be -1"),
+    (["--shard-size", "0"], "--shard-size must be"),
+    (["--jpeg-quality", "0"], "--jpeg-quality must be in 1..100"),
+    (["--jpeg-quality", "101"], "--jpeg-quality must be in 1..100"),
+    (["--res", "300"], "--res must be one of"),
+    (["--seed", "-1"], "--seed must be"),
+    (["--part", "0/3"], "K/N"),
+    (["--mask-types", "surgical=nan"], "finite"),
+    (["--mask-types", "surgical,surgical"], "more than once"),
+    (["--wear", "correct=inf"], "finite"),
+    (["--template-share", "nan"], "--template-share"),
+    (["--backend", "dask"], "--scheduler"),
+    *[(["--templates", f"{{tmp}}/{name}"], message) for name, (_, _, message) in PACKS.items()],
+])
+def test_build_options_are_refused_in_one_line_before_anything_is_written(source, tmp_path, args, message):
+    for name, (cfg, image, _) in PACKS.items():
+        if f"{{tmp}}/{name}" in args:
+            _pack(tmp_path / name, cfg, image)
+    out = tmp_path / "out"
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(source), "--out", str(out), *args,
+                                               "--no-progress"])
+    assert result.exit_code in (1, 2), result.output  # 2: click could not read the value
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert __import__("re").search(message, errors[0]), errors[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"face_scale": -1.0}, "--face-scale"),
+    ({"face_scale": math.nan}, "--face-scale"),
+    ({"split": (math.nan, 0.5, 0.5)}, "--split"),
+    ({"split": (80, 10, 10)}, "sum to 1"),
+    ({"workers": 0}, "--workers"),
+    ({"pairs": 2.5}, "--pairs"),
+    ({"jpeg_quality": True}, "--jpeg-quality"),
+    ({"seed": -3}, "--seed"),
+    ({"backend": "threads"}, "--backend"),
+    ({"landmarks": "/nonexistent/landmarks.parquet"}, "--landmarks"),
+    ({"mask": MaskOptions(type_weights=(("scarf", 1.0),))}, "unknown mask type"),
+    ({"mask": MaskOptions(wear_weights=(("correct", math.inf),))}, "finite"),
+    ({"mask": MaskOptions(templates=("/nonexistent/pack",))}, "no masks.cfg"),
+])
+def test_the_library_api_gets_the_same_checks(source, tmp_path, change, message):
+    config = BuildConfig(**{"source": str(source), "out": str(tmp_path / "out"), "workers": 1, "progress": False,
+                            **change})
+    with pytest.raises(BuildError, match=message):
+        build(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_good_pack_and_split_pass_the_checks(source, tmp_path):
+    pack = _pack(tmp_path / "pack", ANCHORS, OPAQUE)
+    options = MaskOptions.create(["surgical"], [pack], template_share=0.5)
+    BuildConfig(source=str(source), out=str(tmp_path / "out"), mask=options, split=(0.7, 0.2, 0.1),
+                face_scale=0.25).validate()
+    BuildConfig(source=str(source), out=str(tmp_path / "out"), split=(1.0, 0.0, 0.0), face_scale=1.0).validate()
+
+
+# --- how the commands end -------------------------------------------------------------------------------
+
+def _raising(error: BaseException):
+    def run(*_args, **_kwargs):
+        raise error
+    return run
+
+
+BUILD_ARGS = ["build", "--source", "{source}", "--out", "{out}", "--no-progress"]
+
+
+@pytest.mark.parametrize("error,expected", [
+    (RuntimeError("boom\n  on two lines"), "Error: RuntimeError: boom on two lines (run with --debug for the traceback)"),
+    (EOFError("Ran out of input"), "Error: EOFError: Ran out of input (run with --debug for the traceback)"),
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/train-000001.tar"),
+     f"Error: /data/train-000001.tar: {os.strerror(errno.ENOSPC)}"),
+    (PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/x"), f"Error: /data/x: {os.strerror(errno.EACCES)}"),
+    (OSError(errno.EROFS, os.strerror(errno.EROFS), "/ro/x", None, "/ro/y"), f"Error: /ro/x -> /ro/y: {os.strerror(errno.EROFS)}"),
+    (IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), "/data/stats.json"),
+     f"Error: /data/stats.json: {os.strerror(errno.EISDIR)}"),
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), f"Error: {os.strerror(errno.ENOSPC)} (ENOSPC;"),
+])
+def test_unexpected_errors_are_one_line_and_exit_1(monkeypatch, source, tmp_path, error, expected):
+    import maskgen.builder
+
+    monkeypatch.setattr(maskgen.builder, "build", _raising(error))
+    args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
+    result = CliRunner().invoke(maskgen_main, args)
+    assert result.exit_code == 1
+    assert result.output.startswith(expected) and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_debug_shows_the_traceback(monkeypatch, source, tmp_path):
+    import maskgen.builder
+
+    monkeypatch.setattr(maskgen.builder, "build", _raising(RuntimeError("boom")))
+    args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
+    result = CliRunner().invoke(maskgen_main, ["--debug", *args])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)  # re-raised: Python prints it
+
+
+def test_interrupt_exits_130_with_a_word_not_aborted(monkeypatch, source, tmp_path):
+    import maskgen.builder
+
+    monkeypatch.setattr(maskgen.builder, "build", _raising(KeyboardInterrupt()))
+    args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
+    result = CliRunner().invoke(maskgen_main, args)
+    assert result.exit_code == EXIT_INTERRUPTED and "interrupted" in result.output
+    assert "Aborted" not in result.output
+
+
+def test_the_unmask_group_ends_the_same_way(monkeypatch, tmp_path):
+    import unmask.evaluation.compare
+
+    monkeypatch.setattr(unmask.evaluation.compare, "write_comparison", _raising(RuntimeError("boom")))
+    args = ["compare", "x=metrics.json", "-o", str(tmp_path / "table.md")]
+    result = CliRunner().invoke(unmask_main, args)
+    assert result.exit_code == 1 and result.output.startswith("Error: RuntimeError: boom (run with --debug")
+    result = CliRunner().invoke(unmask_main, ["--debug", *args])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--batch-size", "0"), ("--max-samples", "0"), ("--max-samples", "-5"), ("--resolution", "0"),
+    ("--resolution", "-64"), ("--inpaint-radius", "0"), ("--max-photos", "0"), ("--sheet-rows", "0"),
+    ("--failures", "-1"), ("--impostors", "-1"), ("--batch-size", "many"),
+])
+def test_evaluate_counts_are_checked_in_one_line(tmp_path, option, value):
+    checkpoint = tmp_path / "run.pt"
+    checkpoint.write_bytes(b"")
+    result = CliRunner().invoke(unmask_main, ["evaluate", "--data", str(tmp_path), "--checkpoint", str(checkpoint),
+                                              "-o", str(tmp_path / "eval"), option, value])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and option in errors[0], result.output
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+@pytest.mark.parametrize("content,message", [
+    (None, "no metrics.json in"), ("{", "not valid JSON"), ("[1, 2]", "not a metrics.json")])
+def test_compare_and_report_name_a_bad_input_in_one_line(tmp_path, command, content, message):
+    metrics = tmp_path / "metrics.json"
+    if content is not None:
+        metrics.write_text(content)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(unmask_main, [command, str(metrics), "-o", str(out)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: ") and message in result.output and "metrics.json" in result.output
+    assert not out.exists()
+
+
+def test_undecodable_file_names_print(tmp_path):
+    name = os.fsdecode(b"/data/caf\xe9.jpg")  # surrogate escape: printing it as it is would raise
+    line = describe(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name))
+    assert line.encode("utf-8") and "caf" in line and os.strerror(errno.ENOENT) in line
+
+
+# --- real processes: the console scripts and ``python -m`` -------------------------------------------
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, **kwargs)
+
+
+def _command(name: str) -> list[str]:
+    """The installed console script when it sits next to this Python (then PYTHONPATH makes it run
+    this checkout's code), else the module."""
+    script = Path(sys.executable).with_name(name)
+    return [str(script)] if script.is_file() else [sys.executable, "-m", f"{name}.cli"]
+
+
+def test_console_script_refuses_a_bad_option_in_one_line(source, tmp_path):
+    result = _run([*_command("maskgen"), "build", "--source", str(source), "--out", str(tmp_path / "out"),
+                   "--face-scale", "-1", "--no-progress"])
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: --face-scale must be in") and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    usage = _run([*_command("unmask"), "evaluate", "--data", str(tmp_path), "--checkpoint", str(source),
+                  "--batch-size", "0"])
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr and "--batch-size" in usage.stderr
+
+
+FAILING_BUILD = """
+import os, signal, sys, time
+import maskgen.builder
+def failing(config):
+    {body}
+maskgen.builder.build = failing
+from maskgen.cli import main
+sys.argv = ["maskgen", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("body,debug,code,last_line", [
+    ("raise RuntimeError('not\\nexpected')", False, 1, "Error: RuntimeError: not expected (run with --debug for the traceback)"),
+    ("raise RuntimeError('not expected')", True, 1, "RuntimeError: not expected"),
+    ("os.kill(os.getpid(), signal.SIGINT); time.sleep(30)", False, EXIT_INTERRUPTED, "interrupted"),
+])
+def test_a_real_process_exits_with_the_code_and_one_line(source, tmp_path, body, debug, code, last_line):
+    result = _run([sys.executable, "-c", FAILING_BUILD.format(body=body), *(["--debug"] if debug else []),
+                   "build", "--source", str(source), "--out", str(tmp_path / "out"), "--no-progress"])
+    lines = result.stderr.splitlines()
+    assert result.returncode == code and lines[-1] == last_line, result.stderr
+    if debug:
+        assert "Traceback (most recent call last):" in lines
+    else:
+        assert len(lines) == 1, result.stderr
