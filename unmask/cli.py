@@ -112,6 +112,8 @@ def build_config(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
               help=f"[default: {dataclass_default(RunOptions, 'device')}]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@click.option("--verify-data", is_flag=True,
+              help="Check every shard's SHA-256 against the dataset's records before training (sizes always are).")
 @click.option("--progress/--no-progress", default=None,
               help="A progress bar.  "
                    f"[default: {'--progress' if dataclass_default(RunOptions, 'progress') else '--no-progress'}]")
@@ -119,7 +121,7 @@ def train(
     stage: str | None, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
     lr: float | None, lr_milestones: str | None, seg_checkpoint: Path | None, init_generator: Path | None,
     perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str | None,
-    resume: bool, keep_checkpoints: bool, progress: bool | None, **options: Any,
+    resume: bool, verify_data: bool, keep_checkpoints: bool, progress: bool | None, **options: Any,
 ) -> None:
     """Train M-Seg and/or the FU-Net GAN on maskgen shards.
 
@@ -145,7 +147,7 @@ def train(
         data_dir=data_dir, run_dir=run_dir, resume=resume,
         perceptual_weights=perceptual_weights, require_perceptual=require_perceptual,
         seg_checkpoint=seg_checkpoint, init_generator=init_generator, keep_checkpoints=keep_checkpoints,
-        **{k: v for k, v in unset.items() if v is not None},
+        verify_data=verify_data, **{k: v for k, v in unset.items() if v is not None},
     )
     try:
         results = run_training(cfg, opts)

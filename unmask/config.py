@@ -134,6 +134,11 @@ class TrainConfig:
     # torch.use_deterministic_algorithms. None: on for CPU runs (costs nothing there), off on CUDA
     # (where it disables cuDNN autotuning and some kernels only warn).
     deterministic: bool | None = None
+    # Samples that do not decode (bad image bytes, a missing member, members of different sizes) are
+    # skipped and listed in RUN/logs/skipped.tsv, up to this many per stage. A few are a damaged
+    # file or two that should not cost a long run; more mean the data itself is broken (a bad build
+    # or a failing disk) and the run stops to say so. Never changes what is trained on sound data.
+    max_bad_samples: int = 10
 
 
 @dataclass
@@ -253,6 +258,8 @@ def _validate(cfg: Config) -> None:
             raise ValueError(f"train.{name} is a share of images: 0..1, got {getattr(t, name)}")
     if t.gan_maps == "predicted" and not cfg.generator.use_map:
         raise ValueError("train.gan_maps=predicted needs generator.use_map (the one-stage ablation uses no map)")
+    if t.max_bad_samples < 0:
+        raise ValueError(f"train.max_bad_samples must be at least 0, got {t.max_bad_samples}")
     if t.batch_size < 1 or t.epochs < 1 or (t.steps is not None and t.steps < 1):
         raise ValueError("train.batch_size, train.epochs and train.steps must be positive")
     for name, optim in (("seg_optim", cfg.seg_optim), ("gan_optim", cfg.gan_optim)):

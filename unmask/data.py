@@ -25,6 +25,14 @@ hold different numbers of samples: in one epoch a slot with fewer repeats some o
 one with more leaves some for later epochs (the shard assignment changes every epoch). With many
 shards per slot the effect is small; ``maskgen build`` should write at least a few shards per
 (GPU x worker).
+
+Imperfect data. Every read error names the shard (and the last key read); a shard that yields fewer
+samples than its tar headers (and the manifest) list is an error, never trained on silently. A
+sample that does not decode (bad image bytes, a missing member, members of different sizes) is
+skipped: the batch is filled from the next samples and lists the skipped ones under ``skipped``
+(shard file name, key, reason) for the trainer to count. Skipping keeps the order exact on resume:
+the bad samples met before a checkpoint are stored in it, and the resumed stream does not count
+them among the samples it drops (``known_bad``). With perfect data nothing changes.
 """
 
 from __future__ import annotations
@@ -40,10 +48,77 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from maskgen.format import MAP, MASKED, UNMASKED, shard_glob
-from maskgen.reader import RawSample, count_samples, decode_image, list_shards, raw_samples
+from maskgen.format import MANIFEST, MAP, MASKED, UNMASKED, shard_glob
+from maskgen.reader import BadSample, RawSample, count_samples, decode_image, list_shards, raw_samples
 
 Batch = dict[str, Any]
+SampleId = tuple[str, str]  # (shard file name, key): how a bad sample is named in logs and checkpoints
+
+
+class DataError(ValueError):
+    """The dataset is not as recorded: a shard missing, short or unreadable; the message names it."""
+
+
+def sample_id(raw: RawSample) -> SampleId:
+    return Path(str(raw.get("__url__", ""))).name, str(raw.get("__key__"))
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of an error, without webdataset's appended file object."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.split(" @ <")[0].splitlines()[0].rstrip(":") or type(exc).__name__
+
+
+def check_dataset(data_dir: str | Path, splits: tuple[str, ...], *, full_hash: bool = False) -> None:
+    """Before a run reads ``data_dir``: every recorded shard exists with its recorded size (and
+    SHA-256 with ``full_hash``: ``maskgen.verify.check_shards``), and the shards of ``splits`` hold
+    as many samples as the manifest lists. Raises ``DataError`` with the first problem."""
+    from maskgen.verify import check_shards
+
+    problems = check_shards(data_dir, full_hash=full_hash)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s): maskgen verify {data_dir})" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    for split in splits:
+        shard_counts(data_dir, split)
+
+
+def _manifest_counts(data_dir: Path) -> dict[str, int] | None:
+    """Samples per shard file name, as the manifest lists them; None without a manifest."""
+    path = data_dir / MANIFEST
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    try:
+        shards = pd.read_parquet(path, columns=["shard"])["shard"]
+    except Exception as exc:  # pyarrow's errors share no base class
+        raise DataError(f"{path}: unreadable ({_cause(exc)})") from exc
+    return {str(name): int(n) for name, n in shards.value_counts().items()}
+
+
+def shard_counts(data_dir: str | Path, split: str, shards: list[str] | None = None) -> dict[str, int]:
+    """Samples per shard of ``split`` (path -> count) from the tar headers, checked against the
+    manifest when there is one: a shard missing, unreadable or holding fewer samples is a ``DataError``."""
+    data_dir = Path(data_dir)
+    shards = list_shards(data_dir, split) if shards is None else shards
+    counts = {}
+    for shard in shards:
+        try:
+            counts[shard] = count_samples([shard])
+        except (OSError, EOFError) as exc:  # tarfile.ReadError is an OSError
+            raise DataError(f"{shard}: unreadable ({_cause(exc)}); maskgen verify {data_dir} checks every shard") from exc
+    listed = _manifest_counts(data_dir)
+    if listed is None:
+        return counts
+    names = {Path(shard).name: shard for shard in shards}
+    for name, expected in sorted(listed.items()):
+        if name.startswith(f"{split}-") and name not in names:
+            raise DataError(f"{data_dir / name}: missing ({MANIFEST} lists {expected} samples in it)")
+        if name in names and counts[names[name]] != expected:
+            raise DataError(f"{names[name]}: {counts[names[name]]} samples, {MANIFEST} lists {expected}: "
+                            f"the shard is incomplete (maskgen build rebuilds it)")
+    return counts
 
 
 def images_to_model(images: torch.Tensor) -> torch.Tensor:
@@ -76,24 +151,58 @@ def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
 
 def resized_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any]:
     """Raw WebDataset sample (member bytes) -> HWC RGB uint8 images resized to ``resolution`` and an
-    HW {0, 1} map, flipped together when ``flip``."""
-    images = {name: _resize(decode_image(raw, member), resolution)
-              for name, member in (("masked", MASKED), ("unmasked", UNMASKED))}
+    HW {0, 1} map, flipped together when ``flip``. ``BadSample`` when a member is missing or does not
+    decode, or the three images are not squares of one size."""
+    decoded = {name: decode_image(raw, member) for name, member in (("masked", MASKED), ("unmasked", UNMASKED), ("map", MAP))}
+    sizes = {f"{image.shape[1]}x{image.shape[0]}" for image in decoded.values()}
+    if len(sizes) > 1 or any(image.shape[0] != image.shape[1] for image in decoded.values()):
+        shard, key = sample_id(raw)
+        listed = ", ".join(f"{member} {image.shape[1]}x{image.shape[0]}"
+                           for member, image in zip((MASKED, UNMASKED, MAP), decoded.values()))
+        raise BadSample(f"bad sample {key!r} in {raw.get('__url__', shard)}: not one square size ({listed})")
+    images = {name: _resize(decoded[name], resolution) for name in ("masked", "unmasked")}
     # Resampled maps are thresholded back to a binary map: MURF relies on {0, 1}.
-    images["map"] = (_resize(decode_image(raw, MAP), resolution) >= 128).astype(np.uint8)
+    images["map"] = (_resize(decoded["map"], resolution) >= 128).astype(np.uint8)
     if flip:  # the three images together, so the map still marks the mask
         images = {name: image[:, ::-1] for name, image in images.items()}
     images["key"] = raw["__key__"]
     return images
 
 
-def collate(samples: list[dict[str, Any]]) -> Batch:
+def collate(samples: list[dict[str, Any]], skipped: list[tuple[str, str, str]] | None = None) -> Batch:
+    """Samples -> a loader batch; ``skipped``: the (shard, key, reason) of the bad samples passed over
+    while filling it. No samples (every one bad): only ``key`` (empty) and ``skipped``."""
+    if not samples:
+        return {"key": [], "skipped": list(skipped or [])}
+
     def stack(name: str) -> torch.Tensor:
         array = np.stack([s[name] for s in samples])  # B x H x W [x 3]
         array = array.transpose(0, 3, 1, 2) if array.ndim == 4 else array[:, None]
         return torch.from_numpy(np.ascontiguousarray(array))
 
-    return {"masked": stack("masked"), "unmasked": stack("unmasked"), "map": stack("map"), "key": [s["key"] for s in samples]}
+    return {"masked": stack("masked"), "unmasked": stack("unmasked"), "map": stack("map"),
+            "key": [s["key"] for s in samples], "skipped": list(skipped or [])}
+
+
+def _skip_entry(raw: RawSample, exc: BadSample) -> tuple[str, str, str]:
+    shard, key = sample_id(raw)
+    return shard, key, " ".join(str(exc).split())  # one line, no tabs: a TSV cell
+
+
+def _shard_samples(shard: str, expected: int | None) -> Iterator[RawSample]:
+    """The raw samples of one shard. A read error names the shard and the last key read; a shard
+    that ends before ``expected`` samples (truncated at a member boundary) is an error too."""
+    count, key = 0, None
+    try:
+        for raw in raw_samples([shard]):
+            count, key = count + 1, raw.get("__key__")
+            yield raw
+    except Exception as exc:  # tarfile's, webdataset's and the file system's errors alike
+        where = f"after sample {key!r}" if key is not None else "before its first sample"
+        raise DataError(f"{shard}: unreadable {where} ({_cause(exc)})") from exc
+    if expected is not None and count < expected:
+        raise DataError(f"{shard}: ended after {count} of its {expected} samples: the shard is truncated "
+                        f"(maskgen build rebuilds it)")
 
 
 def _slot_shards(shards: list[str], slot: int, n_slots: int) -> tuple[list[str], bool]:
@@ -103,8 +212,11 @@ def _slot_shards(shards: list[str], slot: int, n_slots: int) -> tuple[list[str],
     return shards, True
 
 
-def _slot_samples(shards: list[str], slot: int, n_slots: int, every_nth: bool) -> Iterator[dict[str, Any]]:
-    samples = raw_samples(shards)
+def _slot_samples(shards: list[str], slot: int, n_slots: int, every_nth: bool,
+                  counts: dict[str, int] | None) -> Iterator[dict[str, Any]]:
+    counts = counts or {}
+    # shard after shard: the same samples in the same order as one stream over all of them
+    samples = itertools.chain.from_iterable(_shard_samples(shard, counts.get(shard)) for shard in shards)
     return itertools.islice(samples, slot, None, n_slots) if every_nth else samples
 
 
@@ -138,12 +250,14 @@ class TrainStream(IterableDataset):
     def __init__(
         self, shards: list[str], *, resolution: int, batch_size: int, seed: int, epoch: int,
         skip_batches: int, rank: int, world_size: int, shuffle_buffer: int, flip: bool = True,
+        counts: dict[str, int] | None = None, known_bad: frozenset[SampleId] = frozenset(),
     ) -> None:
         super().__init__()
         self.shards, self.resolution, self.batch_size = shards, resolution, batch_size
         self.seed, self.epoch, self.skip_batches = seed, epoch, skip_batches
         self.rank, self.world_size = rank, world_size
         self.shuffle_buffer, self.flip = shuffle_buffer, flip
+        self.counts, self.known_bad = counts, known_bad
 
     def _rounds(self, slot: int, n_slots: int, rng: random.Random) -> Iterator[dict[str, Any]]:
         """The slot's samples, shuffled, over and over. The epoch fixes which shards are the slot's
@@ -156,13 +270,22 @@ class TrainStream(IterableDataset):
             if round_index:
                 rng.shuffle(mine)
             empty = True
-            for sample in _shuffled(_slot_samples(mine, slot, n_slots, every_nth), self.shuffle_buffer, rng):
+            for sample in _shuffled(_slot_samples(mine, slot, n_slots, every_nth, self.counts),
+                                    self.shuffle_buffer, rng):
                 empty = False
                 yield sample
             if empty:
                 raise RuntimeError(f"loader slot {slot} of {n_slots} got no samples from {len(order)} shards")
 
     def __iter__(self) -> Iterator[Batch]:
+        # A data error travels as a batch: an exception raised in a loader worker reaches the
+        # trainer wrapped in a multi-line traceback; ``_bounded`` raises it there as one line.
+        try:
+            yield from self._batches()
+        except DataError as exc:
+            yield {"error": str(exc)}
+
+    def _batches(self) -> Iterator[Batch]:
         _, _, worker, n_workers = _worker_slot(self.rank, self.world_size)
         # The DataLoader takes batch j from worker j % n_workers, starting at worker 0. After
         # skipping k batches, worker w must continue the stream worker (w + k) % n_workers had.
@@ -172,15 +295,30 @@ class TrainStream(IterableDataset):
         flip_rng = random.Random(f"flip/{tag}")
         raws = self._rounds(slot, n_slots, random.Random(f"shuffle/{tag}"))
         skip = max(0, -(-(self.skip_batches - role) // n_workers)) * self.batch_size  # this role's share
+        dropped = 0  # good samples dropped so far; the known bad ones were never in a batch
         batch: list[dict[str, Any]] = []
-        for index, raw in enumerate(raws):
+        skipped: list[tuple[str, str, str]] = []
+        bad_seen: set[SampleId] = set()
+        bad_run = 0  # bad samples in a row
+        for raw in raws:
             flip = self.flip and flip_rng.random() < 0.5  # drawn for skipped samples too
-            if index < skip:
+            if dropped < skip:
+                dropped += sample_id(raw) not in self.known_bad
                 continue
-            batch.append(resized_sample(raw, self.resolution, flip))
+            try:
+                batch.append(resized_sample(raw, self.resolution, flip))
+            except BadSample as exc:
+                skipped.append(_skip_entry(raw, exc))
+                bad_seen.add(sample_id(raw))
+                bad_run += 1
+                # A run longer than two rounds' worth of bad samples holds a whole round without a good one.
+                if bad_run > 2 * len(bad_seen):
+                    raise DataError(f"loader slot {slot} of {n_slots}: not one sample decodes; the last: {exc}") from exc
+                continue
+            bad_run = 0
             if len(batch) == self.batch_size:
-                yield collate(batch)
-                batch = []
+                yield collate(batch, skipped)
+                batch, skipped = [], []
 
 
 class TrainLoader:
@@ -194,7 +332,8 @@ class TrainLoader:
         self.shards = list_shards(data_dir, split)
         if not self.shards:
             raise FileNotFoundError(f"no {shard_glob(split)} shards in {data_dir}")
-        self.num_samples = count_samples(self.shards)
+        self.counts = shard_counts(data_dir, split, self.shards)
+        self.num_samples = sum(self.counts.values())
         self.steps_per_epoch = self.num_samples // (world_size * batch_size)
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -204,47 +343,74 @@ class TrainLoader:
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
         self.shuffle_buffer, self.pin_memory = shuffle_buffer, pin_memory
 
-    def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[Batch]:
-        """The batches of ``epoch`` after the first ``skip_batches`` (exactly resumable)."""
+    def epoch(self, epoch: int, skip_batches: int = 0, known_bad: frozenset[SampleId] = frozenset()) -> Iterator[Batch]:
+        """The batches of ``epoch`` after the first ``skip_batches`` (exactly resumable: ``known_bad``
+        are the bad samples met before, which the skipped batches passed over)."""
         stream = TrainStream(
             self.shards, resolution=self.resolution, batch_size=self.batch_size, seed=self.seed,
             epoch=epoch, skip_batches=skip_batches, rank=self.rank, world_size=self.world_size,
-            shuffle_buffer=self.shuffle_buffer,
+            shuffle_buffer=self.shuffle_buffer, counts=self.counts, known_bad=frozenset(known_bad),
         )
         yield from _bounded(stream, self.steps_per_epoch - skip_batches, self.num_workers, self.pin_memory)
 
 
 class EvalStream(IterableDataset):
-    """One in-order pass over a split, no augmentation; the last batch may be short."""
+    """One in-order pass over a split, no augmentation; the last batch may be short. Bad samples
+    are skipped and listed (a batch of bad samples only is yielded with no images)."""
 
-    def __init__(self, shards: list[str], *, resolution: int, batch_size: int, rank: int, world_size: int) -> None:
+    def __init__(self, shards: list[str], *, resolution: int, batch_size: int, rank: int, world_size: int,
+                 counts: dict[str, int] | None = None) -> None:
         super().__init__()
         self.shards, self.resolution, self.batch_size = shards, resolution, batch_size
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.counts = rank, world_size, counts
 
     def __iter__(self) -> Iterator[Batch]:
+        try:
+            yield from self._batches()
+        except DataError as exc:  # as in TrainStream
+            yield {"error": str(exc)}
+
+    def _batches(self) -> Iterator[Batch]:
         slot, n_slots, _, _ = _worker_slot(self.rank, self.world_size)
         batch: list[dict[str, Any]] = []
+        skipped: list[tuple[str, str, str]] = []
         mine, every_nth = _slot_shards(self.shards, slot, n_slots)
-        for raw in _slot_samples(mine, slot, n_slots, every_nth):
-            batch.append(resized_sample(raw, self.resolution, flip=False))
+        for raw in _slot_samples(mine, slot, n_slots, every_nth, self.counts):
+            try:
+                batch.append(resized_sample(raw, self.resolution, flip=False))
+            except BadSample as exc:
+                skipped.append(_skip_entry(raw, exc))
+                continue
             if len(batch) == self.batch_size:
-                yield collate(batch)
-                batch = []
-        if batch:
-            yield collate(batch)
+                yield collate(batch, skipped)
+                batch, skipped = [], []
+        if batch or skipped:
+            yield collate(batch, skipped)
 
 
 def eval_batches(
     data_dir: str | Path, split: str, *, resolution: int, batch_size: int, rank: int = 0, world_size: int = 1,
     num_workers: int = 0, max_batches: int | None = None, pin_memory: bool = False,
 ) -> Iterator[Batch]:
-    """This rank's share of ``split`` (ranks together cover it once); empty if there are no shards."""
+    """This rank's share of ``split`` (ranks together cover it once); empty if there are no shards.
+    A batch may hold no images, only ``skipped`` (see ``EvalStream``)."""
     shards = list_shards(data_dir, split)
     if not shards:
         return iter(())
-    stream = EvalStream(shards, resolution=resolution, batch_size=batch_size, rank=rank, world_size=world_size)
+    stream = EvalStream(shards, resolution=resolution, batch_size=batch_size, rank=rank, world_size=world_size,
+                        counts=shard_counts(data_dir, split, shards))
     return _bounded(stream, max_batches, num_workers, pin_memory)
+
+
+def split_samples(data_dir: str | Path, split: str) -> Iterator[RawSample]:
+    """The raw samples of ``split`` in shard order, every read error naming its shard (one pass, no
+    decoding): what the evaluation reads."""
+    shards = list_shards(data_dir, split)
+    if not shards:
+        raise FileNotFoundError(f"no {shard_glob(split)} shards in {data_dir}")
+    counts = shard_counts(data_dir, split, shards)
+    for shard in shards:
+        yield from _shard_samples(shard, counts[shard])
 
 
 def _bounded(stream: IterableDataset, n_batches: int | None, num_workers: int, pin_memory: bool) -> Iterator[Batch]:
@@ -258,7 +424,10 @@ def _bounded(stream: IterableDataset, n_batches: int | None, num_workers: int, p
     )
     iterator = iter(loader)
     try:
-        yield from itertools.islice(iterator, n_batches)
+        for batch in itertools.islice(iterator, n_batches):
+            if "error" in batch:
+                raise DataError(batch["error"])
+            yield batch
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)  # endless workers: stop them now
         if shutdown is not None:

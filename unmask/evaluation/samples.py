@@ -1,6 +1,8 @@
 """The samples of an evaluation: the split's shards read in order (the one place the evaluation
 reads a dataset), decoded and resized batch by batch (``iter_eval_batches``), with the metadata
-the tables keep (``META_COLUMNS``) and each crop's 68 landmarks."""
+the tables keep (``META_COLUMNS``) and each crop's 68 landmarks. A shard that is short or unreadable
+(``unmask.data.DataError``) or a sample that does not decode (``maskgen.reader.BadSample``) stops the
+evaluation with one line naming the shard and key: scores over a silently smaller split would not compare."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import numpy as np
 
 from maskgen.compose import YAW_THRESHOLD
 from maskgen.format import MAP
-from maskgen.reader import decode_image, decode_meta, iter_raw_samples
-from unmask.data import resized_sample
+from maskgen.reader import decode_image, decode_meta
+from unmask.data import resized_sample, split_samples
 
 __all__ = ["META_COLUMNS", "EvalBatch", "is_turned", "iter_eval_batches", "iter_metadata", "native_resolution"]
 
@@ -36,7 +38,7 @@ class EvalBatch:
 
 def native_resolution(data: Path, split: str) -> int:
     """The side of the first sample's map: the resolution the split was built at."""
-    for raw in iter_raw_samples(data, split):
+    for raw in split_samples(data, split):
         return int(decode_image(raw, MAP).shape[0])
     raise FileNotFoundError(f"no samples in {data} for split {split}")
 
@@ -72,7 +74,7 @@ def iter_eval_batches(data: Path, split: str, resolution: int, batch_size: int,
     native = native_resolution(data, split)
     items: list[tuple[dict[str, Any], dict[str, Any], np.ndarray | None]] = []
     seen = 0
-    for raw in iter_raw_samples(data, split):
+    for raw in split_samples(data, split):
         if max_samples is not None and seen >= max_samples:
             break
         seen += 1
@@ -97,7 +99,7 @@ def _collate(items: list[tuple[dict[str, Any], dict[str, Any], np.ndarray | None
 
 def iter_metadata(data: Path, split: str, max_samples: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(shard key, json metadata) of the first ``max_samples`` samples in shard order; no image is decoded."""
-    for seen, raw in enumerate(iter_raw_samples(data, split)):
+    for seen, raw in enumerate(split_samples(data, split)):
         if max_samples is not None and seen >= max_samples:
             break
         yield raw["__key__"], decode_meta(raw)

@@ -21,9 +21,9 @@ from unmask import checkpoint as ckpt
 from unmask.config import Config
 from maskgen.files import clean_temporaries
 from maskgen.reader import list_shards
-from unmask.data import TrainLoader, eval_batches
+from unmask.data import DataError, TrainLoader, check_dataset, eval_batches
 from unmask.training.run_files import (
-    TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
+    SkippedLog, TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
 )
 from unmask.training.options import RunError, RunOptions
 from unmask.training.runtime import Runtime, runtime_session, seed_everything
@@ -32,17 +32,23 @@ from unmask.training.stages import Stage, build_stage, lr_at, resolve_perceptual
 log = logging.getLogger(__name__)
 
 
-def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> tuple[dict[str, float], list[torch.Tensor]]:
+def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime
+              ) -> tuple[dict[str, float], list[torch.Tensor], list[tuple[str, str, str]]]:
+    """(mean validation metrics, sample panels, the bad samples passed over on every rank)."""
     stage.train(False)
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros((), device=rt.device)
     panels: list[torch.Tensor] = []
+    skipped: list[tuple[str, str, str]] = []
     batches = eval_batches(
         opts.data_dir, "val", resolution=cfg.train.resolution, batch_size=cfg.train.batch_size,
         rank=rt.rank, world_size=rt.world_size, num_workers=cfg.train.num_workers,
         max_batches=cfg.train.val_max_batches, pin_memory=rt.device.type == "cuda",
     )
     for batch in batches:
+        skipped.extend(batch["skipped"])
+        if not batch["key"]:  # only bad samples
+            continue
         batch_sums, batch_panels = stage.validate_batch(batch)
         for name, value in batch_sums.items():
             sums[name] = sums.get(name, 0.0) + value.double()
@@ -53,9 +59,10 @@ def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> tuple
     names = list(stage.val_columns)
     totals = rt.sum(torch.stack([sums.get(n, torch.zeros((), device=rt.device)).double() for n in names] + [count.double()]))
     n = totals[-1].item()
+    skipped = rt.gather(skipped)
     if n == 0:  # no validation split
-        return {}, panels
-    return {name: totals[i].item() / n for i, name in enumerate(names)}, panels
+        return {}, panels, skipped
+    return {name: totals[i].item() / n for i, name in enumerate(names)}, panels, skipped
 
 
 def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[str, int]) -> dict[str, Any] | None:
@@ -105,9 +112,22 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
         if rt.is_main:
             log.info("resuming stage %s at step %d of %d", stage.name, step, total)
     if state is not None and state["complete"]:
-        return final_metrics(step, spe, last_losses, last_val, stage.meta())
+        return final_metrics(step, spe, last_losses, last_val, stage.meta(), len(state.get("bad_samples", [])))
 
     run_dir, name = opts.run_dir, stage.name
+    # stored in the checkpoint only when there are some: sound data keeps today's checkpoint bytes
+    skipped = SkippedLog(run_dir, name, state.get("bad_samples", []) if state else [], t.max_bad_samples, rt.is_main)
+    meta: dict[str, Any] = {}
+
+    def note_skipped(entries: list[tuple[str, str, str]], split: str, at_step: int) -> None:
+        """Count and list the new bad samples (every rank's) met by step ``at_step``; stop past
+        train.max_bad_samples."""
+        if skipped.add(entries, at_step, split) and rt.is_main:
+            update_run_json(run_dir, name, {**meta, "bad_samples": len(skipped.rows)})
+        problem = skipped.problem()
+        if problem is not None:
+            raise RunError(problem)
+
     train_log = val_log = None
     if rt.is_main:
         meta = {
@@ -117,7 +137,7 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
             "gan_maps": cfg.train.gan_maps if name == "gan" else None,
             "torch": torch.__version__, "python": platform.python_version(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed_at_step": step if state else None,
-            **stage.meta(),
+            **stage.meta(), "bad_samples": len(skipped.rows),
         }
         update_run_json(run_dir, name, meta)
         train_log = TsvLog(log_path(run_dir, name, "train"), ("step", "epoch", *stage.loss_columns, "lr"),
@@ -134,6 +154,7 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
             "perceptual": {"enabled": stage.meta().get("perceptual", False),
                            "reason": stage.meta().get("perceptual_reason", "")},
             "val": last_val, "losses": last_losses, **stage.state_dict(),
+            **({"bad_samples": skipped.rows} if skipped.rows else {}),
         }
         ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, name), payload)
         if opts.keep_checkpoints and not complete:
@@ -144,7 +165,8 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
     try:
         while step < total:
             epoch, skip = divmod(step, spe)
-            for batch in loader.epoch(epoch, skip):
+            for batch in loader.epoch(epoch, skip, frozenset(skipped.ids)):
+                note_skipped(rt.gather(batch["skipped"]), "train", step + 1)  # before training on it
                 lr = lr_at(stage.optim_cfg, step, total)
                 stage.set_lr(lr)
                 last_losses = stage.train_step(batch, step)
@@ -155,7 +177,8 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
                 bar.set_postfix({k: f"{v:.4f}" for k, v in last_losses.items()}, refresh=False)
                 end_of_epoch, done = step % spe == 0, step == total
                 if end_of_epoch or done:
-                    last_val, panels = _validate(stage, cfg, opts, rt)
+                    last_val, panels, val_skipped = _validate(stage, cfg, opts, rt)
+                    note_skipped(val_skipped, "val", step)
                     if not panels and rt.is_main:  # no validation split: show the last training batch
                         stage.train(False)
                         _, panels = stage.validate_batch(batch)
@@ -172,7 +195,7 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
     finally:
         bar.close()
     rt.barrier()
-    metrics = final_metrics(step, spe, last_losses, last_val, stage.meta())
+    metrics = final_metrics(step, spe, last_losses, last_val, stage.meta(), len(skipped.rows))
     if rt.is_main:
         write_metrics(run_dir, name, metrics)
     return metrics
@@ -182,6 +205,15 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     """Train the stage(s) in ``opts.stage``; returns the final metrics by stage."""
     if opts.stage not in (*ckpt.STAGES, "all"):
         raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
+    try:
+        return _train(cfg, opts)
+    except DataError as exc:  # a shard missing, short or unreadable: named in the message
+        raise RunError(str(exc)) from exc
+
+
+def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
+    # The data as recorded, before anything is written (every rank: each must stop alike).
+    check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
         stages = ckpt.STAGES if opts.stage == "all" else (opts.stage,)
         for name in stages:  # before anything is written to the run directory

@@ -36,6 +36,8 @@ class RunOptions:
     # Stage 2 starts from this run's (or checkpoint's) generator instead of random weights, e.g. a
     # reconstruction-only run (--adv 0): pre-training for PSNR, then GAN fine-tuning. Fresh runs only.
     init_generator: Path | None = None
+    # Check every shard's SHA-256 against the dataset's records before training (sizes are always checked).
+    verify_data: bool = False
     keep_checkpoints: bool = False  # also keep every periodic checkpoint as checkpoints/{stage}-{step:06d}.pt
     progress: bool = True
 

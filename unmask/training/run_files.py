@@ -4,6 +4,8 @@
                                       whether the perceptual term ran and why / why not)
 * ``logs/{stage}_train.tsv``          per step: step, epoch, losses, learning rates
 * ``logs/{stage}_val.tsv``            per epoch: epoch, step, pixel_acc, dice | psnr, ssim
+* ``logs/skipped.tsv``                the samples that did not decode, once each: stage, step, split,
+                                      shard, key, reason (only when there are some)
 * ``samples/{stage}_epoch{NNNN}.png`` input | map | output | ground truth, a few validation rows
 * ``{stage}_metrics.json``            final flat metrics (the DVC metrics): numbers only; the
                                       stage's texts (why the perceptual term did not run, ...)
@@ -37,16 +39,67 @@ class TsvLog:
         header = "\t".join(columns)
         kept: list[str] = []
         if keep_until_step is not None and path.is_file():
-            lines = path.read_text().splitlines()
+            lines = path.read_text().split("\n")
             if lines and lines[0] == header:
                 step_col = columns.index("step")
-                kept = [line for line in lines[1:] if int(line.split("\t")[step_col]) <= keep_until_step]
+                # lines[-1] is "" or the row a killed run was writing: never kept
+                rows = [line for line in lines[1:-1] if len(line.split("\t")) == len(columns)]
+                kept = [line for line in rows if int(line.split("\t")[step_col]) <= keep_until_step]
         write_text_atomic(path, "\n".join([header, *kept]) + "\n")
 
     def write(self, row: dict[str, Any]) -> None:
         cells = [_cell(row[c]) for c in self.columns]
         with open(self.path, "a") as f:
             f.write("\t".join(cells) + "\n")
+
+
+class SkippedLog:
+    """The bad samples a stage met, each once (the first time): counted against
+    ``train.max_bad_samples`` and listed in ``logs/skipped.tsv``, which is rewritten whole (atomically)
+    at each new one. A resumed stage starts from the rows its checkpoint stored, so a row is never
+    duplicated or lost; the other stage's rows are kept as they are."""
+
+    COLUMNS = ("stage", "step", "split", "shard", "key", "reason")
+
+    def __init__(self, run_dir: Path, stage: str, rows: list[dict[str, Any]], limit: int, write: bool) -> None:
+        self.path, self.stage, self.limit, self.write = Path(run_dir) / "logs" / "skipped.tsv", stage, limit, write
+        self.rows = [dict(row) for row in rows]
+        self.ids = {(row["shard"], row["key"]) for row in self.rows}
+        self._save()
+
+    def add(self, entries: list[tuple[str, str, str]], step: int, split: str) -> int:
+        """Record the new ones of ``entries`` ((shard, key, reason) from the loader); returns how many were new."""
+        new = 0
+        for shard, key, reason in entries:
+            if (shard, key) not in self.ids:
+                self.ids.add((shard, key))
+                self.rows.append({"stage": self.stage, "step": step, "split": split, "shard": shard, "key": key,
+                                  "reason": reason})
+                new += 1
+        if new:
+            self._save()
+        return new
+
+    def problem(self) -> str | None:
+        """Why the stage must stop (more bad samples than allowed); None while it may go on."""
+        if len(self.rows) <= self.limit:
+            return None
+        last = self.rows[-1]
+        return (f"stage {self.stage}: {len(self.rows)} samples do not decode, more than train.max_bad_samples = "
+                f"{self.limit} (listed in {self.path}; the last: {last['shard']} {last['key']}). Check the data "
+                f"with maskgen verify, or allow more with --set train.max_bad_samples=N")
+
+    def _save(self) -> None:
+        if not self.write or (not self.rows and not self.path.is_file()):
+            return
+        header = "\t".join(self.COLUMNS)
+        others = []
+        if self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            others = [line for line in lines[1:] if not line.startswith(f"{self.stage}\t")] if lines[:1] == [header] else []
+        mine = ["\t".join(str(row[c]) for c in self.COLUMNS) for row in self.rows]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, "\n".join([header, *others, *mine]) + "\n")
 
 
 def _cell(value: Any) -> str:
@@ -74,11 +127,14 @@ def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
 
 
 def final_metrics(step: int, steps_per_epoch: int, losses: dict[str, float], val: dict[str, float],
-                  meta: dict[str, Any]) -> dict[str, Any]:
+                  meta: dict[str, Any], bad_samples: int = 0) -> dict[str, Any]:
     """The flat ``{stage}_metrics.json`` record: progress, last losses, last validation and the
     stage metadata that is a number (flags as 0/1); texts are left to run.json, so that the DVC
-    metrics are numbers only."""
+    metrics are numbers only. ``bad_samples`` (samples skipped because they did not decode) only
+    when there were some: a run on sound data keeps the metrics it always had."""
     metrics: dict[str, Any] = {"step": step, "epochs": step / steps_per_epoch}
+    if bad_samples:
+        metrics["bad_samples"] = bad_samples
     metrics.update({f"train_{k}": v for k, v in losses.items()})
     metrics.update({f"val_{k}": v for k, v in val.items()})
     metrics.update({k: int(v) if isinstance(v, bool) else v for k, v in meta.items()

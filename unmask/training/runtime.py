@@ -55,6 +55,17 @@ class Runtime:
             dist.all_reduce(values)
         return values
 
+    def gather(self, items: list) -> list:
+        """Every rank's ``items``, concatenated in rank order (on every rank); a count is exchanged
+        first, so the objects themselves travel only when some rank has any."""
+        if self.world_size == 1:
+            return list(items)
+        if self.sum(torch.tensor(len(items), device=self.device)).item() == 0:
+            return []
+        gathered: list[list] = [[] for _ in range(self.world_size)]
+        dist.all_gather_object(gathered, list(items))
+        return [item for rank_items in gathered for item in rank_items]
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
