@@ -8,13 +8,20 @@ config as a dict), so ``torch.load(..., weights_only=True)`` reads it:
 ``format``, ``stage``, ``config``, ``step``, ``total_steps``, ``complete``, ``models`` (state dicts
 by name: ``mseg``; ``generator``, ``discriminator`` and, when stage 2 trained on predicted maps,
 ``mseg``), ``optimizers``, ``scalers``, ``rng``, ``data`` (what fixes the batch order),
-``perceptual`` (enabled, reason), ``val`` and ``losses`` (last validation metrics, last losses).
+``perceptual`` (enabled, reason), ``val`` and ``losses`` (last validation metrics, last losses), and
+``bad_samples`` (the samples skipped because they did not decode) when there were some.
+
+Every reader goes through ``load_checkpoint``: a file that is not such a checkpoint (empty,
+truncated, random bytes, another torch file, the other stage's, another format) is a
+``CheckpointError`` saying what was expected and what was found, in one line.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,14 @@ from unmask.models import Generator, MSeg
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 STAGES = ("seg", "gan")
+STAGE_NAMES = {"seg": "stage-1 (seg, M-Seg)", "gan": "stage-2 (gan, generator)"}
+REQUIRED_KEYS = ("format", "stage", "config", "step", "models")
+EXPECTED = "a checkpoint written by unmask train (RUN/checkpoints/seg.pt or gan.pt)"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint this code can use; the message names the file, what was
+    expected and what was found."""
 
 
 def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
@@ -53,11 +68,55 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save(payload, f)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if payload.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {payload.get('format')!r}, expected {FORMAT_VERSION}")
+def _unreadable(path: Path, exc: Exception) -> str:
+    """What a file that torch cannot load (weights only) is, in a few words."""
+    if zipfile.is_zipfile(path):  # torch's format
+        if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+            return "a torch file holding Python objects besides tensors and plain containers (not loaded: unsafe)"
+        return "a damaged torch file"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):  # a zip archive's start without its end: cut short
+        return "a truncated torch file"
+    return "not a torch file"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", stage: str | None = None) -> dict[str, Any]:
+    """The checkpoint at ``path`` (of ``stage`` when given), loaded with ``weights_only``; anything
+    else is a ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file, expected {EXPECTED}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: an empty file, expected {EXPECTED}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch reports a bad file with many types (RuntimeError, EOFError, ...)
+        raise CheckpointError(f"{path}: {_unreadable(path, exc)}, expected {EXPECTED}") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: a torch file holding a {type(payload).__name__}, expected {EXPECTED}")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: a torch file without {', '.join(missing)}, expected {EXPECTED}")
+    if payload["format"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {payload['format']!r}, expected {FORMAT_VERSION}")
+    if payload["stage"] not in STAGES or not isinstance(payload["models"], dict):
+        raise CheckpointError(f"{path}: a checkpoint of unknown stage {payload['stage']!r}, expected {EXPECTED}")
+    if stage is not None and payload["stage"] != stage:
+        raise CheckpointError(f"{path}: a {STAGE_NAMES[payload['stage']]} checkpoint, expected a {STAGE_NAMES[stage]} one")
+    try:
+        Config.from_dict(payload["config"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its config does not fit this version of unmask ({exc})") from exc
     return payload
+
+
+def _load_weights(model: torch.nn.Module, state: Any, path: str | Path, name: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing / unexpected keys, wrong shapes
+        first = str(exc).splitlines()[0].rstrip(":")
+        raise CheckpointError(f"{path}: its {name} weights do not fit its config ({first})") from exc
 
 
 def capture_rng() -> dict[str, Any]:
@@ -86,23 +145,24 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _mseg_from(payload: dict[str, Any], device: torch.device | str) -> MSeg | None:
+def _mseg_from(payload: dict[str, Any], device: torch.device | str, path: str | Path) -> MSeg | None:
     state = payload["models"].get("mseg")
     if state is None:
         return None
     # A stage-2 checkpoint stores the M-Seg it used together with that M-Seg's own config.
     cfg = Config.from_dict(payload.get("mseg_config", payload["config"]))
     model = MSeg(cfg.mseg)
-    model.load_state_dict(state)
+    _load_weights(model, state, path, "M-Seg")
     return model.to(device).eval()
 
 
 def load_mseg(path: str | Path, device: torch.device | str = "cpu") -> tuple[Config, MSeg]:
     """The M-Seg of a stage-1 checkpoint (or of a stage-2 checkpoint that stored one), eval mode."""
     payload = load_checkpoint(path)
-    model = _mseg_from(payload, device)
+    model = _mseg_from(payload, device, path)
     if model is None:
-        raise ValueError(f"{path} holds no M-Seg weights")
+        raise CheckpointError(f"{path}: a {STAGE_NAMES[payload['stage']]} checkpoint without M-Seg weights, "
+                              f"expected a {STAGE_NAMES['seg']} one")
     return Config.from_dict(payload.get("mseg_config", payload["config"])), model
 
 
@@ -114,19 +174,19 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[C
     """
     path = Path(path)
     if path.is_dir():
-        files = [checkpoint_path(path, stage) for stage in STAGES]
-        payloads = [load_checkpoint(f) for f in files if f.is_file()]
-        if not payloads:
+        files = [(checkpoint_path(path, stage), stage) for stage in STAGES]
+        loaded = [(f, load_checkpoint(f, stage=stage)) for f, stage in files if f.is_file()]
+        if not loaded:
             raise FileNotFoundError(f"no checkpoints in {path / CHECKPOINT_DIR}")
     else:
-        payloads = [load_checkpoint(path)]
-    config = Config.from_dict(payloads[-1]["config"])
-    mseg = next((m for m in (_mseg_from(p, device) for p in payloads) if m is not None), None)
+        loaded = [(path, load_checkpoint(path))]
+    config = Config.from_dict(loaded[-1][1]["config"])
+    mseg = next((m for m in (_mseg_from(p, device, f) for f, p in loaded) if m is not None), None)
     generator = None
-    for payload in payloads:
+    for file, payload in loaded:
         if "generator" in payload["models"]:
             generator = Generator(Config.from_dict(payload["config"]).generator)
-            generator.load_state_dict(payload["models"]["generator"])
+            _load_weights(generator, payload["models"]["generator"], file, "generator")
             generator = generator.to(device).eval()
     return config, mseg, generator
 
@@ -143,7 +203,8 @@ def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_ke
     """Why the checkpoint ``state`` (read from ``path``) cannot be continued exactly by a run with
     ``cfg``, this batch-order key (``data_key``) and this perceptual setting; None when it can.
     ``data_key`` / ``perceptual`` None: not checked (yet)."""
-    differences = diff(Config.from_dict(state["config"]), cfg)
+    # how many bad samples a run tolerates changes nothing it computes: it may be raised to go on
+    differences = [d for d in diff(Config.from_dict(state["config"]), cfg) if not d.startswith("train.max_bad_samples:")]
     if differences:
         return f"cannot resume {path} with a different config: {differences}"
     if data_key is not None and state["data"] != data_key:
@@ -189,10 +250,10 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     target = checkpoint_path(out_dir, "gan")
     if target.exists():  # before reading two checkpoints for nothing
         raise FileExistsError(f"{target} exists: choose another output run")
-    payloads = [load_checkpoint(f) for f in files]
+    payloads = [load_checkpoint(f, stage="gan") for f in files]
     for file, payload in zip(files, payloads):
         if "generator" not in payload["models"]:
-            raise ValueError(f"{file} holds no generator")
+            raise CheckpointError(f"{file}: a stage-2 checkpoint without generator weights")
     differences = generator_differences(payloads[0]["config"], payloads[1]["config"])
     if differences:
         raise ValueError(f"the two generators differ in architecture: {differences}")

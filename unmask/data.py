@@ -351,7 +351,7 @@ class TrainLoader:
             epoch=epoch, skip_batches=skip_batches, rank=self.rank, world_size=self.world_size,
             shuffle_buffer=self.shuffle_buffer, counts=self.counts, known_bad=frozenset(known_bad),
         )
-        yield from _bounded(stream, self.steps_per_epoch - skip_batches, self.num_workers, self.pin_memory)
+        return _bounded(stream, self.steps_per_epoch - skip_batches, self.num_workers, self.pin_memory)
 
 
 class EvalStream(IterableDataset):
@@ -414,6 +414,8 @@ def split_samples(data_dir: str | Path, split: str) -> Iterator[RawSample]:
 
 
 def _bounded(stream: IterableDataset, n_batches: int | None, num_workers: int, pin_memory: bool) -> Iterator[Batch]:
+    """The stream's first ``n_batches``. The DataLoader's iterator is made now, not at the first
+    batch: making it draws a seed from torch's global generator, and an exact resume must know when."""
     if num_workers:
         # OpenCV's thread pool does not survive fork: a worker forked after the parent ran a
         # threaded cv2 call (e.g. writing a sample grid) can deadlock. One thread in the parent.
@@ -422,7 +424,10 @@ def _bounded(stream: IterableDataset, n_batches: int | None, num_workers: int, p
         stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
         worker_init_fn=_worker_init if num_workers else None,
     )
-    iterator = iter(loader)
+    return _batches_of(iter(loader), n_batches)
+
+
+def _batches_of(iterator: Iterator[Batch], n_batches: int | None) -> Iterator[Batch]:
     try:
         for batch in itertools.islice(iterator, n_batches):
             if "error" in batch:

@@ -27,6 +27,18 @@ def test_invalid_values_are_rejected():
         Config().replace(**{"train.gan_maps": "predicted", "generator.use_map": False})
     with pytest.raises(ValueError, match="fractions"):
         Config().replace(**{"seg_optim.lr_milestones": [1000]})
+    with pytest.raises(ValueError, match="train.max_bad_samples must be at least 0"):
+        Config().replace(**{"train.max_bad_samples": -1})
+
+
+def test_max_bad_samples_is_set_like_any_key_and_may_change_on_resume():
+    from unmask.checkpoint import resume_problem
+
+    cfg = Config().replace(**dict([parse_assignment("train.max_bad_samples=3")]))
+    assert cfg.train.max_bad_samples == 3 and Config().train.max_bad_samples == 10
+    state = {"config": Config().to_dict()}
+    assert resume_problem("seg.pt", state, cfg) is None  # a tolerance, not a training value
+    assert "train.seed" in resume_problem("seg.pt", state, cfg.replace(**{"train.seed": 1}))
 
 
 def test_presets_change_widths_only():

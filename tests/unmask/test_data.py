@@ -80,3 +80,23 @@ def test_eval_batches_cover_the_split_once(dataset_dir):
     split = [keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3, rank=r, world_size=3)) for r in range(3)]
     assert sorted(sum(split, [])) == sorted(single)
     assert list(eval_batches(dataset_dir, "test", resolution=32, batch_size=3)) == []
+
+
+def test_bad_samples_are_skipped_listed_and_passed_over_on_resume(tmp_path):
+    from maskgen.format import MASKED
+    from tests.unmask.testutils import rewrite_member, write_split
+
+    write_split(tmp_path, "train", [6, 6, 4])
+    rewrite_member(tmp_path / "train-000000.tar", f"train00001.{MASKED}", b"not a jpeg")
+    for workers in (0, 2):
+        full = list(loader(tmp_path, num_workers=workers).epoch(0))
+        assert all(len(b["key"]) == 4 for b in full) and "train00001" not in keys(full)
+        skipped = [entry for b in full for entry in b["skipped"]]
+        assert [(shard, key) for shard, key, _ in skipped] == [("train-000000.tar", "train00001")]
+        assert "masked.jpg does not decode" in skipped[0][2]
+        at = next(i for i, b in enumerate(full) if b["skipped"])  # the batch that passed over it
+        for skip in range(1, 4):
+            tail = list(loader(tmp_path, num_workers=workers).epoch(0, skip, frozenset({skipped[0][:2]})))
+            assert keys(tail) == keys(full[skip:])
+        # without the checkpoint's list, a resume past that batch would be off by one sample
+        assert keys(loader(tmp_path, num_workers=workers).epoch(0, at + 1)) != keys(full[at + 1:])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import cv2
@@ -61,6 +63,20 @@ def write_split(out: Path, split: str, counts: list[int], start: int = 0) -> lis
                 keys.append(key)
                 index += 1
     return keys
+
+
+def rewrite_member(shard: Path, name: str, data: bytes | None) -> None:
+    """The shard with member ``name`` replaced by ``data`` (None: removed), the other members as they were."""
+    with tarfile.open(shard) as tar:
+        members = [(info, tar.extractfile(info).read()) for info in tar]
+    with tarfile.open(shard, "w") as tar:
+        for info, content in members:
+            if info.name == name:
+                if data is None:
+                    continue
+                content = data
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
 
 
 def tiny_config(**overrides) -> Config:

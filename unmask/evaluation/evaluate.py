@@ -38,6 +38,7 @@ import torch
 from maskgen.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
 from maskgen.reader import count_samples, list_shards
 from unmask import identity, metrics
+from unmask.data import check_dataset
 from unmask.identity import GROUND_TRUTH_PROBE
 from unmask.metrics import fid as fid_metric
 
@@ -122,6 +123,7 @@ class EvaluationPass:
         self.shards = list_shards(opts.data, opts.split)
         if not self.shards:
             raise FileNotFoundError(f"no {opts.split}-*.tar shards in {opts.data}")
+        check_dataset(opts.data, (opts.split,))  # shards as recorded, before anything is written
         self.native = native_resolution(opts.data, opts.split)
         self.resolution = opts.resolution or self.native
         self.methods = Methods(opts, self.device)

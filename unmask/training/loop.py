@@ -77,7 +77,10 @@ def _check_resumable(path: Path, cfg: Config, opts: RunOptions, data_key: dict[s
     """The checkpoint at ``path``, if this run may continue it (see ``ckpt.resume_problem``)."""
     if not opts.resume:
         raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
-    state = ckpt.load_checkpoint(path)  # on CPU: RNG states must stay there; weights are copied over
+    try:  # on CPU: RNG states must stay there; weights are copied over
+        state = ckpt.load_checkpoint(path, stage=path.stem)  # RUN/checkpoints/{stage}.pt
+    except ckpt.CheckpointError as exc:
+        raise RunError(f"cannot resume: {exc}; move it away to start the stage afresh") from exc
     problem = ckpt.resume_problem(path, state, cfg, data_key, perceptual)
     if problem is not None:
         raise RunError(problem)
@@ -107,7 +110,6 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
     last_losses: dict[str, float] = {}
     if state is not None:
         stage.load_state_dict(state)
-        ckpt.restore_rng(state["rng"])
         step, last_val, last_losses = state["step"], dict(state["val"]), dict(state["losses"])
         if rt.is_main:
             log.info("resuming stage %s at step %d of %d", stage.name, step, total)
@@ -160,12 +162,22 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
         if opts.keep_checkpoints and not complete:
             ckpt.keep_snapshot(ckpt.checkpoint_path(run_dir, name), ckpt.snapshot_path(run_dir, name, step))
 
+    resume_rng = state["rng"] if state is not None else None  # restored where the loop stood (below)
     stage.train(True)
     bar = tqdm(total=total, initial=step, desc=name, disable=not (rt.is_main and opts.progress), dynamic_ncols=True)
     try:
         while step < total:
             epoch, skip = divmod(step, spe)
-            for batch in loader.epoch(epoch, skip, frozenset(skipped.ids)):
+            # Making an epoch's loader draws from torch's generator. A checkpoint inside an epoch
+            # was saved after that draw, one at an epoch's end before the next epoch's: resume alike.
+            if resume_rng is not None and not skip:
+                ckpt.restore_rng(resume_rng)
+                resume_rng = None
+            batches = loader.epoch(epoch, skip, frozenset(skipped.ids))
+            if resume_rng is not None:
+                ckpt.restore_rng(resume_rng)
+                resume_rng = None
+            for batch in batches:
                 note_skipped(rt.gather(batch["skipped"]), "train", step + 1)  # before training on it
                 lr = lr_at(stage.optim_cfg, step, total)
                 stage.set_lr(lr)
@@ -207,7 +219,7 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
         raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
     try:
         return _train(cfg, opts)
-    except DataError as exc:  # a shard missing, short or unreadable: named in the message
+    except (DataError, ckpt.CheckpointError) as exc:  # the message names the shard / the file
         raise RunError(str(exc)) from exc
 
 

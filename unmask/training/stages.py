@@ -267,9 +267,9 @@ class GanStage(Stage):
         except FileNotFoundError as exc:
             raise RunError(f"--init-generator: {exc}") from exc
         try:
-            payload = ckpt.load_checkpoint(file)
-        except (ValueError, RuntimeError) as exc:  # another format, or not a torch file
-            raise RunError(f"--init-generator: cannot read {file}: {exc}") from exc
+            payload = ckpt.load_checkpoint(file, stage="gan")
+        except ckpt.CheckpointError as exc:  # the message names the file, what it is and what was expected
+            raise RunError(f"--init-generator: {exc}") from exc
         if "generator" not in payload["models"]:
             raise RunError(f"--init-generator: {file} holds no generator")
         differences = ckpt.generator_differences(payload["config"], self.cfg)

@@ -318,3 +318,12 @@ def test_init_generator_refuses_another_architecture(dataset_dir, tmp_path, no_v
         stage.init_generator_from(tmp_path)
     with pytest.raises(RunError, match="no stage-2 checkpoint"):
         stage.init_generator_from(tmp_path / "nothing")
+
+
+def test_a_resumed_log_drops_the_row_a_killed_run_was_writing(tmp_path):
+    from unmask.training.run_files import TsvLog
+
+    path = tmp_path / "seg_train.tsv"
+    path.write_text("step\tloss\n1\t0.5\n2\t0.4\n3\t0.3\n1")  # SIGKILL while writing step 14's row
+    TsvLog(path, ("step", "loss"), keep_until_step=2)
+    assert path.read_text() == "step\tloss\n1\t0.5\n2\t0.4\n"

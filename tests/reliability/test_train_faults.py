@@ -1,0 +1,333 @@
+"""Training, evaluation and checkpoints on imperfect inputs: a dataset that differs from its records,
+short or truncated shards, samples that do not decode, bad checkpoint files, and kill -9 during
+training followed by a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from maskgen import verify
+from maskgen.format import MANIFEST, MAP, MASKED
+from tests.testdata import REPO
+from tests.unmask.testutils import rewrite_member, tiny_config, write_split
+from unmask import checkpoint as ckpt
+from unmask.cli import main
+from unmask.data import DataError, TrainLoader
+from unmask.training.loop import train
+from unmask.training.options import RunOptions
+
+pytestmark = pytest.mark.filterwarnings("ignore::unmask.training.options.PerceptualLossDisabled")
+
+TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0", "--per", "0",
+        "--set", "train.shuffle_buffer=8", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # the same numerics as the OMP_NUM_THREADS=1 subprocesses
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+def dataset(root: Path) -> Path:
+    """train: 3 shards (6 + 6 + 4 samples), val: 1 shard of 4."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_split(root, "train", [6, 6, 4])
+    write_split(root, "val", [4], start=1000)
+    return root
+
+
+def write_manifest(data: Path) -> None:
+    rows = [(member.name.split(".")[0], shard.name)
+            for shard in sorted(data.glob("*.tar")) for member in tarfile.open(shard) if member.name.endswith(f".{MASKED}")]
+    pd.DataFrame(rows, columns=["key", "shard"]).to_parquet(data / MANIFEST, index=False)
+
+
+def member_offsets(shard: Path) -> list[int]:
+    with tarfile.open(shard) as tar:
+        return [info.offset for info in tar]
+
+
+def checkpoint_tensors_equal(a: Path, b: Path) -> None:
+    def walk(x, y, where):
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), where
+            for key in x:
+                walk(x[key], y[key], f"{where}.{key}")
+        elif isinstance(x, (list, tuple)):
+            assert len(x) == len(y), where
+            for i, (u, v) in enumerate(zip(x, y)):
+                walk(u, v, f"{where}[{i}]")
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), where
+        else:
+            assert x == y, where
+
+    walk(torch.load(a, weights_only=True), torch.load(b, weights_only=True), a.name)
+
+
+# --- the dataset at start ------------------------------------------------------------------------
+
+def test_train_and_evaluate_refuse_a_dataset_that_differs_from_its_records(tmp_path, monkeypatch):
+    data = dataset(tmp_path / "data")
+    calls = []
+
+    def check_shards(path, *, full_hash=False):
+        calls.append(full_hash)
+        return [f"{path}/train-000001.tar: 100 bytes, recorded 30720", f"{path}/val-000000.tar: missing"]
+
+    monkeypatch.setattr(verify, "check_shards", check_shards)
+    result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", "--verify-data", *TINY)
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert "train-000001.tar: 100 bytes, recorded 30720" in line and "1 more problem" in line
+    assert calls == [True] and not (tmp_path / "run").exists()  # before anything is written
+
+    result = invoke("evaluate", "--data", data, "--split", "val", "--checkpoint", tmp_path,
+                    "-o", tmp_path / "eval", "--device", "cpu")
+    assert result.exit_code == 1 and "train-000001.tar" in result.output and not (tmp_path / "eval").exists()
+    assert calls == [True, False]  # sizes only, without --verify-data
+
+
+def test_a_shard_shorter_than_its_manifest_is_never_trained_on(tmp_path):
+    data = dataset(tmp_path / "data")
+    write_manifest(data)
+    shard = data / "train-000001.tar"
+    cut = member_offsets(shard)[8]  # a member boundary: the first two samples whole, nothing torn
+    shard.write_bytes(shard.read_bytes()[:cut])
+    result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", *TINY)
+    assert result.exit_code == 1
+    assert f"{shard}: 2 samples, {MANIFEST} lists 6" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_shard_truncated_during_training_is_named_with_the_last_key(tmp_path, workers):
+    data = dataset(tmp_path / "data")
+    loader = TrainLoader(data, resolution=32, batch_size=4, seed=0, num_workers=workers, shuffle_buffer=8)
+    shard = data / "train-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:member_offsets(shard)[8] + 600])  # inside the third sample's first image
+    with pytest.raises(DataError) as error:
+        for _ in loader.epoch(0):
+            pass
+    # the last sample delivered: the reader holds the second until the third one's start is read
+    assert str(error.value).startswith(f"{shard}: unreadable after sample 'train00000' (")
+    assert "\n" not in str(error.value)  # one line, also from a loader worker
+
+
+def test_a_shard_that_ends_early_during_training_is_an_error(tmp_path):
+    data = dataset(tmp_path / "data")
+    loader = TrainLoader(data, resolution=32, batch_size=4, seed=0, shuffle_buffer=8)
+    shard = data / "train-000002.tar"
+    shard.write_bytes(shard.read_bytes()[:member_offsets(shard)[8]])  # two whole samples of four
+    with pytest.raises(DataError, match=r"train-000002.tar: ended after 2 of its 4 samples: the shard is truncated"):
+        for _ in loader.epoch(0):
+            pass
+
+
+# --- samples that do not decode ------------------------------------------------------------------
+
+def damage(data: Path) -> list[tuple[str, str]]:
+    """Three bad samples in the train split: bad JPEG bytes, no map, a map of another size."""
+    rewrite_member(data / "train-000000.tar", f"train00002.{MASKED}", b"\xff\xd8 not a jpeg")
+    rewrite_member(data / "train-000001.tar", f"train00007.{MAP}", None)
+    ok, small_map = cv2.imencode(".png", np.zeros((20, 20), np.uint8))
+    rewrite_member(data / "train-000002.tar", f"train00013.{MAP}", small_map.tobytes())
+    return [("train-000000.tar", "train00002"), ("train-000001.tar", "train00007"), ("train-000002.tar", "train00013")]
+
+
+def opts(data: Path, run: Path, **kw) -> RunOptions:
+    return RunOptions(data_dir=data, run_dir=run, device="cpu", progress=False, **kw)
+
+
+def test_bad_samples_are_skipped_counted_logged_and_resumed_exactly(tmp_path, monkeypatch):
+    data = dataset(tmp_path / "data")
+    bad = damage(data)
+    cfg = tiny_config(**{"train.steps": 7, "train.checkpoint_every": 3, "loss.per": 0.0})
+    straight = train(cfg, opts(data, tmp_path / "straight", stage="seg"))["seg"]
+    run = tmp_path / "straight"
+    rows = [line.split("\t") for line in (run / "logs" / "skipped.tsv").read_text().splitlines()]
+    assert rows[0] == ["stage", "step", "split", "shard", "key", "reason"]
+    assert sorted((r[3], r[4]) for r in rows[1:]) == bad and {r[0] for r in rows[1:]} == {"seg"}
+    reasons = {r[4]: r[5] for r in rows[1:]}
+    assert "masked.jpg does not decode" in reasons["train00002"] and "map.png" in reasons["train00007"]
+    assert "not one square size" in reasons["train00013"]
+    assert straight["bad_samples"] == 3
+    assert json.loads((run / "seg_metrics.json").read_text())["bad_samples"] == 3
+    assert json.loads((run / "run.json").read_text())["stages"]["seg"]["bad_samples"] == 3
+
+    # interrupted at step 4 (after the checkpoint of step 3), then resumed: the same run
+    from unmask.training.stages import SegStage
+
+    original = SegStage.train_step
+
+    def crash(self, batch, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return original(self, batch, step)
+
+    monkeypatch.setattr(SegStage, "train_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, opts(data, tmp_path / "resumed", stage="seg"))
+    monkeypatch.setattr(SegStage, "train_step", original)
+    assert train(cfg, opts(data, tmp_path / "resumed", stage="seg", resume=True))["seg"] == straight
+    resumed = tmp_path / "resumed"
+    checkpoint_tensors_equal(ckpt.checkpoint_path(run, "seg"), ckpt.checkpoint_path(resumed, "seg"))
+    for name in ("seg_metrics.json", "logs/seg_train.tsv", "logs/seg_val.tsv", "logs/skipped.tsv"):
+        assert (run / name).read_bytes() == (resumed / name).read_bytes(), name
+
+
+def test_more_bad_samples_than_allowed_stop_the_run_with_one_line(tmp_path):
+    data = dataset(tmp_path / "data")
+    damage(data)
+    result = invoke("train", "--stage", "seg", "--data", data, "--out", tmp_path / "run", "--steps", "8",
+                    "--set", "train.max_bad_samples=1", *TINY)
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert "2 samples do not decode, more than train.max_bad_samples = 1" in line
+    assert "skipped.tsv" in line and "--set train.max_bad_samples=N" in line
+    assert len((tmp_path / "run" / "logs" / "skipped.tsv").read_text().splitlines()) == 3  # header + both
+    assert not (tmp_path / "run" / "seg_metrics.json").exists()
+
+
+def test_an_evaluation_names_a_bad_sample(tmp_path):
+    from unmask.evaluation.samples import iter_eval_batches
+
+    data = dataset(tmp_path / "data")
+    rewrite_member(data / "val-000000.tar", f"val01002.{MASKED}", b"garbage")
+    with pytest.raises(ValueError, match=r"'val01002' in .*val-000000.tar: masked.jpg does not decode"):
+        list(iter_eval_batches(data, "val", 32, 2))
+
+
+# --- bad checkpoints -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults")
+    data = dataset(root / "data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(tiny_config(**{"train.steps": 1, "loss.per": 0.0}), opts(data, root / "run"))
+    return root
+
+
+def bad_file(kind: str, root: Path, run: Path) -> Path:
+    path = root / f"{kind}.pt"
+    good = ckpt.checkpoint_path(run, "gan").read_bytes()
+    if kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind == "dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif kind == "object":  # a pickled object that weights_only refuses: the file torch would advise to trust
+        torch.save({"format": 1, "payload": random.Random(0)}, path)
+    elif kind == "seg":  # the other stage's checkpoint
+        path.write_bytes(ckpt.checkpoint_path(run, "seg").read_bytes())
+    return path
+
+
+KINDS = ["truncated", "empty", "random", "tensor", "dict", "object", "seg"]
+FOUND = {"truncated": "a truncated torch file", "empty": "an empty file", "random": "not a torch file",
+         "tensor": "a torch file holding a Tensor", "dict": "a torch file without format, stage, config, step, models",
+         "object": "Python objects besides tensors", "seg": "a stage-1 (seg, M-Seg) checkpoint"}
+
+
+@pytest.mark.parametrize("command", ["predict", "resume", "init-generator", "evaluate", "interpolate"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_checkpoint_is_one_line_saying_what_was_expected(trained, tmp_path, kind, command):
+    if command == "evaluate" and kind == "seg":
+        pytest.skip("a stage-1 checkpoint is a valid evaluate --checkpoint (it scores its M-Seg)")
+    run, data = trained / "run", trained / "data"
+    bad = bad_file(kind, tmp_path, run)
+    if command == "predict":
+        face = tmp_path / "face.png"
+        cv2.imwrite(str(face), np.full((32, 32, 3), 128, np.uint8))
+        args = ["predict", face, "-o", tmp_path / "out", "--checkpoint", bad]
+    elif command == "resume":
+        target = ckpt.checkpoint_path(tmp_path / "run", "gan" if kind == "seg" else "seg")
+        target.parent.mkdir(parents=True)
+        target.write_bytes(bad.read_bytes())
+        args = ["train", "--data", data, "--out", tmp_path / "run", "--resume", "--steps", "1", *TINY]
+    elif command == "init-generator":
+        args = ["train", "--stage", "gan", "--data", data, "--out", tmp_path / "run", "--init-generator", bad,
+                "--steps", "1", *TINY]
+    elif command == "evaluate":
+        args = ["evaluate", "--data", data, "--split", "val", "--checkpoint", bad, "-o", tmp_path / "eval",
+                "--device", "cpu", "--no-progress"]
+    else:
+        args = ["interpolate", bad, run, "--weight", "0.5", "-o", tmp_path / "blend"]
+    result = invoke(*args)
+    line = one_line(result.output)
+    assert result.exit_code == 1, result.output
+    assert "weights_only" not in line and "Aborted" not in line
+    if command == "predict" and kind == "seg":  # a valid stage-1 checkpoint: what predict misses in it
+        assert "holds no stage-2 (generator) weights" in line
+    else:
+        assert FOUND[kind] in line and "expected" in line, line
+
+
+# --- kill -9 during training, then resume ------------------------------------------------------
+
+def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
+    data = dataset(tmp_path / "data")
+    args = ["--data", str(data), "--steps", "6", "--checkpoint-every", "2", *TINY]  # 6 steps per stage
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def start(run: Path, *extra: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "unmask.cli", "train", "--out", str(run), *extra, *args]
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    clean = start(tmp_path / "clean")  # alongside the first killed run: the imports take most of the time
+    run = tmp_path / "killed"
+    # two seeded moments: just after the n-th logged step of all 12 (seg's 6, then gan's 6)
+    for moment in sorted(random.Random(16).sample(range(1, 12), 2)):
+        stage, step = ("seg", moment) if moment <= 6 else ("gan", moment - 6)
+        log = run / "logs" / f"{stage}_train.tsv"
+        process = start(run, "--resume")
+        try:
+            while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > step):
+                time.sleep(0.005)  # polls the log: the kill lands just after that step, wherever the loop is
+            assert process.poll() is None, "the run ended before its kill"
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.wait()
+        assert process.returncode == -signal.SIGKILL
+    resumed = invoke("train", "--out", run, "--resume", *args)
+    assert resumed.exit_code == 0, resumed.output
+    assert clean.wait() == 0, clean.stderr.read().decode()
+
+    for name in ("seg_metrics.json", "gan_metrics.json", "logs/seg_train.tsv", "logs/seg_val.tsv",
+                 "logs/gan_train.tsv", "logs/gan_val.tsv", "samples/seg_epoch0001.png", "samples/gan_epoch0001.png"):
+        assert (tmp_path / "clean" / name).read_bytes() == (run / name).read_bytes(), name
+    for stage in ("seg", "gan"):
+        checkpoint_tensors_equal(ckpt.checkpoint_path(tmp_path / "clean", stage), ckpt.checkpoint_path(run, stage))
+    assert not [p for p in run.rglob("*") if ".tmp-" in p.name]
