@@ -36,7 +36,8 @@ FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 STAGES = ("seg", "gan")
 STAGE_NAMES = {"seg": "stage-1 (seg, M-Seg)", "gan": "stage-2 (gan, generator)"}
-REQUIRED_KEYS = ("format", "stage", "config", "step", "models")
+REQUIRED_KEYS = ("format", "stage", "config", "models")  # enough to rebuild the models
+RESUME_KEYS = ("step", "total_steps", "complete", "optimizers", "scalers", "rng", "data", "perceptual", "val", "losses")
 EXPECTED = "a checkpoint written by unmask train (RUN/checkpoints/seg.pt or gan.pt)"
 
 
@@ -204,6 +205,9 @@ def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_ke
     ``cfg``, this batch-order key (``data_key``) and this perceptual setting; None when it can.
     ``data_key`` / ``perceptual`` None: not checked (yet)."""
     # how many bad samples a run tolerates changes nothing it computes: it may be raised to go on
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        return f"cannot resume {path}: it holds models only (no {', '.join(missing)})"
     differences = [d for d in diff(Config.from_dict(state["config"]), cfg) if not d.startswith("train.max_bad_samples:")]
     if differences:
         return f"cannot resume {path} with a different config: {differences}"
@@ -261,7 +265,7 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     nearer = adv if weight >= 0.5 else rec  # integer buffers (BatchNorm's batch counts) are not blended
     blended = {k: _lerp(rec[k], v, weight) if v.is_floating_point() else nearer[k].clone() for k, v in adv.items()}
     record = {"reconstruction": str(files[0]), "adversarial": str(files[1]), "weight": weight,
-              "reconstruction_step": payloads[0]["step"], "adversarial_step": payloads[1]["step"],
+              "reconstruction_step": payloads[0].get("step"), "adversarial_step": payloads[1].get("step"),
               "reconstruction_alpha": payloads[0]["config"]["loss"]["adv"],
               "adversarial_alpha": payloads[1]["config"]["loss"]["adv"]}
     payload = {**payloads[1], "models": {**payloads[1]["models"], "generator": blended}, "complete": True,

@@ -257,7 +257,7 @@ def bad_file(kind: str, root: Path, run: Path) -> Path:
 
 KINDS = ["truncated", "empty", "random", "tensor", "dict", "object", "seg"]
 FOUND = {"truncated": "a truncated torch file", "empty": "an empty file", "random": "not a torch file",
-         "tensor": "a torch file holding a Tensor", "dict": "a torch file without format, stage, config, step, models",
+         "tensor": "a torch file holding a Tensor", "dict": "a torch file without format, stage, config, models",
          "object": "Python objects besides tensors", "seg": "a stage-1 (seg, M-Seg) checkpoint"}
 
 

@@ -32,11 +32,11 @@ def test_invalid_values_are_rejected():
 
 
 def test_max_bad_samples_is_set_like_any_key_and_may_change_on_resume():
-    from unmask.checkpoint import resume_problem
+    from unmask.checkpoint import RESUME_KEYS, resume_problem
 
     cfg = Config().replace(**dict([parse_assignment("train.max_bad_samples=3")]))
     assert cfg.train.max_bad_samples == 3 and Config().train.max_bad_samples == 10
-    state = {"config": Config().to_dict()}
+    state = {**dict.fromkeys(RESUME_KEYS), "config": Config().to_dict()}
     assert resume_problem("seg.pt", state, cfg) is None  # a tolerance, not a training value
     assert "train.seed" in resume_problem("seg.pt", state, cfg.replace(**{"train.seed": 1}))
 

@@ -117,7 +117,6 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
         return final_metrics(step, spe, last_losses, last_val, stage.meta(), len(state.get("bad_samples", [])))
 
     run_dir, name = opts.run_dir, stage.name
-    # stored in the checkpoint only when there are some: sound data keeps today's checkpoint bytes
     skipped = SkippedLog(run_dir, name, state.get("bad_samples", []) if state else [], t.max_bad_samples, rt.is_main)
     meta: dict[str, Any] = {}
 
@@ -156,6 +155,7 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
             "perceptual": {"enabled": stage.meta().get("perceptual", False),
                            "reason": stage.meta().get("perceptual_reason", "")},
             "val": last_val, "losses": last_losses, **stage.state_dict(),
+            # only when there are some: a run on sound data keeps the checkpoint it always had
             **({"bad_samples": skipped.rows} if skipped.rows else {}),
         }
         ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, name), payload)

@@ -276,7 +276,7 @@ class GanStage(Stage):
         if differences:
             raise RunError(f"--init-generator: {file} has another generator (theirs != ours): {differences}")
         self.networks["generator"].load_state_dict(payload["models"]["generator"])
-        self.init_meta = {"init_generator": str(file), "init_generator_step": payload["step"],
+        self.init_meta = {"init_generator": str(file), "init_generator_step": payload.get("step"),
                           "init_generator_alpha": payload["config"]["loss"]["adv"]}
 
 
