@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from maskgen.format import MANIFEST, MAP, MASKED, UNMASKED, shard_glob
-from maskgen.reader import BadSample, RawSample, count_samples, decode_image, list_shards, raw_samples
+from maskgen.format import BUILD_INFO, MANIFEST, MAP, MASKED, UNMASKED, shard_glob
+from maskgen.reader import BadSample, BadShard, RawSample, count_samples, decode_image, list_shards, raw_samples
 
 Batch = dict[str, Any]
 SampleId = tuple[str, str]  # (shard file name, key): how a bad sample is named in logs and checkpoints
@@ -72,10 +72,11 @@ def _cause(exc: BaseException) -> str:
 def check_dataset(data_dir: str | Path, splits: tuple[str, ...], *, full_hash: bool = False) -> None:
     """Before a run reads ``data_dir``: every recorded shard exists with its recorded size (and
     SHA-256 with ``full_hash``: ``maskgen.verify.check_shards``), and the shards of ``splits`` hold
-    as many samples as the manifest lists. Raises ``DataError`` with the first problem."""
+    as many samples as the manifest lists. Raises ``DataError`` with the first problem. Shards not
+    made by ``maskgen build`` (no build.json) have no records: only their tar headers are read."""
     from maskgen.verify import check_shards
 
-    problems = check_shards(data_dir, full_hash=full_hash)
+    problems = check_shards(data_dir, full_hash=full_hash) if (Path(data_dir) / BUILD_INFO).is_file() else []
     if problems:
         more = f" (and {len(problems) - 1} more problem(s): maskgen verify {data_dir})" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
@@ -106,8 +107,8 @@ def shard_counts(data_dir: str | Path, split: str, shards: list[str] | None = No
     for shard in shards:
         try:
             counts[shard] = count_samples([shard])
-        except (OSError, EOFError) as exc:  # tarfile.ReadError is an OSError
-            raise DataError(f"{shard}: unreadable ({_cause(exc)}); maskgen verify {data_dir} checks every shard") from exc
+        except BadShard as exc:
+            raise DataError(f"{exc} (maskgen verify {data_dir} checks every shard)") from exc
     listed = _manifest_counts(data_dir)
     if listed is None:
         return counts
@@ -197,9 +198,10 @@ def _shard_samples(shard: str, expected: int | None) -> Iterator[RawSample]:
         for raw in raw_samples([shard]):
             count, key = count + 1, raw.get("__key__")
             yield raw
-    except Exception as exc:  # tarfile's, webdataset's and the file system's errors alike
+    except Exception as exc:  # maskgen's BadShard, and whatever else webdataset raises on a damaged tar
         where = f"after sample {key!r}" if key is not None else "before its first sample"
-        raise DataError(f"{shard}: unreadable {where} ({_cause(exc)})") from exc
+        message = str(exc) if isinstance(exc, BadShard) else f"shard {shard} does not read: {_cause(exc)}"
+        raise DataError(f"{message} ({where})") from exc
     if expected is not None and count < expected:
         raise DataError(f"{shard}: ended after {count} of its {expected} samples: the shard is truncated "
                         f"(maskgen build rebuilds it)")

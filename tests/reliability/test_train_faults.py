@@ -4,6 +4,7 @@ training followed by a resume."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -92,8 +93,25 @@ def checkpoint_tensors_equal(a: Path, b: Path) -> None:
 
 # --- the dataset at start ------------------------------------------------------------------------
 
+def test_a_shard_that_differs_from_its_record_stops_training_before_anything_is_written(tmp_path):
+    data = dataset(tmp_path / "data")
+    write_manifest(data)
+    shards = sorted(data.glob("*.tar"))
+    (data / "build.json").write_text("{}")
+    (data / "stats.json").write_text(json.dumps({
+        "shards": {s.name: hashlib.sha256(s.read_bytes()).hexdigest() for s in shards},
+        "shard_sizes": {s.name: s.stat().st_size for s in shards}}))
+    shard = data / "train-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:-1024])  # the end-of-archive blocks: every sample still there
+    result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", *TINY)
+    assert result.exit_code == 1
+    assert f"{shard}: {shard.stat().st_size} bytes, recorded {shard.stat().st_size + 1024}" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_and_evaluate_refuse_a_dataset_that_differs_from_its_records(tmp_path, monkeypatch):
     data = dataset(tmp_path / "data")
+    (data / "build.json").write_text("{}")  # made by maskgen build: its records are checked
     calls = []
 
     def check_shards(path, *, full_hash=False):
@@ -135,7 +153,8 @@ def test_a_shard_truncated_during_training_is_named_with_the_last_key(tmp_path, 
         for _ in loader.epoch(0):
             pass
     # the last sample delivered: the reader holds the second until the third one's start is read
-    assert str(error.value).startswith(f"{shard}: unreadable after sample 'train00000' (")
+    assert str(error.value).startswith(f"shard {shard} does not read: ")
+    assert str(error.value).endswith(" (after sample 'train00000')")
     assert "\n" not in str(error.value)  # one line, also from a loader worker
 
 
