@@ -123,7 +123,11 @@ def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict
     def note_skipped(entries: list[tuple[str, str, str]], split: str, at_step: int) -> None:
         """Count and list the new bad samples (every rank's) met by step ``at_step``; stop past
         train.max_bad_samples."""
-        if skipped.add(entries, at_step, split) and rt.is_main:
+        new = skipped.add(entries, at_step, split)
+        if new and rt.is_main:
+            for row in skipped.rows[-new:]:
+                log.warning("skipped a sample that does not decode (%d of at most %d, listed in %s): %s",
+                            len(skipped.rows), skipped.limit, skipped.path, row["reason"])
             update_run_json(run_dir, name, {**meta, "bad_samples": len(skipped.rows)})
         problem = skipped.problem()
         if problem is not None:
