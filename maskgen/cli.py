@@ -179,13 +179,12 @@ def combine(dataset) -> None:
 
 
 def _finished(dataset: Path) -> None:
-    """One line for a dataset that is not finished or misses shards (sizes only: cheap)."""
-    from .verify import check_shards
+    """One line for a dataset that is not finished or not as recorded (``check_shards``: cheap, no sample is read)."""
+    from .verify import check_shards, first_problem
 
     problems = check_shards(dataset)
     if problems:
-        more = f" (and {len(problems) - 1} more; see maskgen verify {dataset})" if len(problems) > 1 else ""
-        raise click.ClickException(f"{problems[0]}{more}")
+        raise click.ClickException(first_problem(problems, dataset))
 
 
 @main.command()
