@@ -82,10 +82,15 @@ def sample_keys(names: Iterable[str]) -> list[str]:
     return [key for key, _ in itertools.groupby(keys)]
 
 
+def sample_count(names: Iterable[str]) -> int:
+    """Samples that members of these names hold: one per masked image."""
+    suffix = "." + fmt.MASKED
+    return sum(name.endswith(suffix) for name in names)
+
+
 def count_samples(shards: Iterable[str]) -> int:
     """Samples in the shards, from the tar headers only (no member is read)."""
-    suffix = "." + fmt.MASKED
-    return sum(name.endswith(suffix) for shard in shards for name in member_names(shard))
+    return sum(sample_count(member_names(shard)) for shard in shards)
 
 
 def raw_samples(shards: Iterable[str]) -> Iterator[RawSample]:
