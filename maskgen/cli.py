@@ -222,7 +222,7 @@ def stats(dataset, as_json) -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--quick", is_flag=True, help="Only sizes and SHA-256 of the shards against the records.")
+@click.option("--quick", is_flag=True, help="No sample read: the records, the set of shards, their sizes and SHA-256.")
 def verify(dataset, quick) -> None:
     """Check every shard against the records and every sample against the format and the manifest.
 

@@ -42,7 +42,7 @@ def record_mismatch(path: Path, size: int | None, sha256: str | None) -> str | N
 
 
 UNFINISHED = "missing (the build or combine did not finish)"
-DIGEST_COLUMNS = ["key", "shard", "split", "source", "mask_type", "coverage"]  # what manifest_sha256 covers
+DIGEST_COLUMNS = ("key", "shard", "split", "source", "mask_type", "coverage")  # what manifest_sha256 covers
 
 
 class RecordError(ValueError):
@@ -51,7 +51,7 @@ class RecordError(ValueError):
 
 def manifest_digest(manifest: pd.DataFrame) -> str:
     """``stats.json``'s ``manifest_sha256``: the SHA-256 of the manifest's identifying columns as CSV."""
-    return hashlib.sha256(manifest[DIGEST_COLUMNS].to_csv(index=False).encode()).hexdigest()
+    return hashlib.sha256(manifest[list(DIGEST_COLUMNS)].to_csv(index=False).encode()).hexdigest()
 
 
 def read_manifest(dataset: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -123,7 +123,7 @@ def _records(dataset: Path) -> tuple[_Records | None, list[str]]:
     has_digest = stats is not None and "manifest_sha256" in stats
     manifest = None
     try:
-        manifest = read_manifest(dataset, DIGEST_COLUMNS if has_digest else ["key", "shard"])
+        manifest = read_manifest(dataset, list(DIGEST_COLUMNS) if has_digest else ["key", "shard"])
     except FileNotFoundError:
         problems.append(f"{dataset / fmt.MANIFEST}: {UNFINISHED}")
     except RecordError as err:
