@@ -21,9 +21,11 @@ temporaries that are provably its own leftovers, and ``combine`` runs under a lo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import numbers
 import re
 from collections import Counter
@@ -40,13 +42,13 @@ from . import workers
 from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
 from .files import (
-    Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, temporary_path, write_csv_atomic,
-    write_json_atomic, write_parquet_atomic,
+    Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object, temporary_path,
+    write_csv_atomic, write_json_atomic, write_parquet_atomic,
 )
 from .shard import ShardWriter
 from .source import SourceImage, SourceListing, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits, fractions_problem
-from .verify import record_mismatch
+from .verify import manifest_digest, record_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +239,13 @@ def _part_tag(part: tuple[int, int]) -> str:
     return f"part-{part[0]:03d}-of-{part[1]:03d}"
 
 
+PART_FILES = {"failures": "csv", "landmarks": "parquet", "manifest": "parquet"}  # what each part leaves for combine
+
+
+def _part_file(work: Path, tag: str, what: str) -> Path:
+    return work / f"{tag}-{what}.{PART_FILES[what]}"
+
+
 def _part_owns(name: str, part: tuple[int, int]) -> bool:
     """Whether the file ``name`` (in OUT or OUT/.work) is written by this part alone: its tagged files,
     its shards and their records."""
@@ -262,9 +271,9 @@ def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
     info_path = out / fmt.BUILD_INFO
     if not create_exclusive(info_path, json_bytes(identity, default=str)):
         try:
-            previous = json.loads(info_path.read_text())
-        except ValueError:
-            raise BuildError(f"{info_path} is not valid JSON: delete it (or the whole of {out}) and rerun") from None
+            previous = read_json_object(info_path)
+        except ValueError as err:
+            raise BuildError(f"{err}: delete it (or the whole of {out}) and rerun") from None
         if previous != identity:
             differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
             raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); "
@@ -274,7 +283,11 @@ def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
 
 def _io_problem(err: OSError) -> str:
     """One line for a failed read or write of the output (a full disk, no permission): the path and the cause."""
-    return f"{err.filename or 'the output folder'}: {err.strerror or err}"
+    if err.filename:
+        return f"{err.filename}: {err.strerror or err}"
+    if isinstance(err, FileNotFoundError) and err.errno is None:  # pyarrow's: the path is the whole message
+        return f"{err}: {os.strerror(errno.ENOENT)}"
+    return f"the output folder: {err.strerror or err}"
 
 
 def build(config: BuildConfig) -> BuildResult:
@@ -333,14 +346,16 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
     for f in failures:
         log.info("skipped %s (%s): %s", f["source"], f["stage"], f["reason"])
 
-    write_parquet_atomic(work / f"{tag}-manifest.parquet",
-                         pd.DataFrame(compose.rows, columns=list(fmt.MANIFEST_COLUMNS)))
-    write_csv_atomic(work / f"{tag}-failures.csv", pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
+    write_csv_atomic(_part_file(work, tag, "failures"), pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
     # Failures are kept too (ok = False, with the reason): a rebuild with --landmarks skips them
     # without trying the detectors again.
     lm = pd.DataFrame([{k: r[k] for k in ("source", "ok", "reason", "method", "n_faces", "points")}
                        for r in landmarks])
-    write_parquet_atomic(work / f"{tag}-landmarks.parquet", lm)
+    write_parquet_atomic(_part_file(work, tag, "landmarks"), lm)
+    # The manifest last: it marks the part finished (see _combine), so a part finishing at the same
+    # moment never combines this one's files before all are written.
+    write_parquet_atomic(_part_file(work, tag, "manifest"),
+                         pd.DataFrame(compose.rows, columns=list(fmt.MANIFEST_COLUMNS)))
     complete = combine(out, quiet=True) is not None
     return BuildResult(out=out, samples=len(compose.rows), failures=len(failures), shards_written=compose.written,
                        shards_reused=compose.reused, complete=complete, shards_rebuilt=compose.rebuilt)
@@ -443,7 +458,7 @@ class _Composed:
 def _reusable(shard: _Shard, out: Path, work: Path) -> tuple[dict | None, str | None]:
     """(the shard's record if the finished shard can be reused, else None; why a finished shard cannot be)."""
     try:
-        record = json.loads((work / f"{shard.name}.json").read_text())
+        record = read_json_object(work / f"{shard.name}.json")
     except FileNotFoundError:
         return None, None
     except ValueError:
@@ -535,7 +550,12 @@ def combine(out: str | Path, quiet: bool = False) -> dict | None:
     if not info_path.is_file() or not work.is_dir():
         raise BuildError(f"{out} is not a maskgen build folder (no {fmt.BUILD_INFO} or {fmt.WORK_DIR}/)")
     try:
-        info = json.loads(info_path.read_text())
+        info = read_json_object(info_path)
+    except ValueError as err:  # names the file
+        raise BuildError(str(err)) from None
+    except OSError as err:
+        raise BuildError(_io_problem(err)) from None
+    try:
         with exclusive_lock(work / COMBINE_LOCK):
             # Only the lock's holder writes these: any temporary of them is a killed combine's.
             clean_temporaries(out, left_over=lambda tmp: tmp.destination in COMBINED)
@@ -547,18 +567,22 @@ def combine(out: str | Path, quiet: bool = False) -> dict | None:
 
 
 def _combine(out: Path, work: Path, info: dict, quiet: bool) -> dict | None:
-    n_parts = info["parts"]
+    n_parts = info.get("parts")
+    if not (isinstance(n_parts, int) and n_parts >= 1):
+        raise BuildError(f"{out / fmt.BUILD_INFO}: no valid parts count (got {n_parts!r})")
     tags = [_part_tag((k, n_parts)) for k in range(n_parts)]
-    missing = [t for t in tags if not (work / f"{t}-manifest.parquet").exists()]
+    # A part is finished when all its files are there (the manifest, written last, says so; the rest is
+    # checked too: a part killed by an older maskgen, which wrote the manifest first).
+    missing = [t for t in tags if not all(_part_file(work, t, what).exists() for what in PART_FILES)]
     if missing:
         if not quiet:
             log.warning("%s: parts not finished yet: %s", out, ", ".join(missing))
         return None
-    manifest = pd.concat([pd.read_parquet(work / f"{t}-manifest.parquet") for t in tags], ignore_index=True)
+    manifest = pd.concat([pd.read_parquet(_part_file(work, t, "manifest")) for t in tags], ignore_index=True)
     manifest = manifest.sort_values(["split", "shard", "key"], kind="stable").reset_index(drop=True)
-    failures = pd.concat([pd.read_csv(work / f"{t}-failures.csv", dtype=str, keep_default_na=False) for t in tags],
-                         ignore_index=True)
-    landmarks = pd.concat([pd.read_parquet(work / f"{t}-landmarks.parquet") for t in tags], ignore_index=True)
+    failures = pd.concat([pd.read_csv(_part_file(work, t, "failures"), dtype=str, keep_default_na=False)
+                          for t in tags], ignore_index=True)
+    landmarks = pd.concat([pd.read_parquet(_part_file(work, t, "landmarks")) for t in tags], ignore_index=True)
     records = {name: _shard_record(out, work, name) for name in sorted(manifest["shard"].unique())}
     write_parquet_atomic(out / fmt.MANIFEST, manifest)
     write_csv_atomic(out / fmt.FAILURES, failures)
@@ -571,7 +595,10 @@ def _combine(out: Path, work: Path, info: dict, quiet: bool) -> dict | None:
 
 def _shard_record(out: Path, work: Path, name: str) -> dict:
     """The size and SHA-256 recorded when the shard was written; the file must still have that size."""
-    record = json.loads((work / f"{name}.json").read_text()).get("tar")
+    try:
+        record = read_json_object(work / f"{name}.json").get("tar")
+    except ValueError as err:  # names the file
+        raise BuildError(f"{err}: rerun maskgen build with the same arguments to rebuild the shard") from None
     if not record:
         raise BuildError(f"{work / name}.json has {UNRECORDED} (an older maskgen wrote it): rerun maskgen build "
                          "with the same arguments to rebuild and record the shards")
@@ -587,8 +614,6 @@ def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_
     coverage = manifest["coverage"].astype(float) if len(manifest) else pd.Series(dtype=float)
     quantiles = {f"q{int(q * 100):02d}": round(float(coverage.quantile(q)), 4) for q in (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)} if len(coverage) else {}
     sources_ok = int(manifest["source"].nunique()) if len(manifest) else 0
-    digest = hashlib.sha256(manifest[["key", "shard", "split", "source", "mask_type", "coverage"]]
-                            .to_csv(index=False).encode()).hexdigest()
     return {
         "samples": int(len(manifest)),
         "by_split": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
@@ -603,7 +628,7 @@ def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_
         "failure_reasons": {k: int(v) for k, v in Counter(_reason_class(r) for r in failures["reason"]).most_common()},
         "failure_rate": round(len(failures) / max(1, len(failures) + sources_ok), 5),
         "build": info,
-        "manifest_sha256": digest,
+        "manifest_sha256": manifest_digest(manifest),
         "shards": shard_digests,
         "shard_sizes": shard_sizes,
     }

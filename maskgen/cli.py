@@ -179,13 +179,12 @@ def combine(dataset) -> None:
 
 
 def _finished(dataset: Path) -> None:
-    """One line for a dataset that is not finished or misses shards (sizes only: cheap)."""
-    from .verify import check_shards
+    """One line for a dataset that is not finished or not as recorded (``check_shards``: cheap, no sample is read)."""
+    from .verify import check_shards, first_problem
 
     problems = check_shards(dataset)
     if problems:
-        more = f" (and {len(problems) - 1} more; see maskgen verify {dataset})" if len(problems) > 1 else ""
-        raise click.ClickException(f"{problems[0]}{more}")
+        raise click.ClickException(first_problem(problems, dataset))
 
 
 @main.command()
@@ -223,7 +222,7 @@ def stats(dataset, as_json) -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--quick", is_flag=True, help="Only sizes and SHA-256 of the shards against the records.")
+@click.option("--quick", is_flag=True, help="No sample read: the records, the set of shards, their sizes and SHA-256.")
 def verify(dataset, quick) -> None:
     """Check every shard against the records and every sample against the format and the manifest.
 

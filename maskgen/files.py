@@ -111,10 +111,12 @@ def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
 def create_exclusive(path: str | Path, data: bytes) -> bool:
     """Write ``path`` whole unless it exists; False when it did (then it is left as it was).
 
-    For a file several processes may create at once: the temporary is hard-linked into place, which
-    fails when the name exists, so exactly one writer's bytes appear, never half of them. Where the file
-    system has no hard links, the name is created with ``O_EXCL`` and written (exclusive, not atomic).
+    For a file several processes may create at once: exactly one writer's bytes appear, and a reader
+    sees no file or all of it. The temporary is hard-linked into place, which fails when the name
+    exists; where the file system has no hard links, the check and the rename are made under a lock
+    (``NAME.lock``, left in place: removing it would let a waiting writer lock a file no one else sees).
     """
+    path = Path(path)
     tmp = temporary_path(path)
     try:
         with naming(path), open(tmp, "wb") as f:
@@ -130,15 +132,26 @@ def create_exclusive(path: str | Path, data: bytes) -> bool:
             except OSError as err:
                 if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                     raise
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
+        with exclusive_lock(path.with_name(f"{path.name}.lock")):
+            if path.exists():
                 return False
-            with open(fd, "wb") as f:
-                f.write(data)
-        return True
+            commit_temporary(tmp, path)
+            return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file that must hold an object (the toolkit's records); ``ValueError`` naming the file when it
+    is not valid JSON or not an object. ``OSError`` (e.g. ``FileNotFoundError``) as ``open``'s."""
+    data = Path(path).read_bytes()
+    try:
+        value = json.loads(data)
+    except ValueError as err:  # UnicodeDecodeError too
+        raise ValueError(f"{path}: is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: is not a JSON object")
+    return value
 
 
 @contextmanager

@@ -9,7 +9,9 @@ Used by ``maskgen preview``, unmask's loaders, the evaluation and the benchmarks
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -50,17 +52,45 @@ def list_shards(dataset: str | Path, split: str) -> list[str]:
     return sorted(glob(str(Path(dataset) / fmt.shard_glob(split))))
 
 
+def error_cause(exc: BaseException) -> str:
+    """What went wrong in a read, in a few words: an ``OSError``'s strerror, else the message's first line
+    without what webdataset appends to it (" @ <stream>" and the URL)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = (str(exc.args[0]) if exc.args else "").split(" @ ")[0].strip().splitlines()
+    return (lines[0].rstrip(":") if lines else "") or type(exc).__name__
+
+
+def member_names(shard: str | Path) -> list[str]:
+    """The names of one shard's files in order, from the tar headers only (no member is read); ``BadShard``
+    when it does not read."""
+    try:
+        with tarfile.open(shard) as tar:
+            return [member.name for member in tar if member.isreg()]  # what WebDataset reads
+    except (OSError, tarfile.TarError) as exc:
+        raise BadShard(f"shard {shard} does not read: {error_cause(exc)}") from exc
+
+
+_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key, then member suffix
+
+
+def sample_keys(names: Iterable[str]) -> list[str]:
+    """The keys of the samples that members of these names form, in order: WebDataset's grouping (a sample
+    is a run of members whose names agree up to the first dot of the file name; a name without one is
+    not read)."""
+    keys = (match[1] for match in map(_MEMBER.match, names) if match)
+    return [key for key, _ in itertools.groupby(keys)]
+
+
+def sample_count(names: Iterable[str]) -> int:
+    """Samples that members of these names hold: one per masked image."""
+    suffix = "." + fmt.MASKED
+    return sum(name.endswith(suffix) for name in names)
+
+
 def count_samples(shards: Iterable[str]) -> int:
     """Samples in the shards, from the tar headers only (no member is read)."""
-    suffix = "." + fmt.MASKED
-    total = 0
-    for shard in shards:
-        try:
-            with tarfile.open(shard) as tar:
-                total += sum(1 for member in tar if member.name.endswith(suffix))
-        except (OSError, tarfile.TarError) as exc:
-            raise BadShard(f"shard {shard} does not read: {getattr(exc, 'strerror', None) or exc}") from exc
-    return total
+    return sum(sample_count(member_names(shard)) for shard in shards)
 
 
 def raw_samples(shards: Iterable[str]) -> Iterator[RawSample]:
@@ -72,11 +102,7 @@ def raw_samples(shards: Iterable[str]) -> Iterator[RawSample]:
         try:
             yield from wds.tarfile_samples(iter([{"url": str(shard)}]))
         except (OSError, tarfile.TarError) as exc:
-            # webdataset appends " @ <stream>" and the stream and URL to the message: keep the cause.
-            cause = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__
-            if isinstance(exc, OSError) and exc.strerror:
-                cause = exc.strerror
-            raise BadShard(f"shard {shard} does not read: {cause}") from exc
+            raise BadShard(f"shard {shard} does not read: {error_cause(exc)}") from exc
 
 
 def iter_raw_samples(dataset: str | Path, split: str | None = None) -> Iterator[RawSample]:

@@ -2,21 +2,30 @@
 
 The records of a finished dataset are in ``stats.json``: ``shards`` (the SHA-256 of each shard) and
 ``shard_sizes`` (its size in bytes), which ``combine`` copies from the record the build wrote with each
-shard (``.work/{shard}.json``, see ``maskgen.builder``). ``check_shards`` compares the files with them
-(sizes, and hashes on request); ``verify`` also reads every sample (``maskgen.reader``) and checks it
+shard (``.work/{shard}.json``, see ``maskgen.builder``); it also keeps a copy of ``build.json`` (``build``)
+and the manifest's SHA-256 (``manifest_sha256``). ``check_shards`` checks that the records agree and
+compares the files with them: the set of shards, sizes (hashes on request) and, from the tar headers, each
+shard's keys against the manifest's; ``verify`` also reads every sample (``maskgen.reader``) and checks it
 against ``maskgen.format`` and the manifest.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
+import pandas as pd
+
 from . import format as fmt
-from .files import sha256_of
+from .files import read_json_object, sha256_of
+from .reader import BadShard, error_cause, member_names, sample_keys
 
 
 def record_mismatch(path: Path, size: int | None, sha256: str | None) -> str | None:
@@ -33,47 +42,139 @@ def record_mismatch(path: Path, size: int | None, sha256: str | None) -> str | N
 
 
 UNFINISHED = "missing (the build or combine did not finish)"
+DIGEST_COLUMNS = ("key", "shard", "split", "source", "mask_type", "coverage")  # what manifest_sha256 covers
+
+
+class RecordError(ValueError):
+    """A record of the dataset (the manifest) that does not read; the message names the file."""
+
+
+def manifest_digest(manifest: pd.DataFrame) -> str:
+    """``stats.json``'s ``manifest_sha256``: the SHA-256 of the manifest's identifying columns as CSV."""
+    return hashlib.sha256(manifest[list(DIGEST_COLUMNS)].to_csv(index=False).encode()).hexdigest()
+
+
+def read_manifest(dataset: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The dataset's manifest (those columns); ``RecordError`` naming it when it does not read,
+    ``FileNotFoundError`` when there is none."""
+    path = Path(dataset) / fmt.MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except Exception as err:  # pyarrow's errors share no base class
+        raise RecordError(f"{path}: does not read ({error_cause(err)})") from err
+
+
+def keys_by_shard(manifest: pd.DataFrame) -> dict[str, list[str]]:
+    """The keys the manifest lists for each shard (by file name)."""
+    return {str(shard): list(group["key"]) for shard, group in manifest.groupby("shard", sort=False)}
+
+
+def keys_problem(path: str | Path, keys: list[str], listed: list[str]) -> str | None:
+    """How the keys of a shard's samples differ from those the manifest lists for it; None when they agree."""
+    if sorted(keys) == sorted(listed):
+        return None
+    extra, absent = sorted(set(keys) - set(listed)), sorted(set(listed) - set(keys))
+    repeated = len(keys) - len(set(keys))
+    if not extra and not repeated:
+        return (f"{path}: {len(keys)} samples, {fmt.MANIFEST} lists {len(listed)}: the shard is incomplete "
+                "(maskgen build rebuilds it)")
+    return (f"{path}: keys differ from the manifest's: {len(absent)} missing" + (f" (e.g. {absent[0]})" if absent else "")
+            + f", {len(extra)} not in it" + (f" (e.g. {extra[0]})" if extra else "")
+            + (f", {repeated} repeated" if repeated else ""))
+
+
+def first_problem(problems: list[str], dataset: str | Path) -> str:
+    """One line for a list of problems: the first, and how many more (``maskgen verify`` lists them all)."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more; see maskgen verify {dataset})" if more else "")
 
 
 def _read_json(path: Path, problems: list[str]) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return read_json_object(path)
     except FileNotFoundError:
         problems.append(f"{path}: {UNFINISHED}")
-    except (OSError, ValueError) as err:
-        problems.append(f"{path}: does not read ({getattr(err, 'strerror', None) or err})")
+    except OSError as err:
+        problems.append(f"{path}: does not read ({err.strerror or err})")
+    except ValueError as err:
+        problems.append(str(err))
     return None
 
 
-def _records(dataset: Path) -> tuple[dict | None, dict | None, list[str]]:
-    """(build.json, stats.json, problems): both, and the manifest, are needed to check anything."""
+@dataclass
+class _Records:
+    info: dict  # build.json
+    digests: dict[str, str]  # stats.json's record of each shard
+    sizes: dict[str, int]  # empty for a dataset made before sizes were recorded: the hash says it
+    keys_of: dict[str, list[str]]  # the manifest's keys by shard
+
+
+def _records(dataset: Path) -> tuple[_Records | None, list[str]]:
+    """The records (build.json, stats.json, the manifest), or None and the problems that stop a check: one
+    missing or unreadable, or two that disagree (build.json and stats.json's copy of it, the manifest and
+    its SHA-256 in stats.json: a record edited after the build)."""
     if not (dataset / fmt.BUILD_INFO).is_file():
-        return None, None, [f"{dataset}: not a maskgen dataset (no {fmt.BUILD_INFO})"]
+        return None, [f"{dataset}: not a maskgen dataset (no {fmt.BUILD_INFO})"]
     problems: list[str] = []
     info = _read_json(dataset / fmt.BUILD_INFO, problems)
     stats = _read_json(dataset / fmt.STATS, problems)
-    if not (dataset / fmt.MANIFEST).is_file():
+    has_digest = stats is not None and "manifest_sha256" in stats
+    manifest = None
+    try:
+        manifest = read_manifest(dataset, list(DIGEST_COLUMNS) if has_digest else ["key", "shard"])
+    except FileNotFoundError:
         problems.append(f"{dataset / fmt.MANIFEST}: {UNFINISHED}")
-    return info, stats, problems
+    except RecordError as err:
+        problems.append(str(err))
+    if info is None or stats is None or manifest is None:
+        return None, problems
+    if "build" in stats and stats["build"] != info:
+        recorded = stats["build"] if isinstance(stats["build"], dict) else {}
+        differs = sorted(k for k in set(info) | set(recorded) if info.get(k) != recorded.get(k))
+        problems.append(f"{dataset / fmt.BUILD_INFO}: differs from the build recorded in {fmt.STATS} "
+                        f"(in: {', '.join(differs)})")
+    if has_digest and manifest_digest(manifest) != stats["manifest_sha256"]:
+        problems.append(f"{dataset / fmt.MANIFEST}: differs from its record (manifest_sha256 in {fmt.STATS})")
+    if problems:
+        return None, problems
+    return _Records(info, stats.get("shards", {}), stats.get("shard_sizes") or {}, keys_by_shard(manifest)), []
 
 
-def check_shards(dataset: str | Path, *, full_hash: bool = False) -> list[str]:
-    """Problems of the dataset's shards as one-line strings (none: every shard is as recorded).
+def _unrecorded(dataset: Path, records: _Records) -> list[str]:
+    """Shards the manifest or the folder has that the records do not."""
+    return ([f"{dataset / name}: in the manifest but not in {fmt.STATS}" for name in sorted(set(records.keys_of) - set(records.digests))]
+            + [f"{p}: a shard that is not in {fmt.STATS}" for p in sorted(dataset.glob("*.tar")) if p.name not in records.digests])
 
-    Needs ``build.json``, ``manifest.parquet`` and ``stats.json``, and reads the records in ``stats.json``:
-    every shard in ``shards`` must exist with its size in ``shard_sizes`` (cheap: no byte is read) and,
-    with ``full_hash``, its SHA-256 in ``shards``. A dataset made before sizes were recorded has no
-    ``shard_sizes``: then only presence (and the hash when asked) is checked.
+
+def check_shards(dataset: str | Path, *, full_hash: bool = False, splits: Iterable[str] = fmt.SPLITS) -> list[str]:
+    """Problems of a dataset made by ``maskgen build`` as one-line strings (none: it is as recorded).
+
+    Cheap (no sample is read; what training, evaluation, ``stats`` and ``preview`` check first): the
+    records agree with each other, the shards in the folder are the recorded ones, each with its size in
+    ``shard_sizes`` (and, with ``full_hash``, its SHA-256 in ``shards``), and the shards of ``splits`` hold
+    the samples the manifest lists for them (keys from the tar headers). A dataset made before sizes were
+    recorded has no ``shard_sizes``: then only presence (and the hash when asked) is checked.
     """
     dataset = Path(dataset)
-    _, stats, problems = _records(dataset)
-    if problems:
+    records, problems = _records(dataset)
+    if records is None:
         return problems
-    sizes = stats.get("shard_sizes") or {}
-    for name, digest in sorted(stats.get("shards", {}).items()):
-        mismatch = record_mismatch(dataset / name, sizes.get(name), digest if full_hash else None)
+    problems = _unrecorded(dataset, records)
+    globs = [fmt.shard_glob(split) for split in splits]
+    for name, digest in sorted(records.digests.items()):
+        path = dataset / name
+        mismatch = record_mismatch(path, records.sizes.get(name), digest if full_hash else None)
         if mismatch:
-            problems.append(f"{dataset / name}: {mismatch}")
+            problems.append(f"{path}: {mismatch}")
+        elif any(fnmatch(name, pattern) for pattern in globs):
+            try:
+                problem = keys_problem(path, sample_keys(member_names(path)), records.keys_of.get(name, []))
+            except BadShard as err:
+                problem = str(err)
+            if problem:
+                problems.append(problem)
     return problems
 
 
@@ -85,37 +186,25 @@ class Report:
 
 
 def verify(dataset: str | Path, *, quick: bool = False) -> Report:
-    """Every shard against the records (size, SHA-256) and, unless ``quick``, every sample against the
-    format and the manifest: all members, images that decode at build.json's res, a single-channel
-    0/255 map, the shard's keys equal to the manifest's; no shard that is not in the records."""
+    """The records (as ``check_shards``), every shard against them (size, SHA-256) and, unless ``quick``,
+    every sample against the format and the manifest: all members, images that decode at build.json's res,
+    a single-channel 0/255 map, the shard's keys equal to the manifest's."""
     dataset = Path(dataset)
-    info, stats, problems = _records(dataset)
-    if problems:
+    records, problems = _records(dataset)
+    if records is None:
         return Report(problems)
-    digests, sizes = stats.get("shards", {}), stats.get("shard_sizes") or {}  # no sizes (older): the hash says it
-    keys_of: dict[str, list[str]] = {}
-    if not quick:
-        try:
-            import pandas as pd
-
-            manifest = pd.read_parquet(dataset / fmt.MANIFEST, columns=["key", "shard"])
-        except (OSError, ValueError) as err:
-            return Report([*problems, f"{dataset / fmt.MANIFEST}: does not read ({getattr(err, 'strerror', None) or err})"])
-        keys_of = {shard: sorted(group["key"]) for shard, group in manifest.groupby("shard")}
-        problems += [f"{dataset / name}: in the manifest but not in {fmt.STATS}" for name in sorted(set(keys_of) - set(digests))]
-    problems += [f"{p}: a shard that is not in {fmt.STATS}" for p in sorted(dataset.glob("*.tar")) if p.name not in digests]
 
     def check(name: str) -> tuple[list[str], int]:
         path = dataset / name
-        mismatch = record_mismatch(path, sizes.get(name), digests[name])
+        mismatch = record_mismatch(path, records.sizes.get(name), records.digests[name])
         found = [f"{path}: {mismatch}"] if mismatch else []
         if quick or mismatch == "missing":
             return found, 0
-        return _check_samples(path, info["res"], keys_of.get(name, []), found)
+        return _check_samples(path, records.info["res"], records.keys_of.get(name, []), found)
 
-    report = Report(problems, shards=len(digests))
+    report = Report(_unrecorded(dataset, records), shards=len(records.digests))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashing and decoding release the GIL
-        for found, n in pool.map(check, sorted(digests)):
+        for found, n in pool.map(check, sorted(records.digests)):
             report.problems += found
             report.samples += n
     return report
@@ -126,7 +215,7 @@ def _check_samples(path: Path, res: int, manifest_keys: list[str], problems: lis
     import cv2
     import numpy as np
 
-    from .reader import BadShard, raw_samples
+    from .reader import raw_samples
 
     keys = []
     try:
@@ -156,10 +245,5 @@ def _check_samples(path: Path, res: int, manifest_keys: list[str], problems: lis
                     problems.append(f"{where}: {fmt.META} is not a JSON object")
     except BadShard as err:
         problems.append(str(err))
-    if sorted(keys) != manifest_keys:
-        extra, absent = sorted(set(keys) - set(manifest_keys)), sorted(set(manifest_keys) - set(keys))
-        repeated = len(keys) - len(set(keys))
-        problems.append(f"{path}: keys differ from the manifest's: {len(absent)} missing"
-                        + (f" (e.g. {absent[0]})" if absent else "") + f", {len(extra)} not in it"
-                        + (f" (e.g. {extra[0]})" if extra else "") + (f", {repeated} repeated" if repeated else ""))
-    return problems, len(keys)
+    mismatch = keys_problem(path, keys, manifest_keys)
+    return problems + ([mismatch] if mismatch else []), len(keys)

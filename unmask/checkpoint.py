@@ -204,11 +204,18 @@ def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_ke
     """Why the checkpoint ``state`` (read from ``path``) cannot be continued exactly by a run with
     ``cfg``, this batch-order key (``data_key``) and this perceptual setting; None when it can.
     ``data_key`` / ``perceptual`` None: not checked (yet)."""
-    # how many bad samples a run tolerates changes nothing it computes: it may be raised to go on
     missing = [key for key in RESUME_KEYS if key not in state]
     if missing:
         return f"cannot resume {path}: it holds models only (no {', '.join(missing)})"
-    differences = [d for d in diff(Config.from_dict(state["config"]), cfg) if not d.startswith("train.max_bad_samples:")]
+
+    def computed(config: dict[str, Any]) -> Config:
+        """The config without how many bad samples a run tolerates: that changes nothing the run computes
+        (it may be raised to go on)."""
+        data = Config.from_dict(config).to_dict()
+        del data["train"]["max_bad_samples"]
+        return Config.from_dict(data)
+
+    differences = diff(computed(state["config"]), computed(cfg.to_dict()))
     if differences:
         return f"cannot resume {path} with a different config: {differences}"
     if data_key is not None and state["data"] != data_key:

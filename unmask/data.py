@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from maskgen.format import BUILD_INFO, MANIFEST, MAP, MASKED, UNMASKED, shard_glob
-from maskgen.reader import BadSample, BadShard, RawSample, count_samples, decode_image, list_shards, raw_samples
+from maskgen.reader import (
+    BadSample, BadShard, RawSample, decode_image, error_cause, list_shards, member_names, raw_samples, sample_count,
+    sample_keys,
+)
+from maskgen.verify import RecordError, check_shards, first_problem, keys_by_shard, keys_problem, read_manifest
 
 Batch = dict[str, Any]
 SampleId = tuple[str, str]  # (shard file name, key): how a bad sample is named in logs and checkpoints
@@ -63,62 +68,56 @@ def sample_id(raw: RawSample) -> SampleId:
     return Path(str(raw.get("__url__", ""))).name, str(raw.get("__key__"))
 
 
-def _cause(exc: BaseException) -> str:
-    """The first line of an error, without webdataset's appended file object."""
-    text = str(exc.args[0]) if exc.args else type(exc).__name__
-    return text.split(" @ <")[0].splitlines()[0].rstrip(":") or type(exc).__name__
-
-
 def check_dataset(data_dir: str | Path, splits: tuple[str, ...], *, full_hash: bool = False) -> None:
-    """Before a run reads ``data_dir``: every recorded shard exists with its recorded size (and
-    SHA-256 with ``full_hash``: ``maskgen.verify.check_shards``), and the shards of ``splits`` hold
-    as many samples as the manifest lists. Raises ``DataError`` with the first problem. Shards not
-    made by ``maskgen build`` (no build.json) have no records: only their tar headers are read."""
-    from maskgen.verify import check_shards
-
-    problems = check_shards(data_dir, full_hash=full_hash) if (Path(data_dir) / BUILD_INFO).is_file() else []
-    if problems:
-        more = f" (and {len(problems) - 1} more problem(s): maskgen verify {data_dir})" if len(problems) > 1 else ""
-        raise DataError(problems[0] + more)
+    """Before a run reads ``data_dir``: a dataset made by ``maskgen build`` (build.json) must be as its
+    records say (``maskgen.verify.check_shards``: the records agree, the shards on disk are the recorded
+    ones with their sizes, SHA-256 with ``full_hash``, and those of ``splits`` hold the manifest's keys).
+    Other shards (hand-made, no records) are checked against a manifest when there is one
+    (``shard_counts``). Raises ``DataError`` with the first problem."""
+    if (Path(data_dir) / BUILD_INFO).is_file():
+        problems = check_shards(data_dir, full_hash=full_hash, splits=splits)
+        if problems:
+            raise DataError(first_problem(problems, data_dir))
+        return
     for split in splits:
         shard_counts(data_dir, split)
 
 
-def _manifest_counts(data_dir: Path) -> dict[str, int] | None:
-    """Samples per shard file name, as the manifest lists them; None without a manifest."""
-    path = data_dir / MANIFEST
-    if not path.is_file():
-        return None
-    import pandas as pd
-
+def _manifest_keys(data_dir: Path) -> dict[str, list[str]] | None:
+    """The keys the manifest lists for each shard file name; None without a manifest."""
     try:
-        shards = pd.read_parquet(path, columns=["shard"])["shard"]
-    except Exception as exc:  # pyarrow's errors share no base class
-        raise DataError(f"{path}: unreadable ({_cause(exc)})") from exc
-    return {str(name): int(n) for name, n in shards.value_counts().items()}
+        return keys_by_shard(read_manifest(data_dir, ["key", "shard"]))
+    except FileNotFoundError:
+        return None
+    except RecordError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def shard_counts(data_dir: str | Path, split: str, shards: list[str] | None = None) -> dict[str, int]:
-    """Samples per shard of ``split`` (path -> count) from the tar headers, checked against the
-    manifest when there is one: a shard missing, unreadable or holding fewer samples is a ``DataError``."""
+    """Samples per shard of ``split`` (path -> count) from the tar headers. With a manifest, the shards of
+    the split must be the ones it lists, each holding the keys it lists for it: a shard missing, extra,
+    unreadable or not holding those samples is a ``DataError``."""
     data_dir = Path(data_dir)
     shards = list_shards(data_dir, split) if shards is None else shards
+    listed = _manifest_keys(data_dir)
+    on_disk = {Path(shard).name for shard in shards}
+    for name, keys in sorted((listed or {}).items()):
+        if fnmatch(name, shard_glob(split)) and name not in on_disk:
+            raise DataError(f"{data_dir / name}: missing ({MANIFEST} lists {len(keys)} samples in it)")
     counts = {}
     for shard in shards:
         try:
-            counts[shard] = count_samples([shard])
+            names = member_names(shard)
         except BadShard as exc:
             raise DataError(f"{exc} (maskgen verify {data_dir} checks every shard)") from exc
-    listed = _manifest_counts(data_dir)
-    if listed is None:
-        return counts
-    names = {Path(shard).name: shard for shard in shards}
-    for name, expected in sorted(listed.items()):
-        if name.startswith(f"{split}-") and name not in names:
-            raise DataError(f"{data_dir / name}: missing ({MANIFEST} lists {expected} samples in it)")
-        if name in names and counts[names[name]] != expected:
-            raise DataError(f"{names[name]}: {counts[names[name]]} samples, {MANIFEST} lists {expected}: "
-                            f"the shard is incomplete (maskgen build rebuilds it)")
+        counts[shard] = sample_count(names)
+        if listed is None:
+            continue
+        if Path(shard).name not in listed:
+            raise DataError(f"{shard}: a shard that is not in {MANIFEST} (not part of this dataset: remove it)")
+        problem = keys_problem(shard, sample_keys(names), listed[Path(shard).name])
+        if problem:
+            raise DataError(problem)
     return counts
 
 
@@ -200,7 +199,7 @@ def _shard_samples(shard: str, expected: int | None) -> Iterator[RawSample]:
             yield raw
     except Exception as exc:  # maskgen's BadShard, and whatever else webdataset raises on a damaged tar
         where = f"after sample {key!r}" if key is not None else "before its first sample"
-        message = str(exc) if isinstance(exc, BadShard) else f"shard {shard} does not read: {_cause(exc)}"
+        message = str(exc) if isinstance(exc, BadShard) else f"shard {shard} does not read: {error_cause(exc)}"
         raise DataError(f"{message} ({where})") from exc
     if expected is not None and count < expected:
         raise DataError(f"{shard}: ended after {count} of its {expected} samples: the shard is truncated "

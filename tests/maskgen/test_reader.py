@@ -14,7 +14,10 @@ from maskgen import format as fmt
 from maskgen.compose import encode, image_to_triplets
 from maskgen import files
 from maskgen.files import HOST, atomic_output, clean_temporaries, temporaries, temporary_path, write_json_atomic
-from maskgen.reader import BadSample, BadShard, count_samples, decode, iter_raw_samples, list_shards, raw_samples
+from maskgen.reader import (
+    BadSample, BadShard, count_samples, decode, error_cause, iter_raw_samples, list_shards, member_names, raw_samples,
+    sample_keys,
+)
 from maskgen.shard import ShardWriter
 
 
@@ -77,6 +80,20 @@ def test_a_shard_that_does_not_read_to_its_end_is_named(tmp_path, triplets):
         list(raw_samples([str(tmp_path / "missing.tar")]))
     with pytest.raises(BadShard, match=r"shard .*test-000001.tar does not read: unexpected end of data"):
         count_samples([str(whole), str(cut)])
+
+
+def test_the_keys_in_the_tar_headers_are_the_keys_read(tmp_path, triplets):
+    shard = str(tmp_path / "test-000000.tar")
+    _write(shard, [(t.meta.key, encode(t)) for t in triplets])
+    assert sample_keys(member_names(shard)) == [raw["__key__"] for raw in raw_samples([shard])] == [t.meta.key for t in triplets]
+    # WebDataset's grouping: runs of one key up to the first dot; a name without a dot is not read
+    assert sample_keys(["a.jpg", "a.json", "dir/b.c.png", "README", "a.jpg"]) == ["a", "dir/b", "a"]
+
+
+def test_a_read_error_is_its_cause_in_a_few_words():
+    assert error_cause(ValueError("unexpected end of data @ <_io.BufferedReader name='x.tar'>\nmore")) == "unexpected end of data"
+    assert error_cause(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "x.tar")) == "No such file or directory"
+    assert error_cause(KeyError()) == "KeyError"
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import maskgen.files
 import maskgen.shard
 from maskgen import format as fmt
-from maskgen.builder import BuildConfig, BuildError, build
+from maskgen.builder import BuildConfig, BuildError, _io_problem, build
 from maskgen.cli import main
 from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
 from maskgen.reader import raw_samples
@@ -157,7 +158,6 @@ def test_verify_names_each_problem(clean, tmp_path):
     (out / "train-000001.tar").unlink()
     zeros = out / "train-000002.tar"
     zeros.write_bytes(b"\0" * zeros.stat().st_size)  # the size recorded, not the hash: an empty tar
-    (lost,) = json.loads((out / fmt.WORK_DIR / f"{zeros.name}.json").read_text())["planned"]
     (out / "test-000000.tar").write_bytes((out / "val-000000.tar").read_bytes())
 
     res = _cli("verify", out)
@@ -172,7 +172,7 @@ def test_verify_names_each_problem(clean, tmp_path):
         f"{shard}: keys differ from the manifest's: 1 missing (e.g. {key_d}), 1 not in it (e.g. stranger_00)",
         f"{out / 'train-000001.tar'}: missing",
         f"{out / 'train-000002.tar'}: SHA-256 differs from the record",
-        f"{zeros}: keys differ from the manifest's: 1 missing (e.g. {lost}), 0 not in it",
+        f"{zeros}: 0 samples, manifest.parquet lists 1: the shard is incomplete (maskgen build rebuilds it)",
         f"{out / 'test-000000.tar'}: a shard that is not in stats.json",
     ]
     lines = res.output.splitlines()
@@ -183,21 +183,68 @@ def test_verify_names_each_problem(clean, tmp_path):
     assert f"{shard}: {key_a}" not in quick.output  # samples are not read
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda out: (out / fmt.BUILD_INFO).unlink(), "not a maskgen dataset (no build.json)"),
-    (lambda out: (out / fmt.MANIFEST).unlink(), "manifest.parquet: missing"),
-    (lambda out: (out / fmt.STATS).unlink(), "stats.json: missing"),
-    (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing"),
-])
-def test_stats_preview_and_verify_on_an_incomplete_dataset_say_what_is_missing(clean, tmp_path, damage, message):
+def _rename_keys(shard: Path) -> None:
+    """The shard with every key changed, same length: another valid shard of the same size (as one of
+    another build can be: tar sizes are multiples of 10240 bytes)."""
+    samples = [(raw["__key__"], {k: v for k, v in raw.items() if not k.startswith("__")}) for raw in raw_samples([str(shard)])]
+    size = shard.stat().st_size
+    writer = ShardWriter(shard)
+    for key, members in samples:
+        writer.write("9" + key[1:], members)
+    writer.commit()
+    assert shard.stat().st_size == size
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _rewrite_manifest(out: Path) -> None:
+    manifest = pd.read_parquet(out / fmt.MANIFEST)
+    manifest.loc[0, "coverage"] += 0.01
+    manifest.to_parquet(out / fmt.MANIFEST, index=False)
+
+
+FAULTS = {  # damage, the line stats/preview/verify give (verify: another, when it finds more by reading the bytes)
+    "no build.json": (lambda out: (out / fmt.BUILD_INFO).unlink(), "not a maskgen dataset (no build.json)", None),
+    "no manifest": (lambda out: (out / fmt.MANIFEST).unlink(), "manifest.parquet: missing", None),
+    "no stats.json": (lambda out: (out / fmt.STATS).unlink(), "stats.json: missing", None),
+    "a shard missing": (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing", None),
+    "a shard more": (lambda out: shutil.copy(out / "train-000000.tar", out / "train-000009.tar"),
+                     "train-000009.tar: a shard that is not in stats.json", None),
+    "a shard swapped": (lambda out: _rename_keys(out / "train-000001.tar"),
+                        "train-000001.tar: keys differ from the manifest's: 4 missing", "SHA-256 differs from the record"),
+    "manifest rewritten": (_rewrite_manifest, "manifest.parquet: differs from its record (manifest_sha256 in stats.json)", None),
+    "manifest garbage": (lambda out: (out / fmt.MANIFEST).write_bytes(b"garbage" * 100), "manifest.parquet: does not read", None),
+    "build.json edited": (lambda out: _edit_json(out / fmt.BUILD_INFO, res=256),
+                          "build.json: differs from the build recorded in stats.json (in: res)", None),
+    "stats.json not an object": (lambda out: (out / fmt.STATS).write_text("[]"), "stats.json: is not a JSON object", None),
+    "build.json not an object": (lambda out: (out / fmt.BUILD_INFO).write_text("[]"), "build.json: is not a JSON object", None),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_stats_preview_and_verify_refuse_a_dataset_that_is_not_as_recorded(clean, tmp_path, fault):
+    damage, message, read_message = FAULTS[fault]
     out = tmp_path / "ds"
     shutil.copytree(clean, out)
     damage(out)
     for command in (["stats", out], ["preview", out, "-o", tmp_path / "grid.png"]):
         assert message in _error_line(_cli(*command))
-    res = _cli("verify", out)
-    assert res.exit_code == 1 and message in res.output.splitlines()[0]
     assert not (tmp_path / "grid.png").exists()
+    res = _cli("verify", out)
+    assert res.exit_code == 1 and (read_message or message) in res.output.splitlines()[0], res.output
+    if read_message is None:  # a problem of the records: one line for it, then the summary
+        assert len(res.output.splitlines()) == 2, res.output
+
+
+def test_combine_and_build_name_a_json_file_that_is_not_an_object(faces, clean, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(clean, out)
+    (out / fmt.BUILD_INFO).write_text("[]")
+    assert _error_line(_cli("combine", out)) == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object"
+    line = _error_line(_cli("build", "--source", faces, "--out", out, *CLI_ARGS))
+    assert line == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object: delete it (or the whole of {out}) and rerun"
 
 
 def test_combine_on_a_folder_that_is_not_a_build(tmp_path):
@@ -234,16 +281,50 @@ def test_a_part_already_being_built_is_refused(faces, tmp_path):
 
 
 @pytest.mark.parametrize("hard_links", [True, False])
-def test_build_json_is_created_once(tmp_path, monkeypatch, hard_links):
+def test_build_json_is_created_once_and_whole(tmp_path, monkeypatch, hard_links):
+    path = tmp_path / fmt.BUILD_INFO
+    seen = []  # what a reader finds at the name whenever a writer opens a file: nothing, or the whole file
+
+    def watched_open(file, mode="r", *args, **kwargs):
+        seen.append(path.read_bytes() if path.exists() else None)
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(maskgen.files, "open", watched_open, raising=False)
     if not hard_links:
         def no_link(*args):
             raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
         monkeypatch.setattr(os, "link", no_link)
-    path = tmp_path / fmt.BUILD_INFO
-    assert create_exclusive(path, json_bytes({"seed": 1}))
-    assert not create_exclusive(path, json_bytes({"seed": 2}))
-    assert json.loads(path.read_text()) == {"seed": 1} and [p.name for p in tmp_path.iterdir()] == [fmt.BUILD_INFO]
+    first, second = json_bytes({"seed": 1}), json_bytes({"seed": 2})
+    assert create_exclusive(path, first)
+    assert not create_exclusive(path, second)
+    assert path.read_bytes() == first and set(seen) <= {None, first}, seen
+    lock = [] if hard_links else [f"{fmt.BUILD_INFO}.lock"]  # the lock stays (see create_exclusive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fmt.BUILD_INFO, *lock])
+
+
+def test_a_part_is_finished_only_when_all_its_files_are_written(faces, clean, tmp_path, monkeypatch):
+    out, landmarks = tmp_path / "ds", str(clean / fmt.LANDMARKS)
+    written, commit = [], maskgen.files.commit_temporary
+
+    def recorded(tmp, path):
+        written.append(Path(path).name)
+        commit(tmp, path)
+
+    monkeypatch.setattr(maskgen.files, "commit_temporary", recorded)
+    _build(faces, out, part=(1, 2), landmarks=landmarks)
+    tag = "part-001-of-002"
+    assert [n for n in written if n.startswith(tag) and "-landmarks-" not in n][-1] == f"{tag}-manifest.parquet"
+    # Part 2 as if still writing its files (or killed while an older maskgen, which wrote the manifest
+    # first, did): part 1's combine waits for it instead of failing on the missing file.
+    aside = tmp_path / "landmarks.parquet"
+    (out / fmt.WORK_DIR / f"{tag}-landmarks.parquet").rename(aside)
+    assert not _build(faces, out, part=(0, 2), landmarks=landmarks).complete
+    assert not (out / fmt.MANIFEST).exists()
+    aside.rename(out / fmt.WORK_DIR / f"{tag}-landmarks.parquet")
+    assert _cli("combine", out).exit_code == 0 and check_shards(out, full_hash=True) == []
+    # pyarrow's FileNotFoundError has no errno or file name: the path is its message
+    assert _io_problem(FileNotFoundError("ds/.work/x.parquet")) == "ds/.work/x.parquet: No such file or directory"
 
 
 def test_parts_built_at_once_equal_parts_built_one_after_the_other(faces, clean, tmp_path):

@@ -5,9 +5,11 @@ training followed by a resume."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +25,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from maskgen import verify
 from maskgen.format import MANIFEST, MAP, MASKED
 from tests.testdata import REPO
 from tests.unmask.testutils import rewrite_member, tiny_config, write_split
+import unmask.data
 from unmask import checkpoint as ckpt
 from unmask.cli import main
 from unmask.data import DataError, TrainLoader
@@ -68,6 +70,25 @@ def write_manifest(data: Path) -> None:
     pd.DataFrame(rows, columns=["key", "shard"]).to_parquet(data / MANIFEST, index=False)
 
 
+def record_shards(data: Path) -> None:
+    """build.json and stats.json's record of every shard as it is now, as ``maskgen build`` leaves them."""
+    shards = sorted(data.glob("*.tar"))
+    (data / "build.json").write_text("{}")
+    (data / "stats.json").write_text(json.dumps({
+        "shards": {s.name: hashlib.sha256(s.read_bytes()).hexdigest() for s in shards},
+        "shard_sizes": {s.name: s.stat().st_size for s in shards}}))
+
+
+def rename_keys(shard: Path) -> None:
+    """Every key of the shard changed ('train00006' -> 'xrain00006'): a valid shard, not the one listed."""
+    with tarfile.open(shard) as tar:
+        members = [(info, tar.extractfile(info).read()) for info in tar]
+    with tarfile.open(shard, "w") as tar:
+        for info, content in members:
+            info.name = "x" + info.name[1:]
+            tar.addfile(info, io.BytesIO(content))
+
+
 def member_offsets(shard: Path) -> list[int]:
     with tarfile.open(shard) as tar:
         return [info.offset for info in tar]
@@ -96,11 +117,7 @@ def checkpoint_tensors_equal(a: Path, b: Path) -> None:
 def test_a_shard_that_differs_from_its_record_stops_training_before_anything_is_written(tmp_path):
     data = dataset(tmp_path / "data")
     write_manifest(data)
-    shards = sorted(data.glob("*.tar"))
-    (data / "build.json").write_text("{}")
-    (data / "stats.json").write_text(json.dumps({
-        "shards": {s.name: hashlib.sha256(s.read_bytes()).hexdigest() for s in shards},
-        "shard_sizes": {s.name: s.stat().st_size for s in shards}}))
+    record_shards(data)
     shard = data / "train-000001.tar"
     shard.write_bytes(shard.read_bytes()[:-1024])  # the end-of-archive blocks: every sample still there
     result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", *TINY)
@@ -114,21 +131,50 @@ def test_train_and_evaluate_refuse_a_dataset_that_differs_from_its_records(tmp_p
     (data / "build.json").write_text("{}")  # made by maskgen build: its records are checked
     calls = []
 
-    def check_shards(path, *, full_hash=False):
-        calls.append(full_hash)
+    def check_shards(path, *, full_hash=False, splits=()):
+        calls.append((full_hash, tuple(splits)))
         return [f"{path}/train-000001.tar: 100 bytes, recorded 30720", f"{path}/val-000000.tar: missing"]
 
-    monkeypatch.setattr(verify, "check_shards", check_shards)
+    monkeypatch.setattr(unmask.data, "check_shards", check_shards)
     result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", "--verify-data", *TINY)
     assert result.exit_code == 1
     line = one_line(result.output)
-    assert "train-000001.tar: 100 bytes, recorded 30720" in line and "1 more problem" in line
-    assert calls == [True] and not (tmp_path / "run").exists()  # before anything is written
+    assert "train-000001.tar: 100 bytes, recorded 30720" in line and f"(and 1 more; see maskgen verify {data})" in line
+    assert calls == [(True, ("train", "val"))] and not (tmp_path / "run").exists()  # before anything is written
 
     result = invoke("evaluate", "--data", data, "--split", "val", "--checkpoint", tmp_path,
                     "-o", tmp_path / "eval", "--device", "cpu")
     assert result.exit_code == 1 and "train-000001.tar" in result.output and not (tmp_path / "eval").exists()
-    assert calls == [True, False]  # sizes only, without --verify-data
+    assert calls[1:] == [(False, ("val",))]  # no hashes without --verify-data
+
+
+@pytest.mark.parametrize("fault", ["a shard more", "a shard swapped", "stats.json not an object", "not in the manifest"])
+def test_train_and_evaluate_refuse_shards_that_are_not_the_recorded_ones(tmp_path, fault):
+    data = dataset(tmp_path / "data")
+    write_manifest(data)
+    swapped = data / "train-000001.tar"
+    if fault == "a shard swapped":  # recorded with its size and hash: only the keys tell
+        rename_keys(swapped)
+    if fault != "not in the manifest":  # else a hand-made dataset: a manifest, no records
+        record_shards(data)
+    if fault in ("a shard more", "not in the manifest"):
+        shutil.copy(data / "train-000000.tar", data / "train-000003.tar")
+    elif fault == "stats.json not an object":
+        (data / "stats.json").write_text("[]")
+    message = {
+        "a shard more": f"{data / 'train-000003.tar'}: a shard that is not in stats.json",
+        "a shard swapped": f"{swapped}: keys differ from the manifest's: 6 missing (e.g. train00006), "
+                           "6 not in it (e.g. xrain00006)",
+        "stats.json not an object": f"{data / 'stats.json'}: is not a JSON object",
+        "not in the manifest": f"{data / 'train-000003.tar'}: a shard that is not in {MANIFEST}",
+    }[fault]
+    result = invoke("train", "--data", data, "--out", tmp_path / "run", "--steps", "2", *TINY)
+    assert result.exit_code == 1 and message in one_line(result.output), result.output
+    assert not (tmp_path / "run").exists()
+    result = invoke("evaluate", "--data", data, "--split", "train", "--checkpoint", tmp_path,
+                    "-o", tmp_path / "eval", "--device", "cpu")
+    assert result.exit_code == 1 and message in one_line(result.output), result.output
+    assert not (tmp_path / "eval").exists()
 
 
 def test_a_shard_shorter_than_its_manifest_is_never_trained_on(tmp_path):
