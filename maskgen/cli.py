@@ -72,10 +72,10 @@ BUILD = functools.partial(DataclassDefault, dataclass=_build_config, callback=_b
 
 def _parse_part(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int]:
     """--part K/N (1-based) -> BuildConfig.part (k, n), k 0-based."""
-    from .builder import option_problem
-
     if not value:
         return (0, 1)
+    from .builder import option_problem
+
     try:
         k, n = (int(v) for v in value.split("/"))
     except ValueError:
@@ -150,7 +150,7 @@ def main(verbose: int) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
 @click.option("--res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
 @click.option("--pairs", type=int, default=None, callback=_build_option,
-              help="Number of triplets [default: one per usable face; at most 100 per source image].")
+              help="Number of triplets [default: one per usable face].")
 @click.option("--seed", cls=BUILD, type=int)
 @click.option("--workers", cls=BUILD, type=int, help="Worker processes; -1 = all cores.")
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
