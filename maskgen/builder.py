@@ -29,8 +29,10 @@ import os
 import numbers
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +58,10 @@ LANDMARK_CHUNK = 128  # sources per cached landmark result
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
 FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
 BACKENDS = ("loky", "dask")
+JPEG_QUALITY_RANGE = (1, 100)  # OpenCV's IMWRITE_JPEG_QUALITY
+# Pairs per source image at most (--pairs): each pair of a face is another draw of mask, wear and look, and
+# the planned samples are held in memory, so a slip of the finger (--pairs 1000000000) is refused up front.
+MAX_PAIRS_PER_SOURCE = 100
 COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
 COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
 UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them
@@ -86,33 +92,10 @@ class BuildConfig:
 
     def validate(self) -> None:
         """Every field checked (one-line BuildError naming the option) before the build touches a file."""
-        def integer(value) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-        if not integer(self.res) or self.res not in SUPPORTED_RES:
-            raise BuildError(f"--res must be one of {', '.join(map(str, SUPPORTED_RES))} (got {self.res})")
-        if self.pairs is not None and not (integer(self.pairs) and self.pairs >= 1):
-            raise BuildError(f"--pairs must be a whole number, at least 1 (got {self.pairs})")
-        if not (integer(self.seed) and self.seed >= 0):
-            raise BuildError(f"--seed must be a whole number, at least 0 (got {self.seed})")
-        if not (integer(self.workers) and (self.workers == -1 or self.workers >= 1)):
-            raise BuildError(f"--workers must be -1 (all cores) or at least 1 (got {self.workers})")
-        if not (integer(self.shard_size) and self.shard_size >= 1):
-            raise BuildError(f"--shard-size must be a whole number, at least 1 (got {self.shard_size})")
-        if not (integer(self.jpeg_quality) and 1 <= self.jpeg_quality <= 100):
-            raise BuildError(f"--jpeg-quality must be in 1..100 (got {self.jpeg_quality})")
-        low, high = FACE_SCALE_RANGE
-        if not (isinstance(self.face_scale, numbers.Real) and low <= self.face_scale <= high):
-            raise BuildError(f"--face-scale must be in {low:g}..{high:g}, the face's size in the crop "
-                             f"(default {DEFAULT_FACE_SCALE:g}; got {self.face_scale})")
-        problem = fractions_problem(self.split)
-        if problem:
-            raise BuildError(f"--split: {problem}")
-        k, n = self.part
-        if not (integer(k) and integer(n) and n >= 1 and 0 <= k < n):
-            raise BuildError(f"bad part {k + 1}/{n}: use K/N with 1 <= K <= N")
-        if self.backend not in BACKENDS:
-            raise BuildError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")
+        for name in _OPTION_CHECKS:
+            problem = option_problem(name, getattr(self, name))
+            if problem:
+                raise BuildError(f"--{name.replace('_', '-')}: {problem}")
         if self.backend == "dask" and not self.scheduler:
             raise BuildError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
         if self.landmarks is not None and not Path(self.landmarks).is_file():
@@ -131,6 +114,75 @@ class BuildConfig:
                 "jpeg_quality": self.jpeg_quality, "face_scale": self.face_scale, "parts": self.part[1],
                 "format_version": 1}
         return json.loads(json.dumps(identity))  # as it reads back from build.json
+
+
+# --- the options' values ---------------------------------------------------------------------------
+# Each check sees one option's value, whatever the others are: BuildConfig.validate applies them all, and
+# ``maskgen build`` each value given while it parses the command line (a bad one is a usage error there),
+# so each range is written here only.
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda value: None if _whole(value) and value >= low else \
+        f"must be a whole number, at least {low} (got {value})"
+
+
+def _pairs_problem(value: Any) -> str | None:
+    return None if value is None else _at_least(1)(value)  # None: one pair per usable face
+
+
+def _res_problem(value: Any) -> str | None:
+    return None if _whole(value) and value in SUPPORTED_RES else \
+        f"must be one of {', '.join(map(str, SUPPORTED_RES))} (got {value})"
+
+
+def _workers_problem(value: Any) -> str | None:
+    return None if _whole(value) and (value == -1 or value >= 1) else \
+        f"must be -1 (all cores) or at least 1 (got {value})"
+
+
+def _jpeg_quality_problem(value: Any) -> str | None:
+    low, high = JPEG_QUALITY_RANGE
+    return None if _whole(value) and low <= value <= high else f"must be in {low}..{high} (got {value})"
+
+
+def _face_scale_problem(value: Any) -> str | None:
+    low, high = FACE_SCALE_RANGE
+    return None if isinstance(value, numbers.Real) and low <= value <= high else \
+        f"must be in {low:g}..{high:g}, the face's size in the crop (default {DEFAULT_FACE_SCALE:g}; got {value})"
+
+
+def _part_problem(value: Any) -> str | None:
+    k, n = value
+    return None if _whole(k) and _whole(n) and n >= 1 and 0 <= k < n else f"use K/N with 1 <= K <= N (got {k + 1}/{n})"
+
+
+def _backend_problem(value: Any) -> str | None:
+    return None if value in BACKENDS else f"must be one of {', '.join(BACKENDS)} (got {value!r})"
+
+
+_OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {  # BuildConfig field: its check
+    "res": _res_problem,
+    "pairs": _pairs_problem,
+    "seed": _at_least(0),
+    "workers": _workers_problem,
+    "shard_size": _at_least(1),
+    "jpeg_quality": _jpeg_quality_problem,
+    "face_scale": _face_scale_problem,
+    "split": fractions_problem,
+    "part": _part_problem,
+    "backend": _backend_problem,
+}
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for BuildConfig's field ``name`` on its own, or None (also for a
+    field without a check of its own)."""
+    check = _OPTION_CHECKS.get(name)
+    return None if check is None else check(value)
 
 
 @dataclass
@@ -298,6 +350,10 @@ def build(config: BuildConfig) -> BuildResult:
         raise BuildError(str(err)) from None
     if not listing.images:
         raise BuildError(f"no images found in {config.source}")
+    most = MAX_PAIRS_PER_SOURCE * len(listing.images)
+    if config.pairs is not None and config.pairs > most:
+        raise BuildError(f"--pairs: at most {MAX_PAIRS_PER_SOURCE} per source image, {most} for the "
+                         f"{len(listing.images)} in {config.source} (got {config.pairs})")
     identity = config.identity(_fingerprint(listing.images))
     out, work = _prepare_out(config, identity)
     k, n_parts = config.part

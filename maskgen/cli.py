@@ -51,19 +51,36 @@ def _build_config() -> type:
     return BuildConfig
 
 
-BUILD = functools.partial(DataclassDefault, dataclass=_build_config)  # click.option(..., cls=BUILD): BuildConfig's
+def _checked(problem: str | None) -> None:
+    """A bad value of one option is a usage error (clitools' rule), found by the library's own check."""
+    if problem:
+        raise click.BadParameter(problem)
+
+
+def _build_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A given value of a BuildConfig field, checked as the build checks it."""
+    if value is not None:
+        from .builder import option_problem
+
+        _checked(option_problem(param.name, value))
+    return value
+
+
+# click.option(..., cls=BUILD): BuildConfig's default, and its check
+BUILD = functools.partial(DataclassDefault, dataclass=_build_config, callback=_build_option)
 
 
 def _parse_part(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int]:
     """--part K/N (1-based) -> BuildConfig.part (k, n), k 0-based."""
     if not value:
         return (0, 1)
+    from .builder import option_problem
+
     try:
         k, n = (int(v) for v in value.split("/"))
     except ValueError:
         raise click.BadParameter("use K/N, e.g. 3/8") from None
-    if not (n >= 1 and 1 <= k <= n):
-        raise click.BadParameter("use K/N with 1 <= K <= N")
+    _checked(option_problem("part", (k - 1, n)))
     return (k - 1, n)
 
 
@@ -76,8 +93,9 @@ def _parse_split(_ctx: click.Context, _param: click.Parameter, value: str | None
         raise click.BadParameter(str(err)) from None
 
 
-def _parse_weights(_ctx: click.Context, _param: click.Parameter, value: str | None):
-    """Names, optionally weighted: 'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2' (--mask-types, --wear)."""
+def _parse_weights(_ctx: click.Context, param: click.Parameter, value: str | None):
+    """Names, optionally weighted: 'surgical,n95' or 'surgical=0.5,kn95=0.3,gas=0.2' (--mask-types, --wear:
+    MaskOptions.create's arguments of the same names, checked by it)."""
     if not value:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
@@ -87,12 +105,35 @@ def _parse_weights(_ctx: click.Context, _param: click.Parameter, value: str | No
         raise click.BadParameter(f"{', '.join(repeated)} given more than once")
     if all("=" in v for v in items):
         try:
-            return {k.strip(): float(w) for k, w in (v.split("=", 1) for v in items)}
+            weights = {k.strip(): float(w) for k, w in (v.split("=", 1) for v in items)}
         except ValueError:
             raise click.BadParameter("weights must be numbers, e.g. a=0.5,b=0.5") from None
-    if any("=" in v for v in items):
+    elif any("=" in v for v in items):
         raise click.BadParameter("give weights for all names or for none")
-    return items
+    else:
+        weights = items
+    from .compose import MaskOptions
+
+    try:
+        MaskOptions.create(**{param.name: weights})
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return weights
+
+
+def _template_share(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    if value is not None:
+        from .compose import template_share_problem
+
+        _checked(template_share_problem(value))
+    return value
+
+
+def _preview_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from .preview import option_problem
+
+    _checked(option_problem(param.name, value))
+    return value
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +149,8 @@ def main(verbose: int) -> None:
               help="CelebA root (img_align_celeba/ or img_celeba/ layout) or any folder of face photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
 @click.option("--res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
-@click.option("--pairs", type=int, default=None, help="Number of triplets [default: one per usable face].")
+@click.option("--pairs", type=int, default=None, callback=_build_option,
+              help="Number of triplets [default: one per usable face].")
 @click.option("--seed", cls=BUILD, type=int)
 @click.option("--workers", cls=BUILD, type=int, help="Worker processes; -1 = all cores.")
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
@@ -119,7 +161,7 @@ def main(verbose: int) -> None:
               f"[default: {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEAR_WEIGHTS.items())}].")
 @click.option("--templates", type=click.Path(exists=True, path_type=Path), multiple=True,
               help="A MaskTheFace-format template pack (folder with masks.cfg); repeat to mix several.")
-@click.option("--template-share", type=float, default=None,
+@click.option("--template-share", type=float, default=None, callback=_template_share,
               help="Share of samples that take a pack template, the rest the built-in masks "
               "[default with --templates: 1, packs only].")
 @click.option("--split", cls=BUILD, callback=_parse_split, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
@@ -189,10 +231,11 @@ def _finished(dataset: Path) -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-n", default=16, show_default=True, help="Samples to show.")
-@click.option("-o", "--output", default="grid.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-n", default=16, show_default=True, callback=_preview_option, help="Samples to show.")
+@click.option("-o", "--output", default="grid.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
+              callback=_preview_option, help="The sheet's file; its suffix gives the format (.png, .jpg, ...).")
 @click.option("--split", type=click.Choice(list(fmt.SPLITS)), default=None)
-@click.option("--columns", default=2, show_default=True)
+@click.option("--columns", default=2, show_default=True, callback=_preview_option)
 def preview(dataset, n, output, split, columns) -> None:
     """Contact sheet: masked | map | unmasked for the first N samples."""
     import cv2

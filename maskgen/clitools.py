@@ -1,7 +1,19 @@
 """How the command lines (``maskgen``, ``unmask``) end, in one place.
 
-Exit status 0: done; 1: a user error or a failure, told in one line; 2: a usage error (click's own
-message); 130: interrupted. No traceback unless the group's ``--debug`` is given: an unexpected
+Exit status
+
+- 0: done.
+- 2: a usage error: the command line does not parse, or one option's value is bad on its own. Click
+  says so, naming the option: an option's callback raises ``click.BadParameter`` with the library's own
+  check of that one value (``maskgen.builder.option_problem``, ``maskgen.preview.option_problem``,
+  ``unmask.config.value_problem``), so a range is written once, in the library.
+- 1: everything else, in one line: bad inputs and files (a dataset, a template pack, a ``--config``
+  file, a checkpoint), values each fine alone but not together (``--config`` with ``--preset``,
+  ``--backend dask`` without ``--scheduler``), problems the library finds with the inputs (more
+  ``--pairs`` than the sources allow) and failures while running.
+- 130: interrupted.
+
+No traceback unless the group's ``--debug`` is given: an unexpected
 exception becomes ``Error: Type: message (run with --debug for the traceback)``, an operating
 system error names its path and cause (``Error: /data/x.tar: No space left on device``).
 """

@@ -45,6 +45,11 @@ def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, flo
     return tuple(sorted(weights.items()))
 
 
+def template_share_problem(share: float) -> str | None:
+    """Why ``share`` is not a share of samples (``MaskOptions.template_share``), or None."""
+    return None if 0.0 <= share <= 1.0 else f"must be in 0..1 (got {share:g})"
+
+
 @dataclass(frozen=True)
 class MaskOptions:
     """How masks are chosen and worn. Picklable, so it travels to worker processes as it is."""
@@ -66,8 +71,9 @@ class MaskOptions:
         if template_share is not None and not packs:
             raise ValueError("--template-share needs --templates (a template pack to mix in)")
         share = 1.0 if template_share is None else float(template_share)
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"--template-share must be in 0..1 (got {share:g})")
+        problem = template_share_problem(share)
+        if problem:
+            raise ValueError(f"--template-share {problem}")
         if not 0.0 <= float(light_match) <= 1.0:
             raise ValueError(f"light_match must be in 0..1 (got {light_match})")
         resolved = tuple(str(Path(p).resolve()) for p in packs)

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from maskgen.cli import dataclass_default
 from maskgen.clitools import Group
-from unmask.config import PRESETS, Config, parse_assignment, preset
+from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
 from unmask.training.options import RunOptions
 
 # CLI option -> config key, for the options that only set one config value. Each option is named
@@ -43,21 +44,77 @@ def main() -> None:
     """GANMasker: remove face masks from face images (two-stage GAN, Sensors 2023, 23, 7094)."""
 
 
+OPTIMS = ("seg_optim", "gan_optim")  # --lr and --lr-milestones set the value of both
+
+
+def _checked(values: dict[str, Any]) -> None:
+    """Config values given on the command line, checked as the config checks them: a bad one is a usage
+    error (see maskgen.clitools)."""
+    for key, value in values.items():
+        problem = value_problem(key, value)
+        if problem:
+            raise click.BadParameter(problem)
+
+
+def _config_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        _checked({CONFIG_OPTIONS[param.name]: value})
+    return value
+
+
+def _optims_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--lr, --lr-milestones (comma-separated fractions -> a list): the value of both optimisers."""
+    if value is None:
+        return None
+    if param.name == "lr_milestones":
+        try:
+            value = [float(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter("comma-separated fractions, e.g. 0.5,0.75") from None
+    _checked({f"{optim}.{param.name}": value for optim in OPTIMS})
+    return value
+
+
+def _assignments(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """--set KEY=VALUE ... -> [(key, value)], each checked."""
+    pairs = []
+    for text in values:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        problem = value_problem(key, value)
+        if problem:
+            raise click.BadParameter(f"{key}: {problem}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args else error).split())
+
+
+def load_config(path: Path) -> Config:
+    """A config file; ValueError naming it when it does not read as a valid config."""
+    try:
+        return Config.load(path)
+    except (KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {_one_line(exc)}") from exc
+
+
 def build_config(
     config_file: Path | None, preset_name: str | None, options: dict[str, Any], lr: float | None,
-    lr_milestones: str | None, assignments: tuple[str, ...],
+    lr_milestones: list[float] | None, assignments: list[tuple[str, Any]],
 ) -> Config:
-    """Config from (preset or file), then the explicit options, then ``--set`` assignments."""
+    """Config from (preset or file), then the explicit options, then ``--set`` assignments (key, value)."""
     if config_file and preset_name:
-        raise click.UsageError("--config and --preset are alternatives; use one")
-    cfg = Config.load(config_file) if config_file else preset(preset_name or "paper")
+        raise click.ClickException("--config and --preset are alternatives; use one")  # each fine alone: exit 1
+    cfg = load_config(config_file) if config_file else preset(preset_name or "paper")
     overrides: dict[str, Any] = {CONFIG_OPTIONS[k]: v for k, v in options.items() if v is not None}
-    if lr is not None:
-        overrides.update({"seg_optim.lr": lr, "gan_optim.lr": lr})
-    if lr_milestones is not None:
-        fractions = [float(x) for x in lr_milestones.split(",") if x.strip()]
-        overrides.update({"seg_optim.lr_milestones": fractions, "gan_optim.lr_milestones": fractions})
-    overrides.update(parse_assignment(a) for a in assignments)
+    for name, value in (("lr", lr), ("lr_milestones", lr_milestones)):
+        if value is not None:
+            overrides.update({f"{optim}.{name}": value for optim in OPTIMS})
+    overrides.update(assignments)
     return cfg.replace(**overrides)
 
 
@@ -73,28 +130,32 @@ def build_config(
               help="YAML config (as written to RUN/config.yaml).")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)),
               help="Width preset instead of --config: paper (default), cpu, tiny.")
-@click.option("--resolution", type=int, help="Training resolution (multiple of 32).")
-@click.option("--epochs", type=int, help="Epochs per stage.")
-@click.option("--steps", type=int, help="Steps per stage (overrides --epochs).")
-@click.option("--batch-size", type=int, help="Batch size per process.")
-@click.option("--lr", type=float, help="Initial learning rate of both stages.")
-@click.option("--lr-milestones", help="Comma-separated fractions of the run where the lr decays (x lr_decay).")
-@click.option("--seed", type=int)
-@click.option("--num-workers", type=int, help="Data loader worker processes per process.")
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Mixed precision on CUDA.")
-@click.option("--mseg-width", "--seg-width", "mseg_width", type=int, help="M-Seg base width (mseg.base_width).")
-@click.option("--generator-width", "--gen-width", "generator_width", type=int,
+@click.option("--resolution", type=int, callback=_config_option, help="Training resolution (multiple of 32).")
+@click.option("--epochs", type=int, callback=_config_option, help="Epochs per stage.")
+@click.option("--steps", type=int, callback=_config_option, help="Steps per stage (overrides --epochs).")
+@click.option("--batch-size", type=int, callback=_config_option, help="Batch size per process.")
+@click.option("--lr", type=float, callback=_optims_option, help="Initial learning rate of both stages.")
+@click.option("--lr-milestones", callback=_optims_option,
+              help="Comma-separated fractions of the run where the lr decays (x lr_decay).")
+@click.option("--seed", type=int, callback=_config_option)
+@click.option("--num-workers", type=int, callback=_config_option, help="Data loader worker processes per process.")
+@click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed precision on CUDA.")
+@click.option("--mseg-width", "--seg-width", "mseg_width", type=int, callback=_config_option,
+              help="M-Seg base width (mseg.base_width).")
+@click.option("--generator-width", "--gen-width", "generator_width", type=int, callback=_config_option,
               help="Generator base width (generator.base_width).")
-@click.option("--discriminator-width", "--disc-width", "discriminator_width", type=int,
+@click.option("--discriminator-width", "--disc-width", "discriminator_width", type=int, callback=_config_option,
               help="Discriminator base width (discriminator.base_width).")
-@click.option("--adv", "--alpha", "adv", type=float,
+@click.option("--adv", "--alpha", "adv", type=float, callback=_config_option,
               help="Weight of the adversarial loss (loss.adv, the paper's alpha); 0 trains the reconstruction-only "
                    "U-Net (no discriminator).")
-@click.option("--rec", "--beta", "rec", type=float, help="Weight of the reconstruction loss (loss.rec, the paper's beta).")
-@click.option("--per", "--gamma", "per", type=float, help="Weight of the perceptual loss (loss.per, the paper's gamma).")
+@click.option("--rec", "--beta", "rec", type=float, callback=_config_option,
+              help="Weight of the reconstruction loss (loss.rec, the paper's beta).")
+@click.option("--per", "--gamma", "per", type=float, callback=_config_option,
+              help="Weight of the perceptual loss (loss.per, the paper's gamma).")
 @click.option("--use-map/--no-map", "use_map", default=None,
               help="--no-map: the one-stage ablation, generator without the map input or MURF (generator.use_map).")
-@click.option("--gan-maps", type=click.Choice(["gt", "predicted"]),
+@click.option("--gan-maps", type=click.Choice(GAN_MAPS),
               help="Maps for stage 2: ground truth (paper) or binarised M-Seg predictions.")
 @click.option("--seg-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="M-Seg checkpoint for --gan-maps predicted (default RUN/checkpoints/seg.pt).")
@@ -104,10 +165,11 @@ def build_config(
 @click.option("--perceptual-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
 @click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
-@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (one is always written at the end).")
+@click.option("--checkpoint-every", type=int, callback=_config_option,
+              help="Steps between checkpoints (one is always written at the end).")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=_assignments,
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
               help=f"[default: {dataclass_default(RunOptions, 'device')}]")
@@ -119,8 +181,8 @@ def build_config(
                    f"[default: {'--progress' if dataclass_default(RunOptions, 'progress') else '--no-progress'}]")
 def train(
     stage: str | None, data_dir: Path, run_dir: Path, config_file: Path | None, preset_name: str | None,
-    lr: float | None, lr_milestones: str | None, seg_checkpoint: Path | None, init_generator: Path | None,
-    perceptual_weights: Path | None, require_perceptual: bool, assignments: tuple[str, ...], device: str | None,
+    lr: float | None, lr_milestones: list[float] | None, seg_checkpoint: Path | None, init_generator: Path | None,
+    perceptual_weights: Path | None, require_perceptual: bool, assignments: list[tuple[str, Any]], device: str | None,
     resume: bool, verify_data: bool, keep_checkpoints: bool, progress: bool | None, **options: Any,
 ) -> None:
     """Train M-Seg and/or the FU-Net GAN on maskgen shards.
@@ -135,13 +197,15 @@ def train(
     saved = run_dir / "config.yaml"
     configured = (config_file or preset_name or lr is not None or lr_milestones or assignments
                   or any(v is not None for v in options.values()))
+    # Each value given was checked as click read it; what is left is a config file's problem or one
+    # between values (e.g. --gan-maps predicted with --no-map): not usage errors, exit 1.
     try:
         if resume and not configured and saved.is_file():
-            cfg = Config.load(saved)  # plain --resume: continue with the run's own config
+            cfg = load_config(saved)  # plain --resume: continue with the run's own config
         else:
             cfg = build_config(config_file, preset_name, options, lr, lr_milestones, assignments)
     except (KeyError, ValueError, TypeError) as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.ClickException(_one_line(exc)) from exc
     unset = {"stage": stage, "device": device, "progress": progress}  # None: RunOptions' default
     opts = RunOptions(
         data_dir=data_dir, run_dir=run_dir, resume=resume,

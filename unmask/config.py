@@ -13,7 +13,9 @@ A ``Config`` round-trips through a plain dict / YAML (``to_dict``, ``from_dict``
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -241,30 +243,126 @@ def diff(a: Config, b: Config) -> list[str]:
     return out
 
 
+# --- checks ------------------------------------------------------------------------------------------
+# Each value's own range, one rule per key: ``_validate`` applies them to every config, wherever its values
+# came from, and ``unmask train`` to each option and --set value given while it parses the command line
+# (a bad one is a usage error there), so each range is written here only. Checks between keys are below.
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+GAN_MAPS = ("gt", "predicted")
+RESOLUTION_STEP = 32  # the networks pool five times by 2
+
+
+def resolution_problem(value: int) -> str | None:
+    """Why the networks cannot take ``value`` x ``value`` images, or None."""
+    if value >= RESOLUTION_STEP and value % RESOLUTION_STEP == 0:
+        return None
+    return f"must be a positive multiple of {RESOLUTION_STEP} (five 2x poolings), got {value}"
+
+
+def _at_least(low: int | float) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= low else f"must be at least {low}, got {value}"
+
+
+def _finite(low: float, *, above: bool = False) -> Callable[[Any], str | None]:
+    """A finite number >= ``low`` (> with ``above``)."""
+    def problem(value: float) -> str | None:
+        if math.isfinite(value) and (value > low if above else value >= low):
+            return None
+        return f"must be a finite number {'above' if above else 'at least'} {low:g}, got {value}"
+    return problem
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda value: None if value in choices else \
+        f"must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}"
+
+
+def _each(rule: Callable[[Any], str | None], count: int | None = None) -> Callable[[Any], str | None]:
+    """A rule for every item of a sequence (of ``count`` items when given)."""
+    def problem(values: Any) -> str | None:
+        if count is not None and len(values) != count:
+            return f"needs {count} entries, got {len(values)}"
+        return next((f"{p} (in {list(values)})" for p in map(rule, values) if p), None)
+    return problem
+
+
+def _fraction(open_low: bool, open_high: bool, what: str = "") -> Callable[[Any], str | None]:
+    def problem(value: float) -> str | None:
+        if (0 < value if open_low else 0 <= value) and (value < 1 if open_high else value <= 1):
+            return None
+        return f"must be in {'(' if open_low else '['}0, 1{')' if open_high else ']'}{what}, got {value}"
+    return problem
+
+
+_RULES: dict[str, Callable[[Any], str | None]] = {
+    **{f"{net}.base_width": _at_least(1) for net in ("mseg", "generator", "discriminator")},
+    **{f"{net}.width_mults": _each(_at_least(1), 5) for net in ("mseg", "generator")},  # five blocks
+    **{f"{net}.cbam_reduction": _at_least(1) for net in ("mseg", "generator")},
+    "generator.dilations": _each(_at_least(1)),
+    "discriminator.n_layers": _at_least(1),
+    **{f"loss.{name}": _finite(0.0) for name in ("seg_bce", "seg_dice", "adv", "rec", "per")},
+    "loss.vgg_weights": _each(_finite(0.0)),
+    **{f"{optim}.{name}": rule for optim in ("seg_optim", "gan_optim") for name, rule in {
+        "lr": _finite(0.0, above=True),
+        "betas": _each(_fraction(open_low=False, open_high=True), 2),
+        "weight_decay": _finite(0.0),
+        "lr_milestones": _each(_fraction(open_low=True, open_high=True, what=" (fractions of the run)")),
+        "lr_decay": _finite(0.0, above=True),
+    }.items()},
+    "train.resolution": resolution_problem,
+    "train.batch_size": _at_least(1),
+    "train.epochs": _at_least(1),
+    "train.steps": _at_least(1),
+    "train.seed": _at_least(0),
+    "train.num_workers": _at_least(0),
+    "train.shuffle_buffer": _at_least(1),
+    "train.amp": _one_of(AMP_MODES),
+    "train.checkpoint_every": _at_least(1),
+    "train.val_max_batches": _at_least(1),
+    "train.sample_images": _at_least(0),
+    "train.gan_maps": _one_of(GAN_MAPS),
+    **{f"train.{name}": _fraction(open_low=False, open_high=False, what=" (a share of images)")
+       for name in ("seg_recolor", "seg_jitter")},
+    "train.max_bad_samples": _at_least(0),
+}
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the dotted config ``key`` on its own (an unknown key, a value of the
+    wrong type or out of its range), or None. Checks between keys are ``Config``'s."""
+    section: Any = Config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        hint = get_type_hints(section).get(part) if dataclasses.is_dataclass(section) else None
+        if not dataclasses.is_dataclass(hint):
+            return "no such config section"
+        section = hint
+    hint = get_type_hints(section).get(leaf) if dataclasses.is_dataclass(section) else None
+    if hint is None or dataclasses.is_dataclass(hint):
+        return "no such config key"
+    try:
+        value = _coerce_field(hint, value)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    if value is None:
+        return None if type(None) in get_args(hint) else "must have a value"
+    rule = _RULES.get(key)
+    return None if rule is None else rule(value)
+
+
 def _validate(cfg: Config) -> None:
-    t = cfg.train
-    if t.resolution % 32:
-        raise ValueError(f"train.resolution must be a multiple of 32 (five 2x poolings), got {t.resolution}")
-    if len(cfg.mseg.width_mults) != 5 or len(cfg.generator.width_mults) != 5:
-        raise ValueError("mseg.width_mults and generator.width_mults need five entries (five blocks)")
+    data = cfg.to_dict()
+    for key, rule in _RULES.items():
+        section, leaf = key.rsplit(".", 1)
+        value = data[section][leaf]
+        problem = None if value is None else rule(value)
+        if problem:
+            raise ValueError(f"{key} {problem}")
     if len(cfg.loss.vgg_layers) != len(cfg.loss.vgg_weights):
         raise ValueError("loss.vgg_layers and loss.vgg_weights must have the same length")
-    if t.amp not in ("auto", "off", "bf16", "fp16"):
-        raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {t.amp!r}")
-    if t.gan_maps not in ("gt", "predicted"):
-        raise ValueError(f"train.gan_maps must be gt or predicted, got {t.gan_maps!r}")
-    for name in ("seg_recolor", "seg_jitter"):
-        if not 0 <= getattr(t, name) <= 1:
-            raise ValueError(f"train.{name} is a share of images: 0..1, got {getattr(t, name)}")
-    if t.gan_maps == "predicted" and not cfg.generator.use_map:
+    if cfg.train.gan_maps == "predicted" and not cfg.generator.use_map:
         raise ValueError("train.gan_maps=predicted needs generator.use_map (the one-stage ablation uses no map)")
-    if t.max_bad_samples < 0:
-        raise ValueError(f"train.max_bad_samples must be at least 0, got {t.max_bad_samples}")
-    if t.batch_size < 1 or t.epochs < 1 or (t.steps is not None and t.steps < 1):
-        raise ValueError("train.batch_size, train.epochs and train.steps must be positive")
-    for name, optim in (("seg_optim", cfg.seg_optim), ("gan_optim", cfg.gan_optim)):
-        if any(not 0 < m < 1 for m in optim.lr_milestones):
-            raise ValueError(f"{name}.lr_milestones are fractions of the run, each in (0, 1)")
 
 
 def _to_plain(value: Any) -> Any:
@@ -288,12 +386,18 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        elif get_origin(hint) is tuple:
-            item_type = get_args(hint)[0]
-            kwargs[name] = tuple(_coerce(item_type, v) for v in value)
         else:
-            kwargs[name] = _coerce(hint, value)
+            kwargs[name] = _coerce_field(hint, value)
     return cls(**kwargs)
+
+
+def _coerce_field(hint: Any, value: Any) -> Any:
+    """``value`` as a field of type ``hint`` holds it (a tuple field: each item); ValueError if it cannot."""
+    if get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        return tuple(_coerce(get_args(hint)[0], v) for v in value)
+    return _coerce(hint, value)
 
 
 def _coerce(hint: Any, value: Any) -> Any:

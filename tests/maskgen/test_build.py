@@ -151,7 +151,7 @@ def test_cli_build_preview_stats(small_celeba, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--source", "/nonexistent/faces", "--out", "{tmp}/x"], "source not found"),
     (["--source", "{src}", "--out", "/proc/forbidden"], "cannot write to --out"),
-    (["--source", "{src}", "--out", "{tmp}/x", "--res", "300"], "--res must be one of"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--res", "300"], "'--res': must be one of"),
     (["--source", "{src}", "--out", "{tmp}/x", "--mask-types", "scarf"], "unknown mask type"),
     (["--source", "{src}", "--out", "{tmp}/x", "--part", "9/8"], "K/N"),
     (["--source", "{src}", "--out", "{tmp}/x", "--wear", "correct=1,sideways=1"], "unknown wear"),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.builder import BuildConfig, BuildError, build
+from maskgen.builder import MAX_PAIRS_PER_SOURCE, BuildConfig, BuildError, build
 from maskgen.cli import main as maskgen_main
 from maskgen.clitools import EXIT_INTERRUPTED, describe
 from maskgen.compose import MaskOptions
@@ -56,34 +56,43 @@ PACKS = {  # name: (masks.cfg, template image, expected message)
 }
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--face-scale", "-0.5"], "--face-scale must be in"),
-    (["--face-scale", "0"], "--face-scale must be in"),
-    (["--face-scale", "nan"], "--face-scale must be in"),
-    (["--face-scale", "3"], "--face-scale must be in"),
-    (["--split", "nan/50/50"], "finite and non-negative"),
-    (["--split", "inf,0,0"], "finite and non-negative"),
-    (["--split", "-10/60/50"], "finite and non-negative"),
-    (["--split", "80/20"], "three numbers"),
-    (["--split", "8/1/1"], "sum to 1 or 100"),
-    (["--split", "80/x/10"], "three numbers"),
-    (["--pairs", "0"], "--pairs must be"),
-    (["--workers", "0"], "--workers must be -1"),
-    (["--workers", "-2"], "--workers must be -1"),
-    (["--shard-size", "0"], "--shard-size must be"),
-    (["--jpeg-quality", "0"], "--jpeg-quality must be in 1..100"),
-    (["--jpeg-quality", "101"], "--jpeg-quality must be in 1..100"),
-    (["--res", "300"], "--res must be one of"),
-    (["--seed", "-1"], "--seed must be"),
-    (["--part", "0/3"], "K/N"),
-    (["--mask-types", "surgical=nan"], "finite"),
-    (["--mask-types", "surgical,surgical"], "more than once"),
-    (["--wear", "correct=inf"], "finite"),
-    (["--template-share", "nan"], "--template-share"),
-    (["--backend", "dask"], "--scheduler"),
-    *[(["--templates", f"{{tmp}}/{name}"], message) for name, (_, _, message) in PACKS.items()],
+USAGE, USER = 2, 1  # one option's value bad on its own; anything else (maskgen.clitools)
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--face-scale", "-0.5"], USAGE, "must be in"),
+    (["--face-scale", "0"], USAGE, "must be in"),
+    (["--face-scale", "nan"], USAGE, "must be in"),
+    (["--face-scale", "3"], USAGE, "must be in"),
+    (["--split", "nan/50/50"], USAGE, "finite and non-negative"),
+    (["--split", "inf,0,0"], USAGE, "finite and non-negative"),
+    (["--split", "-10/60/50"], USAGE, "finite and non-negative"),
+    (["--split", "80/20"], USAGE, "three numbers"),
+    (["--split", "8/1/1"], USAGE, "sum to 1 or 100"),
+    (["--split", "80/x/10"], USAGE, "three numbers"),
+    (["--pairs", "0"], USAGE, "at least 1"),
+    (["--pairs", "1000000000"], USER, f"--pairs: at most {MAX_PAIRS_PER_SOURCE} per source image"),  # 1 source
+    (["--workers", "0"], USAGE, "must be -1"),
+    (["--workers", "-5"], USAGE, "must be -1"),
+    (["--shard-size", "0"], USAGE, "at least 1"),
+    (["--shard-size", "-1"], USAGE, "at least 1"),
+    (["--jpeg-quality", "0"], USAGE, "must be in 1..100"),
+    (["--jpeg-quality", "101"], USAGE, "must be in 1..100"),
+    (["--res", "100"], USAGE, "must be one of 128, 256"),
+    (["--seed", "-1"], USAGE, "at least 0"),
+    (["--part", "0/3"], USAGE, "K/N"),
+    (["--part", "9/8"], USAGE, "K/N"),
+    (["--mask-types", "surgical=nan"], USAGE, "finite"),
+    (["--mask-types", "scarf"], USAGE, "unknown mask type"),
+    (["--mask-types", "surgical,surgical"], USAGE, "more than once"),
+    (["--wear", "correct=inf"], USAGE, "finite"),
+    (["--wear", "correct=0,nose=0"], USAGE, "not all zero"),
+    (["--template-share", "nan"], USAGE, "must be in 0..1"),
+    (["--template-share", "0.5"], USER, "--template-share needs --templates"),  # fine alone
+    (["--backend", "dask"], USER, "--scheduler"),
+    *[(["--templates", f"{{tmp}}/{name}"], USER, message) for name, (_, _, message) in PACKS.items()],  # files
 ])
-def test_build_options_are_refused_in_one_line_before_anything_is_written(source, tmp_path, args, message):
+def test_build_options_are_refused_in_one_line_before_anything_is_written(source, tmp_path, args, code, message):
     for name, (cfg, image, _) in PACKS.items():
         if f"{{tmp}}/{name}" in args:
             _pack(tmp_path / name, cfg, image)
@@ -91,12 +100,35 @@ def test_build_options_are_refused_in_one_line_before_anything_is_written(source
     args = [a.format(tmp=tmp_path) for a in args]
     result = CliRunner().invoke(maskgen_main, ["build", "--source", str(source), "--out", str(out), *args,
                                                "--no-progress"])
-    assert result.exit_code in (1, 2), result.output  # 2: click could not read the value
+    assert result.exit_code == code, result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert __import__("re").search(message, errors[0]), errors[0]
+    if code == USAGE:  # click's message, naming the option
+        assert errors[0].startswith(f"Error: Invalid value for '{args[0]}'"), errors[0]
     assert not out.exists()
+
+
+def test_the_pairs_bound_is_per_source_image(source, tmp_path):
+    config = BuildConfig(source=str(source), out=str(tmp_path / "out"), workers=1, progress=False,
+                         pairs=MAX_PAIRS_PER_SOURCE + 1)  # the folder has one image
+    most = MAX_PAIRS_PER_SOURCE
+    with pytest.raises(BuildError, match=f"at most {most} per source image, {most} for the 1 in .*got {most + 1}"):
+        build(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_each_build_option_is_checked_by_the_library_s_own_check(monkeypatch, source, tmp_path):
+    """The command line holds no copy of a range: it asks maskgen.builder, as BuildConfig.validate does."""
+    import maskgen.builder
+
+    real = maskgen.builder.option_problem
+    monkeypatch.setattr(maskgen.builder, "option_problem", lambda name, value: "a rule changed in the library"
+                        if name == "shard_size" else real(name, value))
+    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(source), "--out", str(tmp_path / "out"),
+                                               "--shard-size", "10", "--no-progress"])
+    assert result.exit_code == USAGE and "'--shard-size': a rule changed in the library" in result.output
 
 
 @pytest.mark.parametrize("change,message", [
@@ -128,6 +160,111 @@ def test_a_good_pack_and_split_pass_the_checks(source, tmp_path):
     BuildConfig(source=str(source), out=str(tmp_path / "out"), mask=options, split=(0.7, 0.2, 0.1),
                 face_scale=0.25).validate()
     BuildConfig(source=str(source), out=str(tmp_path / "out"), split=(1.0, 0.0, 0.0), face_scale=1.0).validate()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "0"], "'-n': must be at least 1"),
+    (["-n", "-3"], "'-n': must be at least 1"),
+    (["--columns", "0"], "'--columns': must be at least 1"),
+    (["-o", "{tmp}/sheet"], "'-o' / '--output': 'sheet' has no suffix"),
+    (["-o", "{tmp}/sheet.txt"], "'-o' / '--output': no image format has the suffix '.txt'"),
+])
+def test_preview_options_are_usage_errors(tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(maskgen_main, ["preview", str(tmp_path), *args])  # checked before the dataset
+    assert result.exit_code == USAGE, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: Invalid value for {message}"), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_contact_sheet_checks_its_counts(tmp_path):
+    from maskgen.preview import contact_sheet
+
+    with pytest.raises(ValueError, match="columns must be at least 1"):
+        contact_sheet(tmp_path, columns=0)
+
+
+TRAIN_ARGS = ["train", "--out", "{tmp}/run", "--device", "cpu", "--no-progress"]
+
+
+def _train(tmp_path: Path, data: Path, *args: str):
+    argv = [a.format(tmp=tmp_path) for a in TRAIN_ARGS] + ["--data", str(data), *args]
+    result = CliRunner().invoke(unmask_main, argv)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "run").exists(), "the run folder was written"
+    return result.exit_code, errors[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--num-workers", "-3"], "'--num-workers': must be at least 0"),
+    (["--lr", "nan"], "'--lr': must be a finite number above 0, got nan"),
+    (["--lr", "0"], "'--lr': must be a finite number above 0"),
+    (["--lr-milestones", "0.5,1.5"], "'--lr-milestones': must be in (0, 1) (fractions of the run), got 1.5"),
+    (["--lr-milestones", "0.5,x"], "'--lr-milestones': comma-separated fractions"),
+    (["--steps", "0"], "'--steps': must be at least 1"),
+    (["--batch-size", "0"], "'--batch-size': must be at least 1"),
+    (["--resolution", "100"], "'--resolution': must be a positive multiple of 32"),
+    (["--resolution", "0"], "'--resolution': must be a positive multiple of 32"),
+    (["--checkpoint-every", "0"], "'--checkpoint-every': must be at least 1"),
+    (["--seed", "-1"], "'--seed': must be at least 0"),
+    (["--adv", "-0.1"], "'--adv' / '--alpha': must be a finite number at least 0"),
+    (["--gen-width", "0"], "'--generator-width' / '--gen-width': must be at least 1"),
+    (["--set", "seg_optim.lr=nan"], "'--set': seg_optim.lr: must be a finite number above 0"),
+    (["--set", "train.num_workers=-1"], "'--set': train.num_workers: must be at least 0"),
+    (["--set", "train.batch_size=many"], "'--set': train.batch_size: expected a number"),
+    (["--set", "train.nope=1"], "'--set': train.nope: no such config key"),
+    (["--set", "gan_optim.betas=[0.5]"], "'--set': gan_optim.betas: needs 2 entries"),
+])
+def test_train_options_are_usage_errors_before_the_run_folder(tmp_path, args, message):
+    code, error = _train(tmp_path, tmp_path, *args)
+    assert code == USAGE and error.startswith(f"Error: Invalid value for {message}"), error
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """Three training samples, one val sample: no maskgen records (a hand-made dataset)."""
+    from tests.unmask.testutils import write_split
+
+    data = tmp_path_factory.mktemp("data")
+    write_split(data, "train", [3])
+    write_split(data, "val", [1], start=100)
+    return data
+
+
+def test_train_problems_beyond_one_value_exit_1_before_the_run_folder(small_data, tmp_path):
+    """Values fine alone but not together, a bad --config file, data too small or missing: exit 1, and
+    nothing written to --out (a rerun with the corrected command starts afresh)."""
+    code, error = _train(tmp_path, small_data, "--gan-maps", "predicted", "--no-map")
+    assert code == USER and "train.gan_maps=predicted needs generator.use_map" in error
+    config = tmp_path / "config.yaml"
+    config.write_text("train:\n  batch_size: 0\n")
+    code, error = _train(tmp_path, small_data, "--config", str(config))
+    assert code == USER and error == f"Error: {config}: train.batch_size must be at least 1, got 0"
+    config.write_text("train: [unclosed\n")
+    code, error = _train(tmp_path, small_data, "--config", str(config))
+    assert code == USER and error.startswith(f"Error: {config}: while parsing")
+    code, error = _train(tmp_path, small_data, "--config", str(config), "--preset", "tiny")
+    assert code == USER and "--config and --preset are alternatives" in error
+    code, error = _train(tmp_path, small_data, "--preset", "tiny", "--batch-size", "100")
+    assert code == USER and "3 train samples are fewer than batch size 100" in error
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, error = _train(tmp_path, empty, "--preset", "tiny")
+    assert code == USER and f"no train-*.tar shards in {empty}" in error
+
+
+def test_config_values_are_checked_wherever_they_come_from():
+    from unmask.config import Config, value_problem
+
+    assert value_problem("seg_optim.lr", math.inf) == "must be a finite number above 0, got inf"
+    assert value_problem("train.steps", None) is None and value_problem("train.epochs", None) == "must have a value"
+    for key, value, message in [("seg_optim.lr", math.nan, "seg_optim.lr must be a finite number above 0"),
+                                ("train.num_workers", -3, "train.num_workers must be at least 0"),
+                                ("train.resolution", -64, "train.resolution must be a positive multiple of 32")]:
+        with pytest.raises(ValueError, match=message):
+            Config().replace(**{key: value})
 
 
 # --- how the commands end -------------------------------------------------------------------------------
@@ -195,7 +332,7 @@ def test_the_unmask_group_ends_the_same_way(monkeypatch, tmp_path):
 @pytest.mark.parametrize("option,value", [
     ("--batch-size", "0"), ("--max-samples", "0"), ("--max-samples", "-5"), ("--resolution", "0"),
     ("--resolution", "-64"), ("--inpaint-radius", "0"), ("--max-photos", "0"), ("--sheet-rows", "0"),
-    ("--failures", "-1"), ("--impostors", "-1"), ("--batch-size", "many"),
+    ("--failures", "-1"), ("--impostors", "-1"), ("--batch-size", "many"), ("--resolution", "100"),
 ])
 def test_evaluate_counts_are_checked_in_one_line(tmp_path, option, value):
     checkpoint = tmp_path / "run.pt"
@@ -242,12 +379,16 @@ def _command(name: str) -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", f"{name}.cli"]
 
 
-def test_console_script_refuses_a_bad_option_in_one_line(source, tmp_path):
+def test_console_script_refuses_a_bad_option_as_a_usage_error(source, tmp_path):
     result = _run([*_command("maskgen"), "build", "--source", str(source), "--out", str(tmp_path / "out"),
                    "--face-scale", "-1", "--no-progress"])
-    assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("Error: --face-scale must be in") and len(result.stderr.splitlines()) == 1
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: Invalid value for '--face-scale': must be in")
     assert not (tmp_path / "out").exists()
+    failure = _run([*_command("maskgen"), "build", "--source", str(source), "--out", str(tmp_path / "out"),
+                    "--backend", "dask", "--no-progress"])  # fine alone, not with the default --scheduler
+    assert failure.returncode == 1 and failure.stderr.startswith("Error: --backend dask needs --scheduler")
+    assert len(failure.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
     usage = _run([*_command("unmask"), "evaluate", "--data", str(tmp_path), "--checkpoint", str(source),
                   "--batch-size", "0"])
     assert usage.returncode == 2 and "Traceback" not in usage.stderr and "--batch-size" in usage.stderr

@@ -83,7 +83,7 @@ def test_config_file_options_and_errors(dataset_dir, tmp_path):
     bad = invoke("train", "--data", dataset_dir, "--out", tmp_path / "bad", "--set", "train.nope=1", *TINY)
     assert bad.exit_code == 2 and "train.nope" in bad.output
     both = invoke("train", "--data", dataset_dir, "--out", tmp_path / "bad", "--config", config_file, *TINY)
-    assert both.exit_code == 2
+    assert both.exit_code == 1 and "--config and --preset are alternatives" in both.output  # each fine alone
     missing_seg = invoke("train", "--stage", "gan", "--gan-maps", "predicted", "--data", dataset_dir,
                          "--out", tmp_path / "noseg", "--steps", "1", *TINY)
     assert missing_seg.exit_code == 1 and "stage-1 checkpoint" in missing_seg.output

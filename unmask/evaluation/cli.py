@@ -35,6 +35,16 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 COUNT = click.IntRange(min=1)  # a count or size: click refuses 0 and negatives in one line (exit 2)
 
 
+def _resolution(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+    """--resolution: a size the networks take, as training checks it (a bad one is a usage error)."""
+    from unmask.config import resolution_problem
+
+    problem = None if value is None else resolution_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
 def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
     unknown = [n for n in names if n not in known]
@@ -54,7 +64,8 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="Run of the reconstruction-only U-Net (trained with --adv 0), given the predicted maps.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: CHECKPOINT_RUN/eval/SPLIT].")
-@click.option("--resolution", type=click.IntRange(min=32), help="Resize samples to this size (multiple of 32) [default: the data's].")
+@click.option("--resolution", type=int, callback=_resolution,
+              help="Resize samples to this size (multiple of 32) [default: the data's].")
 @click.option("--batch-size", cls=EVAL, type=COUNT)
 @click.option("--max-samples", type=COUNT, help="Evaluate only the first N samples (quick checks).")
 @click.option("--device", cls=EVAL, type=click.Choice(["auto", "cpu", "cuda"]))
@@ -98,10 +109,9 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
     """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
     from .evaluate import EvalOptions
     from .evaluate import evaluate as run_evaluation
-    from .labels import PhotoLabelError
 
-    if photo_labels is not None and photos is None:
-        raise click.UsageError("--photo-labels requires --photos (the folder the labelled photos are in)")
+    if photo_labels is not None and photos is None:  # each fine alone: exit 1 (maskgen.clitools)
+        raise click.ClickException("--photo-labels requires --photos (the folder the labelled photos are in)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     given = {k: v for k, v in {  # None: not given, EvalOptions' default
         "split": split, "batch_size": batch_size, "device": device, "inpaint_radius": inpaint_radius,
@@ -121,9 +131,7 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
             identity=identity, progress=progress, **given,
         )
         summary = run_evaluation(opts)
-    except PhotoLabelError as error:  # checked before anything is written
-        raise click.BadParameter(str(error), param_hint="'--photo-labels'") from error
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # PhotoLabelError too: checked before anything is written
         raise click.ClickException(str(error)) from error
     from .scores import summary as summarize
 

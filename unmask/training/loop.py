@@ -87,17 +87,23 @@ def _check_resumable(path: Path, cfg: Config, opts: RunOptions, data_key: dict[s
     return state
 
 
-def _run_stage(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[str, Any]:
-    """Train one stage to its end (or resume it); returns its final metrics."""
+def _train_loader(cfg: Config, opts: RunOptions, rt: Runtime) -> TrainLoader:
+    """The training batches of every stage (the same data and batch size); RunError when there are no
+    shards or fewer samples than one batch."""
     t = cfg.train
     try:
-        loader = TrainLoader(
+        return TrainLoader(
             opts.data_dir, resolution=t.resolution, batch_size=t.batch_size, seed=t.seed, rank=rt.rank,
             world_size=rt.world_size, num_workers=t.num_workers, shuffle_buffer=t.shuffle_buffer,
             pin_memory=rt.device.type == "cuda",
         )
     except (FileNotFoundError, ValueError) as exc:
         raise RunError(str(exc)) from exc
+
+
+def _run_stage(stage: Stage, loader: TrainLoader, cfg: Config, opts: RunOptions, rt: Runtime) -> dict[str, Any]:
+    """Train one stage to its end (or resume it); returns its final metrics."""
+    t = cfg.train
     if rt.is_main and not list_shards(opts.data_dir, "val"):
         log.warning("no val shards in %s: stage %s runs without validation metrics", opts.data_dir, stage.name)
     spe = loader.steps_per_epoch
@@ -231,6 +237,7 @@ def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     # The data as recorded, before anything is written (every rank: each must stop alike).
     check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
+        loader = _train_loader(cfg, opts, rt)  # no shards, or fewer samples than a batch: nothing written yet
         stages = ckpt.STAGES if opts.stage == "all" else (opts.stage,)
         for name in stages:  # before anything is written to the run directory
             path = ckpt.checkpoint_path(opts.run_dir, name)
@@ -250,5 +257,5 @@ def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
         for name in stages:
             seed_everything(cfg.train.seed)  # identical initial weights on every rank
             stage = build_stage(name, cfg, opts, rt, perceptual, perceptual_meta)
-            results[name] = _run_stage(stage, cfg, opts, rt)
+            results[name] = _run_stage(stage, loader, cfg, opts, rt)
         return results
