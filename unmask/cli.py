@@ -129,6 +129,7 @@ def train(
     """
     from unmask.training.loop import train as run_training
     from unmask.training.options import NonFiniteLossError, RunError
+    from unmask.training.runtime import DeviceError, resolve_device
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s")
@@ -150,8 +151,9 @@ def train(
         verify_data=verify_data, **{k: v for k, v in unset.items() if v is not None},
     )
     try:
+        resolve_device(opts.device)  # a missing GPU is told before the dataset check
         results = run_training(cfg, opts)
-    except (NonFiniteLossError, RunError, FileNotFoundError) as exc:
+    except (NonFiniteLossError, RunError, FileNotFoundError, DeviceError) as exc:
         raise click.ClickException(str(exc)) from exc
     if rank == 0:
         for name, metrics in results.items():
@@ -175,11 +177,16 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
     """
     from unmask.predict import PredictError, Unmasker, plan_outputs, predict_files, shown
+    from unmask.training.runtime import DeviceError, resolve_device
 
     def report(name: str, reason: str) -> None:
         click.echo(f"skipped {name}: {reason}", err=True)
 
-    plan, skipped = plan_outputs(inputs, out_dir)
+    try:
+        resolve_device(device)
+        plan, skipped = plan_outputs(inputs, out_dir)  # refused before anything is written
+    except (DeviceError, PredictError) as exc:
+        raise click.ClickException(str(exc)) from None
     for name, reason in skipped:
         report(name, reason)
     if not plan:
