@@ -164,9 +164,10 @@ def train(
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map); a folder's images keep "
-                   "their sub-folders (under each folder's name when several are given).")
+                   "their sub-folders (under each folder's name when several are given). It holds no input: "
+                   "inside an input folder it is left out of the inputs.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Run directory (checkpoints/seg.pt + gan.pt) or one checkpoint file.")
+              help="Run directory (checkpoints/seg.pt + gan.pt), or the gan.pt of a --no-map run.")
 @click.option("--aligned/--photos", "aligned", default=None,
               help="Inputs are aligned maskgen crops / photos to detect and align [default: detect, and "
                    "take square images without a detectable face as crops].")
