@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tests.unmask.testutils import write_split
 from unmask.cli import main
 from unmask.predict import PredictError, plan_outputs
+from unmask.training.runtime import DeviceError, resolve_device
 
 
 def _touch(path: Path) -> Path:
@@ -111,3 +112,21 @@ def test_device_cuda_without_cuda_is_one_line_before_anything_is_written(tmp_pat
     line = one_line(result.output)
     assert result.exit_code == 1 and line.startswith("Error: --device cuda: ") and "debug" not in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("built,count,device,expected", [
+    (False, 0, "cuda", "--device cuda: this torch ({version}) is built without CUDA; use --device cpu"),
+    (True, 0, "cuda", "--device cuda: torch sees no CUDA devices; use --device cpu"),
+    (True, 1, "cuda:1", "--device cuda:1: torch sees 1 CUDA device; use --device cpu"),
+    (True, 2, "cuda:1", "cuda:1"), (True, 0, "auto", "cpu"), (False, 0, "cpu", "cpu"),
+])
+def test_resolve_device_says_why_cuda_is_not_there(monkeypatch, built, count, device, expected):
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: built)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if expected.startswith("--device"):
+        with pytest.raises(DeviceError) as error:
+            resolve_device(device)
+        assert str(error.value) == expected.format(version=torch.__version__)
+    else:
+        assert resolve_device(device) == torch.device(expected)
