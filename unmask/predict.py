@@ -231,7 +231,7 @@ class _Within:
         self._known: dict[str, bool] = {}  # resolved path -> in the folder
 
     def __call__(self, path: Path) -> bool:
-        entry = os.path.join(os.path.realpath(path.parent), path.name)  # the entry itself, not followed
+        entry = os.path.join(os.path.realpath(path.parent), path.name)  # where the entry lies (a link: not its target)
         return self.folder is not None and (self._resolved(entry) or self._resolved(os.path.realpath(path)))
 
     def _resolved(self, path: str) -> bool:
