@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".
                           ".pnm", ".ico", ".psd", ".svg", ".dng", ".cr2", ".nef", ".arw")
 MIN_SIDE = 40  # smaller images cannot hold a face the 68-point predictor can place
 MAX_SIDE = 4096  # larger images are downscaled on load; landmarks and crops need no more
+# Larger images are refused before decoding: a PNG of a few hundred KB can claim gigapixels.
+MAX_PIXELS = 20000 * 20000
 
 CELEBA_LAYOUTS = {
     "img_align_celeba": "list_landmarks_align_celeba.txt",
@@ -48,8 +51,9 @@ IDENTITY_FILE = "identity_CelebA.txt"
 PARTITION_NAMES = {"0": "train", "1": "val", "2": "test"}
 EXIF_ORIENTATION = 0x0112
 
-# Allow PIL to read big but legitimate photos; MAX_SIDE bounds what we keep in memory.
-Image.MAX_IMAGE_PIXELS = 20000 * 20000
+# PIL's own check (for any reader in the process) at the same limit; it warns above it and refuses only
+# above twice it, so load_image checks the size itself.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class BadImage(Exception):
@@ -253,19 +257,27 @@ def error_text(err: BaseException, path: str | Path) -> str:
 def load_image(path: str | Path, max_side: int | None = MAX_SIDE) -> np.ndarray:
     """Read an image as RGB uint8 (H, W, 3), upright per EXIF; raise BadImage with a reason.
 
-    Images larger than ``max_side`` are downscaled to it (None: kept at full size)."""
+    Images larger than ``max_side`` are downscaled to it (None: kept at full size); images of more than
+    MAX_PIXELS are refused from their header, without decoding."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise BadImage("empty file")
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the size
+            opened = Image.open(path)
+        with opened as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise BadImage(f"image too large ({img.width}x{img.height} px, limit {MAX_PIXELS} px): not decoded")
             img.load()  # decodes now, so truncation shows here
             if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 img = ImageOps.exif_transpose(img)  # (a copy: only when there is something to undo)
             arr = _to_uint8_rgb(img)
     except BadImage:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # PIL's refusal past twice the limit, from the header too
+        raise BadImage(f"image too large (over {2 * MAX_PIXELS} px, limit {MAX_PIXELS} px): not decoded") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"unreadable image: {error_text(e, path)}") from None
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE:

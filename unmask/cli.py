@@ -191,6 +191,7 @@ def train(
     """
     from unmask.training.loop import train as run_training
     from unmask.training.options import NonFiniteLossError, RunError
+    from unmask.training.runtime import DeviceError, resolve_device
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s")
@@ -214,8 +215,9 @@ def train(
         verify_data=verify_data, **{k: v for k, v in unset.items() if v is not None},
     )
     try:
+        resolve_device(opts.device)  # a missing GPU is told before the dataset check
         results = run_training(cfg, opts)
-    except (NonFiniteLossError, RunError, FileNotFoundError) as exc:
+    except (NonFiniteLossError, RunError, FileNotFoundError, DeviceError) as exc:
         raise click.ClickException(str(exc)) from exc
     if rank == 0:
         for name, metrics in results.items():
@@ -226,9 +228,10 @@ def train(
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map); a folder's images keep "
-                   "their sub-folders (under each folder's name when several are given).")
+                   "their sub-folders (under each folder's name when several are given). It holds no input: "
+                   "inside an input folder it is left out of the inputs.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Run directory (checkpoints/seg.pt + gan.pt) or one checkpoint file.")
+              help="Run directory (checkpoints/seg.pt + gan.pt), or the gan.pt of a --no-map run.")
 @click.option("--aligned/--photos", "aligned", default=None,
               help="Inputs are aligned maskgen crops / photos to detect and align [default: detect, and "
                    "take square images without a detectable face as crops].")
@@ -239,11 +242,16 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
     """
     from unmask.predict import PredictError, Unmasker, plan_outputs, predict_files, shown
+    from unmask.training.runtime import DeviceError, resolve_device
 
     def report(name: str, reason: str) -> None:
         click.echo(f"skipped {name}: {reason}", err=True)
 
-    plan, skipped = plan_outputs(inputs, out_dir)
+    try:
+        resolve_device(device)
+        plan, skipped = plan_outputs(inputs, out_dir)  # refused before anything is written
+    except (DeviceError, PredictError) as exc:
+        raise click.ClickException(str(exc)) from None
     for name, reason in skipped:
         report(name, reason)
     if not plan:

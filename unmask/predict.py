@@ -70,12 +70,16 @@ class Unmasker:
         self.threshold = threshold
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> "Unmasker":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", maps_given: bool = False,
+                        **kwargs) -> "Unmasker":
+        """The models of a run directory or checkpoint file. Both stages are needed (ValueError otherwise)
+        unless the generator takes no map, or ``maps_given``: the caller passes maps to ``unmask_crops``."""
         config, mseg, generator = load_models(path, device)
         if generator is None:
             raise ValueError(f"{path} holds no stage-2 (generator) weights: train with --stage gan or all")
-        if mseg is None and generator.use_map:
-            log.warning("%s holds no stage-1 model: maps must be passed to unmask_crops", path)
+        if mseg is None and generator.use_map and not maps_given:
+            raise ValueError(f"{path} holds no stage-1 (M-Seg) model to predict the maps its generator needs: "
+                             "give a run directory with both checkpoints (seg.pt and gan.pt)")
         return cls(generator, mseg, config, device, **kwargs)
 
     @torch.no_grad()
@@ -170,18 +174,30 @@ def plan_outputs(inputs: Sequence[Path], out: Path) -> tuple[list[PlannedOutput]
     NAME.png and NAME_map.png with NAME the input's name without its suffix, or with it where two
     inputs would share a name (a.jpg, a.png), then with -2, -3, ... (compared ignoring case, for file
     systems that do). Names too long for the file system are shortened with a hash of the full name.
+
+    The output folder never holds an input, so outputs never become inputs nor replace one (nor a photo
+    next to an input): a folder's walk leaves out the output folder inside it (a rerun into ``photos/out``
+    does not unmask the last run's results), and an input in the output folder, or the output folder
+    itself given as input, is refused (PredictError) before anything is written.
     """
+    in_out = _Within(out)
     sources: list[tuple[Path, PurePosixPath]] = []  # (input file, its path below out, suffix and all)
     skipped: list[tuple[str, str]] = []
     seen: set[Path] = set()
     folders = [item for item in inputs if item.is_dir()]
+    for item in inputs:
+        if in_out(item):
+            what = "input folder" if item in folders else "input"
+            where = "is" if item in folders and os.path.samefile(item, out) else "is inside"
+            raise PredictError(f"the {what} {shown(item)} {where} the output folder {shown(out)}: "
+                               "give an output folder outside the inputs")
     prefixes = _unique_names([item.resolve().name or "root" for item in folders]) if len(folders) > 1 else None
     for item in inputs:
         if item.is_dir():
             files, problems = find_images(item)
-            skipped += [(shown(path), reason) for path, reason in problems]
+            skipped += [(shown(path), reason) for path, reason in problems if not in_out(path)]
             prefix = PurePosixPath(prefixes[folders.index(item)]) if prefixes else PurePosixPath()
-            found = [(f, prefix / f.relative_to(item).as_posix()) for f in files]
+            found = [(f, prefix / f.relative_to(item).as_posix()) for f in files if not in_out(f)]
         else:
             found = [(item, PurePosixPath(item.name))]
         for path, rel in found:
@@ -204,6 +220,33 @@ def plan_outputs(inputs: Sequence[Path], out: Path) -> tuple[list[PlannedOutput]
         claimed_dirs.update(parents)
         plan.append(PlannedOutput(path, out / outputs[0], out / outputs[1]))
     return plan, skipped
+
+
+class _Within:
+    """Whether a path lies in ``folder``, or is a link into it. Folders are compared by identity (device,
+    inode), so links, ``..`` and case-insensitive names are seen through; a folder not made yet holds nothing."""
+
+    def __init__(self, folder: Path):
+        self.folder = _identity(folder)
+        self._known: dict[str, bool] = {}  # resolved path -> in the folder
+
+    def __call__(self, path: Path) -> bool:
+        entry = os.path.join(os.path.realpath(path.parent), path.name)  # where the entry lies (a link: not its target)
+        return self.folder is not None and (self._resolved(entry) or self._resolved(os.path.realpath(path)))
+
+    def _resolved(self, path: str) -> bool:
+        if path not in self._known:
+            parent = os.path.dirname(path)
+            self._known[path] = _identity(path) == self.folder or (parent != path and self._resolved(parent))
+        return self._known[path]
+
+
+def _identity(path: str | Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _unique_names(names: list[str]) -> list[str]:

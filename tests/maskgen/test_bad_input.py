@@ -11,7 +11,7 @@ from PIL import Image
 
 from maskgen.builder import BuildConfig, build
 from maskgen.landmarks import NoFace, detect
-from maskgen.source import BadImage, discover, load_image
+from maskgen.source import MAX_PIXELS, BadImage, discover, load_image
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +128,33 @@ def test_malformed_annotation_rows_are_skipped_with_a_reason(tmp_path, celeba_im
     assert any("malformed row" in r for r in problems.values())
 
 
-def _zero_size_png() -> bytes:
-    """A PNG whose header says 0 x 0 pixels."""
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` RGB pixels, with no pixel data: decoding it fails."""
     import struct
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+LIMIT_W = MAX_PIXELS // 20000  # a LIMIT_W x 20000 image is at the limit
+
+
+@pytest.mark.parametrize("width,height,reason", [
+    (LIMIT_W, 20000, "unreadable image"),  # at the limit: decoded (and found to hold no pixels)
+    (LIMIT_W + 1, 20000, f"image too large ({LIMIT_W + 1}x20000 px, limit {MAX_PIXELS} px): not decoded"),
+    (2 * LIMIT_W + 1, 20000, f"image too large (over {2 * MAX_PIXELS} px, limit {MAX_PIXELS} px): not decoded"),
+])
+def test_an_image_past_the_pixel_limit_is_refused_from_its_header(tmp_path, recwarn, width, height, reason):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(width, height))
+    with pytest.raises(BadImage) as error:
+        load_image(path, max_side=None)
+    assert str(error.value).startswith(reason)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, celeba_images, monkeypatch):
@@ -155,7 +172,8 @@ def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, ce
     (root / "linked").symlink_to(real, target_is_directory=True)
     (root / "text.jpg").write_text("not an image\n")
     (root / "empty.png").write_bytes(b"")
-    (root / "zero_size.png").write_bytes(_zero_size_png())
+    (root / "zero_size.png").write_bytes(png_header_only(0, 0))
+    (root / "bomb.png").write_bytes(png_header_only(LIMIT_W + 1, 20000))  # past the limit, in 65 bytes
     (root / "animation.gif").write_bytes(b"GIF89a")
     (root / "notes.txt").write_text("not a source: not listed\n")
     locked = root / "sub" / "locked.jpg"
@@ -174,6 +192,7 @@ def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, ce
         "folder.jpg": ("source", "a folder, not an image file"), "linked": ("source", "symbolic link to a folder"),
         "animation.gif": ("source", "gif images are not read"), "empty.png": ("landmarks", "empty file"),
         "text.jpg": ("landmarks", "unreadable image"), "zero_size.png": ("landmarks", "unreadable image"),
+        "bomb.png": ("landmarks", "image too large"),
         "sub/locked.jpg": ("landmarks", "unreadable image: PermissionError: Permission denied"),
         "private": ("source", "folder cannot be listed (permission denied)"),
     }

@@ -17,6 +17,7 @@ from unmask.cli import main
 from unmask.predict import Unmasker, plan_outputs
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
+from tests.maskgen.test_bad_input import png_header_only
 from tests.unmask.testutils import tiny_config
 
 
@@ -146,10 +147,12 @@ def test_predict_cli_on_odd_names_duplicates_a_corrupt_file_and_a_large_photo(ti
     assert cv2.imencode(".jpg", large)[1].tofile(photos / "large.jpg") is None
     loose = tmp_path / "elsewhere" / os.fsdecode(b"\xff.jpg")  # a file argument named with a bad byte
     _touch(loose).write_bytes(celeba_images[9].read_bytes())
+    (photos / "bomb.png").write_bytes(png_header_only(20001, 20000))  # past the pixel limit: never decoded
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["predict", str(photos), str(loose), "-o", str(out), "--checkpoint", str(tiny_run)])
     assert res.exit_code == 0, res.output
-    assert "6 unmasked" in res.output and "1 skipped" in res.output and "b corrupt.jpg" in res.output
+    assert "6 unmasked" in res.output and "2 skipped" in res.output and "b corrupt.jpg" in res.output
+    assert f"skipped {photos / 'bomb.png'}: image too large (20001x20000 px" in res.output
     expected = {"sub1/face.png": celeba_images[3], "sub2/face.png": celeba_images[4],
                 "a good ü.png": celeba_images[5], NOT_UTF8[:-4] + ".png": celeba_images[6],
                 "large.png": photos / "large.jpg", os.fsdecode(b"\xff.png"): loose}
@@ -157,6 +160,35 @@ def test_predict_cli_on_odd_names_duplicates_a_corrupt_file_and_a_large_photo(ti
         result, result_map = _read(out / rel), _read(out / rel.replace(".png", "_map.png"))
         assert result.shape == _read(source).shape and result_map.shape == result.shape[:2], rel
     assert not (out / "b corrupt.png").exists()
+
+
+def test_predict_cli_reruns_into_an_output_folder_inside_the_inputs_without_taking_outputs_as_inputs(
+        tiny_run, celeba_images, tmp_path):
+    photos = tmp_path / "photos"
+    _touch(photos / "face.jpg").write_bytes(celeba_images[3].read_bytes())
+    args = ["predict", str(photos), "-o", str(photos / "out"), "--checkpoint", str(tiny_run)]
+    first = CliRunner().invoke(main, args)
+    written = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    assert "1 unmasked" in second.output and "0 skipped" in second.output, second.output
+    assert sorted(p.relative_to(photos).as_posix() for p in written) == ["face.jpg", "out/face.png", "out/face_map.png"]
+    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()} == written
+
+
+def test_predict_cli_refuses_a_checkpoint_without_stage_1_in_one_line(tiny_run, celeba_images, tmp_path):
+    gan = tiny_run / "checkpoints" / "gan.pt"
+    res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(tmp_path / "out"),
+                                    "--checkpoint", str(gan)])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0] == (f"Error: {gan} holds no stage-1 (M-Seg) model to predict the maps its generator needs: "
+                        "give a run directory with both checkpoints (seg.pt and gan.pt)")
+    assert not (tmp_path / "out").exists()
+    # In Python, a caller that passes the maps itself may use it.
+    unmasker = Unmasker.from_checkpoint(gan, maps_given=True)
+    crops, maps = np.zeros((1, 64, 64, 3), np.uint8), np.full((1, 64, 64), 255, np.uint8)
+    assert unmasker.unmask_crops(crops, maps)[0].shape == (1, 64, 64, 3)
 
 
 def test_predict_cli_fails_when_nothing_is_done(tiny_run, tmp_path):

@@ -41,6 +41,7 @@ from unmask import identity, metrics
 from unmask.data import check_dataset
 from unmask.identity import GROUND_TRUTH_PROBE
 from unmask.metrics import fid as fid_metric
+from unmask.training.runtime import resolve_device  # DeviceError: a ValueError, one line from the CLI
 
 from . import (
     DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE,
@@ -103,12 +104,6 @@ class EvalOptions:
             raise ValueError("identity_max_samples must be at least 1 (None: every sample)")
         if self.impostors < 0:
             raise ValueError("impostors must be at least 0")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class EvaluationPass:

@@ -1,6 +1,9 @@
 """The runtime context of this process: device, rank and world size of a ``torchrun`` launch, mixed
 precision, determinism, seeding.
 
+``resolve_device`` is the one reading of a ``--device`` value (``train``, ``evaluate``, ``predict``): a
+device this machine does not have is a ``DeviceError`` with one line, before anything runs.
+
 Distributed: launched by ``torchrun``, every process reads RANK / WORLD_SIZE / LOCAL_RANK and
 joins the process group (nccl on CUDA, gloo on CPU); ``Runtime`` averages and sums over ranks.
 """
@@ -16,6 +19,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+
+
+class DeviceError(ValueError):
+    """A ``--device`` this machine cannot give (one-line message)."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device for a ``--device`` value: "auto" is CUDA where torch sees a GPU, else the CPU.
+    CUDA without a GPU is refused here, not by torch's assertion at the first tensor moved there."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise DeviceError(f"--device {device}: this torch ({torch.__version__}) is built without CUDA; "
+                              "use --device cpu")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count <= (resolved.index or 0):
+            raise DeviceError(f"--device {device}: torch sees {count or 'no'} CUDA device{'' if count == 1 else 's'}; "
+                              "use --device cpu")
+    return resolved
 
 
 @dataclass
@@ -76,11 +100,7 @@ def _setup_runtime(device: str, amp: str) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda, but torch sees no CUDA device")
+    if resolve_device(device).type == "cuda":
         torch.cuda.set_device(local_rank)
         torch_device = torch.device("cuda", local_rank)
     else:
