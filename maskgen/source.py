@@ -39,8 +39,9 @@ OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".
                           ".pnm", ".ico", ".psd", ".svg", ".dng", ".cr2", ".nef", ".arw")
 MIN_SIDE = 40  # smaller images cannot hold a face the 68-point predictor can place
 MAX_SIDE = 4096  # larger images are downscaled on load; landmarks and crops need no more
-# Larger images are refused before decoding: a PNG of a few hundred KB can claim gigapixels.
-MAX_PIXELS = 20000 * 20000
+# Larger images are refused before decoding: a PNG of a few hundred KB can claim gigapixels, and
+# decoding one costs ~12 bytes a pixel. 200 Mpx takes the largest phone sensors (16320 x 12240).
+MAX_PIXELS = 200_000_000
 
 CELEBA_LAYOUTS = {
     "img_align_celeba": "list_landmarks_align_celeba.txt",
