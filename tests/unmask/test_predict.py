@@ -17,7 +17,7 @@ from unmask.cli import main
 from unmask.predict import Unmasker, plan_outputs
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
-from tests.maskgen.test_bad_input import png_header_only
+from tests.maskgen.test_bad_input import LIMIT_W, png_header_only
 from tests.unmask.testutils import tiny_config
 
 
@@ -147,12 +147,12 @@ def test_predict_cli_on_odd_names_duplicates_a_corrupt_file_and_a_large_photo(ti
     assert cv2.imencode(".jpg", large)[1].tofile(photos / "large.jpg") is None
     loose = tmp_path / "elsewhere" / os.fsdecode(b"\xff.jpg")  # a file argument named with a bad byte
     _touch(loose).write_bytes(celeba_images[9].read_bytes())
-    (photos / "bomb.png").write_bytes(png_header_only(20001, 20000))  # past the pixel limit: never decoded
+    (photos / "bomb.png").write_bytes(png_header_only(LIMIT_W + 1, 20000))  # past the pixel limit: never decoded
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["predict", str(photos), str(loose), "-o", str(out), "--checkpoint", str(tiny_run)])
     assert res.exit_code == 0, res.output
     assert "6 unmasked" in res.output and "2 skipped" in res.output and "b corrupt.jpg" in res.output
-    assert f"skipped {photos / 'bomb.png'}: image too large (20001x20000 px" in res.output
+    assert f"skipped {photos / 'bomb.png'}: image too large ({LIMIT_W + 1}x20000 px" in res.output
     expected = {"sub1/face.png": celeba_images[3], "sub2/face.png": celeba_images[4],
                 "a good ü.png": celeba_images[5], NOT_UTF8[:-4] + ".png": celeba_images[6],
                 "large.png": photos / "large.jpg", os.fsdecode(b"\xff.png"): loose}
