@@ -157,6 +157,16 @@ def landmark_problem(points, image_shape: tuple[int, ...]) -> str | None:
     return None
 
 
+def far_outside(points, image_shape: tuple[int, ...]) -> bool:
+    """True when a point is not finite or lies more than the image's own size outside it: no detector
+    gives such a point, only a corrupt landmarks file or one of another source (``--landmarks``)."""
+    h, w = image_shape[:2]
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    if not np.all(np.isfinite(p)):
+        return True
+    return bool(np.any((p[:, 0] < -w) | (p[:, 0] > 2 * w) | (p[:, 1] < -h) | (p[:, 1] > 2 * h)))
+
+
 def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:
     eyes = (pts5[0] + pts5[1]) / 2
     mouth = (pts5[3] + pts5[4]) / 2

@@ -526,7 +526,7 @@ def load_pack(path: str | Path) -> list[MaskTemplate]:
     root = cfg_path.parent
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no masks.cfg in template pack {path}")
-    cfg = configparser.ConfigParser()
+    cfg = configparser.ConfigParser(interpolation=None)  # MaskTheFace's files have none; '%' is a file name's
     try:
         with open(cfg_path, encoding="utf-8") as text:
             cfg.read_file(text)

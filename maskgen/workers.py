@@ -11,7 +11,7 @@ import numpy as np
 
 from .align import align_face
 from .compose import MaskOptions, encode, make_triplet
-from .landmarks import NoFace, locate
+from .landmarks import NoFace, far_outside, locate
 from .source import BadImage, error_text, load_image
 
 
@@ -53,6 +53,8 @@ def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: 
             try:
                 image = load_image(spec["path"])
                 points = np.asarray(spec["points"], np.float64).reshape(68, 2)
+                if far_outside(points, image.shape):  # aligning to them would take forever
+                    raise BadImage("landmarks far outside the image (a landmarks file of another source?)")
                 face = align_face(image, points, res, face_scale)
             except BadImage as err:
                 error = str(err)

@@ -18,6 +18,8 @@ truncated, random bytes, another torch file, the other stage's, another format) 
 
 from __future__ import annotations
 
+import io
+
 import pickle
 import random
 import shutil
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskgen.files import atomic_output
+from maskgen.files import atomic_output, write_bytes_atomic
 from unmask.config import Config, diff
 from unmask.models import Generator, MSeg
 
@@ -65,8 +67,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Written atomically (``maskgen.files``): a crash leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as f:
-        torch.save(payload, f)
+    # Serialised in memory first: torch's file writer turns a full disk into its own RuntimeError
+    # ("unexpected pos ..."); the atomic writer's OSError names the file and the cause.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getbuffer())
 
 
 def _unreadable(path: Path, exc: Exception) -> str:

@@ -412,3 +412,30 @@ def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp
     assert killed >= 2
     _build(faces, out)
     assert _files(out) == _files(clean)
+
+
+def test_landmarks_far_outside_the_image_are_a_failure_not_a_hang():
+    """A corrupt or foreign landmarks file (``--landmarks``) can put a point anywhere: aligning to
+    1e12 never ends. Such a source is a failure with a reason; its true landmarks still compose."""
+    from tests.testdata import CELEBA
+    from maskgen.compose import MaskOptions
+    from maskgen.landmarks import locate
+    from maskgen.source import load_image
+    from maskgen.workers import compose_task
+
+    path = CELEBA / "img_align_celeba" / "000002.jpg"
+    if not path.is_file():
+        pytest.skip(f"shared test data absent: {path}")
+    points = locate(load_image(path)).points
+
+    def compose(pts):
+        spec = {"key": "k_00", "path": str(path), "source": "000002.jpg", "identity": None, "split": "train",
+                "points": pts.ravel().tolist(), "method": "file"}
+        return compose_task([spec], MaskOptions.create(), 128, 0.72, 0, 95)[0]
+
+    assert compose(points)[1] is not None
+    for bad in (1e12, np.nan, -5000.0):
+        corrupt = points.copy()
+        corrupt[30] = bad
+        key, members, reason = compose(corrupt)
+        assert members is None and reason.startswith("landmarks far outside the image"), reason

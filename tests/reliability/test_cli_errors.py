@@ -53,6 +53,8 @@ PACKS = {  # name: (masks.cfg, template image, expected message)
     "nan_anchor": (ANCHORS.replace("mask_e: 50, 95", "mask_e: 50, nan"), OPAQUE, "unusable anchors"),
     "transparent": (ANCHORS, np.zeros((100, 100, 4), np.uint8), "fully transparent"),
     "no_alpha": (ANCHORS, OPAQUE[..., :3], "expected an RGBA PNG"),
+    # a '%' is part of a file name (no interpolation): read as it is, and this one is not there
+    "percent_name": (ANCHORS + "template = templates/50%off.png\n", OPAQUE, r"template image for \[surgical\] not found"),
 }
 
 

@@ -4,6 +4,7 @@ training followed by a resume."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -398,3 +399,22 @@ def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
     for stage in ("seg", "gan"):
         checkpoint_tensors_equal(ckpt.checkpoint_path(tmp_path / "clean", stage), ckpt.checkpoint_path(run, stage))
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path, monkeypatch):
+    """torch's own writer reports a short write as "unexpected pos ..."; the checkpoint writer's
+    OSError names the file and the cause, and leaves nothing behind."""
+    from maskgen import files
+
+    class Full(io.FileIO):  # the file is created; not one byte fits
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_open = open
+    monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: Full(path, "w") if mode == "wb"
+                        else real_open(path, mode), raising=False)
+    target = tmp_path / "checkpoints" / "seg.pt"
+    with pytest.raises(OSError) as caught:
+        ckpt.save_checkpoint(target, {"format": 1, "weights": torch.zeros(1000)})
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert list(target.parent.iterdir()) == []
