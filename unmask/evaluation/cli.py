@@ -19,7 +19,7 @@ import click
 
 from maskgen.cli import DataclassDefault, dataclass_default
 
-from . import METRICS_FILE, PER_IMAGE_FILE, SUMMARY_FILE, method_order
+from . import METRICS_FILE, PER_IMAGE_FILE, PHOTOS_FILE, SUMMARY_FILE, method_order
 from .baselines import BASELINES
 
 
@@ -137,6 +137,22 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
 
     click.echo(json.dumps(summarize(summary), indent=1))
     click.echo(f"wrote {out_dir / SUMMARY_FILE}, {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
+    if photos is not None and (out_dir / PHOTOS_FILE).is_file():
+        _tell_photos(photos, out_dir / PHOTOS_FILE)
+
+
+def _tell_photos(photos: Path, table_path: Path) -> None:
+    """One line on the real photos; exit 1 when none could be used (their reasons are in the table)."""
+    import pandas as pd
+
+    table = pd.read_parquet(table_path)
+    used = int(table["face"].sum())
+    reasons = table.loc[~table["face"], "reason"].fillna("").str.split(":").str[0].value_counts()
+    skipped = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+    line = f"photos: {used} of {len(table)} used" + (f" ({skipped}; see {table_path})" if skipped else "")
+    if used == 0:
+        raise click.ClickException(f"no usable photo in {photos}: {line}")
+    click.echo(line)
 
 
 @click.command()

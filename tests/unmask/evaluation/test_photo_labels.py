@@ -150,3 +150,17 @@ def test_cli_refuses_bad_labels_before_writing(labelled, eval_dataset, two_stage
     alone = CliRunner().invoke(evaluate_command, args + ["--photo-labels", str(labels)])
     assert alone.exit_code == 1 and "--photo-labels requires --photos" in alone.output  # each fine alone
     assert not out.exists()
+
+
+def test_cli_says_how_many_photos_were_used_and_fails_when_none(eval_dataset, two_stage_run, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_text("not an image")
+    (photos / "c.png").write_bytes(bytes(range(256)) * 4)
+    out = tmp_path / "out"
+    args = ["--data", str(eval_dataset), "--checkpoint", str(two_stage_run), "-o", str(out), "--no-progress",
+            "--max-samples", "1", "--baselines", "none", "--device", "cpu", "--photos", str(photos)]
+    result = CliRunner().invoke(evaluate_command, args)
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and f"no usable photo in {photos}: photos: 0 of 2 used (2 unreadable" in error[0], error
