@@ -205,10 +205,10 @@ def generator_differences(theirs: Config | dict[str, Any], ours: Config | dict[s
 
 
 def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_key: dict[str, int] | None = None,
-                   perceptual: bool | None = None) -> str | None:
+                   perceptual: bool | None = None, dataset: str | None = None) -> str | None:
     """Why the checkpoint ``state`` (read from ``path``) cannot be continued exactly by a run with
     ``cfg``, this batch-order key (``data_key``) and this perceptual setting; None when it can.
-    ``data_key`` / ``perceptual`` None: not checked (yet)."""
+    ``data_key`` / ``perceptual`` / ``dataset`` (``unmask.data.dataset_fingerprint``) None: not checked (yet)."""
     missing = [key for key in RESUME_KEYS if key not in state]
     if missing:
         return f"cannot resume {path}: it holds models only (no {', '.join(missing)})"
@@ -223,6 +223,10 @@ def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_ke
     differences = diff(computed(state["config"]), computed(cfg.to_dict()))
     if differences:
         return f"cannot resume {path} with a different config: {differences}"
+    # checkpoints written before the fingerprint was recorded hold none: not checked
+    if dataset is not None and state.get("dataset", dataset) != dataset:
+        return (f"cannot resume {path} on other data: it was trained on {state['dataset']}, --data holds "
+                f"{dataset} (unmask.data.dataset_fingerprint)")
     if data_key is not None and state["data"] != data_key:
         return (f"cannot resume {path} exactly: the batch order depends on {sorted(data_key)}; "
                 f"checkpoint has {state['data']}, this run {data_key}")

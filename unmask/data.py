@@ -37,6 +37,7 @@ them among the samples it drops (``known_bad``). With perfect data nothing chang
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from collections.abc import Iterator
@@ -49,7 +50,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from maskgen.format import BUILD_INFO, MANIFEST, MAP, MASKED, UNMASKED, shard_glob
+from maskgen.files import read_json_object
+from maskgen.format import BUILD_INFO, MANIFEST, MAP, MASKED, STATS, UNMASKED, shard_glob
 from maskgen.reader import (
     BadSample, BadShard, RawSample, decode_image, error_cause, list_shards, member_names, raw_samples, sample_count,
     sample_keys,
@@ -81,6 +83,24 @@ def check_dataset(data_dir: str | Path, splits: tuple[str, ...], *, full_hash: b
         return
     for split in splits:
         shard_counts(data_dir, split)
+
+
+def dataset_fingerprint(data_dir: str | Path) -> str:
+    """What a run was trained on, for ``--resume`` to refuse other data: the manifest's digest of a
+    ``maskgen build`` dataset (stats.json; the shards are checked against it at start), else the name,
+    size and first 64 KiB (headers and first images) of each train and val shard."""
+    data_dir = Path(data_dir)
+    stats = data_dir / STATS
+    if stats.is_file():
+        digest = read_json_object(stats).get("manifest_sha256")
+        if isinstance(digest, str):
+            return f"manifest:{digest}"
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        for shard in list_shards(data_dir, split):
+            with open(shard, "rb") as f:
+                h.update(f"{Path(shard).name}:{Path(shard).stat().st_size}:".encode() + f.read(1 << 16))
+    return f"shards:{h.hexdigest()}"
 
 
 def _manifest_keys(data_dir: Path) -> dict[str, list[str]] | None:

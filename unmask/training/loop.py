@@ -21,7 +21,7 @@ from unmask import checkpoint as ckpt
 from unmask.config import Config
 from maskgen.files import clean_temporaries
 from maskgen.reader import list_shards
-from unmask.data import DataError, TrainLoader, check_dataset, eval_batches
+from unmask.data import DataError, TrainLoader, check_dataset, dataset_fingerprint, eval_batches
 from unmask.training.run_files import (
     SkippedLog, TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
 )
@@ -65,15 +65,16 @@ def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime
     return {name: totals[i].item() / n for i, name in enumerate(names)}, panels, skipped
 
 
-def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[str, int]) -> dict[str, Any] | None:
+def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[str, int],
+                  dataset: str) -> dict[str, Any] | None:
     path = ckpt.checkpoint_path(opts.run_dir, stage.name)
     if not path.is_file():
         return None
-    return _check_resumable(path, cfg, opts, data_key, bool(stage.meta().get("perceptual", False)))
+    return _check_resumable(path, cfg, opts, data_key, bool(stage.meta().get("perceptual", False)), dataset)
 
 
 def _check_resumable(path: Path, cfg: Config, opts: RunOptions, data_key: dict[str, int] | None = None,
-                     perceptual: bool | None = None) -> dict[str, Any]:
+                     perceptual: bool | None = None, dataset: str | None = None) -> dict[str, Any]:
     """The checkpoint at ``path``, if this run may continue it (see ``ckpt.resume_problem``)."""
     if not opts.resume:
         raise RunError(f"{path} exists: pass --resume to continue that run, or choose another --out")
@@ -81,7 +82,7 @@ def _check_resumable(path: Path, cfg: Config, opts: RunOptions, data_key: dict[s
         state = ckpt.load_checkpoint(path, stage=path.stem)  # RUN/checkpoints/{stage}.pt
     except ckpt.CheckpointError as exc:
         raise RunError(f"cannot resume: {exc}; move it away to start the stage afresh") from exc
-    problem = ckpt.resume_problem(path, state, cfg, data_key, perceptual)
+    problem = ckpt.resume_problem(path, state, cfg, data_key, perceptual, dataset)
     if problem is not None:
         raise RunError(problem)
     return state
@@ -110,7 +111,8 @@ def _run_stage(stage: Stage, loader: TrainLoader, cfg: Config, opts: RunOptions,
     total = t.steps if t.steps is not None else t.epochs * spe
     data_key = {"world_size": rt.world_size, "num_workers": t.num_workers, "batch_size": t.batch_size,
                 "num_samples": loader.num_samples}
-    state = _resume_state(stage, cfg, opts, data_key)
+    dataset = dataset_fingerprint(opts.data_dir)
+    state = _resume_state(stage, cfg, opts, data_key, dataset)
     step = 0
     last_val: dict[str, float] = {}
     last_losses: dict[str, float] = {}
@@ -162,6 +164,7 @@ def _run_stage(stage: Stage, loader: TrainLoader, cfg: Config, opts: RunOptions,
         payload = {
             "format": ckpt.FORMAT_VERSION, "stage": name, "config": cfg.to_dict(), "step": step,
             "total_steps": total, "complete": complete, "rng": ckpt.capture_rng(), "data": data_key,
+            "dataset": dataset,
             "perceptual": {"enabled": stage.meta().get("perceptual", False),
                            "reason": stage.meta().get("perceptual_reason", "")},
             "val": last_val, "losses": last_losses, **stage.state_dict(),

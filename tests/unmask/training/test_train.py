@@ -11,7 +11,7 @@ from unmask.training.loop import train
 from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
 from unmask.training.runtime import Runtime
 from unmask.training.stages import GanStage, SegStage, lr_at
-from tests.unmask.testutils import tiny_config, torchvision_like_state
+from tests.unmask.testutils import tiny_config, torchvision_like_state, write_split
 
 
 def options(dataset_dir, run_dir, **kw):
@@ -327,3 +327,16 @@ def test_a_resumed_log_drops_the_row_a_killed_run_was_writing(tmp_path):
     path.write_text("step\tloss\n1\t0.5\n2\t0.4\n3\t0.3\n1")  # SIGKILL while writing step 14's row
     TsvLog(path, ("step", "loss"), keep_until_step=2)
     assert path.read_text() == "step\tloss\n1\t0.5\n2\t0.4\n"
+
+
+def test_resume_refuses_other_data(dataset_dir, tmp_path):
+    cfg = tiny_config(**{"train.steps": 2})
+    run = tmp_path / "run"
+    train(cfg, options(dataset_dir, run, stage="seg"))
+    other = tmp_path / "other"  # as many samples in as many shards, other images
+    other.mkdir()
+    write_split(other, "train", [6, 6, 4], start=500)
+    write_split(other, "val", [4], start=1500)
+    with pytest.raises(RunError, match="cannot resume .* on other data"):
+        train(cfg, options(other, run, stage="seg", resume=True))
+    train(cfg, options(dataset_dir, run, stage="seg", resume=True))  # its own data: fine
