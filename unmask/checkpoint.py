@@ -19,6 +19,7 @@ truncated, random bytes, another torch file, the other stage's, another format) 
 from __future__ import annotations
 
 import io
+import sys
 
 import pickle
 import random
@@ -63,6 +64,17 @@ def keep_snapshot(path: str | Path, snapshot: str | Path) -> None:
         shutil.copyfileobj(src, dst)
 
 
+def _interned_keys(obj: Any) -> Any:
+    """``obj`` with the string keys of its plain dicts interned. Pickle writes a string once per object:
+    an optimizer state loaded on resume holds its own copies of keys ("step", "exp_avg") that a fresh
+    run shares, and the bytes would differ from an uninterrupted run's although every value is equal."""
+    if type(obj) is dict:
+        return {sys.intern(k) if type(k) is str else k: _interned_keys(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_interned_keys(v) for v in obj]
+    return obj  # tensors, numbers, module state_dicts (OrderedDicts with their _metadata) as they are
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Written atomically (``maskgen.files``): a crash leaves the old file intact."""
     path = Path(path)
@@ -70,7 +82,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     # Serialised in memory first: torch's file writer turns a full disk into its own RuntimeError
     # ("unexpected pos ..."); the atomic writer's OSError names the file and the cause.
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(_interned_keys(payload), buffer)
     write_bytes_atomic(path, buffer.getbuffer())
 
 

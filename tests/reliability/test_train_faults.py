@@ -397,7 +397,9 @@ def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
                  "logs/gan_train.tsv", "logs/gan_val.tsv", "samples/seg_epoch0001.png", "samples/gan_epoch0001.png"):
         assert (tmp_path / "clean" / name).read_bytes() == (run / name).read_bytes(), name
     for stage in ("seg", "gan"):
-        checkpoint_tensors_equal(ckpt.checkpoint_path(tmp_path / "clean", stage), ckpt.checkpoint_path(run, stage))
+        clean_file, resumed_file = ckpt.checkpoint_path(tmp_path / "clean", stage), ckpt.checkpoint_path(run, stage)
+        checkpoint_tensors_equal(clean_file, resumed_file)  # names the first differing value, if any
+        assert clean_file.read_bytes() == resumed_file.read_bytes(), stage
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name]
 
 
