@@ -124,15 +124,9 @@ def test_temporary_names_are_unique_to_a_machine_and_process(tmp_path, monkeypat
 
 
 def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
-    import io
+    from tests.reliability.faults import fill_the_disk
 
-    class Full(io.FileIO):  # the file is created; not one byte fits
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    real_open = open
-    monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: Full(path, "w") if mode == "wb"
-                        else real_open(path, mode), raising=False)
+    fill_the_disk(monkeypatch)
     with pytest.raises(OSError, match=r"No space left on device: '.*out.json'") as caught:
         write_json_atomic(tmp_path / "out.json", {"a": 1})
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "out.json")

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from tests.unmask.testutils import write_split
-from unmask.cli import main
+from tests.reliability.faults import invoke, one_line
 from unmask.predict import PredictError, plan_outputs
 from unmask.training.runtime import DeviceError, resolve_device
 
@@ -26,16 +25,6 @@ def _tree(root: Path) -> dict[str, str]:
     """Every file below ``root`` with a digest of its bytes (links by where they lead)."""
     return {p.relative_to(root).as_posix(): p.readlink().as_posix() if p.is_symlink()
             else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if not p.is_dir()}
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def test_a_folder_walk_leaves_out_the_output_folder_inside_it(tmp_path):

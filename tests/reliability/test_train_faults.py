@@ -24,14 +24,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 
 from maskgen.format import MANIFEST, MAP, MASKED
 from tests.testdata import REPO
 from tests.unmask.testutils import rewrite_member, tiny_config, write_split
 import unmask.data
 from unmask import checkpoint as ckpt
-from unmask.cli import main
+from tests.reliability.faults import fill_the_disk, invoke, one_line
 from unmask.data import DataError, TrainLoader
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
@@ -45,16 +44,6 @@ TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-wo
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)  # the same numerics as the OMP_NUM_THREADS=1 subprocesses
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def dataset(root: Path) -> Path:
@@ -406,15 +395,7 @@ def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
 def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path, monkeypatch):
     """torch's own writer reports a short write as "unexpected pos ..."; the checkpoint writer's
     OSError names the file and the cause, and leaves nothing behind."""
-    from maskgen import files
-
-    class Full(io.FileIO):  # the file is created; not one byte fits
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    real_open = open
-    monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: Full(path, "w") if mode == "wb"
-                        else real_open(path, mode), raising=False)
+    fill_the_disk(monkeypatch)
     target = tmp_path / "checkpoints" / "seg.pt"
     with pytest.raises(OSError) as caught:
         ckpt.save_checkpoint(target, {"format": 1, "weights": torch.zeros(1000)})
