@@ -348,7 +348,7 @@ register(Metric(
 ))
 register(Metric(
     name="lpips", kind=PER_IMAGE, inputs=IMAGES, needs_target=True, higher_is_better=False,
-    summary="LPIPS (AlexNet) distance; only with explicitly given weights",
+    summary="LPIPS (AlexNet, v0.1) distance; weights given, or from the torch hub cache (unmask.weights)",
     compute_fn=_fixed_options(_lpips.lpips, "backbone_weights", "linear_weights"),
     availability_fn=_lpips_availability,
 ))

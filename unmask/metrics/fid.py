@@ -10,9 +10,9 @@ Protocol (pytorch-fid's)
   product's square root is not finite (singular covariances, e.g. fewer images than dimensions),
   ``eps = 1e-6`` is added to both diagonals; an imaginary part from rounding is dropped if the
   diagonal's is below 1e-3, otherwise it is an error (all as in pytorch-fid).
-* Weights are never downloaded: they come from an explicit path, or from
-  ``torch.hub.get_dir()/checkpoints/`` under the pytorch-fid or torch-fidelity file name. Without
-  them FID is ``None`` with a reason; no number is ever made with other weights.
+* Weights: an explicit path, or ``unmask.weights``' ``fid-inception``: the torch hub cache's file under
+  the pytorch-fid or torch-fidelity name, fetched there on first use, its SHA-256 verified. Without them
+  (offline, no network) FID is ``None`` with a reason; no number is ever made with other weights.
 
 FID is a dataset-level metric and biased at small N; with N < 2048 the covariance is singular.
 Comparable numbers need thousands of images per set (the paper-scale test sets), and only FIDs
@@ -28,12 +28,10 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from unmask import weights
+
 from . import _inputs
 
-FID_WEIGHTS_NAMES = (
-    "pt_inception-2015-12-05-6726825d.pth",  # pytorch-fid
-    "weights-inception-2015-12-05-6726825d.pth",  # torch-fidelity's copy of the same file
-)
 SQRTM_EPS = 1e-6
 
 # A feature extractor maps a uint8 (N, H, W, 3) batch to float (N, D) features.
@@ -86,24 +84,16 @@ def frechet_distance(stats1: FeatureStats, stats2: FeatureStats, eps: float = SQ
 def find_fid_weights(path: str | Path | None = None) -> tuple[Path | None, str | None]:
     """Locate the FID Inception checkpoint: ``(path, None)`` or ``(None, reason)``.
 
-    An explicit ``path`` must exist; without one, the torch hub cache is searched (never the network).
+    An explicit ``path`` must exist; without one, the verified file of the torch hub cache, fetched there
+    on first use unless offline (``unmask.weights``).
     """
     if path is not None:
         path = Path(path)
         return (path, None) if path.is_file() else (None, f"FID Inception weights not found at {path}")
     try:
-        import torch.hub
-
-        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    except Exception as error:  # pragma: no cover - torch is a dependency
-        return None, f"cannot locate the torch hub cache ({error})"
-    for name in FID_WEIGHTS_NAMES:
-        if (checkpoints / name).is_file():
-            return checkpoints / name, None
-    return None, (
-        f"FID Inception weights ({FID_WEIGHTS_NAMES[0]}) not found in {checkpoints}; "
-        "pass their path explicitly (they are never downloaded, and other Inception weights are not used)"
-    )
+        return weights.ensure("fid-inception"), None
+    except weights.WeightsError as error:
+        return None, f"FID Inception weights unavailable: {error}"
 
 
 def inception_feature_extractor(

@@ -15,15 +15,15 @@ checkpoint loads strictly, and is never run.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+from unmask import weights
+
+FID_WEIGHTS_NAME = weights.FILES["fid-inception"].file_name
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 NUM_CLASSES = 1008  # the TF graph's classifier has 1008 outputs, not 1000
@@ -193,17 +193,15 @@ class FIDWeightsError(RuntimeError):
 def load_fid_inception(path: str | Path, verify_hash: bool = True) -> FIDInceptionV3:
     """Build the network and load the checkpoint at ``path``; raises ``FIDWeightsError`` on mismatch.
 
-    When the file keeps its canonical name, the 8 hex digits in it (a prefix of the file's SHA-256,
-    torch.hub's convention) are checked too, so that other Inception weights are never used for FID.
+    When the file keeps its canonical name (pytorch-fid's or torch-fidelity's) its full SHA-256 is
+    checked, and under another NAME-<hex>.pth name the hex prefix (``unmask.weights.file_problem``), so
+    that other Inception weights are never used for FID.
     """
     path = Path(path)
     if verify_hash:
-        match = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
-        if match:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if not digest.startswith(match.group(1)):
-                raise FIDWeightsError(
-                    f"{path}: SHA-256 {digest[:8]}... does not match the name's {match.group(1)}")
+        problem = weights.file_problem(path)
+        if problem:
+            raise FIDWeightsError(problem)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code, ...

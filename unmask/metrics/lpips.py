@@ -1,12 +1,13 @@
 """LPIPS v0.1 with the AlexNet trunk (Zhang et al. 2018); lower is more similar. Optional.
 
-Only runs with both weight files given explicitly, since neither can be fetched here (and the
-``lpips`` package needs torchvision, which this project must not install):
+Two weight files (the ``lpips`` package itself needs torchvision, which this project does not install),
+each given explicitly or else the verified file of the torch hub cache, fetched there on first use unless
+offline (``unmask.weights``); without them LPIPS is unavailable with the reason:
 
-* ``backbone_weights``: torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``);
-  only its ``features.*`` convolutions are used.
+* ``backbone_weights``: torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``,
+  ``lpips-alexnet``); only its ``features.*`` convolutions are used.
 * ``linear_weights``: the LPIPS calibration layers, ``lpips/weights/v0.1/alex.pth`` from the
-  ``lpips`` package (keys ``lin0.model.1.weight`` ... ``lin4.model.1.weight``).
+  ``lpips`` package (``lpips-linear``; keys ``lin0.model.1.weight`` ... ``lin4.model.1.weight``).
 
 Protocol (as ``lpips.LPIPS(net="alex", version="0.1")``): uint8 RGB -> [-1, 1] -> the scaling
 layer ((x - shift) / scale) -> AlexNet relu1..relu5 -> unit-normalize each feature over channels
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unmask import weights
+
 from . import _inputs
 
 CHANNELS = (64, 192, 384, 256, 256)
@@ -36,13 +39,25 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 
 
+def weight_files(backbone_weights=None, linear_weights=None) -> tuple[Path, Path]:
+    """(backbone, linear layers): the given files, each missing one from ``unmask.weights``. Raises
+    ``FileNotFoundError`` for a given file that does not exist, ``WeightsError`` for one that cannot be had."""
+    files = []
+    for given, name in ((backbone_weights, "lpips-alexnet"), (linear_weights, "lpips-linear")):
+        if given is None:
+            files.append(weights.ensure(name))
+        elif not Path(given).is_file():
+            raise FileNotFoundError(f"LPIPS weights not found at {given}")
+        else:
+            files.append(Path(given))
+    return files[0], files[1]
+
+
 def unavailable_reason(backbone_weights=None, linear_weights=None, **_) -> str | None:
-    if backbone_weights is None or linear_weights is None:
-        return ("LPIPS needs explicit weights: backbone_weights (torchvision AlexNet state dict) and "
-                "linear_weights (lpips v0.1 alex.pth); none are downloaded")
-    for path in (backbone_weights, linear_weights):
-        if not Path(path).is_file():
-            return f"LPIPS weights not found at {path}"
+    try:
+        weight_files(backbone_weights, linear_weights)
+    except (FileNotFoundError, weights.WeightsError) as error:
+        return f"LPIPS unavailable: {error}"
     return None
 
 
@@ -92,9 +107,10 @@ def load_lpips(backbone_weights: str | Path, linear_weights: str | Path) -> LPIP
 @torch.no_grad()
 def lpips(pred, target, backbone_weights=None, linear_weights=None) -> float:
     """LPIPS distance of one uint8 RGB image pair (0 when equal)."""
-    reason = unavailable_reason(backbone_weights, linear_weights)
-    if reason:
-        raise FileNotFoundError(reason)
+    try:
+        backbone_weights, linear_weights = weight_files(backbone_weights, linear_weights)
+    except weights.WeightsError as error:
+        raise FileNotFoundError(f"LPIPS unavailable: {error}") from None
     pred, target = _inputs.image(pred, "pred"), _inputs.image(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")

@@ -2,8 +2,9 @@
 
 ``VGG19Features.features`` has exactly torchvision's ``vgg19().features`` layout, so its
 parameter names (``features.0.weight`` ... ``features.34.bias``) load torchvision's ImageNet
-state dict (``vgg19-dcbb9e9d.pth``) as it is. Weights are never invented: ``find_vgg19_weights``
-says where they are, or why there are none, and the trainer then runs without the perceptual term.
+state dict (``vgg19-dcbb9e9d.pth``, ``unmask.weights``' ``vgg19``) as it is. Weights are never invented:
+``find_vgg19_weights`` gives the verified file (fetched into the torch hub cache on first use), or says why
+there is none, and the trainer then runs without the perceptual term.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unmask import weights
+
 # torchvision's configuration "E" (VGG19): output channels per conv, "M" = 2x2 max-pool.
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
-TORCHVISION_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 weights file name
 # The ImageNet statistics the VGG weights were trained with (inputs in [0, 1] RGB).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,22 +69,19 @@ class VGG19Features(nn.Module):
         return [found[i] for i in wanted]
 
 
-def hub_weights_path() -> Path:
-    """Where ``torchvision.models.vgg19(weights=...)`` caches the ImageNet weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG19_FILE
-
-
 def find_vgg19_weights(explicit: str | Path | None = None) -> tuple[Path | None, str]:
-    """(weights file or None, where it came from / why there is none). A named file must exist."""
+    """(weights file or None, where it came from / why there is none). A named file must exist; without one,
+    the verified file of the torch hub cache, fetched there on first use (``unmask.weights``)."""
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
             raise FileNotFoundError(f"perceptual weights not found: {path}")
         return path, f"weights from {path}"
-    cached = hub_weights_path()
-    if cached.is_file():
-        return cached, f"weights from the torch hub cache {cached}"
-    return None, f"no VGG19 weights: no --perceptual-weights given and {cached} does not exist"
+    try:
+        path = weights.ensure("vgg19")
+    except weights.WeightsError as error:
+        return None, f"no VGG19 weights: {error}"
+    return path, f"weights from the torch hub cache {path}"
 
 
 def load_vgg19_features(path: str | Path) -> VGG19Features:

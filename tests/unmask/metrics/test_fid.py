@@ -119,12 +119,17 @@ def test_without_weights_fid_is_none_with_reason(tmp_path, monkeypatch, image_se
 
 
 def test_other_weights_under_the_canonical_name_are_rejected(tmp_path, monkeypatch, image_set):
-    # a file named like the FID checkpoint whose SHA-256 does not start with 6726825d
-    (tmp_path / "checkpoints").mkdir()
-    torch.save({"fc.bias": torch.zeros(1008)}, tmp_path / "checkpoints" / FID_WEIGHTS_NAME)
+    # files named like the FID checkpoint that do not hold its bytes (SHA-256 6726825d0af5...)
+    cached = tmp_path / "checkpoints" / FID_WEIGHTS_NAME
+    explicit = tmp_path / "elsewhere" / FID_WEIGHTS_NAME
+    for path in (cached, explicit):
+        path.parent.mkdir()
+        torch.save({"fc.bias": torch.zeros(1008)}, path)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    assert metrics.get("fid").availability()  # the file is there...
-    acc = metrics.get("fid").accumulator()
+    availability = metrics.get("fid").availability()  # the cache's: refused and removed (tests run offline)
+    assert not availability and "SHA-256 expected 6726825d0af5f729" in availability.reason and not cached.exists()
+    assert metrics.get("fid").availability(weights_path=explicit)  # the file given is there...
+    acc = metrics.get("fid").accumulator(weights_path=explicit)
     acc.update_batch(image_set[:2], image_set[:2])
     result = acc.result()
     assert result.value is None and "SHA-256" in result.reason  # ...but no number comes from it

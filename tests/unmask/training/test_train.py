@@ -1,10 +1,13 @@
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
 
+from maskgen.files import sha256_of
 from unmask import checkpoint as ckpt
+from unmask import weights as unmask_weights
 from unmask.training import stages as stages_module
 from unmask.data import TrainLoader
 from unmask.training.loop import train
@@ -162,6 +165,8 @@ def test_vgg_weights_in_the_hub_cache_enable_the_perceptual_term(dataset_dir, tm
     weights = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     weights.parent.mkdir(parents=True)
     torch.save(torchvision_like_state(), weights)  # stand-in file: tests the loading path only
+    entry = dataclasses.replace(unmask_weights.FILES["vgg19"], sha256=sha256_of(weights))  # accepted as torchvision's
+    monkeypatch.setitem(unmask_weights.FILES, "vgg19", entry)
     cfg = tiny_config(**{"train.steps": 1, "loss.vgg_layers": ["relu1_1", "relu2_1"], "loss.vgg_weights": [1.0, 1.0]})
     metrics = train(cfg, options(dataset_dir, tmp_path / "run", stage="gan"))["gan"]
     assert metrics["perceptual"] == 1 and metrics["train_per"] > 0
