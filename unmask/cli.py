@@ -40,8 +40,12 @@ CONFIG_OPTIONS = {
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--offline", is_flag=True,
+              help="Never download pretrained weights (as UNMASK_OFFLINE=1); missing ones are then unavailable.")
+def main(offline: bool) -> None:
     """GANMasker: remove face masks from face images (two-stage GAN, Sensors 2023, 23, 7094)."""
+    if offline:  # read where weights are looked up (unmask.weights), here and in processes started from here
+        os.environ["UNMASK_OFFLINE"] = "1"
 
 
 OPTIMS = ("seg_optim", "gan_optim")  # --lr and --lr-milestones set the value of both
@@ -296,6 +300,56 @@ def interpolate(reconstruction: Path, adversarial: Path, weight: float, out_dir:
     write_text_atomic(out_dir / "run.json", json.dumps({"interpolation": record}, indent=1, sort_keys=True) + "\n")
     click.echo(f"wrote {out_dir}: generator = {1 - weight:g} x {record['reconstruction']} "
                f"+ {weight:g} x {record['adversarial']}")
+
+
+@main.group("weights")
+def weights_group() -> None:
+    """Pretrained files (VGG19, FID's Inception, LPIPS) in the torch hub cache: see unmask/weights.py."""
+
+
+def _weight_names(_ctx: click.Context, _param: click.Parameter, names: tuple[str, ...]) -> tuple[str, ...]:
+    from unmask.weights import FILES
+
+    unknown = [n for n in names if n not in FILES]
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(FILES)}")
+    return names or tuple(FILES)
+
+
+@weights_group.command("fetch")
+@click.argument("names", nargs=-1, callback=_weight_names)
+def weights_fetch(names: tuple[str, ...]) -> None:
+    """Download NAMES (default: all) into the cache ahead of time, each verified; one line per file."""
+    from unmask import weights
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    failed = 0
+    for name in names:
+        try:
+            click.echo(f"{name}: {weights.ensure(name)}")
+        except weights.WeightsError as exc:
+            click.echo(f"{name}: {exc}", err=True)
+            failed += 1
+    if failed:
+        raise click.ClickException(f"{failed} of {len(names)} pretrained file(s) unavailable")
+
+
+@weights_group.command("check")
+def weights_check() -> None:
+    """List each pretrained file: where it is, whether it is there and verified (exit 1 if any is not)."""
+    from unmask import weights
+
+    missing = 0
+    for name in weights.FILES:
+        found = weights.status(name)
+        state = "verified" if found.verified else "MISMATCH" if found.present else "missing"
+        missing += not found.verified
+        click.echo(f"{name:<14} {state:<9} {found.path}  {found.entry.used_for}")
+        if found.problem:
+            click.echo(f"{'':<14} {found.problem}")
+    if missing:
+        raise click.ClickException(f"{missing} of {len(weights.FILES)} pretrained file(s) not in the cache: "
+                                   "`unmask weights fetch` downloads them")
 
 
 from unmask.evaluation.cli import compare, evaluate, report  # noqa: E402  (commands defined there)
