@@ -141,6 +141,11 @@ class TrainConfig:
     # file or two that should not cost a long run; more mean the data itself is broken (a bad build
     # or a failing disk) and the run stops to say so. Never changes what is trained on sound data.
     max_bad_samples: int = 10
+    # Fail at the start when a pretrained file the paper's protocol needs is missing and cannot be fetched
+    # (unmask.weights): VGG19 for the perceptual term (when loss.per > 0) and FID's Inception for the
+    # evaluation after training. Off, a run goes on without them, loudly (the default CPU pipeline, offline);
+    # the paper configurations (pipelines/celeba*.yaml) turn it on: hours of GPU time never make another model.
+    require_pretrained: bool = False
 
 
 @dataclass

@@ -288,15 +288,11 @@ def resolve_perceptual(cfg: Config, opts: RunOptions, rt: Runtime) -> tuple[Perc
     if path is None:
         if opts.require_perceptual:
             raise RunError(f"perceptual loss required but {reason}")
-        if rt.is_main:
-            warnings.warn(
-                "\n" + "!" * 78 + f"\nSTAGE 2 TRAINS WITHOUT THE PERCEPTUAL LOSS: {reason}.\n"
-                "Results are not comparable to runs with it (recorded as perceptual=false in run.json and\n"
-                "the checkpoint, perceptual=0 in gan_metrics.json). Pass --perceptual-weights vgg19-dcbb9e9d.pth to use it.\n"
-                + "!" * 78,
-                PerceptualLossDisabled,
-                stacklevel=2,
-            )
+        if rt.is_main:  # one line, without the trainer's source line (filename "unmask", line 0)
+            warnings.warn_explicit(
+                f"STAGE 2 TRAINS WITHOUT THE PERCEPTUAL LOSS: {reason}. Results are not comparable to runs with "
+                "it (perceptual=false in run.json and the checkpoint); `unmask weights fetch vgg19` or "
+                "--perceptual-weights vgg19-dcbb9e9d.pth gives it", PerceptualLossDisabled, "unmask", 0)
         return None, {"perceptual": False, "perceptual_reason": reason}
     vgg = load_vgg19_features(path)
     loss = PerceptualLoss(vgg, cfg.loss.vgg_layers, cfg.loss.vgg_weights)
