@@ -239,7 +239,8 @@ def _blocks(response) -> Iterator[bytes]:
 
 def _cause(error: BaseException) -> str:
     reason = getattr(error, "reason", None)
-    return " ".join(str(reason if reason is not None else error).split()) or type(error).__name__
+    text = " ".join(str(reason if reason is not None else error).split()) or type(error).__name__
+    return f"HTTP {error.code} {text}" if isinstance(error, urllib.error.HTTPError) else text
 
 
 def _download(entry: PretrainedFile, path: Path) -> None:

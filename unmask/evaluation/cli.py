@@ -72,7 +72,7 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
 @click.option("--fid-weights", type=EXISTING_FILE,
               help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: the torch hub cache].")
 @click.option("--lpips-weights", type=EXISTING_FILE, nargs=2, metavar="ALEXNET LINEAR",
-              help="LPIPS: torchvision AlexNet state dict and lpips v0.1 alex.pth; without them LPIPS is n/a.")
+              help="LPIPS: torchvision AlexNet state dict and lpips v0.1 alex.pth [default: the torch hub cache].")
 @click.option("--baselines", cls=EVAL, show=",".join,
               help="Comma-separated inpainting baselines, or 'none'.")
 @click.option("--inpaint-radius", cls=EVAL, type=COUNT, help="cv2.inpaint radius of the baselines (px).")
