@@ -236,7 +236,23 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
         raise RunError(str(exc)) from exc
 
 
+def _nothing_to_resume(run_dir: Path) -> str | None:
+    """Why ``--resume`` has nothing to continue in ``run_dir``, or None. A run writes its config.yaml before
+    its first step, so a run killed at any moment has one (or a checkpoint): continuing "nothing" is a
+    mistyped --out, which would silently start afresh."""
+    if not run_dir.exists():
+        return f"--resume: {run_dir} does not exist; to start a new run there, leave out --resume"
+    if not (run_dir / "config.yaml").is_file() and not any(
+            ckpt.checkpoint_path(run_dir, stage).is_file() for stage in ckpt.STAGES):
+        return (f"--resume: {run_dir} holds no run (no config.yaml, no checkpoint); to start a new run there, "
+                "leave out --resume")
+    return None
+
+
 def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
+    problem = _nothing_to_resume(opts.run_dir) if opts.resume else None
+    if problem:
+        raise RunError(problem)
     # The data as recorded, before anything is written (every rank: each must stop alike).
     check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
