@@ -6,8 +6,7 @@ WHEN says where inside the import of MODULE (a module the command imports after 
 
 - ``import``: as the import of MODULE begins;
 - ``set_name``: in the first ``cached_property.__set_name__`` once MODULE's import has begun (a class
-  being created);
-- ``exec``: in code run from a string (``exec``, as dataclasses make their methods) as MODULE's import begins.
+  being created).
 
 At exit, MARK gets JSON: whether the moment came, and whether MODULE ended up imported whole.
 """
@@ -28,20 +27,15 @@ reached = False
 def interrupt() -> None:
     global reached
     reached = True
-    if when == "exec":
-        exec("raise_signal(SIGINT)", {"raise_signal": signal.raise_signal, "SIGINT": signal.SIGINT})
-    else:
-        signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)  # as Ctrl-C: the whole signal path, handlers included
 
 
 class InterruptAt:
     """A meta path finder that finds nothing: it only sees the import of ``module`` begin."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == module and not reached:
-            sys.meta_path.remove(self)
-            if when != "set_name":
-                interrupt()
+        if name == module and when == "import" and not reached:
+            interrupt()
         return None
 
 
