@@ -226,20 +226,10 @@ def _run_stage(stage: Stage, loader: TrainLoader, cfg: Config, opts: RunOptions,
     return metrics
 
 
-def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
-    """Train the stage(s) in ``opts.stage``; returns the final metrics by stage."""
-    if opts.stage not in (*ckpt.STAGES, "all"):
-        raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
-    try:
-        return _train(cfg, opts)
-    except (DataError, ckpt.CheckpointError) as exc:  # the message names the shard / the file
-        raise RunError(str(exc)) from exc
-
-
 def _nothing_to_resume(run_dir: Path) -> str | None:
     """Why ``--resume`` has nothing to continue in ``run_dir``, or None. A run writes its config.yaml before
-    its first step, so a run killed at any moment has one (or a checkpoint): continuing "nothing" is a
-    mistyped --out, which would silently start afresh."""
+    anything else but the folder, so a run killed later has one: continuing "nothing" is a mistyped --out,
+    which would silently start afresh (one killed sooner wrote nothing: it starts afresh without --resume)."""
     if not run_dir.exists():
         return f"--resume: {run_dir} does not exist; to start a new run there, leave out --resume"
     if not (run_dir / "config.yaml").is_file() and not any(
@@ -249,10 +239,20 @@ def _nothing_to_resume(run_dir: Path) -> str | None:
     return None
 
 
-def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
+def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
+    """Train the stage(s) in ``opts.stage``; returns the final metrics by stage."""
+    if opts.stage not in (*ckpt.STAGES, "all"):
+        raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
     problem = _nothing_to_resume(opts.run_dir) if opts.resume else None
     if problem:
         raise RunError(problem)
+    try:
+        return _train(cfg, opts)
+    except (DataError, ckpt.CheckpointError) as exc:  # the message names the shard / the file
+        raise RunError(str(exc)) from exc
+
+
+def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     # The data as recorded, before anything is written (every rank: each must stop alike).
     check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
