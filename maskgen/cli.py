@@ -233,13 +233,14 @@ def _finished(dataset: Path) -> None:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-n", default=16, show_default=True, callback=_preview_option, help="Samples to show.")
 @click.option("-o", "--output", default="grid.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
-              callback=_preview_option, help="The sheet's file; its suffix gives the format (.png, .jpg, ...).")
+              callback=_preview_option, help="The sheet's file (missing folders are made); its suffix gives the format (.png, .jpg, ...).")
 @click.option("--split", type=click.Choice(list(fmt.SPLITS)), default=None)
 @click.option("--columns", default=2, show_default=True, callback=_preview_option)
 def preview(dataset, n, output, split, columns) -> None:
     """Contact sheet: masked | map | unmasked for the first N samples."""
     import cv2
 
+    from .files import write_bytes_atomic
     from .preview import contact_sheet
     from .reader import BadSample, BadShard
 
@@ -248,8 +249,11 @@ def preview(dataset, n, output, split, columns) -> None:
         sheet = contact_sheet(dataset, n=n, split=split, columns=columns)
     except (FileNotFoundError, BadSample, BadShard) as err:
         raise click.ClickException(str(err)) from None
-    if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise click.ClickException(f"cannot write {output}")
+    encoded, data = cv2.imencode(output.suffix, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise click.ClickException(f"cannot encode the sheet as {output.suffix} for {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)  # as every -o / --out: its folders are made
+    write_bytes_atomic(output, data.tobytes())  # an OSError names the file and the cause (see clitools)
     click.echo(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 

@@ -11,7 +11,9 @@ Exit status
   file, a checkpoint), values each fine alone but not together (``--config`` with ``--preset``,
   ``--backend dask`` without ``--scheduler``), problems the library finds with the inputs (more
   ``--pairs`` than the sources allow) and failures while running.
-- 130: interrupted.
+- 130: interrupted (Ctrl-C): ``interrupted``, whatever the command was doing. An interrupt that comes
+  while a module is being imported is held until that import ends (``imports_finish_first``): one that
+  cuts an import in half leaves native libraries half initialised and surfaces as another error.
 
 No traceback unless the group's ``--debug`` is given: an unexpected
 exception becomes ``Error: Type: message (run with --debug for the traceback)``, an operating
@@ -20,9 +22,14 @@ system error names its path and cause (``Error: /data/x.tar: No space left on de
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
+import signal
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -54,6 +61,67 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
     return value
 
 
+@contextmanager
+def imports_finish_first() -> Iterator[None]:
+    """While the block runs, an interrupt (SIGINT, Ctrl-C) that comes during an import is held until the
+    outermost import ends, then raised as usual; imports take seconds at most.
+
+    A KeyboardInterrupt raised inside an import does not reliably come out as one, and torch's import
+    takes seconds of every ``unmask`` command's start. Seen with a Ctrl-C at random moments of it:
+    ``RuntimeError: Error calling __set_name__`` (Python 3.11 wraps an exception raised while a class is
+    created), an abort (pybind11: "terminate called after throwing ... KeyboardInterrupt", raised in
+    Python code that C++ initialisation called), a process killed by SIGINT after saying ``interrupted``.
+    Signal handlers can only be set in the main thread: other threads' imports are left alone (Python
+    raises KeyboardInterrupt in the main thread only). ``Group`` holds this for a command's run; the
+    command line's own modules (about half a second before it) are imported as Python does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    real_import = builtins.__import__
+    held: list[int] = []
+    importing = False
+
+    def hold(signum: int, _frame: Any) -> None:
+        held.append(signum)
+
+    def import_whole(*args: Any, **kwargs: Any) -> Any:
+        nonlocal importing
+        if (importing or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            return real_import(*args, **kwargs)  # inside an import already, or Ctrl-C is not Python's default
+        previous = signal.signal(signal.SIGINT, hold)
+        importing = True
+        try:
+            return real_import(*args, **kwargs)
+        finally:
+            importing = False
+            if signal.getsignal(signal.SIGINT) is hold:  # else the imported module set a handler of its own
+                signal.signal(signal.SIGINT, previous)
+            if held:
+                held.clear()
+                raise KeyboardInterrupt  # the module is whole: the interrupt goes on as if just pressed
+
+    builtins.__import__ = import_whole
+    try:
+        yield
+    finally:
+        builtins.__import__ = real_import
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` was raised because of a KeyboardInterrupt: one in its chain of causes and contexts
+    (a library that turns the interrupt into its own error; Python 3.11's ``__set_name__`` does)."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 class Group(click.Group):
     """A command group with ``--debug`` whose commands end as the module docstring says."""
 
@@ -66,15 +134,19 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         debug = ctx.meta.get(_DEBUG, False)
         try:
-            return super().invoke(ctx)
+            with imports_finish_first():  # the command's imports: torch's is seconds long
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: shown by click (exit 1 for errors, 2 for usage)
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            click.echo("interrupted", err=True)  # not click's bare "Aborted!"
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except Exception as error:
-            if debug or isinstance(error, OSError) and error.errno == errno.EPIPE:
-                raise  # the traceback; a closed pipe (``| head``) click ends quietly
-            raise click.ClickException(describe(error)) from None
+            if not caused_by_interrupt(error):
+                if debug or isinstance(error, OSError) and error.errno == errno.EPIPE:
+                    raise  # the traceback; a closed pipe (``| head``) click ends quietly
+                raise click.ClickException(describe(error)) from None
+            if debug:
+                traceback.print_exc()
+        click.echo("interrupted", err=True)  # not click's bare "Aborted!"
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None

@@ -7,7 +7,9 @@ CelebA is recognised in its official layouts:
 
 The annotation files may sit next to the image folder, in the dataset root, or in the official
 ``Anno/`` and ``Eval/`` sub-folders; ``list_eval_partition.txt`` and ``identity_CelebA.txt`` are
-optional. Any other folder is scanned recursively for jpg/png/webp/bmp images.
+optional. Any other folder is scanned recursively for jpg/png/webp/bmp images. A bad annotation row
+skips its image; a partition file with no valid row, or with two partitions for one image, stops the
+build (``AnnotationError``).
 
 Every entry that looks like an image but is not read (a dangling or looping link, a folder named
 ``*.jpg``, another image format, a folder that cannot be listed) is a problem with a reason, so it
@@ -88,12 +90,26 @@ def _find_annotation(root: Path, image_dir: Path, name: str) -> Path | None:
     return None
 
 
-def _read_rows(path: Path, n_fields: int, skip_header: int, problems: list) -> dict[str, list[str]]:
-    """Rows of a CelebA annotation file, keyed by file name; malformed rows go to ``problems``."""
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used at all (the message names the file): the build stops,
+    where a bad row only skips its image."""
+
+
+def _annotation_lines(path: Path) -> list[str]:
+    """The lines of an annotation file. A UTF-8 byte order mark (some Windows editors write one) is not
+    part of the first image's name."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.read().splitlines()
+
+
+def _read_rows(path: Path, n_fields: int, skip_header: int, problems: list,
+               unique: bool = False) -> dict[str, list[str]]:
+    """Rows of a CelebA annotation file, keyed by file name; malformed rows go to ``problems``.
+    ``unique``: two well-formed rows that disagree about one image are an ``AnnotationError`` (the last
+    one would silently win); repeating a row is fine."""
     rows: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
-    for lineno, line in enumerate(lines[skip_header:], start=skip_header + 1):
+    first_line: dict[str, int] = {}  # of each name's well-formed row
+    for lineno, line in enumerate(_annotation_lines(path)[skip_header:], start=skip_header + 1):
         parts = line.split()
         if not parts:
             continue
@@ -102,13 +118,28 @@ def _read_rows(path: Path, n_fields: int, skip_header: int, problems: list) -> d
             if parts and parts[0].lower().endswith(IMAGE_EXTENSIONS):
                 rows[parts[0]] = []  # known file, unusable row: the image is skipped, not guessed
             continue
-        rows[parts[0]] = parts[1:]
+        name, values = parts[0], parts[1:]
+        if unique and name in first_line and rows[name] != values:
+            raise AnnotationError(f"{path}: {name} has two different rows (line {first_line[name]}: "
+                                  f"{' '.join(rows[name])}; line {lineno}: {' '.join(values)}); keep one")
+        first_line.setdefault(name, lineno)
+        rows[name] = values
+    return rows
+
+
+def _read_partition(path: Path, problems: list) -> dict[str, list[str]]:
+    """CelebA's train/val/test rows (``NAME 0|1|2``). A file without one such row is refused: an empty
+    or garbled file would otherwise quietly turn into a split by fractions."""
+    rows = _read_rows(path, 2, 0, problems, unique=True)
+    if not any(values and values[0] in PARTITION_NAMES for values in rows.values()):
+        raise AnnotationError(f"{path}: no valid row (expected lines 'IMAGE PARTITION', partition 0, 1 or 2 "
+                              f"for train, val, test)")
     return rows
 
 
 def _landmark_header_lines(path: Path) -> int:
     """CelebA landmark files start with a count line and a column header line."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # as _annotation_lines
         head = [f.readline() for _ in range(2)]
     skip = 0
     if head[0].strip().isdigit():
@@ -195,7 +226,7 @@ def discover(source: str | Path) -> SourceListing:
             landmarks = _read_rows(lm_path, 11, _landmark_header_lines(lm_path), problems)
         part_path = _find_annotation(root, image_dir, PARTITION_FILE)
         if part_path:
-            partition = _read_rows(part_path, 2, 0, problems)
+            partition = _read_partition(part_path, problems)
     id_path = _find_annotation(root, image_dir, IDENTITY_FILE)
     if id_path:
         identity = _read_rows(id_path, 2, 0, problems)

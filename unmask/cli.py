@@ -290,10 +290,16 @@ def interpolate(reconstruction: Path, adversarial: Path, weight: float, out_dir:
     (--init-generator), each a run directory or a gan checkpoint. Weights between 0 and 1 trade
     PSNR for sharpness without training; evaluate the result like any run.
     """
+    import filecmp
+
     from maskgen.files import write_text_atomic
-    from unmask.checkpoint import interpolate_generators
+    from unmask.checkpoint import gan_checkpoint_file, interpolate_generators
 
     try:
+        files = [gan_checkpoint_file(p) for p in (reconstruction, adversarial)]
+        if filecmp.cmp(*files, shallow=False):  # one file twice, or a copy: any blend is that generator
+            raise ValueError(f"{reconstruction} and {adversarial} hold the same checkpoint ({files[0]}): every "
+                             "--weight would give it back; give two runs (e.g. --adv 0 and the GAN fine-tuned from it)")
         record = interpolate_generators(reconstruction, adversarial, weight, out_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from exc

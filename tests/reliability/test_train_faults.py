@@ -369,7 +369,7 @@ def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
     for moment in sorted(random.Random(16).sample(range(1, 12), 2)):
         stage, step = ("seg", moment) if moment <= 6 else ("gan", moment - 6)
         log = run / "logs" / f"{stage}_train.tsv"
-        process = start(run, "--resume")
+        process = start(run, *(["--resume"] if run.exists() else []))  # --resume needs a run to continue
         try:
             while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > step):
                 time.sleep(0.005)  # polls the log: the kill lands just after that step, wherever the loop is

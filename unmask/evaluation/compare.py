@@ -101,8 +101,10 @@ def _default_name(metrics_path: Path) -> str:
 
 
 def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
-    """Evaluations from ``PATH`` or ``NAME=PATH`` arguments; names are made unique."""
+    """Evaluations from ``PATH`` or ``NAME=PATH`` arguments; names are made unique. The same metrics.json
+    twice (by any path) is refused: its rows would repeat under two names."""
     out: list[Evaluation] = []
+    given: dict[tuple[int, int], str] = {}  # (device, inode) of each metrics.json -> the argument that gave it
     for item in inputs:
         text = str(item)
         name, sep, rest = text.partition("=")
@@ -110,6 +112,11 @@ def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
             path = find_metrics(rest)
         else:
             name, path = "", find_metrics(text)
+        status = path.stat()
+        file = (status.st_dev, status.st_ino)
+        if file in given:
+            raise ValueError(f"{given[file]} and {text} are the same evaluation ({path}): give each once")
+        given[file] = text
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:

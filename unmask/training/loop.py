@@ -227,10 +227,26 @@ def _run_stage(stage: Stage, loader: TrainLoader, cfg: Config, opts: RunOptions,
     return metrics
 
 
+def _nothing_to_resume(run_dir: Path) -> str | None:
+    """Why ``--resume`` has nothing to continue in ``run_dir``, or None. A run writes its config.yaml before
+    anything else but the folder, so a run killed later has one: continuing "nothing" is a mistyped --out,
+    which would silently start afresh (one killed sooner wrote nothing: it starts afresh without --resume)."""
+    if not run_dir.exists():
+        return f"--resume: {run_dir} does not exist; to start a new run there, leave out --resume"
+    if not (run_dir / "config.yaml").is_file() and not any(
+            ckpt.checkpoint_path(run_dir, stage).is_file() for stage in ckpt.STAGES):
+        return (f"--resume: {run_dir} holds no run (no config.yaml, no checkpoint); to start a new run there, "
+                "leave out --resume")
+    return None
+
+
 def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     """Train the stage(s) in ``opts.stage``; returns the final metrics by stage."""
     if opts.stage not in (*ckpt.STAGES, "all"):
         raise RunError(f"stage must be seg, gan or all, got {opts.stage!r}")
+    problem = _nothing_to_resume(opts.run_dir) if opts.resume else None
+    if problem:
+        raise RunError(problem)
     try:
         return _train(cfg, opts)
     except (DataError, ckpt.CheckpointError) as exc:  # the message names the shard / the file
