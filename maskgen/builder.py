@@ -46,6 +46,7 @@ import numbers
 import re
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ from . import workers
 from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
 from .files import (
-    TMP_MARK, Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object, temporary_path,
+    TMP_MARK, Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object,
+    temporary_path,
     write_csv_atomic, write_json_atomic, write_parquet_atomic,
 )
 from .shard import ShardWriter
@@ -72,6 +74,9 @@ from .verify import manifest_digest, record_mismatch
 log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
+# Sources hashed at once: each read waits on the disk when the cache is cold (a first build, a network file
+# system); a few threads overlap those waits (hashlib and reads release the GIL).
+HASH_THREADS = 8
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
 FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
 BACKENDS = ("loky", "dask")
@@ -132,10 +137,10 @@ class BuildConfig:
         the sources' names; ``content``: their bytes (``_content_fingerprint``); ``template_digests``: the
         packs' files, in the order of ``mask.templates``."""
         identity = {"source_fingerprint": fingerprint, "source_content": content,
-                "template_digests": [pack_digest(pack) for pack in self.mask.templates], "res": self.res, "pairs": self.pairs, "seed": self.seed,
-                "shard_size": self.shard_size, "mask": asdict(self.mask), "split": list(self.split),
-                "jpeg_quality": self.jpeg_quality, "face_scale": self.face_scale, "parts": self.part[1],
-                "format_version": 1}
+                    "template_digests": [pack_digest(pack) for pack in self.mask.templates],
+                    "res": self.res, "pairs": self.pairs, "seed": self.seed, "shard_size": self.shard_size,
+                    "mask": asdict(self.mask), "split": list(self.split), "jpeg_quality": self.jpeg_quality,
+                    "face_scale": self.face_scale, "parts": self.part[1], "format_version": 1}
         return json.loads(json.dumps(identity))  # as it reads back from build.json
 
 
@@ -233,6 +238,12 @@ def _fingerprint(images: list[SourceImage]) -> str:
     for im in images:
         h.update(im.rel.encode() + b"\0")
     return f"{len(images)}:{h.hexdigest()[:16]}"
+
+
+def _source_digests(images: list[SourceImage]) -> dict[str, str | None]:
+    """Each source's ``content_digest`` (its bytes read once, none decoded), by ``rel``."""
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(zip([im.rel for im in images], pool.map(content_digest, [im.path for im in images])))
 
 
 def _content_fingerprint(images: list[SourceImage], digests: dict[str, str | None]) -> str:
@@ -442,9 +453,9 @@ def build(config: BuildConfig) -> BuildResult:
         raise BuildError(f"--pairs: at most {MAX_PAIRS_PER_SOURCE} per source image, {most} for the "
                          f"{len(listing.images)} in {config.source} (got {config.pairs})")
     known = _read_landmarks(config.landmarks)  # before anything is written: a bad file is one line, not a half build
-    # Every source's bytes, read once (no decode): build.json records them, so that a rerun or another part over
-    # other images (another source under the same names, an image changed since a kill) is refused up front.
-    digests = {im.rel: content_digest(im.path) for im in listing.images}
+    # build.json records them, so that a rerun or another part over other images (another source under the
+    # same names, an image changed since a kill) is refused up front.
+    digests = _source_digests(listing.images)
     known, mismatched = _matching_landmarks(config.landmarks, known, digests)
     try:
         identity = config.identity(_fingerprint(listing.images), _content_fingerprint(listing.images, digests))

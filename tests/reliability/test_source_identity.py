@@ -36,7 +36,8 @@ def celeba(tmp_path_factory, celeba_dir) -> dict:
     taken = set(names)
     others = [name for name, _ in rows if name not in taken][:len(names)]
     root = tmp_path_factory.mktemp("identity")
-    (root / "identity.txt").write_text("".join(f"{name} {ident}\n" for ident in chosen for name in sorted(by_id[ident])[:3]))
+    identities = [ident for ident in chosen for _ in range(3)]
+    (root / "identity.txt").write_text("".join(f"{name} {ident}\n" for name, ident in zip(names, identities)))
     return {"root": root, "names": names, "others": others}
 
 
@@ -134,8 +135,8 @@ def test_an_image_changed_between_a_kill_and_the_rerun_is_refused(celeba, celeba
     changed = source / "img_align_celeba" / celeba["names"][5]
     original = changed.read_bytes()
     shutil.copyfile(celeba_dir / "img_align_celeba" / celeba["others"][0], changed)
-    assert _refused(source, out) == (f"{out} was built from other images under the same names (1 of 12 differ, "
-                                     f"e.g. {celeba['names'][5]}): restore them, or choose an empty folder or delete it")
+    assert _refused(source, out) == (f"{out} was built from other images under the same names (1 of 12 differ, e.g. "
+                                     f"{celeba['names'][5]}): restore them, or choose an empty folder or delete it")
     changed.write_bytes(original)
     _build(source, out)
     assert _files(out) == _files(clean)
@@ -228,7 +229,8 @@ def _set(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
 
 BAD_LANDMARKS = {  # how the file is spoiled, what the one line says after "--landmarks PATH"
     "not parquet": (None, ": not a readable landmarks.parquet ("),
-    "no points": (lambda f: f.drop(columns=["points"]), " lacks columns points (give a maskgen build's landmarks.parquet)"),
+    "no points": (lambda f: f.drop(columns=["points"]),
+                  " lacks columns points (give a maskgen build's landmarks.parquet)"),
     "n_faces missing": (lambda f: _set(f, "n_faces", None), ": row 4 ("),
     "sources numbers": (lambda f: f.assign(source=range(len(f))), ": row 1 (0) is malformed: source is int, not text"),
     "points numbers": (lambda f: f.assign(points=1.5), ": row 1 ("),
