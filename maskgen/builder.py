@@ -63,8 +63,7 @@ from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
 from .files import (
     TMP_MARK, Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object,
-    temporary_path,
-    write_csv_atomic, write_json_atomic, write_parquet_atomic,
+    temporary_path, write_csv_atomic, write_json_atomic, write_parquet_atomic,
 )
 from .shard import ShardWriter
 from .source import SourceImage, SourceListing, content_digest, discover, source_key
@@ -90,7 +89,8 @@ COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combin
 UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them
 # What build.json records of the inputs' content (see BuildConfig.identity); one written before it lacks them.
 CONTENT_KEYS = ("source_content", "template_digests")
-LANDMARK_COLUMNS = ("source", "ok", "reason", "method", "n_faces", "points")  # a --landmarks file needs these
+LANDMARK_COLUMNS = ("source", "ok", "reason", "method", "n_faces", "points")  # with sha256, in landmarks.parquet
+LANDMARK_NEEDED = ("source", "method", "n_faces", "points")  # what a --landmarks file must have
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -399,6 +399,10 @@ def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None])
     if differs == ["source_content"]:
         raise BuildError(f"{out} was built from other images under the same names ({_changed_sources(out, digests)}): "
                          f"restore them, or {how}")
+    if sorted(differs) == ["source_content", "source_fingerprint"]:
+        then = str(previous["source_fingerprint"]).split(":")[0]
+        raise BuildError(f"{out} was built from another source (other image names: {then} images then, "
+                         f"{len(digests)} now); {how}")
     if differs == ["template_digests"]:
         changed = [str(pack) for pack, old, new in zip(identity["mask"]["templates"], previous["template_digests"],
                                                        identity["template_digests"]) if old != new]
@@ -426,7 +430,8 @@ def _dataset_files(out: Path) -> list[str]:
     """What of a dataset lies in ``out``: shards, combined outputs, the work records (temporaries and locks,
     which hold no data, aside)."""
     work = out / fmt.WORK_DIR
-    found = [p.name for p in sorted(out.iterdir()) if p.suffix == ".tar" or p.name in COMBINED] if out.is_dir() else []
+    found = [p.name for p in sorted(out.iterdir()) if p.suffix == ".tar" or p.name in COMBINED] \
+        if out.is_dir() else []
     if work.is_dir():
         found += [f"{fmt.WORK_DIR}/{p.name}" for p in sorted(work.iterdir())
                   if TMP_MARK not in p.name and p.suffix != ".lock"]
@@ -578,7 +583,7 @@ def _read_landmarks(path: str | None) -> dict[str, dict]:
     except (OSError, ValueError) as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise BuildError(f"--landmarks {path}: not a readable landmarks.parquet ({first_line})") from None
-    missing = set(LANDMARK_COLUMNS) - set(frame.columns)
+    missing = set(LANDMARK_NEEDED) - set(frame.columns)
     if missing:
         raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))} (give a maskgen build's "
                          f"{fmt.LANDMARKS})")
@@ -624,7 +629,7 @@ def _matching_landmarks(path: str | None, known: dict[str, dict],
         return {}, 0
     named = {rel: record for rel, record in known.items() if rel in digests}
     other = sorted(rel for rel, record in named.items() if record["sha256"] not in (None, digests[rel]))
-    matching = {rel: record for rel, record in named.items() if rel not in other}
+    matching = {rel: record for rel, record in named.items() if record["sha256"] in (None, digests[rel])}
     if not matching:
         if other:
             raise BuildError(f"--landmarks {path} was made for other images: its {len(other)} rows named like "

@@ -148,6 +148,11 @@ def test_a_build_into_a_folder_of_another_sources_dataset_is_refused(impostors, 
     message = _refused(impostors, out)
     assert message.startswith(f"{out} was built from other images under the same names (12 of 12 differ, e.g. ")
     assert message.endswith("restore them, or choose an empty folder or delete it")
+    fewer = tmp_path / "fewer"
+    shutil.copytree(impostors, fewer)
+    next((fewer / "img_align_celeba").iterdir()).unlink()
+    assert _refused(fewer, out) == (f"{out} was built from another source (other image names: 12 images then, 11 now); "
+                                    "choose an empty folder or delete it")
 
 
 def test_a_folder_with_another_dataset_is_refused_before_anything_is_written(faces, clean, tmp_path):
