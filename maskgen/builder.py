@@ -17,6 +17,22 @@ the tar's size and SHA-256), written atomically before the tar is renamed into p
 shard only when the file matches its record, and rebuilds it otherwise. Parts may build into one
 shared folder at once: each holds a lock for its part (``.work/part-K-of-N.lock``), removes only
 temporaries that are provably its own leftovers, and ``combine`` runs under a lock of its own.
+
+What a dataset is made of is recorded by content, not by name: build.json holds, besides the arguments,
+``source_content`` (each source's name and the SHA-256 of its bytes, as one value) and ``template_digests``
+(each pack's masks.cfg and images). Before anything is written, a build into a folder whose build.json differs
+is refused in one line naming what differs: other arguments, other images under the same names (another
+source's dataset, or an image changed between a kill and the rerun; which ones, from the ``sha256`` recorded
+with their landmarks), a pack edited since, or another machine's copies for a part. Refused, not rebuilt in
+part: a folder holds one build of one content, and the way on is to restore the files or to build into an
+empty folder. A folder that holds dataset files but no build.json is refused too. The sources are hashed once,
+in this process (bytes read, none decoded; the workers then read them from the page cache).
+
+A ``--landmarks`` file is read and checked first, too. Each of its rows carries the ``sha256`` of the image its
+landmarks were found on: a row of another image under the same name is not used (that face is found again,
+logged and counted in ``BuildResult.landmarks_mismatched``), and a file that matches no image is refused.
+A build.json or landmarks file of an older maskgen, which recorded no content, is still used, by file name,
+with a warning.
 """
 
 from __future__ import annotations
@@ -25,11 +41,13 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import numbers
 import re
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,17 +62,21 @@ from . import workers
 from .align import DEFAULT_FACE_SCALE, SUPPORTED_RES
 from .compose import MaskOptions
 from .files import (
-    Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object, temporary_path,
-    write_csv_atomic, write_json_atomic, write_parquet_atomic,
+    TMP_MARK, Temporary, clean_temporaries, create_exclusive, exclusive_lock, json_bytes, read_json_object,
+    temporary_path, write_csv_atomic, write_json_atomic, write_parquet_atomic,
 )
 from .shard import ShardWriter
-from .source import SourceImage, SourceListing, discover, source_key
+from .source import SourceImage, SourceListing, content_digest, discover, source_key
 from .splits import DEFAULT_FRACTIONS, assign_splits, fractions_problem
+from .templates import pack_digest
 from .verify import manifest_digest, record_mismatch
 
 log = logging.getLogger(__name__)
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
+# Sources hashed at once: each read waits on the disk when the cache is cold (a first build, a network file
+# system); a few threads overlap those waits (hashlib and reads release the GIL).
+HASH_THREADS = 8
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
 FACE_SCALE_RANGE = (0.25, 1.0)  # 1: the tight 5-point crop (ArcFace's), which already cuts off the chin
 BACKENDS = ("loky", "dask")
@@ -65,6 +87,11 @@ MAX_PAIRS_PER_SOURCE = 100
 COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
 COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
 UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them
+# What build.json records of the inputs' content (see BuildConfig.identity); one written before it lacks them.
+CONTENT_KEYS = ("source_content", "template_digests")
+LANDMARK_COLUMNS = ("source", "ok", "reason", "method", "n_faces", "points")  # with sha256, in landmarks.parquet
+LANDMARK_NEEDED = ("source", "method", "n_faces", "points")  # what a --landmarks file must have
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BuildError(Exception):
@@ -107,12 +134,15 @@ class BuildConfig:
         except (ValueError, FileNotFoundError) as err:
             raise BuildError(str(err)) from None
 
-    def identity(self, fingerprint: str) -> dict:
-        """What the data depends on: a rerun must match this to resume into the same folder."""
-        identity = {"source_fingerprint": fingerprint, "res": self.res, "pairs": self.pairs, "seed": self.seed,
-                "shard_size": self.shard_size, "mask": asdict(self.mask), "split": list(self.split),
-                "jpeg_quality": self.jpeg_quality, "face_scale": self.face_scale, "parts": self.part[1],
-                "format_version": 1}
+    def identity(self, fingerprint: str, content: str) -> dict:
+        """What the data depends on: a rerun must match this to resume into the same folder. ``fingerprint``:
+        the sources' names; ``content``: their bytes (``_content_fingerprint``); ``template_digests``: the
+        packs' files, in the order of ``mask.templates``."""
+        identity = {"source_fingerprint": fingerprint, "source_content": content,
+                    "template_digests": [pack_digest(pack) for pack in self.mask.templates],
+                    "res": self.res, "pairs": self.pairs, "seed": self.seed, "shard_size": self.shard_size,
+                    "mask": asdict(self.mask), "split": list(self.split), "jpeg_quality": self.jpeg_quality,
+                    "face_scale": self.face_scale, "parts": self.part[1], "format_version": 1}
         return json.loads(json.dumps(identity))  # as it reads back from build.json
 
 
@@ -194,6 +224,7 @@ class BuildResult:
     shards_reused: int
     complete: bool  # all parts present and the dataset's manifest written
     shards_rebuilt: int = 0  # finished before, but the file no longer matched its record
+    landmarks_mismatched: int = 0  # --landmarks rows of an image of another content than the source's: found again
 
 
 def _manifest_row(meta: dict, shard: str) -> dict:
@@ -208,6 +239,20 @@ def _fingerprint(images: list[SourceImage]) -> str:
     h = hashlib.sha256()
     for im in images:
         h.update(im.rel.encode() + b"\0")
+    return f"{len(images)}:{h.hexdigest()[:16]}"
+
+
+def _source_digests(images: list[SourceImage]) -> dict[str, str | None]:
+    """Each source's ``content_digest`` (its bytes read once, none decoded), by ``rel``."""
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(zip([im.rel for im in images], pool.map(content_digest, [im.path for im in images])))
+
+
+def _content_fingerprint(images: list[SourceImage], digests: dict[str, str | None]) -> str:
+    """The sources' names and bytes (``digests``: each one's ``content_digest``), as one short value."""
+    h = hashlib.sha256()
+    for im in images:
+        h.update(f"{im.rel}\0{digests[im.rel] or '-'}\n".encode())
     return f"{len(images)}:{h.hexdigest()[:16]}"
 
 
@@ -309,9 +354,19 @@ def _part_owns(name: str, part: tuple[int, int]) -> bool:
 
 # --- the build ---------------------------------------------------------------------------------------
 
-def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
+def _prepare_out(config: BuildConfig, identity: dict, digests: dict[str, str | None]) -> tuple[Path, Path]:
     out = Path(config.out)
     work = out / fmt.WORK_DIR
+    info_path = out / fmt.BUILD_INFO
+    # Read-only checks first: a folder that holds another dataset is refused before anything is written there.
+    recorded = info_path.is_file()
+    if recorded:
+        _check_same_build(out, identity, digests)
+    else:
+        found = _dataset_files(out)
+        if found and not info_path.exists():  # (build.json is written before any of them)
+            raise BuildError(f"{out} holds files of a dataset but no {fmt.BUILD_INFO} (e.g. {found[0]}): "
+                             "choose an empty folder or delete it")
     try:
         work.mkdir(parents=True, exist_ok=True)
         probe = temporary_path(work / "write-test")
@@ -320,17 +375,67 @@ def _prepare_out(config: BuildConfig, identity: dict) -> tuple[Path, Path]:
     except OSError as err:
         raise BuildError(f"cannot write to --out {out}: {err.strerror or err}") from None
     # Created whole or not at all, by the first of several parts starting at once; the others compare.
-    info_path = out / fmt.BUILD_INFO
-    if not create_exclusive(info_path, json_bytes(identity, default=str)):
-        try:
-            previous = read_json_object(info_path)
-        except ValueError as err:
-            raise BuildError(f"{err}: delete it (or the whole of {out}) and rerun") from None
-        if previous != identity:
-            differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
-            raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); "
-                             "use another --out or delete it")
+    if not recorded and not create_exclusive(info_path, json_bytes(identity, default=str)):
+        _check_same_build(out, identity, digests)
     return out, work
+
+
+def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None]) -> None:
+    """Refuse (one line: what differs, what to do) unless ``out``'s build.json is ``identity``: the same
+    arguments, source images (names and bytes) and template packs (their files). A build.json of an older
+    maskgen, which recorded no content, is accepted when the rest agrees, with a warning."""
+    try:
+        previous = read_json_object(out / fmt.BUILD_INFO)
+    except ValueError as err:  # names the file
+        raise BuildError(f"{err}: choose an empty folder or delete {out}") from None
+    if previous == identity:
+        return
+    differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+    if set(differs) <= set(CONTENT_KEYS) and not set(CONTENT_KEYS) & set(previous):
+        log.warning("%s was built by an older maskgen, which recorded no content of the sources and template packs: "
+                    "resuming it by file names (delete it to rebuild with them recorded)", out)
+        return
+    how = "choose an empty folder or delete it"
+    if differs == ["source_content"]:
+        raise BuildError(f"{out} was built from other images under the same names ({_changed_sources(out, digests)}): "
+                         f"restore them, or {how}")
+    if sorted(differs) == ["source_content", "source_fingerprint"]:
+        then = str(previous["source_fingerprint"]).split(":")[0]
+        raise BuildError(f"{out} was built from another source (other image names: {then} images then, "
+                         f"{len(digests)} now); {how}")
+    if differs == ["template_digests"]:
+        changed = [str(pack) for pack, old, new in zip(identity["mask"]["templates"], previous["template_digests"],
+                                                       identity["template_digests"]) if old != new]
+        raise BuildError(f"{out} was built with other files in template pack {', '.join(changed)} (its masks.cfg or "
+                         f"images differ from the ones recorded): restore them, or {how}")
+    raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); {how}")
+
+
+def _changed_sources(out: Path, digests: dict[str, str | None]) -> str:
+    """Which sources' bytes differ from those recorded with their landmarks in ``out`` (as far as recorded)."""
+    recorded: dict[str, str] = {}
+    for path in [*sorted((out / fmt.WORK_DIR).glob("*-landmarks*.parquet")), out / fmt.LANDMARKS]:
+        try:
+            frame = pd.read_parquet(path, columns=["source", "sha256"])
+        except (OSError, ValueError, KeyError):  # absent, damaged, or written before sources were recorded
+            continue
+        recorded.update((rel, sha) for rel, sha in zip(frame["source"], frame["sha256"]) if isinstance(sha, str))
+    changed = sorted(rel for rel, sha in recorded.items() if rel in digests and digests[rel] != sha)
+    if not changed:
+        return "their bytes differ"
+    return f"{len(changed)} of {len(digests)} differ, e.g. {changed[0]}"
+
+
+def _dataset_files(out: Path) -> list[str]:
+    """What of a dataset lies in ``out``: shards, combined outputs, the work records (temporaries and locks,
+    which hold no data, aside)."""
+    work = out / fmt.WORK_DIR
+    found = [p.name for p in sorted(out.iterdir()) if p.suffix == ".tar" or p.name in COMBINED] \
+        if out.is_dir() else []
+    if work.is_dir():
+        found += [f"{fmt.WORK_DIR}/{p.name}" for p in sorted(work.iterdir())
+                  if TMP_MARK not in p.name and p.suffix != ".lock"]
+    return found
 
 
 def _io_problem(err: OSError) -> str:
@@ -354,8 +459,16 @@ def build(config: BuildConfig) -> BuildResult:
     if config.pairs is not None and config.pairs > most:
         raise BuildError(f"--pairs: at most {MAX_PAIRS_PER_SOURCE} per source image, {most} for the "
                          f"{len(listing.images)} in {config.source} (got {config.pairs})")
-    identity = config.identity(_fingerprint(listing.images))
-    out, work = _prepare_out(config, identity)
+    known = _read_landmarks(config.landmarks)  # before anything is written: a bad file is one line, not a half build
+    # build.json records them, so that a rerun or another part over other images (another source under the
+    # same names, an image changed since a kill) is refused up front.
+    digests = _source_digests(listing.images)
+    known, mismatched = _matching_landmarks(config.landmarks, known, digests)
+    try:
+        identity = config.identity(_fingerprint(listing.images), _content_fingerprint(listing.images, digests))
+    except (OSError, ValueError) as err:  # a pack that changed since it was checked
+        raise BuildError(str(err)) from None
+    out, work = _prepare_out(config, identity, digests)
     k, n_parts = config.part
     try:
         # Held while this part builds: a second process building the same part would share its files.
@@ -371,12 +484,13 @@ def build(config: BuildConfig) -> BuildResult:
             removed = clean_temporaries(out, work, left_over=left_over)
             if removed:
                 log.info("removed %d temporary files left by an interrupted build", removed)
-            return _build_part(config, listing, out, work)
+            return _build_part(config, listing, out, work, known, digests, mismatched)
     except OSError as err:
         raise BuildError(_io_problem(err)) from None
 
 
-def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Path) -> BuildResult:
+def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Path, known: dict[str, dict],
+                digests: dict[str, str | None], mismatched: int) -> BuildResult:
     k, n_parts = config.part
     tag = _part_tag(config.part)
     split_of = assign_splits(listing.images, config.split, config.seed)
@@ -392,7 +506,7 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
     mine = [im for im in mine if im.rel in split_of]
 
     with _backend_context(config):
-        landmarks = _phase_landmarks(config, mine, work, tag)
+        landmarks = _phase_landmarks(config, mine, work, tag, known, digests)
         failures += [{"source": r["source"], "stage": "landmarks", "reason": r["reason"]}
                      for r in landmarks if not r["ok"]]
         usable = {r["source"]: r for r in landmarks if r["ok"]}
@@ -405,8 +519,8 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
     write_csv_atomic(_part_file(work, tag, "failures"), pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
     # Failures are kept too (ok = False, with the reason): a rebuild with --landmarks skips them
     # without trying the detectors again.
-    lm = pd.DataFrame([{k: r[k] for k in ("source", "ok", "reason", "method", "n_faces", "points")}
-                       for r in landmarks])
+    # With each source's content: a later --landmarks use of them checks that they are of the same image.
+    lm = pd.DataFrame([{**{k: r[k] for k in LANDMARK_COLUMNS}, "sha256": digests[r["source"]]} for r in landmarks])
     write_parquet_atomic(_part_file(work, tag, "landmarks"), lm)
     # The manifest last: it marks the part finished (see _combine), so a part finishing at the same
     # moment never combines this one's files before all are written.
@@ -414,14 +528,21 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
                          pd.DataFrame(compose.rows, columns=list(fmt.MANIFEST_COLUMNS)))
     complete = combine(out, quiet=True) is not None
     return BuildResult(out=out, samples=len(compose.rows), failures=len(failures), shards_written=compose.written,
-                       shards_reused=compose.reused, complete=complete, shards_rebuilt=compose.rebuilt)
+                       shards_reused=compose.reused, complete=complete, shards_rebuilt=compose.rebuilt,
+                       landmarks_mismatched=mismatched)
 
 
-def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path, tag: str) -> list[dict]:
+def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path, tag: str, known: dict[str, dict],
+                     digests: dict[str, str | None]) -> list[dict]:
+    """Each source's landmark record, from the chunks cached in ``work``, ``known`` (a --landmarks file's rows
+    of these images) or the detectors; each chunk cached with its sources' content (``digests``)."""
     chunks = [images[i:i + LANDMARK_CHUNK] for i in range(0, len(images), LANDMARK_CHUNK)]
     paths = [work / f"{tag}-landmarks-{i:05d}.parquet" for i in range(len(chunks))]
     results: list[list[dict] | None] = [None] * len(chunks)
-    known = _known_landmarks(config.landmarks)
+
+    def cache(i: int) -> None:
+        write_parquet_atomic(paths[i], pd.DataFrame([{**r, "sha256": digests[r["source"]]} for r in results[i]]))
+
     todo = []  # (chunk index, the chunk's sources that need the detector)
     for i, path in enumerate(paths):
         if path.exists():
@@ -432,7 +553,7 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             todo.append((i, unknown))
         else:
             results[i] = [known[im.rel] for im in chunks[i]]
-            write_parquet_atomic(path, pd.DataFrame(results[i]))
+            cache(i)
     if todo:
         jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, _as_list(im.landmarks5), _as_list(im.prior5))
                                                  for im in unknown]) for _, unknown in todo)
@@ -440,7 +561,7 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
         for (i, unknown), records in zip(todo, _parallel(config, len(todo))(jobs)):
             found = {r["source"]: r for r in records}
             results[i] = [found[im.rel] if im.rel in found else known[im.rel] for im in chunks[i]]
-            write_parquet_atomic(paths[i], pd.DataFrame(results[i]))
+            cache(i)
             bar.update(len(records))
         bar.close()
     return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
@@ -450,25 +571,79 @@ def _as_list(points: np.ndarray | None) -> list | None:
     return None if points is None else points.tolist()
 
 
-def _known_landmarks(path: str | None) -> dict[str, dict]:
-    """Landmark records from an earlier build's landmarks.parquet, keyed by source."""
+def _read_landmarks(path: str | None) -> dict[str, dict]:
+    """The rows of a --landmarks file (an earlier build's landmarks.parquet), keyed by source, each with the
+    ``sha256`` of the image it was made from (None in a file written before that was recorded). Rows without
+    usable points and without a reason are left out (their faces are found again); a file that does not read
+    or a row that does not parse is a one-line BuildError."""
     if not path:
         return {}
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as err:
-        raise BuildError(f"cannot read --landmarks {path}: {err}") from None
-    missing = {"source", "method", "n_faces", "points"} - set(frame.columns)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BuildError(f"--landmarks {path}: not a readable landmarks.parquet ({first_line})") from None
+    missing = set(LANDMARK_NEEDED) - set(frame.columns)
     if missing:
-        raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))}")
+        raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))} (give a maskgen build's "
+                         f"{fmt.LANDMARKS})")
     known = {}
-    for r in frame.itertuples():
-        usable = r.points is not None and len(r.points) == 136
-        ok = bool(getattr(r, "ok", True)) and usable
-        if ok or not usable and getattr(r, "reason", ""):
-            known[r.source] = {"source": r.source, "ok": ok, "reason": "" if ok else r.reason, "method": r.method,
-                               "n_faces": int(r.n_faces), "points": list(r.points) if ok else None}
+    for row, r in enumerate(frame.to_dict("records"), start=1):
+        try:
+            record = _landmark_record(r)
+        except (TypeError, ValueError) as err:
+            raise BuildError(f"--landmarks {path}: row {row} ({r['source']!r}) is malformed: {err}") from None
+        if record is not None:
+            known[record["source"]] = record
     return known
+
+
+def _landmark_record(r: dict) -> dict | None:
+    """A --landmarks row as a landmark record (None: no points and no reason: not usable either way)."""
+    source, sha, points = r["source"], r.get("sha256"), r["points"]
+    if not isinstance(source, str):
+        raise TypeError(f"source is {type(source).__name__}, not text")
+    if isinstance(sha, float) and math.isnan(sha):  # a gap: rows of an older maskgen's part, combined with others
+        sha = None
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        raise ValueError(f"sha256 is not a SHA-256 ({str(sha)[:70]!r})")
+    if points is not None:
+        if not isinstance(points, (list, tuple, np.ndarray)):
+            raise TypeError(f"points is {type(points).__name__}, not a list of 136 numbers")
+        points = np.asarray(points, dtype=np.float64)
+    usable = points is not None and points.shape == (136,)
+    ok = bool(r.get("ok", True)) and usable
+    reason = r.get("reason") or ""
+    if not (ok or not usable and reason):
+        return None
+    return {"source": source, "ok": ok, "reason": "" if ok else str(reason), "method": str(r["method"]),
+            "n_faces": int(r["n_faces"]), "points": points.tolist() if ok else None, "sha256": sha}
+
+
+def _matching_landmarks(path: str | None, known: dict[str, dict],
+                        digests: dict[str, str | None]) -> tuple[dict[str, dict], int]:
+    """The --landmarks rows that are of this source's images (``digests``: their content), and how many were
+    of another image under the same name (those faces are found again). A row without a recorded sha256 (an
+    older maskgen's file) is taken by its name, with a warning; a file that matches no image is refused."""
+    if not path:
+        return {}, 0
+    named = {rel: record for rel, record in known.items() if rel in digests}
+    other = sorted(rel for rel, record in named.items() if record["sha256"] not in (None, digests[rel]))
+    matching = {rel: record for rel, record in named.items() if record["sha256"] in (None, digests[rel])}
+    if not matching:
+        if other:
+            raise BuildError(f"--landmarks {path} was made for other images: its {len(other)} rows named like "
+                             f"sources here are of other content (e.g. {other[0]}); give this source's own "
+                             f"{fmt.LANDMARKS}, or leave --landmarks out")
+        raise BuildError(f"--landmarks {path} has no row for any image of this source ({len(known)} usable rows, "
+                         f"none named like one here); give this source's own {fmt.LANDMARKS}, or leave --landmarks out")
+    if other:
+        log.warning("--landmarks %s: %d rows are of other images than the sources of the same name (their bytes "
+                    "differ, e.g. %s): finding those faces again", path, len(other), other[0])
+    if any(record["sha256"] is None for record in matching.values()):
+        log.warning("--landmarks %s records no image content (an older maskgen wrote it): its rows are matched "
+                    "to sources by file name only", path)
+    return matching, len(other)
 
 
 @dataclass

@@ -19,8 +19,10 @@ A dataset directory ``OUT`` holds
   quantiles, failures; the record of every shard: ``shards`` (its SHA-256) and ``shard_sizes`` (its
   size in bytes), as written (``maskgen verify`` and ``maskgen.verify.check_shards`` compare with them)
 * ``landmarks.parquet`` per source: ok, reason, method, n_faces and the 68 landmarks (136 floats, x0 y0 x1 ...)
-  in source-image pixels; reusable by another build of the same source (``--landmarks``)
-* ``build.json``        the arguments the dataset was built with (a rerun must match them to resume)
+  in source-image pixels, and ``sha256`` (of the image file's bytes); reusable by another build of the same
+  source (``--landmarks``: a row whose sha256 is not the source's is not used)
+* ``build.json``        the arguments the dataset was built with and the content of its inputs (``source_content``,
+  ``template_digests``): a rerun must match them to resume
 * ``.work/``            what a rerun resumes from (see ``maskgen.builder``), e.g. ``{shard}.json`` per
   finished shard: its planned keys, manifest rows, failures and ``tar`` (``{"bytes", "sha256"}`` of the
   shard as written, or null when it has no sample), which ``stats.json``'s records are copied from

@@ -20,6 +20,7 @@ valid UTF-8 are written with ``encode_name`` (the manifest's ``source``, see ``m
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -360,3 +361,16 @@ def decode_name(text: str) -> str:
         raw += text[end:m.start()].encode() + bytes([int(m.group()[2:], 16)])
         end = m.end()
     return os.fsdecode(bytes(raw + text[end:].encode()))
+
+
+# --- a source's identity -------------------------------------------------------------------------------------
+
+def content_digest(path: str | Path) -> str | None:
+    """What a source is, whatever its name: the SHA-256 (hex) of the file's bytes; None when it cannot be
+    read (the build then lists it as a failure when it reads it for landmarks). A copy keeps it (mtime
+    does not), and an edit that keeps the size and the dimensions changes it. Reads the bytes, no decode."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None

@@ -244,7 +244,7 @@ def test_combine_and_build_name_a_json_file_that_is_not_an_object(faces, clean, 
     (out / fmt.BUILD_INFO).write_text("[]")
     assert _error_line(_cli("combine", out)) == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object"
     line = _error_line(_cli("build", "--source", faces, "--out", out, *CLI_ARGS))
-    assert line == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object: delete it (or the whole of {out}) and rerun"
+    assert line == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object: choose an empty folder or delete {out}"
 
 
 def test_combine_on_a_folder_that_is_not_a_build(tmp_path):
