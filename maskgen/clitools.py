@@ -35,6 +35,7 @@ from typing import Any
 import click
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+INTERRUPTED = "interrupted"  # what an interrupted command says (not click's bare "Aborted!")
 DEBUG_HINT = "run with --debug for the traceback"
 _DEBUG = "clitools.debug"  # key in click's Context.meta (shared by a group's and its commands' contexts)
 
@@ -73,7 +74,7 @@ def imports_finish_first() -> Iterator[None]:
     Python code that C++ initialisation called), a process killed by SIGINT after saying ``interrupted``.
     Signal handlers can only be set in the main thread: other threads' imports are left alone (Python
     raises KeyboardInterrupt in the main thread only). ``Group`` holds this for a command's run; the
-    command line's own modules (about half a second before it) are imported as Python does.
+    command line's own modules (about half a second before it) are held by ``maskgen.launch``.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -148,5 +149,5 @@ class Group(click.Group):
                 raise click.ClickException(describe(error)) from None
             if debug:
                 traceback.print_exc()
-        click.echo("interrupted", err=True)  # not click's bare "Aborted!"
+        click.echo(INTERRUPTED, err=True)
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None

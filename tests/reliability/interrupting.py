@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib
 import json
-import runpy
 import signal
 import sys
 
@@ -57,4 +57,4 @@ functools.cached_property.__set_name__ = set_name
 sys.meta_path.insert(0, InterruptAt())
 atexit.register(record)
 sys.argv = [command, *args]
-runpy.run_module(f"{command}.cli", run_name="__main__", alter_sys=True)
+sys.exit(importlib.import_module(f"{command}.launch").main())  # as the console script runs it

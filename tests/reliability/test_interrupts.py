@@ -27,6 +27,7 @@ from tests.unmask.testutils import write_split
 
 HOOK = Path(__file__).with_name("interrupting.py")
 MOMENTS = {  # where in the start-up of `unmask train` the Ctrl-C comes: (WHEN, MODULE) of interrupting.py
+    "while the command line's own modules are imported (maskgen.launch)": ("import", "click"),
     "in torch's C++ initialisation, in Python code it calls": ("import", "torch._opaque_base"),
     "while torch's import creates a class (__set_name__)": ("set_name", "torch"),
 }
