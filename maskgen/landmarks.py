@@ -40,6 +40,10 @@ FIVE_MOUTH = slice(3, 5)
 # (``detect_all``). On the group photos of real-masked-photos, second boxes on one face (on an eye, an ear,
 # half a turned face) overlap by 0.26 to 1.0, faces side by side by at most 0.14.
 SAME_FACE_OVERLAP = 0.2
+# Of two boxes on one face, the first found is kept (``detect``'s order of detectors) unless the other is over
+# this many times its area: then the first covered only part of the face (BlazeFace's short range on the eyes
+# of a face its full range sees whole).
+PART_OF_FACE_AREA = 2.0
 
 # Face box from CelebA's 5 points, fitted on dlib HOG boxes of CelebA faces:
 # width = BOX_SCALE * hypot(eye-mouth distance, eye distance), centre shifted down by BOX_DROP * eye-mouth.
@@ -248,26 +252,27 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
 
     The detectors of ``detect``, each run in full rather than as a fallback: HOG's faces and
     BlazeFace's short- and full-range ones (masked faces HOG misses), then dlib's CNN only when none
-    of these found a face. Candidates are taken largest box first; one whose landmarks fail ``detect``'s
-    checks is dropped, and one whose landmarks' face box lies more than ``SAME_FACE_OVERLAP`` inside a
-    face already taken is that face again (a detector's second box on an eye, an ear, half a turned
-    face). ``n_faces`` of each is the number found.
+    of these found a face. Candidates are taken in ``detect``'s order: HOG's boxes first (the 68-point
+    predictor was trained on them), then BlazeFace's short range, then its full range, each largest
+    first. One whose landmarks fail ``detect``'s checks is dropped; one whose landmarks' face box lies
+    more than ``SAME_FACE_OVERLAP`` inside a face already taken is that face again, and replaces it only
+    when its box is over ``PART_OF_FACE_AREA`` times larger. ``n_faces`` of each is the number found.
     """
     from . import blazeface
 
     rects, method, scale, small = _hog_faces(image, upsample_limit)
-    candidates = [(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method)
-                  for r in rects]
+    detected = [[(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method)
+                 for r in rects]]
     if blazeface.available():
         for kind in ("short", "full"):
-            candidates += [(box_from_five_points(f.five_points()), f"blazeface-{kind}")
-                           for f in blazeface.detect_faces(image, kind)]
+            detected.append([(box_from_five_points(f.five_points()), f"blazeface-{kind}")
+                             for f in blazeface.detect_faces(image, kind)])
     else:
         _warn_once(BLAZEFACE_MISSING)
-    if not candidates and _cnn_detector() is not None:
-        candidates = [(tuple(round(v / scale) for v in (d.rect.left(), d.rect.top(), d.rect.right(),
-                                                       d.rect.bottom())), "cnn") for d in _cnn_detector()(small, 0)]
-    candidates.sort(key=lambda c: -_box_area(c[0]))  # stable: ties keep the detectors' order
+    if not any(detected) and _cnn_detector() is not None:
+        detected.append([(tuple(round(v / scale) for v in (d.rect.left(), d.rect.top(), d.rect.right(),
+                                                          d.rect.bottom())), "cnn") for d in _cnn_detector()(small, 0)])
+    candidates = [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))]
     found: list[FaceLandmarks] = []
     taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found
     for box, how in candidates:
@@ -277,10 +282,14 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
         except NoFace:
             continue
         own = box_from_five_points(five_points(points))
-        if any(_share_inside(own, other) > SAME_FACE_OVERLAP for other in taken):
+        same = [i for i, other in enumerate(taken) if _share_inside(own, other) > SAME_FACE_OVERLAP]
+        if same and not all(_box_area(own) > PART_OF_FACE_AREA * _box_area(taken[i]) for i in same):
             continue
+        for i in reversed(same):  # a box on part of this face (the eyes only) gives way to it
+            del taken[i], found[i]
         taken.append(own)
         found.append(FaceLandmarks(points=points, box=box, method=how, n_faces=0))
+    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
     for face in found:
         face.n_faces = len(found)
     return found

@@ -284,3 +284,20 @@ def test_predict_cli_stops_with_one_line_when_a_write_fails(tiny_run, celeba_ima
                                     "--checkpoint", str(tiny_run)])
     assert res.exit_code == 1 and res.exception is not None and isinstance(res.exception, SystemExit)
     assert f"cannot write {tmp_path / 'out' / celeba_images[2].stem}.png: No space left on device" in res.output
+
+
+def test_predict_cli_says_in_one_line_when_the_results_file_cannot_be_written(tiny_run, celeba_images, tmp_path,
+                                                                              monkeypatch):
+    import errno
+
+    import unmask.predict
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(unmask.predict, "write_bytes_atomic", full_disk)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(out), "--checkpoint", str(tiny_run)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.strip().splitlines()[-1] == f"Error: cannot write {out / 'results.jsonl'}: No space left on device"
+    assert (out / f"{celeba_images[2].stem}.png").is_file()  # the images were written before
