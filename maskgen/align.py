@@ -3,8 +3,12 @@
 The template is the widely used 5-point face template (eye centres, nose tip, mouth corners, as
 in ArcFace's 112x112 crop), expressed in relative coordinates and shrunk about the crop centre by
 ``face_scale`` so that chin, jaw and some hair stay inside: face masks reach below the chin. The
-transform is a similarity (rotation, uniform scale, translation), so faces are never distorted;
-pixels outside the source are filled by reflection.
+transform is a similarity (rotation, uniform scale, translation), so faces are never distorted.
+
+Where the crop reaches past the photo, ``fill`` decides what is there: ``"reflect"`` (the dataset's
+crops, unchanged since the first builds) mirrors the photo, so a face at the edge gets a mirrored copy
+beside it; ``"edge"`` (prediction) repeats the edge pixels instead, and ``inside_photo`` says which
+crop pixels are the photo's own, so that only those are pasted back (``paste_back(..., valid=)``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ TEMPLATE_5PT = np.array([
 TEMPLATE_CENTRE = np.array([0.5, 0.5])
 DEFAULT_FACE_SCALE = 0.72  # face size in the crop; 0.72 keeps the chin ~8% above the bottom edge
 SUPPORTED_RES = (128, 256, 512, 1024)
+# What fills the crop where it reaches past the photo: reflection (training crops) or the edge pixels repeated
+# (prediction: no mirrored face enters the networks).
+FILLS = {"reflect": cv2.BORDER_REFLECT_101, "edge": cv2.BORDER_REPLICATE}
 
 
 @dataclass
@@ -64,9 +71,16 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def crop_points_to_source(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points on the crop carried back to the source (``matrix``: source -> crop)."""
+    return transform_points(points, cv2.invertAffineTransform(matrix))
+
+
 def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
-               face_scale: float = DEFAULT_FACE_SCALE) -> AlignedFace:
-    """Crop the face in ``image`` (RGB uint8) given its 68 landmarks to a res x res aligned face."""
+               face_scale: float = DEFAULT_FACE_SCALE, fill: str = "reflect") -> AlignedFace:
+    """Crop the face in ``image`` (RGB uint8) given its 68 landmarks to a res x res aligned face;
+    ``fill`` (a key of ``FILLS``): what lies where the crop reaches past the image."""
+    border = FILLS[fill]
     matrix = similarity_transform(five_points(landmarks), canonical_points(res, face_scale))
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale < 0.5:
@@ -77,15 +91,16 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
         src = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         fx, fy = size[0] / w, size[1] / h
         warp = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
-        crop = cv2.warpAffine(src, warp, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        crop = cv2.warpAffine(src, warp, (res, res), flags=cv2.INTER_LINEAR, borderMode=border)
     elif scale <= 1:
-        crop = cv2.warpAffine(image, matrix, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        crop = cv2.warpAffine(image, matrix, (res, res), flags=cv2.INTER_LINEAR, borderMode=border)
     else:
-        crop = _upsampling_warp(image, matrix, res, scale)
+        crop = _upsampling_warp(image, matrix, res, scale, border)
     return AlignedFace(image=crop, landmarks=transform_points(landmarks, matrix), matrix=matrix, scale=scale)
 
 
-def _upsampling_warp(image: np.ndarray, matrix: np.ndarray, res: int, scale: float) -> np.ndarray:
+def _upsampling_warp(image: np.ndarray, matrix: np.ndarray, res: int, scale: float,
+                     border: int = cv2.BORDER_REFLECT_101) -> np.ndarray:
     """Bicubic-quality warp for a crop that enlarges its source, built from OpenCV's fast resizes.
 
     OpenCV's bicubic ``warpAffine`` is not vectorised (~1.9 ms for a 256 px crop). Instead:
@@ -102,7 +117,7 @@ def _upsampling_warp(image: np.ndarray, matrix: np.ndarray, res: int, scale: flo
     h, w = image.shape[:2]
     doubled = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
     crop = cv2.warpAffine(doubled, _resize_matrix(small, 1.0, source_factor=2.0), (res // factor, res // factor),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+                          flags=cv2.INTER_LINEAR, borderMode=border)
     return crop if factor == 1 else cv2.resize(crop, (res, res), interpolation=cv2.INTER_CUBIC)
 
 
@@ -116,13 +131,17 @@ def _resize_matrix(matrix: np.ndarray, output_factor: float, source_factor: floa
 
 
 def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: np.ndarray | None = None,
-               feather: float = 0.03) -> np.ndarray:
+               feather: float = 0.03, valid: np.ndarray | None = None) -> np.ndarray:
     """Warp an edited crop back into the photo it came from, blending over a feathered seam.
 
     ``region`` (res x res, float in [0, 1] or bool) limits the paste to part of the crop (e.g. the
     predicted mask map, dilated); without it the whole crop is pasted with a feathered border.
+    ``valid`` (``inside_photo``): the crop pixels that are the photo's own; the others never reach the
+    photo (the interpolation at the photo's edge reads their valid neighbours instead).
     """
     res = crop.shape[0]
+    if valid is not None:
+        crop = _extend_inside(crop, valid)
     h, w = photo.shape[:2]
     inverse = cv2.invertAffineTransform(matrix)
     weight = np.ones((res, res), np.float32) if region is None else region.astype(np.float32)
@@ -141,3 +160,37 @@ def map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, photo_shape: tuple[in
     """A binary map drawn on the crop, carried back onto the photo (nearest neighbour, 0 outside the crop)."""
     inverse = cv2.invertAffineTransform(matrix)
     return cv2.warpAffine(crop_map, inverse, (photo_shape[1], photo_shape[0]), flags=cv2.INTER_NEAREST, borderValue=0)
+
+
+def inside_photo(matrix: np.ndarray, res: int, photo_shape: tuple[int, ...]) -> np.ndarray:
+    """res x res uint8, 255 where the crop pixel's centre lies on the photo (source -> crop ``matrix``),
+    0 where the crop reaches past the photo's edge."""
+    h, w = photo_shape[:2]
+    ys, xs = np.mgrid[0:res, 0:res].astype(np.float64)
+    inverse = cv2.invertAffineTransform(matrix)
+    px = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    py = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    inside = (px >= -0.5) & (px < w - 0.5) & (py >= -0.5) & (py < h - 0.5)
+    return inside.astype(np.uint8) * 255
+
+
+def _extend_inside(crop: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``crop`` with each pixel next to the valid ones (8-neighbourhood) replaced by their mean: what
+    bilinear interpolation at the photo's edge reads from outside it is then the photo's own content."""
+    inside = (valid > 0).astype(np.float32)
+    total = cv2.boxFilter(crop.astype(np.float32) * inside[..., None], -1, (3, 3), normalize=False)
+    count = cv2.boxFilter(inside, -1, (3, 3), normalize=False)[..., None]
+    mean = np.clip(total / np.maximum(count, 1e-6) + 0.5, 0, 255).astype(crop.dtype)
+    return np.where((inside[..., None] > 0) | (count == 0), crop, mean)
+
+
+def map_to_crop(photo_map: np.ndarray, matrix: np.ndarray, res: int) -> np.ndarray:
+    """A binary map drawn on the photo, carried onto the res x res crop (nearest neighbour, 0 past the photo)."""
+    return cv2.warpAffine(photo_map, matrix, (res, res), flags=cv2.INTER_NEAREST, borderValue=0)
+
+
+def resize_matrix(shape: tuple[int, ...], res: int) -> np.ndarray:
+    """(2, 3) image -> crop matrix of ``cv2.resize`` from an image of ``shape`` to res x res: an aligned
+    crop given at another size (a resize by f maps x to f * x + (f - 1) / 2)."""
+    fy, fx = res / shape[0], res / shape[1]
+    return np.array([[fx, 0.0, (fx - 1) / 2], [0.0, fy, (fy - 1) / 2]])

