@@ -221,3 +221,19 @@ def test_each_map_pixel_belongs_to_the_nearest_face_in_face_sizes():
     assert owner[30, 30] == 0 and owner[30, 90] == 1
     assert owner[30, 70] == 0  # 40 px from the big face's centre (0.47 of its size), 20 from the small's (0.71)
     assert owner[30, 80] == 1  # 0.59 and 0.35
+
+
+def test_serve_says_in_one_line_when_its_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--checkpoint", str(tmp_path), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                                     "(give another --port or --host)")
+
+
+def test_serve_says_in_one_line_when_the_checkpoint_holds_no_model(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--checkpoint", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 1 and result.output.strip() == f"Error: no checkpoints in {tmp_path / 'checkpoints'}"
