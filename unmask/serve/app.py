@@ -8,21 +8,21 @@
 
 Every refusal is an HTTP 4xx with ``{"error": "one line"}``, which the page shows; anything unexpected
 is logged and answered with a one-line 500, never a traceback. Requests keep no state but the photo
-cache (``editing.PhotoCache``); the model runs one request at a time.
+cache (``editing.PhotoCache``); the model runs one request at a time, on one thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import socket
 import tempfile
-import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from maskgen.source import MAX_PIXELS
 
 from ..predict import Unmasker
-from .editing import EditError, PhotoCache, open_photo, png_bytes, read_map, refill
+from .editing import EditError, PhotoCache, open_photo, png_bytes, read_map, refill, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,14 @@ def _answers_errors(handler: Handler) -> Handler:
 def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
     """The page's application around a loaded model."""
     cache = cache if cache is not None else PhotoCache()
-    model_lock = threading.Lock()  # one request on the model at a time: memory stays that of one photo
+    # One thread does all the image work, one request at a time: memory stays that of one photo, and the
+    # allocator keeps one arena rather than one per pool thread (which grew the server's RSS).
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-serve")
+    worker.submit(warm_up, unmasker).add_done_callback(
+        lambda done: done.exception() and log.warning("warming the face detectors up failed: %s", done.exception()))
 
-    def locked(function, *args):
-        with model_lock:
-            return function(*args)
+    async def on_worker(function, *args):
+        return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
 
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -103,7 +106,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
             file.write(data)
             file.flush()
             del data
-            edited = await run_in_threadpool(locked, open_photo, unmasker, Path(file.name))
+            edited = await on_worker(open_photo, unmasker, Path(file.name))
         cache.add(edited)
         width, height = edited.edit_size
         return JSONResponse({
@@ -117,13 +120,12 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
 
     async def result(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])
-        return Response(await run_in_threadpool(png_bytes, edited.image), media_type=PNG)
+        return Response(await on_worker(png_bytes, edited.image), media_type=PNG)
 
     async def refilled(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])
         new_map = read_map(await _body(request, MAX_MAP_BYTES, "map"), edited.edit_size)
-        image = await run_in_threadpool(locked, refill, unmasker, edited, new_map)
-        return Response(await run_in_threadpool(png_bytes, image), media_type=PNG)
+        return Response(await on_worker(lambda: png_bytes(refill(unmasker, edited, new_map))), media_type=PNG)
 
     routes = [
         Route("/", _answers_errors(page)),

@@ -121,6 +121,15 @@ def face_owners(boxes: list, photo_size: tuple[int, int], size: tuple[int, int])
     return owner
 
 
+def warm_up(unmasker: Unmasker) -> None:
+    """Load the face detectors (seconds, once per process) before the first photo comes: a search for
+    faces in a blank image, which finds none."""
+    try:
+        unmasker(np.full((256, 256, 3), 128, np.uint8), aligned=False)
+    except NoFace:
+        pass
+
+
 def open_photo(unmasker: Unmasker, path: Path) -> EditedPhoto:
     """Read an uploaded photo (refused with the reason: not an image, past the pixel limit, ...) and
     unmask every face in it."""
