@@ -54,12 +54,12 @@ async function upload(file) {
   if (photoUrl) URL.revokeObjectURL(photoUrl);
   photoUrl = URL.createObjectURL(file);
   await loaded($("photo"), photoUrl);
-  mapCanvas.width = boxCanvas.width = photo.map_width;
-  mapCanvas.height = boxCanvas.height = photo.map_height;
+  mapCanvas.width = photo.map_width;
+  mapCanvas.height = photo.map_height;
   predictedMap = await mapImage(photo.map);
   mapContext.putImageData(predictedMap, 0, 0);
-  drawBoxes();
   $("tools").hidden = $("views").hidden = false;
+  fitView();
   const stem = file.name.replace(/\.[^.]*$/, "") || "photo";
   $("download").download = `${stem}-unmasked.png`;
   const faces = photo.faces.length === 1 ? "1 face" : `${photo.faces.length} faces`;
@@ -93,21 +93,38 @@ async function mapImage(dataUrl) {
   return pixels;
 }
 
+// The photo and the result side by side, as large as their columns allow and never taller than most of
+// the window.
+function fitView() {
+  if (!photo || $("views").hidden) return;
+  const column = $("stack").parentElement.clientWidth;
+  const scale = Math.min(column / photo.width, 0.75 * window.innerHeight / photo.height);
+  $("stack").style.width = $("result").style.width = `${Math.floor(photo.width * scale)}px`;
+  drawBoxes();
+}
+
+// Each face's box and number, on a canvas at the screen's resolution (not the map's) so that lines and
+// letters are sharp and the same size whatever the photo's size.
 function drawBoxes() {
+  if (!photo || $("views").hidden) return;
+  const rect = mapCanvas.getBoundingClientRect(), pixel = window.devicePixelRatio || 1;
+  boxCanvas.width = Math.round(rect.width * pixel);
+  boxCanvas.height = Math.round(rect.height * pixel);
   const context = boxCanvas.getContext("2d");
-  const sx = photo.map_width / photo.width, sy = photo.map_height / photo.height;
-  const line = Math.max(2, photo.map_width / 400);
-  context.clearRect(0, 0, boxCanvas.width, boxCanvas.height);
+  const sx = boxCanvas.width / photo.width, sy = boxCanvas.height / photo.height;
+  const line = 2 * pixel, letters = 14 * pixel;
   context.lineWidth = line;
-  context.strokeStyle = "#ffd400";
-  context.fillStyle = "#ffd400";
-  context.font = `${Math.round(line * 8)}px sans-serif`;
+  context.strokeStyle = context.fillStyle = "#ffd400";
+  context.font = `${letters}px sans-serif`;
+  context.textBaseline = "bottom";
   photo.faces.forEach((face, index) => {
     const [x0, y0, x1, y1] = face.box;
     context.strokeRect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy);
-    context.fillText(`${index + 1}: ${Math.round(face.coverage * 100)}% map`, x0 * sx, y0 * sy - line * 2);
+    const label = `${index + 1}: ${Math.round(face.coverage * 100)}% map`;
+    context.fillText(label, x0 * sx + line, y0 * sy > letters ? y0 * sy - line : y1 * sy + letters);
   });
 }
+window.addEventListener("resize", fitView);
 
 async function showResult(response, message) {
   if (!response.ok) return showError(await errorOf(response));
