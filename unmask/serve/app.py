@@ -19,7 +19,7 @@ import logging
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from maskgen.source import MAX_PIXELS
 
 from ..predict import Unmasker
-from .editing import EditError, PhotoCache, open_photo, png_bytes, read_map, refill, warm_up
+from .editing import EditError, EditedPhoto, PhotoCache, open_photo, png_bytes, read_map, refill, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,25 @@ async def _body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def _open_upload(unmasker: Unmasker, data: bytes) -> tuple[EditedPhoto, bytes]:
+    """An uploaded photo unmasked, and its map as PNG."""
+    with tempfile.NamedTemporaryFile(prefix="unmask-serve-") as file:  # load_image reads files
+        file.write(data)
+        file.flush()
+        edited = open_photo(unmasker, Path(file.name))
+    return edited, png_bytes(edited.map)
+
+
+def _refilled_png(unmasker: Unmasker, edited: EditedPhoto, data: bytes) -> bytes:
+    """The result of an edited map sent by the page, as PNG."""
+    return png_bytes(refill(unmasker, edited, read_map(data, edited.edit_size)))
+
+
+def _log_failure(done: Future) -> None:
+    if done.exception() is not None:
+        log.warning("warming the face detectors up failed: %s", done.exception())
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -85,8 +104,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
     # One thread does all the image work, one request at a time: memory stays that of one photo, and the
     # allocator keeps one arena rather than one per pool thread (which grew the server's RSS).
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-serve")
-    worker.submit(warm_up, unmasker).add_done_callback(
-        lambda done: done.exception() and log.warning("warming the face detectors up failed: %s", done.exception()))
+    worker.submit(warm_up, unmasker).add_done_callback(_log_failure)
 
     async def on_worker(function, *args):
         return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
@@ -95,18 +113,13 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
         return FileResponse(STATIC / "index.html")
 
     async def limits(_request: Request) -> Response:
-        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS,
-                             "cached_photos": cache.max_photos})
+        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS})
 
     async def upload(request: Request) -> Response:
         data = await _body(request, max_upload_bytes, "photo")
         if not data:
             raise EditError(400, "empty upload: the file has 0 bytes")
-        with tempfile.NamedTemporaryFile(prefix="unmask-serve-") as file:  # load_image reads files
-            file.write(data)
-            file.flush()
-            del data
-            edited = await on_worker(open_photo, unmasker, Path(file.name))
+        edited, map_png = await on_worker(_open_upload, unmasker, data)
         cache.add(edited)
         width, height = edited.edit_size
         return JSONResponse({
@@ -115,7 +128,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
             "map_width": width, "map_height": height,
             "faces": [{"box": [round(float(v), 1) for v in face.box], "coverage": round(float(face.coverage), 4),
                        "seconds": round(float(face.seconds), 3)} for face in edited.faces],
-            "map": "data:image/png;base64," + base64.b64encode(png_bytes(edited.map)).decode("ascii"),
+            "map": "data:image/png;base64," + base64.b64encode(map_png).decode("ascii"),
         })
 
     async def result(request: Request) -> Response:
@@ -124,8 +137,8 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
 
     async def refilled(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])
-        new_map = read_map(await _body(request, MAX_MAP_BYTES, "map"), edited.edit_size)
-        return Response(await on_worker(lambda: png_bytes(refill(unmasker, edited, new_map))), media_type=PNG)
+        data = await _body(request, MAX_MAP_BYTES, "map")
+        return Response(await on_worker(_refilled_png, unmasker, edited, data), media_type=PNG)
 
     routes = [
         Route("/", _answers_errors(page)),

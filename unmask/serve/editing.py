@@ -23,7 +23,7 @@ from PIL import Image
 from maskgen.landmarks import NoFace
 from maskgen.source import BadImage, load_image
 
-from ..predict import Unmasker
+from ..predict import FaceResult, Unmasker
 
 EDIT_MAX_SIDE = 2048  # px: the longer side of the map the page paints on
 CACHE_PHOTOS = 4  # photos kept for re-runs; an older one is uploaded again
@@ -44,7 +44,7 @@ class EditedPhoto:
     """One uploaded photo, its faces as stage 1 and 2 left them, and the map the page starts from."""
 
     photo: np.ndarray  # RGB uint8, full size
-    faces: list  # unmask.predict.FaceResult, one per face
+    faces: list[FaceResult]  # one per face, as first predicted
     image: np.ndarray  # the photo with every face unmasked (the first result)
     map: np.ndarray  # uint8 0/255 at the edit size: every face's predicted map
     owner: np.ndarray  # int16 at the edit size: the index of the face each map pixel belongs to
@@ -58,7 +58,7 @@ class EditedPhoto:
     @property
     def nbytes(self) -> int:
         return self.photo.nbytes + self.image.nbytes + self.map.nbytes + self.owner.nbytes + sum(
-            sum(getattr(face, name).nbytes for name in ("crop_input", "crop_map", "crop_output"))
+            sum(getattr(face, name).nbytes for name in ("crop_input", "valid", "crop_map", "crop_output"))
             for face in self.faces)
 
 
