@@ -38,6 +38,7 @@ from unmask.serve.app import create_app  # noqa: E402
 from unmask.serve.editing import EditedPhoto, PhotoCache, face_owners  # noqa: E402
 
 PHOTO = REAL_MASKED / "0000.jpg"  # one masked face, 512 x 453
+TWO_FACES = REAL_MASKED / "0074.jpg"  # two faces side by side, 160 x 229
 
 
 def tiny_unmasker() -> Unmasker:
@@ -47,10 +48,10 @@ def tiny_unmasker() -> Unmasker:
     return Unmasker(Generator(config.generator), MSeg(config.mseg), config, threshold=1.1)
 
 
-def need_photo():
-    if not PHOTO.is_file():
-        pytest.skip(f"shared test data not found at {PHOTO} (set GANMASKER_SHARED_DATA or provide ../shared/data)")
-    return PHOTO
+def need_photo(path=PHOTO):
+    if not path.is_file():
+        pytest.skip(f"shared test data not found at {path} (set GANMASKER_SHARED_DATA or provide ../shared/data)")
+    return path
 
 
 def paste_margin(unmasker: Unmasker, matrix: np.ndarray) -> int:
@@ -129,6 +130,23 @@ def test_a_real_photo_is_unmasked_and_refilled_only_inside_the_edited_map(client
 
     unchanged = client.post(f"/api/photos/{uploaded['id']}/refill", content=png(first_map))
     np.testing.assert_array_equal(decoded(unchanged.content), photo)  # no face's part changed: none re-run
+
+
+def test_only_the_faces_whose_part_of_the_map_changed_run_again(client, unmasker, monkeypatch):
+    answer = client.post("/api/photos", content=need_photo(TWO_FACES).read_bytes()).json()
+    assert len(answer["faces"]) == 2, answer
+    refilled = []
+    refill = unmasker.refill
+    monkeypatch.setattr(unmasker, "refill", lambda photo, face, edited: refilled.append(face.box) or
+                        refill(photo, face, edited))
+    for index, face in enumerate(answer["faces"]):
+        x0, y0, x1, y1 = face["box"]
+        edited = np.zeros((answer["map_height"], answer["map_width"]), np.uint8)
+        edited[round((y0 + y1) / 2) - 3:round((y0 + y1) / 2) + 3, round((x0 + x1) / 2) - 3:round((x0 + x1) / 2) + 3] = 255
+        response = client.post(f"/api/photos/{answer['id']}/refill", content=png(edited))
+        assert response.status_code == 200
+        assert refilled == [tuple(round(v) for v in face["box"])], index  # this face only
+        refilled.clear()
 
 
 @pytest.fixture(scope="module")
