@@ -1,7 +1,7 @@
 """``unmask serve`` in a real browser: headless Chromium (Debian's chromium and chromium-driver) driven by
-selenium uploads a real photo, paints a stroke on the map and erases part of it, re-runs stage 2 and
-downloads the result, which must differ from the photo only inside the edited map (as the page holds it)
-and its paste margin. Skips, saying how to install, without a browser; CI installs one (.ci/run)."""
+selenium. The page says why a file that is not a photo is refused; then a real photo is uploaded, a stroke
+painted on its map and partly erased, stage 2 re-run and the result downloaded, which must differ from
+the photo only inside the edited map (as the page holds it) and its paste margin. Skips, saying how to install, without a browser; CI installs one (.ci/run)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,13 @@ def stroke(driver, canvas, start: tuple[float, float], end: tuple[float, float])
 def test_paint_erase_rerun_and_download_in_a_browser(server_url, browser, tmp_path):
     photo_path = need_photo()
     browser.get(server_url)
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("not a photo\n")
+    browser.find_element(By.ID, "file").send_keys(str(not_a_photo))
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error")
+    assert browser.find_element(By.ID, "error").text.startswith("notes.jpg: not a usable image: unreadable image")
+
     browser.find_element(By.ID, "file").send_keys(str(photo_path))
     wait_for(browser, 1)
     assert browser.find_element(By.ID, "status").text.startswith("1 face unmasked")
