@@ -15,6 +15,7 @@ import yaml
 from maskgen.cli import dataclass_default
 from maskgen.clitools import Group
 from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
+from unmask.predict import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions
 
 # CLI option -> config key, for the options that only set one config value. Each option is named
@@ -227,21 +228,33 @@ def train(
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for NAME.png (unmasked) and NAME_map.png (predicted map); a folder's images keep "
-                   "their sub-folders (under each folder's name when several are given). It holds no input: "
-                   "inside an input folder it is left out of the inputs.")
+              help="Folder for NAME.png (unmasked) and NAME_map.png (every face's predicted map), and results.jsonl "
+                   "(one line per face: box, 5 points, map coverage, seconds); a folder's images keep their "
+                   "sub-folders (under each folder's name when several are given). It holds no input: inside an "
+                   "input folder it is left out of the inputs.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Run directory (checkpoints/seg.pt + gan.pt), or the gan.pt of a --no-map run.")
 @click.option("--aligned/--photos", "aligned", default=None,
               help="Inputs are aligned maskgen crops / photos to detect and align [default: detect, and "
                    "take square images without a detectable face as crops].")
+@click.option("--max-faces", type=click.IntRange(1, MAX_FACE_INDEX), default=MAX_FACES, show_default=True,
+              help="Faces unmasked per photo, the largest first.")
+@click.option("--min-face", type=click.IntRange(1), default=MIN_FACE, show_default=True,
+              help="Smallest face unmasked: the detector box's shorter side in photo pixels (smaller faces "
+                   "come out blurred rather than unmasked).")
+@click.option("--save-crops", is_flag=True,
+              help="Also NAME_faceKK.png (the aligned crop the networks saw) and NAME_faceKK_unmasked.png "
+                   "(their output) for each face KK.")
+@click.option("--save-maps", is_flag=True, help="Also NAME_faceKK_map.png: each face's map on its crop.")
+@click.option("--compare", is_flag=True, help="Also NAME_compare.png: input | map overlay (faces boxed) | output.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: bool | None, device: str) -> None:
-    """Unmask photos or aligned crops (files or folders of images), each at its own size.
+def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: bool | None, max_faces: int,
+            min_face: int, save_crops: bool, save_maps: bool, compare: bool, device: str) -> None:
+    """Unmask every face of photos, or aligned crops (files or folders of images), each at its own size.
 
     Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
     """
-    from unmask.predict import PredictError, Unmasker, plan_outputs, predict_files, shown
+    from unmask.predict import RESULTS_FILE, PredictError, Unmasker, plan_outputs, predict_files, shown
     from unmask.training.runtime import DeviceError, resolve_device
 
     def report(name: str, reason: str) -> None:
@@ -261,12 +274,14 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        summary = predict_files(unmasker, plan, aligned, on_skip=report)
+        summary = predict_files(unmasker, plan, aligned, on_skip=report, results=out_dir / RESULTS_FILE,
+                                max_faces=max_faces, min_face=min_face, save_crops=save_crops,
+                                save_maps=save_maps, compare=compare)
     except PredictError as exc:
         raise click.ClickException(str(exc)) from None
     skipped += summary.skipped
     reasons = sorted({r for _, r in skipped})
-    click.echo(f"{summary.done} unmasked into {shown(out_dir)}, {len(skipped)} skipped"
+    click.echo(f"{summary.done} unmasked ({summary.faces} faces) into {shown(out_dir)}, {len(skipped)} skipped"
                + (f" ({'; '.join(reasons)})" if skipped else ""))
     if not summary.done:
         raise click.ClickException("no input could be unmasked")

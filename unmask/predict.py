@@ -225,8 +225,8 @@ class Unmasker:
         elif edited.shape == (h, w):
             crop_map = map_to_crop(np.ascontiguousarray(edited, np.uint8), face.matrix, r)
         else:
-            raise ValueError(f"edited map is {'x'.join(map(str, edited.shape[::-1]))}: draw it at the crop's "
-                             f"size ({r}x{r}) or the photo's ({w}x{h})")
+            size = "x".join(map(str, (*edited.shape[1::-1], *edited.shape[2:]))) if edited.ndim > 1 else edited.shape
+            raise ValueError(f"edited map is {size}: draw it at the crop's size ({r}x{r}) or the photo's ({w}x{h})")
         start = time.perf_counter()
         crop_map = np.where((crop_map > 127) & (face.valid > 0), 255, 0).astype(np.uint8)
         (out,), _ = self.unmask_crops(face.crop_input[None], crop_map[None])
@@ -537,6 +537,7 @@ def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool |
         if results is not None:
             text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             try:
+                results.parent.mkdir(parents=True, exist_ok=True)
                 write_bytes_atomic(results, text.encode("utf-8", "surrogateescape"))
             except OSError as err:
                 if finished:  # else the error that stopped the run is the one to tell

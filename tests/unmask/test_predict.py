@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -131,6 +132,32 @@ def test_outputs_mirror_the_input_tree_and_never_share_a_name(tmp_path):
     assert len(set(images)) == len(images)
 
 
+def test_outputs_of_faces_comparisons_and_folders_never_meet(tmp_path):
+    photos = tmp_path / "photos"
+    for rel in ("a.jpg", "a_face00.jpg", "a_FACE3_MAP.jpg", "a_compare.jpg", "results.jsonl/e.jpg", "sub/results.jsonl/f.jpg"):
+        _touch(photos / rel)
+    plan, skipped = plan_outputs([photos], tmp_path / "out")
+    out = {p.source.relative_to(photos).as_posix(): p for p in plan}
+    assert out["a.jpg"].image.name == "a.png" and out["a.jpg"].face(0, "crop").name == "a_face00.png"
+    assert out["a.jpg"].face(12, "output").name == "a_face12_unmasked.png" and out["a.jpg"].compare.name == "a_compare.png"
+    # a_face00.png is a.jpg's first face's crop, a_FACE3_MAP.png its fourth face's map (ignoring case).
+    assert out["a_face00.jpg"].image.name == "a_face00.jpg.png" and out["a_FACE3_MAP.jpg"].image.name == "a_FACE3_MAP.jpg.png"
+    assert out["a_compare.jpg"].image.name == "a_compare.jpg.png"
+    assert out["sub/results.jsonl/f.jpg"].image == tmp_path / "out/sub/results.jsonl/f.png"  # only the top one is taken
+    assert skipped == [(str(photos / "results.jsonl/e.jpg"), f"its outputs would go into {tmp_path / 'out/results.jsonl'}, "
+                        "the results file: rename its folder")]
+    names = [str(q).casefold() for p in plan for q in (p.image, p.map, p.compare, *(p.face(k, kind) for k in range(12)
+                                                                              for kind in ("crop", "output", "map")))]
+    assert len(names) == len(set(names))
+
+    # A folder given by name (b.png) and a file whose image would have that name: the folder keeps it.
+    folder = _touch(tmp_path / "b.png" / "c.jpg").parent
+    loose = _touch(tmp_path / "loose" / "b.jpg")
+    plan, _ = plan_outputs([loose, photos, folder], tmp_path / "out")
+    images = {p.source: p.image.relative_to(tmp_path / "out").as_posix() for p in plan}
+    assert images[folder / "c.jpg"] == "b.png/c.png" and images[loose] == "b.jpg.png"
+
+
 def _read(path: str | Path) -> np.ndarray:
     return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
 
@@ -168,12 +195,14 @@ def test_predict_cli_reruns_into_an_output_folder_inside_the_inputs_without_taki
     _touch(photos / "face.jpg").write_bytes(celeba_images[3].read_bytes())
     args = ["predict", str(photos), "-o", str(photos / "out"), "--checkpoint", str(tiny_run)]
     first = CliRunner().invoke(main, args)
-    written = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    results = photos / "out" / "results.jsonl"  # times differ from run to run; the rest is the same
+    written = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file() and p != results}
     second = CliRunner().invoke(main, args)
     assert first.exit_code == second.exit_code == 0, first.output + second.output
     assert "1 unmasked" in second.output and "0 skipped" in second.output, second.output
     assert sorted(p.relative_to(photos).as_posix() for p in written) == ["face.jpg", "out/face.png", "out/face_map.png"]
-    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()} == written
+    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file() and p != results} == written
+    assert {json.loads(line)["input"] for line in results.read_text().splitlines()} == {str(photos / "face.jpg")}
 
 
 def test_predict_cli_refuses_a_checkpoint_without_stage_1_in_one_line(tiny_run, celeba_images, tmp_path):
@@ -189,6 +218,50 @@ def test_predict_cli_refuses_a_checkpoint_without_stage_1_in_one_line(tiny_run, 
     unmasker = Unmasker.from_checkpoint(gan, maps_given=True)
     crops, maps = np.zeros((1, 64, 64, 3), np.uint8), np.full((1, 64, 64), 255, np.uint8)
     assert unmasker.unmask_crops(crops, maps)[0].shape == (1, 64, 64, 3)
+
+
+def test_predict_cli_records_every_face_and_writes_crops_maps_and_comparisons(tiny_run, real_masked_dir, tmp_path):
+    photos = tmp_path / "in"
+    _touch(photos / "group.jpg").write_bytes((real_masked_dir / "0761.jpg").read_bytes())  # three people
+    cv2.imwrite(str(photos / "blank.png"), np.full((120, 200, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["predict", str(photos), "-o", str(out), "--checkpoint", str(tiny_run),
+                                    "--save-crops", "--save-maps", "--compare"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert records[0] == {"input": str(photos / "blank.png"), "skipped": "no face detected"}
+    faces = records[1:]
+    assert len(faces) >= 2 and f"1 unmasked ({len(faces)} faces)" in res.output, res.output
+    photo = _read(photos / "group.jpg")
+    h, w = photo.shape[:2]
+    for k, face in enumerate(faces):
+        assert face["input"] == str(photos / "group.jpg") and face["image"] == str(out / "group.png") and face["face"] == k
+        x0, y0, x1, y1 = face["box"]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and len(face["points"]) == 5
+        assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face["points"][:2])  # the eyes are in the box
+        assert 0 <= face["coverage"] <= 1 and face["seconds"] > 0
+        crop, output, crop_map = (_read(out / f"group_face{k:02d}{suffix}.png") for suffix in ("", "_unmasked", "_map"))
+        assert crop.shape == output.shape == (64, 64, 3) and crop_map.shape == (64, 64)
+        assert set(np.unique(crop_map)) <= {0, 255} and face["coverage"] >= (crop_map > 0).mean() - 1e-6  # of the part on the photo
+    sheet = _read(out / "group_compare.png")
+    assert sheet.shape[0] == h and 3 * w < sheet.shape[1] < 3.1 * w
+    np.testing.assert_array_equal(sheet[:, :w], photo)
+    np.testing.assert_array_equal(sheet[:, -w:], _read(out / "group.png"))
+    assert not list(out.glob("blank_*"))
+
+    again = tmp_path / "again"
+    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again), "--checkpoint", str(tiny_run),
+                                    "--max-faces", "1"])
+    assert res.exit_code == 0 and "1 unmasked (1 faces)" in res.output, res.output
+    (only,) = [json.loads(line) for line in (again / "results.jsonl").read_text().splitlines()]
+    assert only["box"] == faces[0]["box"] and sorted(p.name for p in again.iterdir()) == [
+        "group.png", "group_map.png", "results.jsonl"]
+    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again), "--checkpoint", str(tiny_run),
+                                    "--min-face", "5000"])
+    assert res.exit_code == 1 and "no face of at least 5000 px (--min-face" in res.output, res.output
+    for bad in (["--max-faces", "0"], ["--min-face", "0"], ["--max-faces", "1000"]):
+        res = CliRunner().invoke(main, ["predict", str(photos), "-o", str(again), "--checkpoint", str(tiny_run), *bad])
+        assert res.exit_code == 2 and bad[0] in res.output, res.output
 
 
 def test_predict_cli_fails_when_nothing_is_done(tiny_run, tmp_path):
