@@ -38,7 +38,6 @@ from unmask.serve.app import create_app  # noqa: E402
 from unmask.serve.editing import EditedPhoto, PhotoCache, face_owners  # noqa: E402
 
 PHOTO = REAL_MASKED / "0000.jpg"  # one masked face, 512 x 453
-TWO_FACES = REAL_MASKED / "0074.jpg"  # two faces side by side, 160 x 229
 
 
 def tiny_unmasker() -> Unmasker:
@@ -133,7 +132,8 @@ def test_a_real_photo_is_unmasked_and_refilled_only_inside_the_edited_map(client
 
 
 def test_only_the_faces_whose_part_of_the_map_changed_run_again(client, unmasker, monkeypatch):
-    answer = client.post("/api/photos", content=need_photo(TWO_FACES).read_bytes()).json()
+    photo = load_image(need_photo(), max_side=None)
+    answer = client.post("/api/photos", content=png(np.hstack([photo, photo]))).json()  # two faces
     assert len(answer["faces"]) == 2, answer
     refilled = []
     refill = unmasker.refill
