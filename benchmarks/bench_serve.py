@@ -39,6 +39,7 @@ from maskgen.source import load_image  # noqa: E402
 from tests.testdata import REAL_MASKED  # noqa: E402
 
 MEGAPIXEL = 1_000_000
+RSS_AFTER = (1, 2, 4, 8, 16, 25, 50, 75, 100, 200, 400)  # requests after which the server's RSS is printed
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost: never through a proxy
 
 
@@ -107,7 +108,7 @@ def main() -> None:
             json.load(response)
         startup = time.perf_counter() - started
 
-        uploads, reruns, refused = [], [], 0
+        uploads, reruns, refused, rss_trend = [], [], 0, []
         rss_start = None
         for i in range(args.requests + 1):  # the first one warms the detectors up and is reported alone
             t = time.perf_counter()
@@ -127,6 +128,8 @@ def main() -> None:
                 continue
             uploads.append(upload_s)
             reruns.append(rerun_s)
+            if len(uploads) in RSS_AFTER:
+                rss_trend.append(f"{len(uploads)}: {rss_mb(server.pid):.0f}")
         rss_end = rss_mb(server.pid)
     finally:
         server.terminate()
@@ -143,7 +146,7 @@ def main() -> None:
     print(f"  re-run with edited map:  p50 {percentile(reruns, 50):.2f} s, p95 {percentile(reruns, 95):.2f} s, "
           f"max {max(reruns):.2f} s")
     print(f"server RSS: {rss_start:.0f} MB after the first request, {rss_end:.0f} MB after {len(uploads)} more "
-          f"uploads and re-runs: growth {rss_end - rss_start:+.0f} MB")
+          f"uploads and re-runs: growth {rss_end - rss_start:+.0f} MB (MB after n: {', '.join(rss_trend)})")
 
 
 if __name__ == "__main__":

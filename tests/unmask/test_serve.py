@@ -212,7 +212,7 @@ def test_an_unexpected_failure_is_logged_and_answered_in_one_line(client, upload
 def test_the_cache_keeps_the_last_photos_within_its_bounds():
     def photo(side: int) -> EditedPhoto:
         pixels = np.zeros((side, side, 3), np.uint8)
-        return EditedPhoto(pixels, [], pixels, pixels[..., 0], np.zeros((side, side), np.int16))
+        return EditedPhoto(pixels, [], b"", pixels[..., 0], np.zeros((side, side), np.uint8))
 
     cache = PhotoCache(max_photos=2, max_bytes=10**9)
     first, second, third = photo(8), photo(8), photo(8)

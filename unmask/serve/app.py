@@ -133,7 +133,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
 
     async def result(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])
-        return Response(await on_worker(png_bytes, edited.image), media_type=PNG)
+        return Response(edited.result_png, media_type=PNG)
 
     async def refilled(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])

@@ -45,9 +45,9 @@ class EditedPhoto:
 
     photo: np.ndarray  # RGB uint8, full size
     faces: list[FaceResult]  # one per face, as first predicted
-    image: np.ndarray  # the photo with every face unmasked (the first result)
+    result_png: bytes  # the photo with every face unmasked (the first result), as PNG
     map: np.ndarray  # uint8 0/255 at the edit size: every face's predicted map
-    owner: np.ndarray  # int16 at the edit size: the index of the face each map pixel belongs to
+    owner: np.ndarray  # at the edit size: the index of the face each map pixel belongs to
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -57,7 +57,7 @@ class EditedPhoto:
 
     @property
     def nbytes(self) -> int:
-        return self.photo.nbytes + self.image.nbytes + self.map.nbytes + self.owner.nbytes + sum(
+        return self.photo.nbytes + len(self.result_png) + self.map.nbytes + self.owner.nbytes + sum(
             sum(getattr(face, name).nbytes for name in ("crop_input", "valid", "crop_map", "crop_output"))
             for face in self.faces)
 
@@ -111,7 +111,7 @@ def face_owners(boxes: list, photo_size: tuple[int, int], size: tuple[int, int])
     the face it belongs to: the nearest box centre, distances measured in each box's size."""
     sx, sy = size[0] / photo_size[0], size[1] / photo_size[1]
     ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
-    owner = np.zeros((size[1], size[0]), np.int16)
+    owner = np.zeros((size[1], size[0]), np.min_scalar_type(max(len(boxes) - 1, 0)))
     best = np.full(owner.shape, np.inf, np.float32)
     for index, (x0, y0, x1, y1) in enumerate(boxes):
         scale = max(float(np.hypot((x1 - x0) * sx, (y1 - y0) * sy)), 1.0)
@@ -143,7 +143,7 @@ def open_photo(unmasker: Unmasker, path: Path) -> EditedPhoto:
         raise EditError(422, f"no face to unmask in this photo ({err})") from None
     photo_size = (photo.shape[1], photo.shape[0])
     size = edit_size(*photo_size)
-    return EditedPhoto(photo, list(result.faces), result.image, _resized_map(result.map, size),
+    return EditedPhoto(photo, list(result.faces), png_bytes(result.image), _resized_map(result.map, size),
                        face_owners([face.box for face in result.faces], photo_size, size))
 
 
