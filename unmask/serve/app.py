@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -104,7 +105,13 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
     # One thread does all the image work, one request at a time: memory stays that of one photo, and the
     # allocator keeps one arena rather than one per pool thread (which grew the server's RSS).
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-serve")
-    worker.submit(warm_up, unmasker).add_done_callback(_log_failure)
+    warming: list[Future] = []  # the detectors' warm-up, once: it holds the interpreter for seconds, so it
+    # starts when the page has loaded and asked for its limits, while the person picks a photo
+
+    def warm_once() -> None:
+        if not warming:
+            warming.append(worker.submit(warm_up, unmasker))
+            warming[0].add_done_callback(_log_failure)
 
     async def on_worker(function, *args):
         return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
@@ -113,7 +120,8 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
         return FileResponse(STATIC / "index.html")
 
     async def limits(_request: Request) -> Response:
-        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS})
+        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS},
+                            background=BackgroundTask(warm_once))
 
     async def upload(request: Request) -> Response:
         data = await _body(request, max_upload_bytes, "photo")

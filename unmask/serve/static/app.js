@@ -192,6 +192,9 @@ $("file").addEventListener("change", () => {
   if ($("file").files.length) upload($("file").files[0]).catch((err) => showError(err.message));
 });
 
+// The limits now: asking for them also starts the server's warm-up while a photo is being picked.
+fetch("/api/limits").then((response) => response.json()).then((answer) => { limits = answer; }, () => {});
+
 // Drop anywhere on the page.
 document.addEventListener("dragover", (event) => { event.preventDefault(); document.body.classList.add("dragging"); });
 document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
