@@ -6,7 +6,7 @@ SHARED ?= ../shared/data
 SOURCE ?= data/celeba
 PHOTOS ?= data/real-masked
 
-.PHONY: install quickstart test data-link clean paper256 paper512
+.PHONY: install quickstart test data-link clean paper256 paper512 browser
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ quickstart: install data-link
 
 test: install
 	$(PY) -m pytest -q
+
+# Headless Chromium for the browser test of `unmask serve` (tests/unmask/test_serve_browser.py skips
+# without it): Debian's chromium and chromium-driver, as root; about a minute. CI runs it (.ci/run).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,5 +1,5 @@
-"""``unmask`` command line: ``train``, ``interpolate``, ``predict``; ``evaluate``, ``compare`` and ``report``
-come from ``unmask.evaluation.cli``."""
+"""``unmask`` command line: ``train``, ``interpolate``, ``predict``, ``serve`` (the page is ``unmask.serve``);
+``evaluate``, ``compare`` and ``report`` come from ``unmask.evaluation.cli``."""
 
 from __future__ import annotations
 
@@ -371,6 +371,43 @@ def weights_check() -> None:
     if missing:
         raise click.ClickException(f"{missing} of {len(weights.FILES)} pretrained file(s) not in the cache: "
                                    "`unmask weights fetch` downloads them")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Run directory (checkpoints/seg.pt + gan.pt).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 opens the page (no login) to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="0: any free port.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def serve(checkpoint: Path, host: str, port: int, device: str) -> None:
+    """A local web page: drop a photo, correct each face's predicted map with a brush, re-run stage 2
+    and download the result. Needs the serve extra (pip install -e '.[serve]')."""
+    try:
+        from unmask.serve.app import listen, serve as serve_page
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        raise click.ClickException(f"unmask serve needs the serve extra ({exc.name} is not installed): "
+                                   "pip install -e '.[serve]'") from None
+    from unmask.predict import Unmasker
+    from unmask.training.runtime import DeviceError, resolve_device
+
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                                   "(give another --port or --host)") from None
+    try:
+        resolve_device(device)
+        unmasker = Unmasker.from_checkpoint(checkpoint, device)
+    except (DeviceError, ValueError, FileNotFoundError) as exc:
+        sock.close()
+        raise click.ClickException(str(exc)) from None
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    click.echo(f"unmask serve: open http://{shown_host}:{bound_port}/ (Ctrl+C to stop)")
+    serve_page(unmasker, sock)
 
 
 from unmask.evaluation.cli import compare, evaluate, report  # noqa: E402  (commands defined there)
