@@ -15,7 +15,7 @@ import yaml
 from maskgen.cli import dataclass_default
 from maskgen.clitools import Group
 from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
-from unmask.predict import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
+from unmask.outputs import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions
 
 # CLI option -> config key, for the options that only set one config value. Each option is named
@@ -258,7 +258,8 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
 
     Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
     """
-    from unmask.predict import RESULTS_FILE, PredictError, Unmasker, plan_outputs, predict_files, shown
+    from unmask.outputs import RESULTS_FILE, PredictError, plan_outputs, shown
+    from unmask.predict import Unmasker, predict_files
     from unmask.training.runtime import DeviceError, resolve_device
 
     def report(name: str, reason: str) -> None:
