@@ -19,7 +19,7 @@ import numpy as np
 
 from .appearance import scene_tint
 from .landmarks import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
-from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate
+from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate, once_per_template
 
 NOSE_BRIDGE_POSITION = 0.45  # b between the top of the nose bridge (27) and the nose tip (30)
 CHIN_OVERHANG = 0.06  # e sits this fraction of the face height below the chin landmark
@@ -177,33 +177,31 @@ def _half_homographies(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np
     return hom, hom
 
 
-_CORNERS: dict[int, np.ndarray] = {}
-_HALVES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_CORNERS: dict[int, tuple[MaskTemplate, np.ndarray]] = {}
+_HALVES: dict[int, tuple[MaskTemplate, tuple[np.ndarray, np.ndarray]]] = {}
 HALF_OVERLAP = 4.0  # template pixels each half reaches past the b-e line, so the seam has no gap
 
 
 def _alpha_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
     """The template's alpha cut to its left and right of the b-e line (overlapping a little); cached."""
-    key = id(template)
-    if key not in _HALVES:
+    def halves() -> tuple[np.ndarray, np.ndarray]:
         h, w = template.alpha.shape
         b, e = template.anchors[1], template.anchors[4]
         ys = np.arange(h, dtype=np.float32)[:, None] - b[1]
         xs = np.arange(w, dtype=np.float32)[None, :] - b[0]
         side = ((e[0] - b[0]) * ys - (e[1] - b[1]) * xs) / max(float(np.linalg.norm(e - b)), 1e-9)
-        _HALVES[key] = (np.where(side > -HALF_OVERLAP, template.alpha, 0).astype(np.float32),
-                        np.where(side < HALF_OVERLAP, template.alpha, 0).astype(np.float32))
-    return _HALVES[key]
+        return (np.where(side > -HALF_OVERLAP, template.alpha, 0).astype(np.float32),
+                np.where(side < HALF_OVERLAP, template.alpha, 0).astype(np.float32))
+    return once_per_template(_HALVES, id(template), template, halves)
 
 
 def _drawn_corners(template: MaskTemplate) -> np.ndarray:
     """Corners of the template's drawn part: only these are projected to find the crop region."""
-    key = id(template)
-    if key not in _CORNERS:
+    def corners() -> np.ndarray:
         ys, xs = np.nonzero(template.alpha > 0.02)
-        _CORNERS[key] = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
-                                  [xs.min(), ys.max() + 1]], np.float32)
-    return _CORNERS[key]
+        return np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
+                         [xs.min(), ys.max() + 1]], np.float32)
+    return once_per_template(_CORNERS, id(template), template, corners)
 
 
 LIGHT_GRID = 8  # px of the mask region per cell of the coarse luminance the light plane is fitted to

@@ -463,15 +463,23 @@ def third_color(texture: str, base: tuple[int, int, int], accent: tuple[int, int
     return COLORS[str(rng.choice(others))]
 
 
-_SCALED: dict[tuple[int, float], MaskTemplate] = {}
-_FLOAT_RGB: dict[int, np.ndarray] = {}
+_SCALED: dict[tuple[int, float], tuple[MaskTemplate, MaskTemplate]] = {}
+_FLOAT_RGB: dict[int, tuple[MaskTemplate, np.ndarray]] = {}
+
+
+def once_per_template(cache: dict, key, template: MaskTemplate, compute):
+    """``compute()``, once per template object (``key``: its id, alone or with more). Templates are
+    unhashable arrays, so caches key them by id; the entry keeps its template alive, so that a template
+    made after another was freed can never take that id and be given the other's value."""
+    entry = cache.get(key)
+    if entry is None or entry[0] is not template:
+        entry = cache[key] = (template, compute())
+    return entry[1]
 
 
 def float_rgb(template: MaskTemplate) -> np.ndarray:
     """A pack template's colours as float32 (H, W, 3), converted once per process."""
-    if id(template) not in _FLOAT_RGB:
-        _FLOAT_RGB[id(template)] = template.rgb.astype(np.float32)
-    return _FLOAT_RGB[id(template)]
+    return once_per_template(_FLOAT_RGB, id(template), template, lambda: template.rgb.astype(np.float32))
 
 
 def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplate, float]:
@@ -485,17 +493,18 @@ def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplat
     factor = 0.5 ** level
     if level == 0:
         return template, 1.0
-    key = (id(template), factor)
-    if key not in _SCALED:
+
+    def shrunk() -> MaskTemplate:
         h, w = template.alpha.shape
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
+
         def shrink(a):
             return None if a is None else cv2.resize(a, size, interpolation=cv2.INTER_AREA)
-        _SCALED[key] = MaskTemplate(
+        return MaskTemplate(
             name=template.name, mask_type=template.mask_type, variant=template.variant,
             alpha=shrink(template.alpha), shade=shrink(template.shade),
             anchors=template.anchors * np.array([size[0] / w, size[1] / h]), rgb=shrink(template.rgb))
-    return _SCALED[key], factor
+    return once_per_template(_SCALED, (id(template), factor), template, shrunk), factor
 
 
 def accent_color(base: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:

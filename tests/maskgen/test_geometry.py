@@ -177,3 +177,24 @@ def test_mask_shading_follows_the_light_not_the_features():
     ghost, _ = composite(with_mouth, rgb, alpha, (0, 0, w, h))
     assert np.abs(plain.astype(int) - ghost).max() <= 6  # no dark ghost of the mouth on the mask
     assert plain[:, -10:].mean() > plain[:, :10].mean() + 20  # but the light's direction shows
+
+
+def test_template_caches_never_give_one_template_another_ones_values():
+    """The per-template caches key templates by id; a template made after another was freed can take its
+    id. Then the old entry (here: planted) must not be used: a probe template's corners once came back for
+    a builtin template drawn later, and its masks covered almost nothing."""
+    from dataclasses import replace
+
+    from maskgen import mask as mask_module
+
+    template = builtin_template("kn95")
+    probe = replace(template, alpha=np.zeros_like(template.alpha))
+    probe.alpha[:2, :2] = 1
+    mask_module._CORNERS[id(template)] = (probe, np.zeros((4, 2), np.float32))
+    mask_module._HALVES[id(template)] = (probe, (probe.alpha, probe.alpha))
+    corners = mask_module._drawn_corners(template)
+    left, right = mask_module._alpha_halves(template)
+    ys, xs = np.nonzero(template.alpha > 0.02)
+    assert corners.tolist() == [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
+                                [xs.min(), ys.max() + 1]]
+    assert np.array_equal(np.maximum(left, right), template.alpha)
