@@ -5,7 +5,8 @@ A command line's own imports (click, OpenCV, NumPy: about half a second) come be
 (``maskgen.clitools``) can handle an interrupt, and a KeyboardInterrupt raised inside an import leaves a
 traceback or a half-initialised library. Here an interrupt during those imports is held; once they end,
 the command stops as any interrupted command does (``interrupted``, exit 130). Only the standard library
-is imported before that.
+is imported before that. Once the command has ended, Ctrl-C is ignored while Python shuts down: its work is
+done and its exit status already decided.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def launch(module: str) -> None:
 
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    main()
+    try:
+        main()
+    finally:  # the command has ended and said so: a Ctrl-C while Python shuts down (seconds after torch) changes nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main() -> None:

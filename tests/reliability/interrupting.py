@@ -6,7 +6,8 @@ WHEN says where inside the import of MODULE (a module the command imports after 
 
 - ``import``: as the import of MODULE begins;
 - ``set_name``: in the first ``cached_property.__set_name__`` once MODULE's import has begun (a class
-  being created).
+  being created);
+- ``exit``: after the command has ended, while Python shuts down (MODULE is not used).
 
 At exit, MARK gets JSON: whether the moment came, and whether MODULE ended up imported whole.
 """
@@ -54,6 +55,8 @@ def record() -> None:
 
 
 functools.cached_property.__set_name__ = set_name
+if when == "exit":
+    atexit.register(lambda: (interrupt(), print("interrupted at exit", file=sys.stderr, flush=True)))
 sys.meta_path.insert(0, InterruptAt())
 atexit.register(record)
 sys.argv = [command, *args]

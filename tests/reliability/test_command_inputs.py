@@ -50,12 +50,14 @@ def test_the_same_evaluation_twice_is_refused(tmp_path, command):
     (tmp_path / "link").symlink_to(a)
     out = tmp_path / "out"
     link = tmp_path / "link"
-    for inputs, first, again, path in [([a, a], a, a, a / METRICS_FILE),
-                                       ([a, b, a / METRICS_FILE], a, a / METRICS_FILE, a / METRICS_FILE),
-                                       ([f"x={a}", f"y={link}"], f"x={a}", f"y={link}", link / METRICS_FILE)]:
+    shutil.copytree(a, tmp_path / "copy")
+    copy = tmp_path / "copy"
+    for inputs, first, again in [([a, a], a, a), ([a, b, a / METRICS_FILE], a, a / METRICS_FILE),
+                                 ([f"x={a}", f"y={link}"], f"x={a}", f"y={link}"), ([a, copy], a, copy)]:
         result = invoke(command, *inputs, "-o", out)
         assert result.exit_code == 1
-        assert one_line(result.output) == f"Error: {first} and {again} are the same evaluation ({path}): give each once"
+        assert one_line(result.output) == (f"Error: {first} and {again} are the same evaluation (identical "
+                                           "metrics.json): give each once")
         assert not out.exists()
     assert invoke(command, a, b, "-o", out).exit_code == 0  # two evaluations: fine
 

@@ -102,9 +102,9 @@ def _default_name(metrics_path: Path) -> str:
 
 def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
     """Evaluations from ``PATH`` or ``NAME=PATH`` arguments; names are made unique. The same metrics.json
-    twice (by any path) is refused: its rows would repeat under two names."""
+    twice (by any path, or a copy of it: the same bytes) is refused: its rows would repeat under two names."""
     out: list[Evaluation] = []
-    given: dict[tuple[int, int], str] = {}  # (device, inode) of each metrics.json -> the argument that gave it
+    given: dict[bytes, str] = {}  # each metrics.json's bytes -> the argument that gave it
     for item in inputs:
         text = str(item)
         name, sep, rest = text.partition("=")
@@ -112,13 +112,12 @@ def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
             path = find_metrics(rest)
         else:
             name, path = "", find_metrics(text)
-        status = path.stat()
-        file = (status.st_dev, status.st_ino)
-        if file in given:
-            raise ValueError(f"{given[file]} and {text} are the same evaluation ({path}): give each once")
-        given[file] = text
+        raw = path.read_bytes()
+        if raw in given:
+            raise ValueError(f"{given[raw]} and {text} are the same evaluation (identical metrics.json): give each once")
+        given[raw] = text
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(raw)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(data, dict):
