@@ -119,9 +119,17 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 4
     shuffle_buffer: int = 512  # samples, per loader worker
-    # Mixed precision on CUDA: "auto" = bf16 where supported, else fp16 with a GradScaler.
-    # Ignored (off) on CPU.
+    # Mixed precision. "auto": on CUDA bf16 where the GPU has it, else fp16 with a GradScaler (twice the
+    # tensor-core rate, half the activation memory); off on the CPU, where it gains nothing that matters and a
+    # default CPU run stays float32. "bf16" / "fp16" apply on the CPU too: the CUDA code path, run without a GPU.
     amp: str = "auto"
+    # Weights and activations in NHWC layout (channels_last), the layout tensor cores and oneDNN take without
+    # a transpose. Off: on the CPU it measured slower (README "GPUs"); on a GPU with AMP it is usually faster;
+    # benchmarks/gpu_check.py measures it there. Numerically not identical to NCHW (other kernels).
+    channels_last: bool = False
+    # torch.compile of the trained networks (inductor: C++ on the CPU, Triton on CUDA). Off: the first steps
+    # pay minutes of compilation, on the CPU it measured no faster (README "GPUs"), and a compiler is needed.
+    compile: bool = False
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
     val_max_batches: int | None = None  # None = the whole validation split
     sample_images: int = 4  # rows in the per-epoch sample grid
