@@ -1,7 +1,7 @@
 """Cost of the GANMasker networks: size, FLOPs, training and inference speed, loader speed.
 
     python benchmarks/bench_unmask.py                      # CPU, paper widths, a few minutes on 2 cores
-    python benchmarks/bench_unmask.py --data DATASET_DIR   # also loader images/s over the train shards
+    python benchmarks/bench_unmask.py --data DATASET_DIR   # also loader images/s (and per core) at 256 and 512 px
     python benchmarks/bench_unmask.py --quick              # 128 px only, one timed run each
 
 Sections:
@@ -11,7 +11,8 @@ Sections:
   (M-Seg map + generator, batch 1) at 128 and 256 px, median of ``--repeats`` runs;
 * GPU (when CUDA is available): the same with and without mixed precision at 256 and 512 px, and
   peak memory;
-* loader images/s (``--data``).
+* loader images/s and images/s per core at 256 and 512 px (``--data``; ``--loader-workers 0`` is one core):
+  the decode rate that sets how many workers a GPU needs (README, "GPUs").
 
 The perceptual term is timed with the real VGG19 weights when they are found, otherwise with an
 untrained VGG19 of the same shape (its compute cost is the same; its values are never used).
@@ -148,7 +149,8 @@ def main() -> None:
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU speed section")
     parser.add_argument("--data", help="dataset directory: also measure loader images/s")
     parser.add_argument("--loader-workers", default="0,2")
-    parser.add_argument("--loader-resolution", type=int, default=256)
+    parser.add_argument("--loader-resolutions", "--loader-resolution", default="256,512",
+                        help="comma-separated; shards built at another size are resized as in training")
     parser.add_argument("--loader-batches", type=int, default=20)
     parser.add_argument("--perceptual-weights", help="VGG19 weights (default: torch hub cache)")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -202,11 +204,16 @@ def main() -> None:
         print("\n(no CUDA device: GPU section skipped)")
 
     if args.data:
-        print(f"\n== loader {args.data}, {args.loader_resolution}px, batch 32 ==")
-        for workers in (int(w) for w in args.loader_workers.split(",")):
-            speed, timed = bench_loader(args.data, args.loader_resolution, 32, workers, args.loader_batches)
-            results[f"loader_img_s_workers{workers}"] = speed
-            print(f"workers {workers}: {speed:8.1f} img/s  ({timed} batches)")
+        # Workers 0 decodes in this process: the rate of one core. N workers use N cores (the main process
+        # only collates): per core is the rate over N, as long as the machine has N free cores.
+        print(f"\n== loader {args.data}, batch 32 (a sample: two JPEG decodes, a PNG, resize, flip) ==")
+        for res in (int(r) for r in args.loader_resolutions.split(",")):
+            for workers in (int(w) for w in args.loader_workers.split(",")):
+                speed, timed = bench_loader(args.data, res, 32, workers, args.loader_batches)
+                results[f"loader_img_s_{res}_workers{workers}"] = speed
+                results[f"loader_img_s_per_core_{res}_workers{workers}"] = speed / max(1, workers)
+                print(f"{res:4d}px workers {workers}: {speed:8.1f} img/s, {speed / max(1, workers):7.1f} img/s per core"
+                      f"  ({timed} batches)")
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
