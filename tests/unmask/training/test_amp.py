@@ -154,3 +154,30 @@ def test_fp16_resume_restores_the_scalers_exactly(dataset_dir, tmp_path, no_vgg,
     scalers = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "straight", "gan"))["scalers"]
     assert scalers["generator"]["_growth_tracker"] == scalers["discriminator"]["_growth_tracker"] == 4
     assert scalers["generator"]["scale"] == 65536.0
+
+
+# --- channels_last, torch.compile ----------------------------------------------------------------------------
+
+def test_channels_last_trains_the_same_networks_in_nhwc(dataset_dir):
+    batch = next(iter(TrainLoader(dataset_dir, resolution=32, batch_size=4, seed=0).epoch(0)))
+    losses = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        stage = GanStage(tiny_config(**{"train.channels_last": channels_last}), Runtime(CPU), None, {}, None, None)
+        losses[channels_last] = [stage.train_step(batch, step) for step in range(2)]
+        conv = next(p for p in stage.networks["generator"].parameters() if p.dim() == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+    for plain, nhwc in zip(losses[False], losses[True]):  # other kernels, the same computation
+        assert nhwc == pytest.approx(plain, rel=1e-4)
+
+
+def test_compile_without_a_compiler_fails_in_one_line(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    result = CliRunner().invoke(main, ["train", "--data", str(dataset_dir), "--out", str(tmp_path / "run"),
+                                       "--preset", "tiny", "--set", "train.compile=true", "--device", "cpu",
+                                       "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: train.compile needs a C++ compiler on the CPU (no-such-compiler not found; install g++ or set CXX); "
+        "set train.compile=false")
+    assert not (tmp_path / "run").exists()
