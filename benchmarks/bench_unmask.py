@@ -151,7 +151,7 @@ def pipeline_config() -> tuple[Config, int, int]:
 TRAIN_OPTIONS = {"default": {}, "channels_last": {"train.channels_last": True}, "compile": {"train.compile": True}}
 
 
-def bench_train_options(runs: int, steps: int, warmup: int) -> dict[str, dict[str, float]]:
+def bench_train_options(runs: int, steps: int, warmup: int, names: list[str]) -> dict[str, dict[str, float]]:
     """Training step seconds of each stage with train.channels_last / train.compile, at the default pipeline's
     size, on the CPU: per run the median of ``steps`` steps after ``warmup`` (compile: at least 2, the first
     compiles); the variants interleaved run by run, so a change in the machine's load touches all alike.
@@ -160,9 +160,9 @@ def bench_train_options(runs: int, steps: int, warmup: int) -> dict[str, dict[st
 
     cfg, res, batch = pipeline_config()
     device = torch.device("cpu")
-    variants = dict(TRAIN_OPTIONS)
+    variants = {name: TRAIN_OPTIONS[name] for name in ["default", *names] if name in TRAIN_OPTIONS}
     problem = compile_problem(device)
-    if problem:
+    if problem and "compile" in variants:
         print(f"torch.compile cannot run here: {problem}")
         del variants["compile"]
     data = synthetic_batch(batch, res)
@@ -205,6 +205,8 @@ def main() -> None:
                         help="only: training step time with train.channels_last / train.compile at the default "
                              "pipeline's size (params.yaml), CPU")
     parser.add_argument("--option-runs", type=int, default=3, help="runs per variant (median) for --train-options")
+    parser.add_argument("--option-variants", default="channels_last,compile",
+                        help=f"measured against the default, of {', '.join(list(TRAIN_OPTIONS)[1:])}")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.quick:
@@ -216,7 +218,7 @@ def main() -> None:
               f"{res}px, batch {batch}, widths {cfg.mseg.base_width}/{cfg.generator.base_width}/"
               f"{cfg.discriminator.base_width}, no perceptual term; median of {args.option_runs} runs of "
               f"{args.repeats} steps ==")
-        options = bench_train_options(args.option_runs, args.repeats, args.warmup)
+        options = bench_train_options(args.option_runs, args.repeats, args.warmup, args.option_variants.split(","))
         print("\n| variant | seg ms/step | gan ms/step | vs default (seg / gan) |\n|---|---|---|---|")
         for name, row in options.items():
             base = options["default"]

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py on the CPU at tiny sizes: it builds its dataset from a few photos with maskgen, takes
-every path a GPU run takes (AMP modes, memory per batch, DDP, loader workers, the smoke run) and writes its JSON."""
+every path a GPU run takes (AMP modes, memory per batch, DDP, loader workers, the smoke run) and writes its JSON.
+And the loader workers a CUDA run takes when none are given."""
 
 import json
 import os
@@ -7,8 +8,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from click.testing import CliRunner
 
 from tests.testdata import REPO
+from unmask.cli import main
+from unmask.config import Config
+from unmask.training import loop, runtime
+from unmask.training.runtime import CUDA_MAX_WORKERS, cuda_num_workers
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
@@ -51,3 +58,32 @@ def test_no_photos_is_one_line_and_exit_1(tmp_path):
     result = run_check("--faces", tmp_path / "empty", "--work", tmp_path / "work", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"gpu_check: --faces {tmp_path / 'empty'}: no images found"]
+
+
+def test_cuda_workers_split_the_cores_among_the_node_processes(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert cuda_num_workers(4) == 7  # 8 cores each, one for the training process
+    assert cuda_num_workers(8) == 3
+    assert cuda_num_workers(1) == CUDA_MAX_WORKERS
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun's, when not given
+    assert cuda_num_workers() == 15
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert cuda_num_workers() == 1
+
+
+def test_train_takes_the_cuda_worker_default_only_when_none_is_given(dataset_dir, tmp_path, monkeypatch):
+    configs: list[Config] = []
+    monkeypatch.setattr(loop, "train", lambda cfg, opts: configs.append(cfg) or {})
+    monkeypatch.setattr(runtime, "cuda_num_workers", lambda: 11)
+
+    def workers(*args):
+        result = CliRunner().invoke(main, ["train", "--data", str(dataset_dir), "--out", str(tmp_path / "run"),
+                                           "--preset", "tiny", *args])
+        assert result.exit_code == 0, result.output
+        return configs[-1].train.num_workers
+
+    assert workers("--device", "cpu") == Config().train.num_workers  # CPU: the config's, as before
+    monkeypatch.setattr(runtime, "resolve_device", lambda device: torch.device("cuda"))
+    assert workers("--device", "cuda") == 11
+    assert workers("--device", "cuda", "--num-workers", "2") == 2
+    assert workers("--device", "cuda", "--set", "train.num_workers=3") == 3
