@@ -202,7 +202,7 @@ def peak_memory(cfg, device, dtype, size, perceptual) -> list[dict[str, Any]]:
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, res: int, batch: int, steps: int, amp: str,
-                out_dir: str) -> None:
+                with_perceptual: bool, out_dir: str) -> None:
     import torch.distributed as dist
 
     from unmask.config import Config
@@ -219,7 +219,9 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, res: int, batc
     try:
         torch.manual_seed(0)
         rt = Runtime(device, rank, world, rank, autocast_dtype(amp, device))
-        stage = GanStage(Config.from_dict(cfg_dict), rt, None, {}, None, None)
+        cfg = Config.from_dict(cfg_dict)
+        perceptual = perceptual_for_timing(cfg, None)[0] if with_perceptual else None  # as timed in one process
+        stage = GanStage(cfg, rt, perceptual, {}, None, None)
         data = synthetic_batch(batch, res)
         stage.train_step(data, 0)  # warm-up: DDP's buckets, cuDNN's choices
         seconds = median_seconds(lambda: (stage.train_step(data, 1), dist.barrier()), steps, 1, device)
@@ -229,7 +231,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, res: int, batc
         dist.destroy_process_group()
 
 
-def ddp_scaling(cfg, device, amp, size, single_img_s: float | None) -> dict[str, Any]:
+def ddp_scaling(cfg, device, amp, size, single_img_s: float | None, with_perceptual: bool) -> dict[str, Any]:
     """DDP over every visible GPU (tiny CPU: two gloo processes), stage 2 at the first resolution."""
     import torch.multiprocessing as mp
 
@@ -245,7 +247,7 @@ def ddp_scaling(cfg, device, amp, size, single_img_s: float | None) -> dict[str,
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dict = cfg.replace(**{"train.resolution": res, "train.batch_size": batch}).to_dict()
-        mp.spawn(_ddp_worker, args=(world, port, cfg_dict, res, batch, size["ddp_steps"], amp, tmp), nprocs=world)
+        mp.spawn(_ddp_worker, args=(world, port, cfg_dict, res, batch, size["ddp_steps"], amp, with_perceptual, tmp), nprocs=world)
         step_s = json.loads(Path(tmp, "ddp.json").read_text())["step_s"]
     result.update(steps_s=1 / step_s, img_s=world * batch / step_s)
     if single_img_s:
@@ -370,7 +372,8 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     consumption = {r["resolution"]: r["gan_train_img_s"] for r in results["training"]
                    if r["amp"] == best and "gan_train_img_s" in r}
     print("DDP:", flush=True)
-    results["ddp"] = ddp_scaling(cfg, device, best, size, consumption.get(size["resolutions"][0]))
+    results["ddp"] = ddp_scaling(cfg, device, best, size, consumption.get(size["resolutions"][0]),
+                                 perceptual is not None)
     print(f"loader ({data}):", flush=True)
     results["loader"] = loader_speed(data, size, consumption)
     print(f"smoke run (about {size['smoke_seconds']:.0f} s):", flush=True)

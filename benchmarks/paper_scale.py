@@ -9,13 +9,14 @@ Each (stage, resolution, batch) runs in a fresh process, so its memory is its ow
 resident-set high-water mark (VmHWM in /proc/self/status, what the kernel counts; no profiler), and "step
 memory" is that peak less the resident set just before the networks were built (the interpreter, torch and the
 batch): weights, Adam's state, activations and gradients of ``--warmup`` + ``--steps`` real ``train_step``
-calls (the training code itself, synthetic uint8 batches, AMP off as on the CPU). A process killed for memory
+calls (the training code itself, synthetic uint8 batches, AMP off as on the CPU; stage 2 with its perceptual
+term: VGG19, untrained where its weights are absent, the same cost). A process killed for memory
 or raising MemoryError is reported as OOM. Step time is the median of ``--steps`` timed steps after ``--warmup``.
 
 Parameters count the trained networks; FLOPs are ``torch.utils.flop_counter.FlopCounterMode`` counts of one
 forward pass per image on the meta device (nothing computed; FLOPs = 2 x multiply-accumulates). Stage 2's
-forward is the generator's plus the discriminator's on real and fake (and VGG19's twice with the perceptual term,
-not counted here: it has no trained weights); a training step costs about three forwards.
+forward is the generator's plus the discriminator's on real and fake (and VGG19's on output and target, not
+counted here: it is not trained); a training step costs about three forwards.
 """
 
 from __future__ import annotations

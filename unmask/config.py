@@ -123,12 +123,13 @@ class TrainConfig:
     # tensor-core rate, half the activation memory); off on the CPU, where it gains nothing that matters and a
     # default CPU run stays float32. "bf16" / "fp16" apply on the CPU too: the CUDA code path, run without a GPU.
     amp: str = "auto"
-    # Weights and activations in NHWC layout (channels_last), the layout tensor cores and oneDNN take without
-    # a transpose. Off: on the CPU it measured slower (README "GPUs"); on a GPU with AMP it is usually faster;
-    # benchmarks/gpu_check.py measures it there. Numerically not identical to NCHW (other kernels).
+    # Weights and activations in NHWC layout (channels_last), the layout oneDNN and tensor cores take without a
+    # transpose. Off: its kernels round differently, so turning it on changes every number a run produces (the
+    # default run's must not change), and on a GPU it is not measured yet. On the CPU it measured faster at the
+    # default pipeline's size (0.4x / 0.66x the step time of stage 1 / 2; README "GPUs"): worth it for new runs.
     channels_last: bool = False
-    # torch.compile of the trained networks (inductor: C++ on the CPU, Triton on CUDA). Off: the first steps
-    # pay minutes of compilation, on the CPU it measured no faster (README "GPUs"), and a compiler is needed.
+    # torch.compile of the trained networks (inductor: C++ on the CPU, Triton on CUDA). Off: it needs a compiler,
+    # the first steps pay its compilation (minutes; far more on a busy CPU), and it is not measured faster here.
     compile: bool = False
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
     val_max_batches: int | None = None  # None = the whole validation split

@@ -36,7 +36,7 @@ main(sys.argv[1:])
 
 
 def torchrun(script_args, tmp_path, run, resume=False, stop=None):
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "no_hub"), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "no_hub"), "OMP_NUM_THREADS": "1", "UNMASK_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     if stop is not None:
         env["STOP_STAGE"], env["STOP_AT_STEP"] = stop[0], str(stop[1])

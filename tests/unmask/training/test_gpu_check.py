@@ -21,7 +21,8 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 
 def run_check(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TORCH_HOME": str(cwd / "no_hub")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TORCH_HOME": str(cwd / "no_hub"),
+           "UNMASK_OFFLINE": "1"}  # no weights fetched (unmask.weights): the check runs without them
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
