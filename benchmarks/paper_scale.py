@@ -140,7 +140,7 @@ def main() -> None:
                 if oom:
                     print(f"| {stage} | {res} | {batch} | OOM | | | |", flush=True)
                 else:
-                    print(f"| {stage} | {res} | {batch} | {row['step_s']:.2f} | {row['img_s']:.2f} | "
+                    print(f"| {stage} | {res} | {batch} | {row['step_s']:.2f} | {row['img_s']:.3g} | "
                           f"{row['peak_rss_gib']:.2f} | {row['step_mem_gib']:.2f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
