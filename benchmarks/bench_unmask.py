@@ -1,8 +1,9 @@
 """Cost of the GANMasker networks: size, FLOPs, training and inference speed, loader speed.
 
     python benchmarks/bench_unmask.py                      # CPU, paper widths, a few minutes on 2 cores
-    python benchmarks/bench_unmask.py --data DATASET_DIR   # also loader images/s over the train shards
+    python benchmarks/bench_unmask.py --data DATASET_DIR   # also loader images/s (and per core) at 256 and 512 px
     python benchmarks/bench_unmask.py --quick              # 128 px only, one timed run each
+    python benchmarks/bench_unmask.py --train-options      # channels_last / torch.compile at the pipeline's size
 
 Sections:
 * parameters and FLOPs (FlopCounterMode on the meta device, so nothing is computed; FLOPs = 2 x
@@ -11,7 +12,8 @@ Sections:
   (M-Seg map + generator, batch 1) at 128 and 256 px, median of ``--repeats`` runs;
 * GPU (when CUDA is available): the same with and without mixed precision at 256 and 512 px, and
   peak memory;
-* loader images/s (``--data``).
+* loader images/s and images/s per core at 256 and 512 px (``--data``; ``--loader-workers 0`` is one core):
+  the decode rate that sets how many workers a GPU needs (README, "GPUs").
 
 The perceptual term is timed with the real VGG19 weights when they are found, otherwise with an
 untrained VGG19 of the same shape (its compute cost is the same; its values are never used).
@@ -135,6 +137,53 @@ def bench_loader(data_dir: str, res: int, batch: int, workers: int, batches: int
     return n / max(time.perf_counter() - start, 1e-9), timed
 
 
+def pipeline_config() -> tuple[Config, int, int]:
+    """The default pipeline's training config (params.yaml: preset, widths), resolution and batch."""
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["train"]
+    cfg = preset(params["preset"]).replace(**{
+        "mseg.base_width": params["seg_width"], "generator.base_width": params["gen_width"],
+        "discriminator.base_width": params["disc_width"]})
+    return cfg, params["res"], params["batch"]
+
+
+TRAIN_OPTIONS = {"default": {}, "channels_last": {"train.channels_last": True}, "compile": {"train.compile": True}}
+
+
+def bench_train_options(runs: int, steps: int, warmup: int, names: list[str]) -> dict[str, dict[str, float]]:
+    """Training step seconds of each stage with train.channels_last / train.compile, at the default pipeline's
+    size, on the CPU: per run the median of ``steps`` steps after ``warmup`` (compile: at least 2, the first
+    compiles); the variants interleaved run by run, so a change in the machine's load touches all alike.
+    Returns variant -> {stage: median over runs}."""
+    from unmask.training.runtime import compile_problem
+
+    cfg, res, batch = pipeline_config()
+    device = torch.device("cpu")
+    variants = {name: TRAIN_OPTIONS[name] for name in ["default", *names] if name in TRAIN_OPTIONS}
+    problem = compile_problem(device)
+    if problem and "compile" in variants:
+        print(f"torch.compile cannot run here: {problem}")
+        del variants["compile"]
+    data = synthetic_batch(batch, res)
+    rt = Runtime(device)
+    seconds: dict[str, dict[str, list[float]]] = {v: {"seg": [], "gan": []} for v in variants}
+    for run in range(runs):
+        for name, overrides in variants.items():
+            run_cfg = cfg.replace(**{"train.resolution": res, "train.batch_size": batch, **overrides})
+            for stage_name in ("seg", "gan"):
+                torch.manual_seed(0)
+                stage = SegStage(run_cfg, rt) if stage_name == "seg" else GanStage(run_cfg, rt, None, {}, None, None)
+                step = itertools.count()
+                first = time.perf_counter()
+                took = median_seconds(lambda: stage.train_step(data, next(step)), steps,
+                                      max(warmup, 2 if name == "compile" else warmup), device)
+                seconds[name][stage_name].append(took)
+                print(f"  run {run + 1}/{runs} {name:13s} {stage_name}: {took * 1000:8.1f} ms/step "
+                      f"(measurement {time.perf_counter() - first:.0f} s)", flush=True)
+    return {name: {stage: statistics.median(v) for stage, v in by_stage.items()} for name, by_stage in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="network widths (default: paper)")
@@ -148,13 +197,37 @@ def main() -> None:
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU speed section")
     parser.add_argument("--data", help="dataset directory: also measure loader images/s")
     parser.add_argument("--loader-workers", default="0,2")
-    parser.add_argument("--loader-resolution", type=int, default=256)
+    parser.add_argument("--loader-resolutions", "--loader-resolution", default="256,512",
+                        help="comma-separated; shards built at another size are resized as in training")
     parser.add_argument("--loader-batches", type=int, default=20)
     parser.add_argument("--perceptual-weights", help="VGG19 weights (default: torch hub cache)")
+    parser.add_argument("--train-options", action="store_true",
+                        help="only: training step time with train.channels_last / train.compile at the default "
+                             "pipeline's size (params.yaml), CPU")
+    parser.add_argument("--option-runs", type=int, default=3, help="runs per variant (median) for --train-options")
+    parser.add_argument("--option-variants", default="channels_last,compile",
+                        help=f"measured against the default, of {', '.join(list(TRAIN_OPTIONS)[1:])}")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.quick:
         args.cpu_resolutions, args.repeats, args.warmup = "128", 1, 1
+
+    if args.train_options:
+        cfg, res, batch = pipeline_config()
+        print(f"== train.channels_last / train.compile, CPU ({torch.get_num_threads()} threads), default pipeline: "
+              f"{res}px, batch {batch}, widths {cfg.mseg.base_width}/{cfg.generator.base_width}/"
+              f"{cfg.discriminator.base_width}, no perceptual term; median of {args.option_runs} runs of "
+              f"{args.repeats} steps ==")
+        options = bench_train_options(args.option_runs, args.repeats, args.warmup, args.option_variants.split(","))
+        print("\n| variant | seg ms/step | gan ms/step | vs default (seg / gan) |\n|---|---|---|---|")
+        for name, row in options.items():
+            base = options["default"]
+            print(f"| {name} | {row['seg'] * 1000:.1f} | {row['gan'] * 1000:.1f} | "
+                  f"{row['seg'] / base['seg']:.2f}x / {row['gan'] / base['gan']:.2f}x |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"train_options_s": options, "threads": torch.get_num_threads()},
+                                                  indent=2) + "\n")
+        return
 
     cfg = preset(args.preset)
     results: dict[str, Any] = {"preset": args.preset, "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -202,11 +275,16 @@ def main() -> None:
         print("\n(no CUDA device: GPU section skipped)")
 
     if args.data:
-        print(f"\n== loader {args.data}, {args.loader_resolution}px, batch 32 ==")
-        for workers in (int(w) for w in args.loader_workers.split(",")):
-            speed, timed = bench_loader(args.data, args.loader_resolution, 32, workers, args.loader_batches)
-            results[f"loader_img_s_workers{workers}"] = speed
-            print(f"workers {workers}: {speed:8.1f} img/s  ({timed} batches)")
+        # Workers 0 decodes in this process: the rate of one core. N workers use N cores (the main process
+        # only collates): per core is the rate over N, as long as the machine has N free cores.
+        print(f"\n== loader {args.data}, batch 32 (a sample: two JPEG decodes, a PNG, resize, flip) ==")
+        for res in (int(r) for r in args.loader_resolutions.split(",")):
+            for workers in (int(w) for w in args.loader_workers.split(",")):
+                speed, timed = bench_loader(args.data, res, 32, workers, args.loader_batches)
+                results[f"loader_img_s_{res}_workers{workers}"] = speed
+                results[f"loader_img_s_per_core_{res}_workers{workers}"] = speed / max(1, workers)
+                print(f"{res:4d}px workers {workers}: {speed:8.1f} img/s, {speed / max(1, workers):7.1f} img/s per core"
+                      f"  ({timed} batches)")
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

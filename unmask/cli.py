@@ -144,7 +144,8 @@ def build_config(
               help="Comma-separated fractions of the run where the lr decays (x lr_decay).")
 @click.option("--seed", type=int, callback=_config_option)
 @click.option("--num-workers", type=int, callback=_config_option, help="Data loader worker processes per process.")
-@click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed precision on CUDA.")
+@click.option("--amp", type=click.Choice(AMP_MODES),
+              help="Mixed precision: auto = bf16 (else fp16) on CUDA, off on CPU; bf16/fp16 apply on CPU too.")
 @click.option("--mseg-width", "--seg-width", "mseg_width", type=int, callback=_config_option,
               help="M-Seg base width (mseg.base_width).")
 @click.option("--generator-width", "--gen-width", "generator_width", type=int, callback=_config_option,
@@ -196,7 +197,7 @@ def train(
     """
     from unmask.training.loop import train as run_training
     from unmask.training.options import NonFiniteLossError, RunError
-    from unmask.training.runtime import DeviceError, resolve_device
+    from unmask.training.runtime import DeviceError, cuda_num_workers, resolve_device
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s")
@@ -205,8 +206,9 @@ def train(
                   or any(v is not None for v in options.values()))
     # Each value given was checked as click read it; what is left is a config file's problem or one
     # between values (e.g. --gan-maps predicted with --no-map): not usage errors, exit 1.
+    own_config = resume and not configured and saved.is_file()
     try:
-        if resume and not configured and saved.is_file():
+        if own_config:
             cfg = load_config(saved)  # plain --resume: continue with the run's own config
         else:
             cfg = build_config(config_file, preset_name, options, lr, lr_milestones, assignments)
@@ -219,8 +221,15 @@ def train(
         seg_checkpoint=seg_checkpoint, init_generator=init_generator, keep_checkpoints=keep_checkpoints,
         verify_data=verify_data, **{k: v for k, v in unset.items() if v is not None},
     )
+    # No loader worker count given anywhere: on CUDA one from the cores there are (CPU runs keep the config's).
+    workers_unset = not (own_config or config_file or options.get("num_workers") is not None
+                         or any(key == "train.num_workers" for key, _ in assignments))
     try:
-        resolve_device(opts.device)  # a missing GPU is told before the dataset check
+        if resolve_device(opts.device).type == "cuda" and workers_unset:  # a missing GPU is told before the data check
+            cfg = cfg.replace(**{"train.num_workers": cuda_num_workers()})
+            if rank == 0:
+                logging.info("loader: %d workers per GPU process (from the cores available; --num-workers to choose)",
+                             cfg.train.num_workers)
         results = run_training(cfg, opts)
     except (NonFiniteLossError, RunError, FileNotFoundError, DeviceError) as exc:
         raise click.ClickException(str(exc)) from exc

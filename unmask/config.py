@@ -119,9 +119,20 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 4
     shuffle_buffer: int = 512  # samples, per loader worker
-    # Mixed precision on CUDA: "auto" = bf16 where supported, else fp16 with a GradScaler.
-    # Ignored (off) on CPU.
+    # Mixed precision. "auto": on CUDA bf16 where the GPU has it, else fp16 with a GradScaler (twice the
+    # tensor-core rate, half the activation memory); off on the CPU, where it gains nothing that matters and a
+    # default CPU run stays float32. "bf16" / "fp16" apply on the CPU too: the CUDA code path, run without a GPU.
     amp: str = "auto"
+    # Weights and activations in NHWC layout (channels_last), the layout oneDNN and tensor cores take without a
+    # transpose. Off: its kernels round differently, so turning it on changes every number a run produces (the
+    # default run's must not change), and on a GPU it is not measured yet. On the CPU it measured faster at the
+    # default pipeline's size (0.4x / 0.66x the step time of stage 1 / 2; README "GPUs"): worth it for new runs.
+    channels_last: bool = False
+    # torch.compile of the trained networks (inductor: C++ on the CPU, Triton on CUDA). Off: it needs a compiler,
+    # the first steps pay its compilation (7-10 minutes per stage on a busy 2-core CPU), and its fused kernels
+    # round differently (the default run's numbers must not change). Measured on the CPU at the default pipeline's
+    # size once compiled: 0.56x / 0.67x the step time of stage 1 / 2 (README "GPUs"): worth it for long runs.
+    compile: bool = False
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
     val_max_batches: int | None = None  # None = the whole validation split
     sample_images: int = 4  # rows in the per-epoch sample grid

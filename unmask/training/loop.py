@@ -27,7 +27,7 @@ from unmask.training.run_files import (
     SkippedLog, TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
 )
 from unmask.training.options import RunError, RunOptions
-from unmask.training.runtime import Runtime, runtime_session, seed_everything
+from unmask.training.runtime import Runtime, compile_problem, runtime_session, seed_everything
 from unmask.training.stages import Stage, build_stage, lr_at, resolve_perceptual
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,8 @@ def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
     # The data as recorded, before anything is written (every rank: each must stop alike).
     check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:
+        if cfg.train.compile and (problem := compile_problem(rt.device)):
+            raise RunError(problem)
         loader = _train_loader(cfg, opts, rt)  # no shards, or fewer samples than a batch: nothing written yet
         stages = ckpt.STAGES if opts.stage == "all" else (opts.stage,)
         for name in stages:  # before anything is written to the run directory

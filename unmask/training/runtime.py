@@ -11,8 +11,11 @@ joins the process group (nccl on CUDA, gloo on CPU); ``Runtime`` averages and su
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
+import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +43,66 @@ def resolve_device(device: str) -> torch.device:
             raise DeviceError(f"--device {device}: torch sees {count or 'no'} CUDA device{'' if count == 1 else 's'}; "
                               "use --device cpu")
     return resolved
+
+
+def _cpu_autocast_works(dtype: torch.dtype) -> bool:
+    """Whether this torch autocasts to ``dtype`` on the CPU (older versions disable it with a warning)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast("cpu", dtype=dtype):
+                return torch.is_autocast_enabled("cpu")
+    except (RuntimeError, TypeError):
+        return False
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` (None: float32). "auto" is bf16 where the GPU has
+    it, else fp16; on the CPU it is off, so a default CPU run stays float32. "bf16" / "fp16" apply on the
+    CPU too (the CUDA code path, exercised where no GPU is): a dtype this torch cannot autocast to there
+    is a ``DeviceError``."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    if not _cpu_autocast_works(dtype):
+        raise DeviceError(f"--amp {amp}: this torch ({torch.__version__}) cannot autocast to {dtype} on the CPU; "
+                          "use --amp off" + (" or bf16" if amp == "fp16" else ""))
+    return dtype
+
+
+def compile_problem(device: torch.device) -> str | None:
+    """Why ``torch.compile`` (train.compile) cannot run on ``device`` here, or None. Its default backend
+    (inductor) writes C++ on the CPU and Triton kernels on CUDA; without them it fails at the first step
+    with pages of traceback, so this is asked before anything runs."""
+    if device.type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "train.compile needs Triton on CUDA (pip install triton); set train.compile=false"
+        return None
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        return (f"train.compile needs a C++ compiler on the CPU ({compiler} not found; install g++ or set CXX); "
+                "set train.compile=false")
+    return None
+
+
+# Loader workers per GPU when --num-workers is not given (benchmarks/bench_unmask.py --data measures the
+# decode rate; README "GPUs: loader workers"): every core but one per training process (which feeds its GPU),
+# shared among the processes on this node, at most CUDA_MAX_WORKERS (more only adds start-up time and memory).
+CUDA_MAX_WORKERS = 16
+
+
+def cuda_num_workers(local_world_size: int | None = None) -> int:
+    """Loader workers for each training process on a CUDA node: the cores this process may use
+    (``os.sched_getaffinity``) split among the node's processes (torchrun's LOCAL_WORLD_SIZE), one left to
+    each process itself; at least 1, at most ``CUDA_MAX_WORKERS``."""
+    if local_world_size is None:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(CUDA_MAX_WORKERS, cores // max(1, local_world_size) - 1))
 
 
 @dataclass
@@ -105,16 +168,11 @@ def _setup_runtime(device: str, amp: str) -> Runtime:
         torch_device = torch.device("cuda", local_rank)
     else:
         torch_device = torch.device("cpu")
+    amp_dtype = autocast_dtype(amp, torch_device)  # before joining: a refusal leaves no group behind
     owns = False
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
         owns = True
-    amp_dtype = None
-    if torch_device.type == "cuda" and amp != "off":
-        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
-            amp_dtype = torch.bfloat16
-        else:
-            amp_dtype = torch.float16
     return Runtime(torch_device, rank, world_size, local_rank, amp_dtype, owns)
 
 

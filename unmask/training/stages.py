@@ -75,17 +75,31 @@ class Stage:
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 
     def _add(self, name: str, module: nn.Module) -> nn.Module:
-        """Register a trained network; returns what to call in training (DDP-wrapped if distributed)."""
+        """Register a trained network; returns what to call in training (DDP-wrapped if distributed,
+        compiled with train.compile)."""
         module = module.to(self.rt.device)
+        if self.cfg.train.channels_last:
+            module = module.to(memory_format=torch.channels_last)
         if self.rt.world_size > 1 and self.rt.device.type == "cuda":
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # batch statistics over all GPUs
         self.networks[name] = module
         self.optimizers[name] = _adam(module.parameters(), self.optim_cfg)
         self.scalers[name] = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
+        trained: nn.Module = module
         if self.rt.world_size > 1:
             device_ids = [self.rt.local_rank] if self.rt.device.type == "cuda" else None
-            return DistributedDataParallel(module, device_ids=device_ids)
-        return module
+            trained = DistributedDataParallel(module, device_ids=device_ids)
+        if self.cfg.train.compile:  # around DDP, so its gradient hooks stay outside the compiled graphs
+            trained = torch.compile(trained)
+        return trained
+
+    def _inputs(self, batch: Batch) -> Batch:
+        """The batch on the device in the model's range, images in the networks' memory format."""
+        b = to_model(batch, self.rt.device)
+        if self.cfg.train.channels_last:
+            b = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v
+                 for k, v in b.items()}
+        return b
 
     def set_lr(self, lr: float) -> None:
         for optimizer in self.optimizers.values():
@@ -151,7 +165,7 @@ class SegStage(Stage):
         self.mseg = self._add("mseg", MSeg(cfg.mseg))
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
-        b = to_model(batch, self.rt.device)
+        b = self._inputs(batch)
         train = self.cfg.train
         masked = photometric(b["masked"], b["map"], recolor=train.seg_recolor, jitter=train.seg_jitter,
                              seed=train.seed, rank=self.rt.rank, step=step)
@@ -164,7 +178,7 @@ class SegStage(Stage):
 
     @torch.no_grad()
     def validate_batch(self, batch: Batch) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-        b = to_model(batch, self.rt.device)
+        b = self._inputs(batch)
         with self.rt.autocast():
             logits = self.networks["mseg"](b["masked"])
         predicted = (torch.sigmoid(logits.float()) > 0.5).float()
@@ -202,7 +216,7 @@ class GanStage(Stage):
             return self.mseg.predict_map(b["masked"])
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
-        b = to_model(batch, self.rt.device)
+        b = self._inputs(batch)
         mask_map = self._map(b)
         real = b["unmasked"]
         with self.rt.autocast():
@@ -235,7 +249,7 @@ class GanStage(Stage):
 
     @torch.no_grad()
     def validate_batch(self, batch: Batch) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-        b = to_model(batch, self.rt.device)
+        b = self._inputs(batch)
         mask_map = self._map(b)
         with self.rt.autocast():
             output = self.networks["generator"](b["masked"], mask_map if self.cfg.generator.use_map else None)
