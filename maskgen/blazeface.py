@@ -96,15 +96,19 @@ def anchors(kind: str) -> np.ndarray:
 
 
 def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarray]:
-    """The image centred on a black square, resized to size; returns it, the scale and the padding offset."""
+    """The image resized to fit a size x size square and centred on it (black around); returns it, the
+    scale (image pixels per square pixel) and the padding offset in image pixels. Resized before padding,
+    so a very long, thin photo never becomes a huge square in memory."""
     h, w = image.shape[:2]
     side = max(h, w)
-    left, top = (side - w) // 2, (side - h) // 2
-    square = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
-                                value=(0, 0, 0))
-    offset = np.array([left, top], np.float64)
+    factor = size / side
+    fitted = (min(size, max(1, round(w * factor))), min(size, max(1, round(h * factor))))
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(square, (size, size), interpolation=interp), side / size, offset
+    small = cv2.resize(image, fitted, interpolation=interp)
+    left, top = (size - fitted[0]) // 2, (size - fitted[1]) // 2
+    square = cv2.copyMakeBorder(small, top, size - fitted[1] - top, left, size - fitted[0] - left,
+                                cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    return square, side / size, np.array([left, top], np.float64) / factor
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

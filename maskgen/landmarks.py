@@ -227,6 +227,16 @@ def _hog_faces(image: np.ndarray, upsample_limit: int) -> tuple[list, str, float
     return rects, "hog" if used == 0 else f"hog-upsample-{used}", scale, small
 
 
+CNN_MIN_SIDE = 48  # px: dlib's CNN detector raises on an image thinner than its filters; no face fits anyway
+
+
+def _cnn_rects(small: np.ndarray) -> list:
+    """dlib CNN's face rectangles on the detection copy ([] when it is too thin to hold a face)."""
+    if min(small.shape[:2]) < CNN_MIN_SIDE:
+        return []
+    return [d.rect for d in _cnn_detector()(small, 0)]
+
+
 def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     """Largest face in an RGB uint8 image, with its 68 landmarks; raise NoFace otherwise."""
     rects, method, scale, small = _hog_faces(image, upsample_limit)
@@ -236,7 +246,7 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
             return found
     if not rects and _cnn_detector() is not None:
         # ~0.25 s per small image on one core: a fallback, never the first try.
-        rects = [d.rect for d in _cnn_detector()(small, 0)]
+        rects = _cnn_rects(small)
         method = "cnn"
     if not rects:
         raise NoFace("no face detected")
@@ -270,8 +280,8 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     else:
         _warn_once(BLAZEFACE_MISSING)
     if not any(detected) and _cnn_detector() is not None:
-        detected.append([(tuple(round(v / scale) for v in (d.rect.left(), d.rect.top(), d.rect.right(),
-                                                          d.rect.bottom())), "cnn") for d in _cnn_detector()(small, 0)])
+        detected.append([(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), "cnn")
+                         for r in _cnn_rects(small)])
     candidates = [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))]
     found: list[FaceLandmarks] = []
     taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found

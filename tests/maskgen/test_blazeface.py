@@ -82,3 +82,37 @@ def test_without_the_model_detection_goes_on(monkeypatch, faces):
         assert detect(faces[0]).method == "hog"
     finally:
         blazeface._net.cache_clear()
+
+
+def test_a_long_thin_photo_is_searched_in_little_memory_and_has_no_face():
+    """A 100000 x 100 photo (10 Mpx) was padded to a 100000-px square before shrinking: 30 GB asked for,
+    an allocation error (or an OOM kill). Resized first, it costs what its pixels cost; and dlib's CNN
+    fallback is not run on a copy thinner than its filters (it raised)."""
+    import resource
+
+    from maskgen.landmarks import detect_all
+
+    thin = np.full((100, 100_000, 3), 120, np.uint8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert blazeface.detect_faces(thin, "short") == [] and blazeface.detect_faces(thin, "full") == []
+    assert detect_all(thin) == [] and detect_all(np.ascontiguousarray(thin.transpose(1, 0, 2))) == []
+    with pytest.raises(NoFace):
+        detect(thin)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: well under 0.5 GiB
+
+
+
+
+@pytest.mark.parametrize("shape", [(300, 1200), (1200, 300), (50, 90), (128, 128)])
+def test_letterbox_maps_points_back_to_the_photo(shape):
+    """detect_faces carries a point of the square back as point * scale - offset: a bright spot in the
+    photo comes back where it was, within one square pixel."""
+    h, w = shape
+    photo = np.zeros((h, w, 3), np.uint8)
+    x, y = int(w * 0.3), int(h * 0.7)
+    cv2.circle(photo, (x, y), max(3, max(h, w) // 40), (255, 255, 255), -1)
+    square, scale, offset = blazeface._letterbox(photo, 128)
+    assert square.shape == (128, 128, 3)
+    ys, xs = np.nonzero(square[..., 0] > 60)
+    back = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) * scale - offset
+    assert np.abs(back - [x + 0.5, y + 0.5]).max() <= scale
