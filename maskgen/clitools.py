@@ -49,6 +49,8 @@ def describe(error: BaseException) -> str:
     """One line for an exception the commands did not expect."""
     if isinstance(error, OSError) and error.strerror:
         paths = [os.fsdecode(p) for p in (error.filename, error.filename2) if p is not None]
+        if isinstance(error, FileExistsError) and paths and os.path.lexists(paths[0]) and not os.path.isdir(paths[0]):
+            return printable(f"{paths[0]}: not a folder (a file is where a folder must be)")  # mkdir's "File exists"
         if paths:
             return printable(f"{' -> '.join(paths)}: {error.strerror}")
         return f"{error.strerror} ({errno.errorcode.get(error.errno, 'OSError')}; {DEBUG_HINT})"

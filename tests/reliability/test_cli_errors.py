@@ -367,6 +367,18 @@ def test_undecodable_file_names_print(tmp_path):
     assert line.encode("utf-8") and "caf" in line and os.strerror(errno.ENOENT) in line
 
 
+
+def test_a_file_where_a_folder_must_be_made_is_named_as_such(tmp_path):
+    """Every -o / --out makes its folders (mkdir parents=True, exist_ok=True): a file in the way gave
+    "File exists", which reads as if the output itself were there."""
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(FileExistsError) as raised:
+        (tmp_path / "afile" / "sub").mkdir(parents=True, exist_ok=True)
+    assert describe(raised.value) == f"{tmp_path / 'afile'}: not a folder (a file is where a folder must be)"
+    (tmp_path / "dir").mkdir()
+    assert "File exists" in describe(FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(tmp_path / "dir")))
+
+
 # --- real processes: the console scripts and ``python -m`` -------------------------------------------
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
