@@ -373,7 +373,7 @@ def test_a_file_where_a_folder_must_be_made_is_named_as_such(tmp_path):
     "File exists", which reads as if the output itself were there."""
     (tmp_path / "afile").write_text("")
     with pytest.raises(FileExistsError) as raised:
-        (tmp_path / "afile" / "sub").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "afile").mkdir(parents=True, exist_ok=True)  # preview -o afile/x.png
     assert describe(raised.value) == f"{tmp_path / 'afile'}: not a folder (a file is where a folder must be)"
     (tmp_path / "dir").mkdir()
     assert "File exists" in describe(FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(tmp_path / "dir")))
