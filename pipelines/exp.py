@@ -4,17 +4,27 @@
 
 A configuration with ``train.require_pretrained`` gets its pretrained weights (unmask.weights: VGG19 for the
 perceptual term, FID's Inception) before DVC starts, or stops here in one line: not after the data build
-and hours of training.
+and hours of training. Which files: those each of dvc.yaml's ``unmask train`` commands, with these params,
+will require (``unmask.weights.required_for`` of the config ``unmask train`` reads from them).
 """
 
 import logging
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import yaml
 
-PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+from unmask import weights
+from unmask.cli import train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+DVC_YAML = ROOT / "dvc.yaml"
+REFERENCE = re.compile(r"\$\{\s*([^}\s]+)\s*\}")  # DVC's ${a.b}
 
 
 def overrides(tree: dict, prefix: str = "") -> list[str]:
@@ -32,15 +42,49 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
-def weights_problem(params: dict) -> str | None:
-    """Why the run cannot start: a pretrained file its train.require_pretrained asks for is unavailable."""
-    train = params.get("train", {})
-    if not train.get("require_pretrained"):
-        return None
-    from unmask import weights
+def interpolated(text: str, values: dict) -> str:
+    """``text`` with each ``${a.b}`` replaced by that value as DVC writes it into a command (booleans as
+    true / false)."""
+    def value(match: re.Match) -> str:
+        found = values
+        for part in match.group(1).split("."):
+            if not isinstance(found, dict) or part not in found:
+                raise ValueError(f"{DVC_YAML.name}: {match.group(0)} names no param")
+            found = found[part]
+        return ("true" if found else "false") if isinstance(found, bool) else str(found)
 
+    return REFERENCE.sub(value, text)
+
+
+def train_commands(params: dict) -> dict[str, list[str]]:
+    """dvc.yaml's training stages with these params: {"train@seg": the arguments of its ``unmask train``, ...}."""
+    stage = yaml.safe_load(DVC_YAML.read_text())["stages"]["train"]
+    commands = {}
+    for name, item in stage["foreach"].items():
+        item = {key: interpolated(v, params) if isinstance(v, str) else v for key, v in item.items()}
+        words = shlex.split(interpolated(stage["do"]["cmd"], {**params, "item": item}))
+        if words[:2] != ["unmask", "train"]:
+            raise ValueError(f"{DVC_YAML.name}: train@{name} does not run `unmask train`")
+        commands[f"train@{name}"] = words[2:]
+    return commands
+
+
+def weights_problem(params: dict) -> str | None:
+    """Why the run cannot start: a pretrained file that one of its ``unmask train`` commands requires
+    (train.require_pretrained) is unavailable, or a command's options do not make a config."""
     try:
-        weights.require(weights.required(perceptual=float(train.get("gamma", 0)) > 0))
+        commands = train_commands(params)
+    except ValueError as error:
+        return str(error)
+    names: list[str] = []
+    for stage, args in commands.items():
+        try:
+            config = train_config(args)
+        except click.ClickException as error:
+            return f"{DVC_YAML.name} {stage}: {error.format_message()}"
+        names += [name for name in weights.required_for(config) if name not in names]
+    try:
+        weights.require(tuple(names))
     except weights.WeightsError as error:
         return f"train.require_pretrained: {error}"
     return None

@@ -123,6 +123,18 @@ def build_config(
     return cfg.replace(**overrides)
 
 
+def train_config(args: list[str]) -> Config:
+    """The config ``unmask train ARGS`` starts a run with, ARGS read and checked as train reads them (--data
+    and --out are not looked at: pipelines/exp.py asks before the data is built). Raises
+    ``click.ClickException`` (a ``click.UsageError`` for a bad option) with train's one-line message."""
+    given = train.make_context("unmask train", [*args, "--data", os.curdir]).params
+    try:
+        return build_config(given["config_file"], given["preset_name"], {k: given[k] for k in CONFIG_OPTIONS},
+                            given["lr"], given["lr_milestones"], given["assignments"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise click.ClickException(_one_line(exc)) from exc
+
+
 @main.command()
 @click.option("--stage", type=click.Choice(["seg", "gan", "all"]),
               help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  "

@@ -16,20 +16,26 @@ Cache: ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``, by 
 has them needs no download. The LPIPS layers get a name of their own there (``alex.pth`` says too little in
 a shared folder).
 
-Fetch: on first use (``ensure``) or ahead of time (``unmask weights fetch``), from the URL the file's own
-project downloads it from, written with ``maskgen.files``' atomic writer under a lock beside it (DDP ranks
-download once): a download that breaks off or does not verify leaves nothing behind.
+Fetch: when a file is used (``ensure``: the perceptual loss built, FID's network or LPIPS loaded) or ahead of
+time (``unmask weights fetch``), from the URL the file's own project downloads it from, written with
+``maskgen.files``' atomic writer under a lock beside it (DDP ranks download once): a download that breaks
+off or does not verify leaves nothing behind. Asking whether a file can be had (``status``,
+``unavailable_reason``: the metrics' availability) only looks and hashes: it never downloads or changes
+anything.
 
 Verification: every file's full SHA-256 is pinned (the published files' digests as other projects pin them;
 each begins with the 8 hex digits torch.hub puts in the name where the name has them), so only these exact
-bytes are used. A cached file that differs is refused, removed and fetched again where the network may be
-used. For an entry without a full digest the check would be torch.hub's ``check_hash``: the hex digits after
-the name's last ``-`` must begin the file's SHA-256 (``expected_digest``).
+bytes are used. A cached file under our name that differs is refused, and replaced (removed under the fetch
+lock, where no other process is writing it) where the network may be used; offline it is left as it is. An
+alias (another tool's copy of the bytes, e.g. torch-fidelity's) is used when it verifies and otherwise
+ignored, said once, never removed. For an entry without a full digest the check would be torch.hub's
+``check_hash``: the hex digits after the name's last ``-`` must begin the file's SHA-256
+(``expected_digest``).
 
 Network: ``unmask --offline`` or ``UNMASK_OFFLINE=1`` forbids it. A file that is missing then, or cannot be
 downloaded, is unavailable with a one-line reason (``WeightsError``) and its users go on without it, saying
 so: the perceptual term is off, FID and LPIPS are null. A run with ``train.require_pretrained`` (the paper
-configurations) fails at its start instead.
+configurations) fails at its start instead (``required_for``: which files).
 """
 
 from __future__ import annotations
@@ -45,8 +51,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskgen.files import atomic_output, exclusive_lock
+
+if TYPE_CHECKING:  # read, never imported here: models and metrics import this module
+    from unmask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -171,17 +181,50 @@ class Status:
         return self.present and self.problem is None
 
 
+def _look(path: Path) -> tuple[bool, str | None]:
+    """(present, why its bytes are not the expected ones); a file removed meanwhile (by a fetch replacing it,
+    under the lock) is absent."""
+    try:
+        return True, file_problem(path)
+    except FileNotFoundError:
+        return False, None
+
+
+_ignored: set[tuple[str, str]] = set()  # (alias, why): each said once per process
+
+
 def status(name: str) -> Status:
-    """What the cache holds for ``name``: looked at and hashed, never fetched or changed."""
+    """What the cache holds for ``name``: looked at and hashed, never fetched or changed. An alias counts
+    when it verifies; one that does not is not used (one line says so) and is not reported as ours."""
     entry = FILES[name]
     folder = cache_dir()
-    found = [folder / n for n in (entry.file_name, *entry.aliases) if (folder / n).is_file()]
-    for path in found:
-        if file_problem(path) is None:
-            return Status(entry, path, True, None)
-    if found:
-        return Status(entry, found[0], True, file_problem(found[0]))
-    return Status(entry, folder / entry.file_name, False, None)
+    own = folder / entry.file_name
+    present, problem = _look(own)
+    if present and problem is None:
+        return Status(entry, own, True, None)
+    for alias in (folder / n for n in entry.aliases):
+        alias_present, alias_problem = _look(alias)
+        if alias_present and alias_problem is None:
+            return Status(entry, alias, True, None)
+        if alias_present and (str(alias), alias_problem) not in _ignored:
+            _ignored.add((str(alias), alias_problem))
+            log.warning("not using %s (another tool's copy of %s): %s", alias, entry.file_name, alias_problem)
+    return Status(entry, own, present, problem)
+
+
+def _offline_reason(found: Status) -> str:
+    entry = found.entry
+    what = f"{found.problem}; a verified {entry.file_name}" if found.present else entry.file_name
+    return (f"{what} not found in {cache_dir()} and downloads are off ({OFFLINE_ENV}=1 / --offline): place it "
+            f"there by hand, or run `unmask weights fetch {entry.name}` where the network is reachable")
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why ``ensure(name)`` cannot give the file, judged without the network: None when the cache holds it
+    verified or downloads are allowed (a download is then made on first use, and may still fail there). Only
+    looks: availability checks call this, never ``ensure``."""
+    found = status(name)
+    return None if found.verified or not offline() else _offline_reason(found)
 
 
 def ensure(name: str) -> Path:
@@ -189,24 +232,14 @@ def ensure(name: str) -> Path:
     found = status(name)
     if found.verified:
         return found.path
-    refused = None
-    if found.present:  # not these bytes: never used, and out of the way of a fresh download
-        refused = f"{found.problem} (removed)"
-        found.path.unlink(missing_ok=True)
-        log.warning("%s", refused)
     if offline():
-        raise WeightsError(
-            f"{refused + '; ' if refused else ''}{found.entry.file_name} not found in {cache_dir()} and downloads "
-            f"are off ({OFFLINE_ENV}=1 / --offline): place it there by hand, or run `unmask weights fetch {name}` "
-            "where the network is reachable")
-    try:
-        return fetch(name)
-    except WeightsError as error:
-        raise WeightsError(f"{refused}; {error}" if refused else str(error)) from None
+        raise WeightsError(_offline_reason(found))
+    return fetch(name)
 
 
 def fetch(name: str) -> Path:
-    """Download ``name`` into the cache unless a verified copy is there already; raises ``WeightsError``."""
+    """Download ``name`` into the cache unless a verified copy is there already; raises ``WeightsError``.
+    Our own file with other bytes is removed here, under the lock: never while another process writes it."""
     entry = FILES[name]
     path = cache_dir() / entry.file_name
     with ExitStack() as held:
@@ -215,10 +248,18 @@ def fetch(name: str) -> Path:
             held.enter_context(exclusive_lock(path.with_name(LOCK_NAME)))
         except OSError as error:  # a read-only cache (e.g. a shared one without this file)
             raise WeightsError(f"cannot write to {path.parent}: {error.strerror or error}") from None
-        if path.is_file() and file_problem(path) is None:  # another process (a DDP rank) fetched it meanwhile
+        present, problem = _look(path)
+        if present and problem is None:  # another process (a DDP rank) fetched it meanwhile
             return path
-        path.unlink(missing_ok=True)
-        _download(entry, path)
+        removed = None
+        if present:  # not these bytes: never used, and out of the way of the download
+            path.unlink()
+            removed = f"{problem} (removed)"
+            log.warning("%s", removed)
+        try:
+            _download(entry, path)
+        except WeightsError as error:
+            raise WeightsError(f"{removed}; {error}" if removed else str(error)) from None
     return path
 
 
@@ -269,10 +310,13 @@ def _download(entry: PretrainedFile, path: Path) -> None:
     log.info("downloaded %s (SHA-256 verified)", path)
 
 
-def required(perceptual: bool) -> tuple[str, ...]:
-    """The files ``train.require_pretrained`` requires: VGG19 when the perceptual term is on, and FID's
-    Inception, which the evaluation after training needs."""
-    return (("vgg19",) if perceptual else ()) + ("fid-inception",)
+def required_for(config: Config) -> tuple[str, ...]:
+    """The files a run with ``config`` requires before it starts: none unless ``train.require_pretrained``;
+    then VGG19 when the perceptual term is on (``loss.per > 0``) and FID's Inception, which the evaluation
+    after training needs. The one rule: ``unmask train`` and pipelines/exp.py's preflight both ask it."""
+    if not config.train.require_pretrained:
+        return ()
+    return (("vgg19",) if config.loss.per > 0 else ()) + ("fid-inception",)
 
 
 def require(names: tuple[str, ...]) -> dict[str, Path]:

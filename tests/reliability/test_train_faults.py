@@ -35,8 +35,6 @@ from unmask.data import DataError, TrainLoader
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
 
-pytestmark = pytest.mark.filterwarnings("ignore::unmask.training.options.PerceptualLossDisabled")
-
 TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0", "--per", "0",
         "--set", "train.shuffle_buffer=8", "--device", "cpu", "--no-progress"]
 

@@ -9,8 +9,6 @@ from unmask import checkpoint as ckpt
 from unmask.training import stages as stages_module
 from unmask.cli import main
 
-pytestmark = pytest.mark.filterwarnings("ignore::unmask.training.options.PerceptualLossDisabled")
-
 TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0",
         "--device", "cpu", "--no-progress"]
 

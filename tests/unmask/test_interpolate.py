@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from unmask import checkpoint as ckpt
 from unmask.cli import main
 from unmask.training.loop import train
-from unmask.training.options import PerceptualLossDisabled, RunOptions
+from unmask.training.options import RunOptions
 from tests.unmask.testutils import tiny_config
 
 
@@ -18,7 +18,7 @@ def runs(dataset_dir, tmp_path_factory):
     """A reconstruction-only run, a GAN run fine-tuned from it (with an M-Seg), and a one-stage run."""
     root = tmp_path_factory.mktemp("interp")
     hub = root / "empty_hub"
-    with pytest.MonkeyPatch.context() as mp, pytest.warns(PerceptualLossDisabled):
+    with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.hub, "get_dir", lambda: str(hub))
         opts = dict(data_dir=dataset_dir, device="cpu", progress=False)
         train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}), RunOptions(run_dir=root / "recon", stage="gan", **opts))

@@ -21,6 +21,7 @@ from unmask import metrics
 from unmask.metrics import brisque as brisque_metric
 from unmask.metrics import fid as fid_metric
 from unmask.metrics import fidelity
+from unmask.metrics import lpips as lpips_metric
 from unmask.metrics import niqe as niqe_metric
 
 from unmask.identity import GROUND_TRUTH_PROBE
@@ -52,14 +53,17 @@ PSNR_SSIM_PROTOCOL = (
 def image_metric_plan(resolution: int, lpips_weights: tuple[Path, Path] | None,
                       fid_reason: str | None) -> tuple[dict[str, str | None], dict[str, Any]]:
     """({metric: None if it runs, else why not}, options for the registry's accumulators)."""
+    # LPIPS's files now, downloads included (as FID's in fid_features): the evaluation is about to use them
+    lpips_files, lpips_reason = lpips_metric.find_lpips_weights(*(lpips_weights or ()))
     options: dict[str, Any] = {}
-    if lpips_weights is not None:
-        options = {"backbone_weights": str(lpips_weights[0]), "linear_weights": str(lpips_weights[1])}
+    if lpips_files is not None:
+        options = {"backbone_weights": str(lpips_files[0]), "linear_weights": str(lpips_files[1])}
     minimum_side = {"niqe": niqe_metric.MIN_SIDE, "brisque": brisque_metric.MIN_SIDE, "ssim": fidelity.SSIM_WINDOW}
+    decided = {"fid": fid_reason, **({"lpips": lpips_reason} if lpips_reason else {})}
     plan: dict[str, str | None] = {}
     for name in IMAGE_METRICS:
-        if name == "fid":
-            plan[name] = fid_reason
+        if name in decided:
+            plan[name] = decided[name]
             continue
         availability = metrics.get(name).availability(**options)
         if not availability:

@@ -251,8 +251,8 @@ class FIDMetricAccumulator(Accumulator):
 def _fid_availability(weights_path=None, feature_extractor=None, **_) -> Availability:
     if feature_extractor is not None:
         return AVAILABLE
-    path, reason = _fid.find_fid_weights(weights_path)
-    return AVAILABLE if path is not None else Availability(False, reason)
+    reason = _fid.unavailable_reason(weights_path)  # looks only: the download waits for FID's first use
+    return AVAILABLE if reason is None else Availability(False, reason)
 
 
 def _niqe_availability(params_path=None, **_) -> Availability:

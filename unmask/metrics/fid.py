@@ -11,8 +11,9 @@ Protocol (pytorch-fid's)
   ``eps = 1e-6`` is added to both diagonals; an imaginary part from rounding is dropped if the
   diagonal's is below 1e-3, otherwise it is an error (all as in pytorch-fid).
 * Weights: an explicit path, or ``unmask.weights``' ``fid-inception``: the torch hub cache's file under
-  the pytorch-fid or torch-fidelity name, fetched there on first use, its SHA-256 verified. Without them
-  (offline, no network) FID is ``None`` with a reason; no number is ever made with other weights.
+  the pytorch-fid or torch-fidelity name, fetched there when FID's network is loaded (asking whether FID
+  is available never downloads), its SHA-256 verified. Without them (offline, no network) FID is ``None``
+  with a reason; no number is ever made with other weights.
 
 FID is a dataset-level metric and biased at small N; with N < 2048 the covariance is singular.
 Comparable numbers need thousands of images per set (the paper-scale test sets), and only FIDs
@@ -81,19 +82,31 @@ def frechet_distance(stats1: FeatureStats, stats2: FeatureStats, eps: float = SQ
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+UNAVAILABLE = "FID Inception weights unavailable"
+
+
+def unavailable_reason(path: str | Path | None = None) -> str | None:
+    """Why FID cannot run with ``path`` (or the torch hub cache's file), or None: only looks (the registry's
+    availability), never downloads; a missing cache file that may be downloaded counts as available."""
+    if path is not None:
+        return None if Path(path).is_file() else f"FID Inception weights not found at {path}"
+    reason = weights.unavailable_reason("fid-inception")
+    return f"{UNAVAILABLE}: {reason}" if reason else None
+
+
 def find_fid_weights(path: str | Path | None = None) -> tuple[Path | None, str | None]:
     """Locate the FID Inception checkpoint: ``(path, None)`` or ``(None, reason)``.
 
-    An explicit ``path`` must exist; without one, the verified file of the torch hub cache, fetched there
-    on first use unless offline (``unmask.weights``).
+    An explicit ``path`` must exist; without one, the verified file of the torch hub cache, downloaded there
+    now unless offline (``unmask.weights``): call this when FID's network is about to be loaded.
     """
     if path is not None:
-        path = Path(path)
-        return (path, None) if path.is_file() else (None, f"FID Inception weights not found at {path}")
+        reason = unavailable_reason(path)
+        return (None, reason) if reason else (Path(path), None)
     try:
         return weights.ensure("fid-inception"), None
     except weights.WeightsError as error:
-        return None, f"FID Inception weights unavailable: {error}"
+        return None, f"{UNAVAILABLE}: {error}"
 
 
 def inception_feature_extractor(

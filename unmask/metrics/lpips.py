@@ -1,8 +1,9 @@
 """LPIPS v0.1 with the AlexNet trunk (Zhang et al. 2018); lower is more similar. Optional.
 
 Two weight files (the ``lpips`` package itself needs torchvision, which this project does not install),
-each given explicitly or else the verified file of the torch hub cache, fetched there on first use unless
-offline (``unmask.weights``); without them LPIPS is unavailable with the reason:
+each given explicitly or else the verified file of the torch hub cache, fetched there when LPIPS is first
+computed unless offline (``unmask.weights``; asking whether LPIPS is available never downloads); without
+them LPIPS is unavailable with the reason:
 
 * ``backbone_weights``: torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``,
   ``lpips-alexnet``); only its ``features.*`` convolutions are used.
@@ -39,11 +40,17 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 
 
+def _given(backbone_weights, linear_weights):
+    """(file given or None, its unmask.weights name) for the backbone, then the linear layers."""
+    return ((backbone_weights, "lpips-alexnet"), (linear_weights, "lpips-linear"))
+
+
 def weight_files(backbone_weights=None, linear_weights=None) -> tuple[Path, Path]:
-    """(backbone, linear layers): the given files, each missing one from ``unmask.weights``. Raises
-    ``FileNotFoundError`` for a given file that does not exist, ``WeightsError`` for one that cannot be had."""
+    """(backbone, linear layers): the given files, each missing one from ``unmask.weights`` (downloaded now
+    where allowed: call this when LPIPS is computed). Raises ``FileNotFoundError`` for a given file that does
+    not exist, ``WeightsError`` for one that cannot be had."""
     files = []
-    for given, name in ((backbone_weights, "lpips-alexnet"), (linear_weights, "lpips-linear")):
+    for given, name in _given(backbone_weights, linear_weights):
         if given is None:
             files.append(weights.ensure(name))
         elif not Path(given).is_file():
@@ -53,11 +60,25 @@ def weight_files(backbone_weights=None, linear_weights=None) -> tuple[Path, Path
     return files[0], files[1]
 
 
-def unavailable_reason(backbone_weights=None, linear_weights=None, **_) -> str | None:
+def find_lpips_weights(backbone_weights=None, linear_weights=None) -> tuple[tuple[Path, Path] | None, str | None]:
+    """``(weight_files(...), None)`` or ``(None, why LPIPS is unavailable)``: what an evaluation about to
+    compute LPIPS asks first (downloads included), as ``fid.find_fid_weights``."""
     try:
-        weight_files(backbone_weights, linear_weights)
+        return weight_files(backbone_weights, linear_weights), None
     except (FileNotFoundError, weights.WeightsError) as error:
-        return f"LPIPS unavailable: {error}"
+        return None, f"LPIPS unavailable: {error}"
+
+
+def unavailable_reason(backbone_weights=None, linear_weights=None, **_) -> str | None:
+    """Why LPIPS cannot run with these options, or None: given files exist, each other file is verified in
+    the cache or may be downloaded on first use. Only looks (the registry's availability): never downloads."""
+    for given, name in _given(backbone_weights, linear_weights):
+        if given is None:
+            reason = weights.unavailable_reason(name)
+        else:
+            reason = None if Path(given).is_file() else f"LPIPS weights not found at {given}"
+        if reason:
+            return f"LPIPS unavailable: {reason}"
     return None
 
 

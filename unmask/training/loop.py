@@ -254,11 +254,10 @@ def train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
 
 
 def _train(cfg: Config, opts: RunOptions) -> dict[str, dict[str, Any]]:
-    if cfg.train.require_pretrained:  # before anything else (every rank; the downloads are locked)
-        try:
-            weights.require(weights.required(perceptual=cfg.loss.per > 0))
-        except weights.WeightsError as exc:
-            raise RunError(f"train.require_pretrained: {exc}") from None
+    try:  # train.require_pretrained: before anything else (every rank; the downloads are locked)
+        weights.require(weights.required_for(cfg))
+    except weights.WeightsError as exc:
+        raise RunError(f"train.require_pretrained: {exc}") from None
     # The data as recorded, before anything is written (every rank: each must stop alike).
     check_dataset(opts.data_dir, ("train", "val"), full_hash=opts.verify_data)
     with runtime_session(opts.device, cfg.train.amp, cfg.train.deterministic) as rt:

@@ -17,10 +17,6 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the run stopped and its last checkpoint is untouched."""
 
 
-class PerceptualLossDisabled(UserWarning):
-    """Stage 2 runs without the perceptual term (no VGG19 weights)."""
-
-
 @dataclass
 class RunOptions:
     """How and where to run (the config says what to train)."""

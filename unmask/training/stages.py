@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from unmask.metrics import fidelity, segmentation
 from unmask.models import Generator, MSeg, PatchDiscriminator
 from unmask.models.vgg import find_vgg19_weights, load_vgg19_features
 from unmask.training.augment import photometric
-from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
+from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -302,11 +301,10 @@ def resolve_perceptual(cfg: Config, opts: RunOptions, rt: Runtime) -> tuple[Perc
     if path is None:
         if opts.require_perceptual:
             raise RunError(f"perceptual loss required but {reason}")
-        if rt.is_main:  # one line, without the trainer's source line (filename "unmask", line 0)
-            warnings.warn_explicit(
-                f"STAGE 2 TRAINS WITHOUT THE PERCEPTUAL LOSS: {reason}. Results are not comparable to runs with "
-                "it (perceptual=false in run.json and the checkpoint); `unmask weights fetch vgg19` or "
-                "--perceptual-weights vgg19-dcbb9e9d.pth gives it", PerceptualLossDisabled, "unmask", 0)
+        if rt.is_main:  # one WARNING line of the run's log (a Python warning would carry a source prefix)
+            log.warning("STAGE 2 TRAINS WITHOUT THE PERCEPTUAL LOSS: %s. Results are not comparable to runs with it "
+                        "(perceptual=false in run.json and the checkpoint); `unmask weights fetch vgg19` or "
+                        "--perceptual-weights vgg19-dcbb9e9d.pth gives it", reason)
         return None, {"perceptual": False, "perceptual_reason": reason}
     vgg = load_vgg19_features(path)
     loss = PerceptualLoss(vgg, cfg.loss.vgg_layers, cfg.loss.vgg_weights)

@@ -126,8 +126,8 @@ def test_other_weights_under_the_canonical_name_are_rejected(tmp_path, monkeypat
         path.parent.mkdir()
         torch.save({"fc.bias": torch.zeros(1008)}, path)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    availability = metrics.get("fid").availability()  # the cache's: refused and removed (tests run offline)
-    assert not availability and "SHA-256 expected 6726825d0af5f729" in availability.reason and not cached.exists()
+    availability = metrics.get("fid").availability()  # the cache's: refused, and only looked at (tests run offline)
+    assert not availability and "SHA-256 expected 6726825d0af5f729" in availability.reason and cached.exists()
     assert metrics.get("fid").availability(weights_path=explicit)  # the file given is there...
     acc = metrics.get("fid").accumulator(weights_path=explicit)
     acc.update_batch(image_set[:2], image_set[:2])

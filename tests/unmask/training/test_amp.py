@@ -12,7 +12,7 @@ from unmask.cli import main
 from unmask.data import TrainLoader
 from unmask.training import runtime as runtime_module
 from unmask.training.loop import train
-from unmask.training.options import PerceptualLossDisabled, RunOptions
+from unmask.training.options import RunOptions
 from unmask.training.runtime import DeviceError, Runtime, autocast_dtype
 from unmask.training.stages import GanStage, SegStage
 from tests.unmask.testutils import tiny_config
@@ -67,8 +67,7 @@ def test_auto_is_float32_on_the_cpu_and_bf16_fp16_apply_there():
 
 def test_amp_bf16_trains_on_the_cpu(dataset_dir, tmp_path, no_vgg):
     cfg = tiny_config(**{"train.steps": 3, "train.amp": "bf16"})
-    with pytest.warns(PerceptualLossDisabled):
-        results = train(cfg, options(dataset_dir, tmp_path))
+    results = train(cfg, options(dataset_dir, tmp_path))
     stages = json.loads((tmp_path / "run.json").read_text())["stages"]
     assert stages["seg"]["amp"] == stages["gan"]["amp"] == "bfloat16"
     assert results["seg"]["step"] == results["gan"]["step"] == 3
@@ -129,8 +128,7 @@ def test_an_overflowing_step_is_skipped_and_the_scale_backs_off(dataset_dir):
 
 def test_fp16_resume_restores_the_scalers_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
     cfg = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2, "train.amp": "fp16"})
-    with pytest.warns(PerceptualLossDisabled):
-        train(cfg, options(dataset_dir, tmp_path / "straight"))
+    train(cfg, options(dataset_dir, tmp_path / "straight"))
 
     original = GanStage.train_step
 
@@ -140,13 +138,12 @@ def test_fp16_resume_restores_the_scalers_exactly(dataset_dir, tmp_path, no_vgg,
         return original(self, batch, step)
 
     monkeypatch.setattr(GanStage, "train_step", crash_at_step_2)
-    with pytest.raises(KeyboardInterrupt), pytest.warns(PerceptualLossDisabled):
+    with pytest.raises(KeyboardInterrupt):
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
     interrupted = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", "gan"))
     assert interrupted["step"] == 2 and interrupted["scalers"]["generator"]["_growth_tracker"] == 2
     monkeypatch.setattr(GanStage, "train_step", original)
-    with pytest.warns(PerceptualLossDisabled):
-        train(cfg, options(dataset_dir, tmp_path / "resumed", resume=True))
+    train(cfg, options(dataset_dir, tmp_path / "resumed", resume=True))
 
     for stage in ("seg", "gan"):
         straight = ckpt.checkpoint_path(tmp_path / "straight", stage)

@@ -11,7 +11,7 @@ from unmask import weights as unmask_weights
 from unmask.training import stages as stages_module
 from unmask.data import TrainLoader
 from unmask.training.loop import train
-from unmask.training.options import NonFiniteLossError, PerceptualLossDisabled, RunError, RunOptions
+from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
 from unmask.training.stages import GanStage, SegStage, lr_at
 from tests.unmask.testutils import tiny_config, torchvision_like_state, write_split
@@ -25,6 +25,13 @@ def options(dataset_dir, run_dir, **kw):
 def no_vgg(tmp_path, monkeypatch):
     """An empty torch hub cache: no VGG19 weights anywhere."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+
+
+def perceptual_warnings(caplog) -> int:
+    """How many times the run said, as one WARNING line, that stage 2 trains without the perceptual term."""
+    said = [r for r in caplog.records if "WITHOUT THE PERCEPTUAL LOSS" in r.getMessage()]
+    assert all(r.levelname == "WARNING" and "\n" not in r.getMessage() for r in said)
+    return len(said)
 
 
 def fixed_batch(dataset_dir):
@@ -60,11 +67,10 @@ def read(path):
     return path.read_text()
 
 
-def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
+def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch, caplog):
     # 6 steps per stage over epochs of 4: the interruption at step 3 is mid-epoch.
     cfg = tiny_config(**{"train.steps": 6, "train.checkpoint_every": 3})
-    with pytest.warns(PerceptualLossDisabled):
-        straight = train(cfg, options(dataset_dir, tmp_path / "straight"))
+    straight = train(cfg, options(dataset_dir, tmp_path / "straight"))
 
     original = SegStage.train_step
 
@@ -74,14 +80,15 @@ def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
         return original(self, batch, step)
 
     monkeypatch.setattr(SegStage, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt), pytest.warns(PerceptualLossDisabled):  # warned before stage 1
+    caplog.clear()
+    with pytest.raises(KeyboardInterrupt):
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
+    assert perceptual_warnings(caplog) == 1  # warned before stage 1 (stopped there)
     assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", "seg"))["step"] == 3
     monkeypatch.setattr(SegStage, "train_step", original)
     with pytest.raises(RunError, match="--resume"):
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
-    with pytest.warns(PerceptualLossDisabled):
-        resumed = train(cfg, options(dataset_dir, tmp_path / "resumed", resume=True))
+    resumed = train(cfg, options(dataset_dir, tmp_path / "resumed", resume=True))
 
     assert resumed == straight
     for stage in ("seg", "gan"):
@@ -146,10 +153,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(dataset_dir, tmp_pa
     assert not list((tmp_path / "checkpoints").glob("*.tmp*"))
 
 
-def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp_path, no_vgg):
+def test_missing_vgg_weights_disable_the_perceptual_term_loudly(dataset_dir, tmp_path, no_vgg, caplog):
     cfg = tiny_config(**{"train.steps": 2})
-    with pytest.warns(PerceptualLossDisabled, match="WITHOUT THE PERCEPTUAL LOSS"):
-        metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
+    metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
+    assert perceptual_warnings(caplog) == 1
     assert metrics["perceptual"] == 0 and "perceptual_reason" not in metrics  # DVC metrics: numbers only
     meta = json.loads(read(tmp_path / "run.json"))["stages"]["gan"]
     assert meta["perceptual"] is False and "vgg19-dcbb9e9d.pth" in meta["perceptual_reason"]
@@ -175,8 +182,7 @@ def test_vgg_weights_in_the_hub_cache_enable_the_perceptual_term(dataset_dir, tm
 
 def test_outputs_and_load_models(dataset_dir, tmp_path, no_vgg):
     cfg = tiny_config(**{"train.epochs": 1, "train.gan_maps": "predicted"})
-    with pytest.warns(PerceptualLossDisabled):
-        results = train(cfg, options(dataset_dir, tmp_path))
+    results = train(cfg, options(dataset_dir, tmp_path))
     assert results["seg"]["step"] == results["gan"]["step"] == 4
     assert set(results["seg"]) >= {"val_pixel_acc", "val_dice", "train_loss"}
     assert set(results["gan"]) >= {"val_psnr", "val_ssim", "train_loss_g", "train_loss_d"}
@@ -207,8 +213,7 @@ def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg
     from unmask.metrics import fidelity, segmentation
     from unmask.predict import Unmasker
 
-    with pytest.warns(PerceptualLossDisabled):
-        results = train(tiny_config(**{"train.epochs": 1}), options(dataset_dir, tmp_path))
+    results = train(tiny_config(**{"train.epochs": 1}), options(dataset_dir, tmp_path))
     config, mseg, generator = ckpt.load_models(tmp_path)
     unmasker = Unmasker(generator, mseg, config)
     scores: dict[str, list[float]] = {"dice": [], "pixel_accuracy": [], "psnr": [], "ssim": []}
@@ -230,8 +235,7 @@ def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg
 
 def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
     cfg = tiny_config(**{"train.steps": 2, "generator.use_map": False})
-    with pytest.warns(PerceptualLossDisabled):
-        metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
+    metrics = train(cfg, options(dataset_dir, tmp_path, stage="gan"))["gan"]
     assert metrics["step"] == 2
     _, _, generator = ckpt.load_models(tmp_path)
     assert not generator.use_map and generator.encoder[0].body[0][0].in_channels == 3
@@ -249,8 +253,7 @@ def test_reconstruction_only_trains_no_discriminator(dataset_dir, tmp_path, no_v
     assert list(stage.networks) == ["generator"]
 
     cfg = tiny_config(**{"train.steps": 2, "loss.adv": 0.0})
-    with pytest.warns(PerceptualLossDisabled):
-        train(cfg, options(dataset_dir, tmp_path, stage="gan"))
+    train(cfg, options(dataset_dir, tmp_path, stage="gan"))
     state = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path, "gan"))
     assert list(state["models"]) == ["generator"]
     assert (tmp_path / "logs" / "gan_train.tsv").read_text().split("\n")[0].split("\t")[2:4] == ["loss_g", "rec"]
@@ -288,8 +291,7 @@ def test_loader_workers_across_epochs_do_not_deadlock(dataset_dir, tmp_path):
 
 def test_init_generator_starts_stage_2_from_another_run(dataset_dir, tmp_path, no_vgg):
     pretrain = tmp_path / "recon"
-    with pytest.warns(PerceptualLossDisabled):
-        train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}), options(dataset_dir, pretrain, stage="gan"))
+    train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}), options(dataset_dir, pretrain, stage="gan"))
     _, _, pretrained = ckpt.load_models(pretrain)
 
     cfg = tiny_config(**{"train.steps": 2})
@@ -300,9 +302,8 @@ def test_init_generator_starts_stage_2_from_another_run(dataset_dir, tmp_path, n
     assert stage.meta()["init_generator_step"] == 2 and stage.meta()["init_generator_alpha"] == 0.0
 
     fine_tuned = tmp_path / "gan"
-    with pytest.warns(PerceptualLossDisabled):
-        train(cfg.replace(**{"train.checkpoint_every": 1}),
-              options(dataset_dir, fine_tuned, stage="gan", init_generator=pretrain, keep_checkpoints=True))
+    train(cfg.replace(**{"train.checkpoint_every": 1}),
+          options(dataset_dir, fine_tuned, stage="gan", init_generator=pretrain, keep_checkpoints=True))
     # --keep-checkpoints: the periodic checkpoint of step 1 stays beside the latest (step 2)
     assert ckpt.load_checkpoint(ckpt.snapshot_path(fine_tuned, "gan", 1))["step"] == 1
     assert ckpt.load_checkpoint(ckpt.checkpoint_path(fine_tuned, "gan"))["step"] == 2
@@ -316,8 +317,7 @@ def test_init_generator_starts_stage_2_from_another_run(dataset_dir, tmp_path, n
 
 
 def test_init_generator_refuses_another_architecture(dataset_dir, tmp_path, no_vgg):
-    with pytest.warns(PerceptualLossDisabled):
-        train(tiny_config(**{"train.steps": 1, "generator.use_map": False}), options(dataset_dir, tmp_path, stage="gan"))
+    train(tiny_config(**{"train.steps": 1, "generator.use_map": False}), options(dataset_dir, tmp_path, stage="gan"))
     stage = GanStage(tiny_config(), Runtime(torch.device("cpu")), None, {}, None, None)
     with pytest.raises(RunError, match="generator.use_map"):
         stage.init_generator_from(tmp_path)
