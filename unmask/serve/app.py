@@ -22,9 +22,11 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import queue
 import socket
 import tempfile
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
@@ -38,6 +40,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from maskgen.clitools import EXIT_INTERRUPTED, INTERRUPTED
 
 from ..predict import Unmasker
 from .editing import (MAX_PHOTO_PIXELS, EditError, EditedPhoto, PhotoCache, open_photo, png_bytes, read_map, refill,
@@ -99,6 +103,7 @@ class Worker:
     stops the server at once (``shutdown`` cancels the jobs still waiting)."""
 
     def __init__(self):
+        self.running = False  # a job is running now
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="unmask-serve", daemon=True)
         self._thread.start()
@@ -113,10 +118,13 @@ class Worker:
             future, function, args = job
             if not future.set_running_or_notify_cancel():
                 continue
+            self.running = True
             try:
                 future.set_result(function(*args))
             except BaseException as err:  # the waiting request answers it
                 future.set_exception(err)
+            finally:
+                self.running = False
 
     def shutdown(self) -> None:
         """Cancel the waiting jobs and end the thread after the running one (not waited for)."""
@@ -155,6 +163,8 @@ def _answers_errors(handler: Handler) -> Handler:
             return JSONResponse({"error": err.message}, err.status)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody is listening any more
+        except asyncio.CancelledError:  # the server is stopping (Ctrl-C) and does not wait for this job
+            return JSONResponse({"error": "the server is stopping: try again once it is started again"}, 503)
         except Exception as err:
             log.exception("%s %s failed", request.method, request.url.path)
             return JSONResponse({"error": f"internal error ({type(err).__name__}); the server's log has "
@@ -234,8 +244,10 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
         Route("/api/photos/{photo_id}/refill", _answers_errors(refilled), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))])
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))])
+    app.state.worker = worker
+    return app
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -255,10 +267,19 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(unmasker: Unmasker, sock: socket.socket, host: str) -> None:
     """Serve the page on ``sock`` (listening on ``host``) until interrupted: uvicorn then raises the
-    interrupt again (KeyboardInterrupt) once it has stopped."""
+    interrupt again (KeyboardInterrupt) once it has stopped. A job still running then is not waited for:
+    the process ends at once, as an interrupted command ends (``maskgen.clitools``), without the
+    interpreter's shutdown, which a thread inside native code (dlib, torch) can abort ("terminate called")."""
     import uvicorn
 
     app = create_app(unmasker, hosts=allowed_hosts(host))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        if app.state.worker.running:
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise
