@@ -406,7 +406,7 @@ def serve(checkpoint: Path, host: str, port: int, device: str) -> None:
     """A local web page: drop a photo, correct each face's predicted map with a brush, re-run stage 2
     and download the result. Needs the serve extra (pip install -e '.[serve]')."""
     try:
-        from unmask.serve.app import listen, serve as serve_page
+        from unmask.serve.app import ANY_ADDRESS, listen, serve as serve_page
     except ModuleNotFoundError as exc:
         if exc.name not in ("starlette", "uvicorn"):
             raise
@@ -420,6 +420,9 @@ def serve(checkpoint: Path, host: str, port: int, device: str) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                                    "(give another --port or --host)") from None
+    if host in ANY_ADDRESS:
+        click.echo(f"unmask serve: warning: listening on every network interface ({host or 'all'}): the page has "
+                   "no login, and anyone who can reach this machine can use it", err=True)
     try:
         resolve_device(device)
         unmasker = Unmasker.from_checkpoint(checkpoint, device)
@@ -429,7 +432,7 @@ def serve(checkpoint: Path, host: str, port: int, device: str) -> None:
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     click.echo(f"unmask serve: open http://{shown_host}:{bound_port}/ (Ctrl+C to stop)")
-    serve_page(unmasker, sock)
+    serve_page(unmasker, sock, host)
 
 
 from unmask.evaluation.cli import compare, evaluate, report  # noqa: E402  (commands defined there)

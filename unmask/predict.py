@@ -16,7 +16,8 @@ Python API::
         face.box, face.points, face.coverage   # detector box, 5 points (photo pixels), share of the crop masked
         face.crop_input, face.crop_map, face.crop_output, face.valid   # R x R crops; valid: on the photo
     fixed = unmasker.refill(photo, result.faces[0], edited_map)  # stage 2 again on a map drawn by hand:
-                                               # R x R (the crop's) or H x W (the photo's); else ValueError
+                                               # H x W (the photo's) or else R x R (the crop's); else ValueError
+    fixed = unmasker.refill_crop(result.faces[0], crop_map)      # on a map of the crop, whatever the photo
     image = unmasker.paste(photo, [fixed] + result.faces[1:])    # every face pasted back
 
 ``UnmaskResult``'s crop fields (``crop_input``, ``crop_map``, ``crop_output``, ``matrix``) are the
@@ -61,6 +62,14 @@ MAP_DILATION = 0.02  # of the crop size: the pasted region reaches a little past
 COMPARE_MAX_SIDE = 1024  # px: each panel of NAME_compare.png (input | map overlay | output) at most this size
 MAP_TINT_RGB, MAP_TINT_ALPHA = (255, 0, 0), 0.45  # the map overlay: red, as the evaluation's photo figures
 BOX_RGB = (0, 255, 0)  # each face's detector box on the overlay
+
+
+class FacesTooSmall(NoFace):
+    """Faces were found, but none of at least ``min_face`` px (the detector box's shorter side)."""
+
+    def __init__(self, min_face: int, found: int):
+        super().__init__(f"no face of at least {min_face} px (--min-face; {found} smaller found)")
+        self.min_face, self.found = min_face, found
 
 
 @dataclass
@@ -169,10 +178,10 @@ class Unmasker:
                                     largest.crop_output, largest.crop_map, aligned=False, matrix=largest.matrix,
                                     faces=results)
             h, w = photo.shape[:2]
-            reason = (f"no face of at least {min_face} px (--min-face; {len(found)} smaller found)" if found
-                      else "no face detected")
+            too_small = FacesTooSmall(min_face, len(found)) if found else None
+            reason = str(too_small) if found else "no face detected"
             if aligned is False or abs(h - w) > 0.05 * max(h, w):
-                raise NoFace(reason)
+                raise too_small or NoFace(reason)
             log.info("%s; taking the square image as an aligned crop", reason)
         return self._unmask_aligned(photo)
 
@@ -208,21 +217,27 @@ class Unmasker:
         return UnmaskResult(result, full_map, crop, out, crop_map, aligned=True, faces=[face])
 
     def refill(self, photo: str | Path | np.ndarray, face: FaceResult, edited_map: np.ndarray) -> FaceResult:
-        """``face`` with stage 2 run again on ``edited_map`` (uint8 0/255 or bool; > 127 masked), drawn on
-        the crop (R x R) or on the photo (H x W; carried onto the crop). Only the crop's pixels on the photo
-        count. ValueError for any other shape."""
+        """``face`` with stage 2 run again on ``edited_map`` (uint8 0/255 or bool; > 127 masked). A map of
+        the photo's size (H x W) is drawn on the photo and carried onto the crop, even when the photo is
+        R x R itself (for an aligned input the two coincide); otherwise an R x R map is the crop's
+        (``refill_crop``). ValueError naming both sizes for any other shape."""
         photo = _photo(photo)
-        edited = np.asarray(edited_map)
-        if edited.dtype == bool:
-            edited = edited.astype(np.uint8) * 255
+        edited = _binary(edited_map)
         r, (h, w) = self.resolution, photo.shape[:2]
+        if edited.shape == (h, w):
+            return self.refill_crop(face, map_to_crop(np.ascontiguousarray(edited), face.matrix, r))
         if edited.shape == (r, r):
-            crop_map = edited
-        elif edited.shape == (h, w):
-            crop_map = map_to_crop(np.ascontiguousarray(edited, np.uint8), face.matrix, r)
-        else:
-            size = "x".join(map(str, (*edited.shape[1::-1], *edited.shape[2:]))) if edited.ndim > 1 else edited.shape
-            raise ValueError(f"edited map is {size}: draw it at the crop's size ({r}x{r}) or the photo's ({w}x{h})")
+            return self.refill_crop(face, edited)
+        size = "x".join(map(str, (*edited.shape[1::-1], *edited.shape[2:]))) if edited.ndim > 1 else edited.shape
+        raise ValueError(f"edited map is {size}: draw it at the photo's size ({w}x{h}) or the crop's ({r}x{r})")
+
+    def refill_crop(self, face: FaceResult, crop_map: np.ndarray) -> FaceResult:
+        """``face`` with stage 2 run again on ``crop_map``, drawn on its crop (R x R, uint8 0/255 or bool;
+        > 127 masked) whatever the photo's size. Only the crop's pixels on the photo count."""
+        crop_map = _binary(crop_map)
+        r = self.resolution
+        if crop_map.shape != (r, r):
+            raise ValueError(f"crop map is {'x'.join(map(str, crop_map.shape[::-1]))}: the crop is {r}x{r}")
         start = time.perf_counter()
         crop_map = np.where((crop_map > 127) & (face.valid > 0), 255, 0).astype(np.uint8)
         (out,), _ = self.unmask_crops(face.crop_input[None], crop_map[None])
@@ -231,7 +246,8 @@ class Unmasker:
 
     def paste(self, photo: str | Path | np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
         """The photo with each face's output pasted back over its dilated map, only from crop pixels on the
-        photo; smallest face first (ties: in the given order), so the largest ends on top where faces overlap."""
+        photo; smallest face first, so the largest ends on top where faces overlap (equal areas: the later
+        in ``faces`` first, so the earlier ends on top, as if ``faces`` were ordered largest first)."""
         result = _photo(photo)
         order = sorted(range(len(faces)), key=lambda i: (_area(faces[i].box), -i))
         radius = max(1, int(MAP_DILATION * self.resolution))
@@ -257,6 +273,12 @@ def _photo(image: str | Path | np.ndarray) -> np.ndarray:
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise ValueError("expected an RGB uint8 image (H x W x 3)")
     return photo
+
+
+def _binary(edited_map: np.ndarray) -> np.ndarray:
+    """A map given as bool or uint8, as uint8 (> 127: masked)."""
+    edited = np.asarray(edited_map)
+    return edited.astype(np.uint8) * 255 if edited.dtype == bool else edited.astype(np.uint8, copy=False)
 
 
 def _coverage(crop_map: np.ndarray, valid: np.ndarray) -> float:
@@ -301,9 +323,10 @@ def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool |
     """Unmask each planned input and write its outputs: NAME.png and NAME_map.png; with ``compare``
     NAME_compare.png; with ``save_crops`` each face's aligned crop and output crop, with ``save_maps`` its
     crop map. An input that cannot be used (unreadable, no face, ...) is skipped with its reason and the rest
-    go on; a failed write stops the run (PredictError). ``results`` (a file): one JSON line per face (input,
-    outputs, face index, box, 5 points, coverage, seconds) and per input skipped (input, skipped: reason),
-    written when the run ends, stopped or not."""
+    go on; a failed write stops the run (PredictError). ``results`` (a file): one JSON line per face (input;
+    the outputs written: image, map, compare, and the face's crop_input, crop_output, crop_map; face index,
+    box, 5 points, coverage, seconds) and per input skipped (input, skipped: reason), written when the run
+    ends, stopped or not."""
     summary = PredictSummary()
     records: list[dict] = []
     finished = False
@@ -318,8 +341,14 @@ def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool |
                 reason = error_text(err, item.source)
             else:
                 _write_outputs(item, photo, result, summary.done, save_crops, save_maps, compare)
-                records += [{"input": shown(item.source), "image": shown(item.image), "face": index, **face.record()}
-                            for index, face in enumerate(result.faces)]
+                written = {"image": item.image, "map": item.map, **({"compare": item.compare} if compare else {})}
+                for index, face in enumerate(result.faces):
+                    crops = {**({"crop_input": item.face(index, "crop"), "crop_output": item.face(index, "output")}
+                                if save_crops else {}),
+                             **({"crop_map": item.face(index, "map")} if save_maps else {})}
+                    records.append({"input": shown(item.source),
+                                    **{key: shown(path) for key, path in {**written, **crops}.items()},
+                                    "face": index, **face.record()})
                 summary.done += 1
                 summary.faces += len(result.faces)
                 continue

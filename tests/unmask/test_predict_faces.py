@@ -5,13 +5,15 @@ photo's edge reaches the networks' input or the photo; ``refill`` on an edited m
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from maskgen.align import align_face, map_to_photo, paste_back
+from maskgen.align import align_face, inside_photo, map_to_crop, map_to_photo, paste_back
 from maskgen.landmarks import NoFace, detect_all
 from maskgen.source import load_image
 from tests.unmask.testutils import tiny_config
@@ -171,9 +173,44 @@ def test_refill_refuses_a_map_of_another_size_naming_both_sizes(unmasker, group,
     face = group_result.faces[0]
     h, w = group.shape[:2]
     size = "x".join(map(str, (shape[1], shape[0], *shape[2:])))
-    with pytest.raises(ValueError, match=rf"^edited map is {size}: draw it at the crop's size \({RES}x{RES}\) or "
-                                         rf"the photo's \({w}x{h}\)$"):
+    with pytest.raises(ValueError, match=rf"^edited map is {size}: draw it at the photo's size \({w}x{h}\) or "
+                                         rf"the crop's \({RES}x{RES}\)$"):
         unmasker.refill(group, face, np.zeros(shape, np.uint8))
+
+
+def test_a_map_of_the_photo_s_size_is_in_photo_coordinates_even_when_the_photo_is_r_by_r(unmasker, group_result):
+    # A face found in a photo of the crop's own size: a map of that size is drawn on the photo.
+    photo = np.random.default_rng(0).integers(0, 256, (RES, RES, 3), np.uint8)
+    matrix = np.array([[1.5, 0.0, -16.0], [0.0, 1.5, -20.0]])  # photo -> crop: the face zoomed in
+    face = dataclasses.replace(group_result.faces[0], matrix=matrix, crop_input=photo,
+                               valid=inside_photo(matrix, RES, photo.shape))
+    edited = np.zeros((RES, RES), np.uint8)
+    edited[30:40, 20:50] = 255
+    refilled = unmasker.refill(photo, face, edited)
+    np.testing.assert_array_equal(refilled.crop_map, np.minimum(map_to_crop(edited, matrix, RES), face.valid))
+    np.testing.assert_array_equal(unmasker.refill_crop(face, edited).crop_map, np.minimum(edited, face.valid))
+
+
+def test_faces_of_equal_area_are_pasted_so_that_the_first_given_ends_on_top(unmasker, group, group_result):
+    face = group_result.faces[0]
+    black, white = (dataclasses.replace(face, crop_map=np.full((RES, RES), 255, np.uint8),
+                                        crop_output=np.full((RES, RES, 3), value, np.uint8)) for value in (0, 255))
+    x0, y0, x1, y1 = face.box
+    centre = (y0 + y1) // 2, (x0 + x1) // 2
+    assert (unmasker.paste(group, [black, white])[centre] == 0).all()
+    assert (unmasker.paste(group, [white, black])[centre] == 255).all()
+
+
+def test_results_jsonl_names_every_output_written_for_each_face(unmasker, real_masked_dir, tmp_path):
+    from unmask.predict import plan_outputs, predict_files
+
+    plan, _ = plan_outputs([real_masked_dir / ONE_FACE], tmp_path / "out")
+    predict_files(unmasker, plan, results=tmp_path / "out" / "results.jsonl", save_crops=True, save_maps=True,
+                  compare=True)
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    outputs = {key: record[key] for key in ("image", "map", "compare", "crop_input", "crop_output", "crop_map")}
+    assert all(Path(path).is_file() for path in outputs.values()), outputs
+    assert len(set(outputs.values())) == 6
 
 
 def test_an_aligned_crop_is_one_face_covering_it(unmasker, group):

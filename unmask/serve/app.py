@@ -6,33 +6,46 @@
     GET  /api/photos/{id}/result.png   the photo with every face unmasked, as first predicted
     POST /api/photos/{id}/refill       body: the edited map (PNG at the map's size) -> the new result (PNG)
 
-Every refusal is an HTTP 4xx with ``{"error": "one line"}``, which the page shows; anything unexpected
-is logged and answered with a one-line 500, never a traceback. Requests keep no state but the photo
-cache (``editing.PhotoCache``); the model runs one request at a time, on one thread.
+Every refusal is an HTTP 4xx (503 when busy) with ``{"error": "one line"}``, which the page shows;
+anything unexpected is logged and answered with a one-line 500, never a traceback. Requests keep no
+state but the photo cache (``editing.PhotoCache``); the model runs one request at a time, on one daemon
+thread, and at most JOBS requests hold a body or wait for it (more: 503, before their body is read).
+
+A local server is still reachable from any page the browser opens: a request whose Host is not one of
+the server's names (DNS rebinding) is refused by Starlette's TrustedHostMiddleware (400, plain text),
+and a POST whose Origin is another site's (a cross-site form or fetch) with 403.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import os
+import queue
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from maskgen.source import MAX_PIXELS
+from maskgen.clitools import EXIT_INTERRUPTED, INTERRUPTED
 
 from ..predict import Unmasker
-from .editing import EditError, EditedPhoto, PhotoCache, open_photo, png_bytes, read_map, refill, warm_up
+from .editing import (MAX_PHOTO_PIXELS, EditError, EditedPhoto, PhotoCache, open_photo, png_bytes, read_map, refill,
+                      warm_up)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +53,10 @@ STATIC = Path(__file__).with_name("static")
 MAX_UPLOAD_BYTES = 64 << 20  # a photo file; a 100-Mpx camera JPEG is about 30-50 MB
 MAX_MAP_BYTES = 32 << 20  # an edited map: PNG of at most EDIT_MAX_SIDE^2 RGBA pixels, about 16 MB raw
 PNG = "image/png"
+JOBS = 3  # requests for the model at once (one runs, the others wait), each holding its body: memory bounded
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the names a page on this machine reaches the server by
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # a --host that listens on every interface: any Host then
+SHUTDOWN_GRACE_S = 1  # on Ctrl-C, how long requests may still finish; a running job is not waited for
 
 
 def _size(n: int) -> str:
@@ -61,23 +78,74 @@ async def _body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def _open_upload(unmasker: Unmasker, data: bytes) -> tuple[EditedPhoto, bytes]:
+def _open_upload(data: bytes, unmasker: Unmasker, max_pixels: int) -> tuple[EditedPhoto, bytes]:
     """An uploaded photo unmasked, and its map as PNG."""
     with tempfile.NamedTemporaryFile(prefix="unmask-serve-") as file:  # load_image reads files
         file.write(data)
         file.flush()
-        edited = open_photo(unmasker, Path(file.name))
+        edited = open_photo(unmasker, Path(file.name), max_pixels)
     return edited, png_bytes(edited.map)
 
 
-def _refilled_png(unmasker: Unmasker, edited: EditedPhoto, data: bytes) -> bytes:
+def _refilled_png(data: bytes, unmasker: Unmasker, edited: EditedPhoto) -> bytes:
     """The result of an edited map sent by the page, as PNG."""
     return png_bytes(refill(unmasker, edited, read_map(data, edited.edit_size)))
 
 
 def _log_failure(done: Future) -> None:
-    if done.exception() is not None:
+    if not done.cancelled() and done.exception() is not None:
         log.warning("warming the face detectors up failed: %s", done.exception())
+
+
+class Worker:
+    """One daemon thread that runs the image work, one job at a time, in order. Unlike a
+    ThreadPoolExecutor's, its thread is not waited for when the process ends: Ctrl-C during a long job
+    stops the server at once (``shutdown`` cancels the jobs still waiting)."""
+
+    def __init__(self):
+        self.running = False  # a job is running now
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="unmask-serve", daemon=True)
+        self._thread.start()
+
+    def submit(self, function: Callable, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            self.running = True
+            try:
+                future.set_result(function(*args))
+            except BaseException as err:  # the waiting request answers it
+                future.set_exception(err)
+            finally:
+                self.running = False
+
+    def shutdown(self) -> None:
+        """Cancel the waiting jobs and end the thread after the running one (not waited for)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                job = self._jobs.get_nowait()
+                if job is not None:
+                    job[0].cancel()
+        self._jobs.put(None)
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host names the server answers to when it listens on ``host``: this machine's names and the
+    address itself; any name when it listens on every interface."""
+    if host in ANY_ADDRESS:
+        return ["*"]
+    return [*LOCAL_HOSTS, f"[{host}]" if ":" in host else host]
+
+
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -87,11 +155,16 @@ def _answers_errors(handler: Handler) -> Handler:
     """Refusals -> 4xx with the message as JSON; anything else -> logged, and a one-line 500."""
     async def answered(request: Request) -> Response:
         try:
+            origin = request.headers.get("origin")
+            if request.method not in ("GET", "HEAD") and origin is not None and origin != _own_origin(request):
+                raise EditError(403, f"refused: a page from {origin[:100]} may not use this server (only its own page)")
             return await handler(request)
         except EditError as err:
             return JSONResponse({"error": err.message}, err.status)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody is listening any more
+        except asyncio.CancelledError:  # the server is stopping (Ctrl-C) and does not wait for this job
+            return JSONResponse({"error": "the server is stopping: try again once it is started again"}, 503)
         except Exception as err:
             log.exception("%s %s failed", request.method, request.url.path)
             return JSONResponse({"error": f"internal error ({type(err).__name__}); the server's log has "
@@ -99,12 +172,15 @@ def _answers_errors(handler: Handler) -> Handler:
     return answered
 
 
-def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
-    """The page's application around a loaded model."""
+def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_PHOTO_PIXELS, hosts: Sequence[str] = LOCAL_HOSTS, jobs: int = JOBS) -> Starlette:
+    """The page's application around a loaded model; ``hosts``: the Host names it answers to
+    (``allowed_hosts``)."""
     cache = cache if cache is not None else PhotoCache()
     # One thread does all the image work, one request at a time: memory stays that of one photo, and the
     # allocator keeps one arena rather than one per pool thread (which grew the server's RSS).
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-serve")
+    worker = Worker()
+    pending = [0]  # requests for the model now: reading their body, waiting or running (one event loop)
     warming: list[Future] = []  # the detectors' warm-up, once: it holds the interpreter for seconds, so it
     # starts when the page has loaded and asked for its limits, while the person picks a photo
 
@@ -113,21 +189,34 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
             warming.append(worker.submit(warm_up, unmasker))
             warming[0].add_done_callback(_log_failure)
 
-    async def on_worker(function, *args):
-        return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
+    async def on_worker(request: Request, limit: int, what: str, function, *args):
+        """``function(body, *args)`` on the worker, for one of at most ``jobs`` requests at once."""
+        if pending[0] >= jobs:
+            raise EditError(503, f"busy: {pending[0]} requests are being worked on; try again in a moment")
+        pending[0] += 1
+        try:
+            data = await _body(request, limit, what)
+            if not data:
+                raise EditError(400, "empty upload: the file has 0 bytes" if what == "photo"
+                                else "empty map: the request carried no image")
+            return await asyncio.wrap_future(worker.submit(function, data, *args))
+        finally:
+            pending[0] -= 1
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        worker.shutdown()  # Ctrl-C: the jobs still waiting are dropped, the running one is not waited for
 
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
     async def limits(_request: Request) -> Response:
-        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS},
+        return JSONResponse({"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels},
                             background=BackgroundTask(warm_once))
 
     async def upload(request: Request) -> Response:
-        data = await _body(request, max_upload_bytes, "photo")
-        if not data:
-            raise EditError(400, "empty upload: the file has 0 bytes")
-        edited, map_png = await on_worker(_open_upload, unmasker, data)
+        edited, map_png = await on_worker(request, max_upload_bytes, "photo", _open_upload, unmasker, max_pixels)
         cache.add(edited)
         width, height = edited.edit_size
         return JSONResponse({
@@ -145,8 +234,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
 
     async def refilled(request: Request) -> Response:
         edited = cache.get(request.path_params["photo_id"])
-        data = await _body(request, MAX_MAP_BYTES, "map")
-        return Response(await on_worker(_refilled_png, unmasker, edited, data), media_type=PNG)
+        return Response(await on_worker(request, MAX_MAP_BYTES, "map", _refilled_png, unmasker, edited), media_type=PNG)
 
     routes = [
         Route("/", _answers_errors(page)),
@@ -156,7 +244,10 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
         Route("/api/photos/{photo_id}/refill", _answers_errors(refilled), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))])
+    app.state.worker = worker
+    return app
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -174,9 +265,21 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(unmasker: Unmasker, sock: socket.socket) -> None:
-    """Serve the page on ``sock`` until interrupted."""
+def serve(unmasker: Unmasker, sock: socket.socket, host: str) -> None:
+    """Serve the page on ``sock`` (listening on ``host``) until interrupted: uvicorn then raises the
+    interrupt again (KeyboardInterrupt) once it has stopped. A job still running then is not waited for:
+    the process ends at once, as an interrupted command ends (``maskgen.clitools``), without the
+    interpreter's shutdown, which a thread inside native code (dlib, torch) can abort ("terminate called")."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(unmasker), log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    app = create_app(unmasker, hosts=allowed_hosts(host))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        if app.state.worker.running:
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise

@@ -1,9 +1,11 @@
 """What the page edits: an uploaded photo, its faces and their maps, kept in a small LRU cache.
 
 The page paints on one map of the whole photo, at most EDIT_MAX_SIDE px on its longer side (stage 2
-sees crops of 128-1024 px, so a finer map changes nothing), and sends all of it back. Each pixel of
-that map belongs to the face whose box centre is nearest (in box sizes), so a stroke between two
-faces goes to one of them only, and only the faces whose part changed run stage 2 again.
+sees crops of 128-1024 px, so a finer map changes nothing), and sends all of it back. The edit is taken
+as a change: the map pixels that differ from the first map are carried onto the crop of every face
+they fall on (with their new values); every other crop pixel keeps its first value exactly, so a map
+is never rebuilt by a round trip through the photo. Only the faces whose crop map changed since the
+last run run stage 2 again, and an edit that changes no face is refused with that reason.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from maskgen.align import map_to_crop
 from maskgen.landmarks import NoFace
-from maskgen.source import BadImage, load_image
+from maskgen.source import MAX_PIXELS, BadImage, load_image
 
-from ..predict import FaceResult, Unmasker
+from ..predict import FacesTooSmall, FaceResult, Unmasker
 
 EDIT_MAX_SIDE = 2048  # px: the longer side of the map the page paints on
 CACHE_PHOTOS = 4  # photos kept for re-runs; an older one is uploaded again
 CACHE_BYTES = 1 << 30  # and at most this much of them (the newest is kept whatever its size)
+MAX_PHOTO_PIXELS = 50_000_000  # a photo's pixels, from its header: decoding one costs ~12 bytes a pixel, and
+# without a face a 50-Mpx photo takes 15-25 s to say so (maskgen's own limit, MAX_PIXELS, is 200 Mpx)
+KEPT, ERASED, PAINTED = 0, 1, 2  # a map pixel the page left as it was, or changed to 0 or to 255
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class EditError(Exception):
@@ -44,11 +51,14 @@ class EditedPhoto:
     """One uploaded photo, its faces as stage 1 and 2 left them, and the map the page starts from."""
 
     photo: np.ndarray  # RGB uint8, full size
-    faces: list[FaceResult]  # one per face, as first predicted
+    first: list[FaceResult]  # one per face, as first predicted
     result_png: bytes  # the photo with every face unmasked (the first result), as PNG
-    map: np.ndarray  # uint8 0/255 at the edit size: every face's predicted map
-    owner: np.ndarray  # at the edit size: the index of the face each map pixel belongs to
+    map: np.ndarray  # uint8 0/255 at the edit size: every face's predicted map (what the page starts from)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    faces: list[FaceResult] = field(default_factory=list)  # as the last re-run left them (first: ``first``)
+
+    def __post_init__(self):
+        self.faces = self.faces or list(self.first)
 
     @property
     def edit_size(self) -> tuple[int, int]:
@@ -57,9 +67,9 @@ class EditedPhoto:
 
     @property
     def nbytes(self) -> int:
-        return self.photo.nbytes + len(self.result_png) + self.map.nbytes + self.owner.nbytes + sum(
+        return self.photo.nbytes + len(self.result_png) + self.map.nbytes + 2 * sum(
             sum(getattr(face, name).nbytes for name in ("crop_input", "valid", "crop_map", "crop_output"))
-            for face in self.faces)
+            for face in self.first)  # the first faces and the last re-run's
 
 
 class PhotoCache:
@@ -106,21 +116,6 @@ def _resized_map(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.where(resized >= 128, 255, 0).astype(np.uint8)
 
 
-def face_owners(boxes: list, photo_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """For each pixel of a map of ``size`` (width, height) over a photo of ``photo_size``, the index of
-    the face it belongs to: the nearest box centre, distances measured in each box's size."""
-    sx, sy = size[0] / photo_size[0], size[1] / photo_size[1]
-    ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
-    owner = np.zeros((size[1], size[0]), np.min_scalar_type(max(len(boxes) - 1, 0)))
-    best = np.full(owner.shape, np.inf, np.float32)
-    for index, (x0, y0, x1, y1) in enumerate(boxes):
-        scale = max(float(np.hypot((x1 - x0) * sx, (y1 - y0) * sy)), 1.0)
-        distance = np.hypot(xs - (x0 + x1) / 2 * sx, ys - (y0 + y1) / 2 * sy) / scale
-        nearer = distance < best
-        owner[nearer], best[nearer] = index, distance[nearer]
-    return owner
-
-
 def warm_up(unmasker: Unmasker) -> None:
     """Load the face detectors (seconds, once per process) before the first photo comes: a search for
     faces in a blank image, which finds none."""
@@ -130,21 +125,49 @@ def warm_up(unmasker: Unmasker) -> None:
         pass
 
 
-def open_photo(unmasker: Unmasker, path: Path) -> EditedPhoto:
-    """Read an uploaded photo (refused with the reason: not an image, past the pixel limit, ...) and
-    unmask every face in it."""
+def _refuse_large(path: Path, max_pixels: int) -> None:
+    """Refuse a photo of more than ``max_pixels`` from its header, before it is decoded (a file that is no
+    image is left to load_image, which says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:  # PIL's own refusal, past twice maskgen's limit
+        width = height = None
+    except (OSError, SyntaxError, ValueError):
+        return
+    if width is None or width * height > max_pixels:
+        size = f"over {2 * MAX_PIXELS:,} pixels" if width is None else f"{width}x{height} px, {width * height:,} pixels"
+        raise EditError(422, f"image too large ({size}): this page takes photos of at most {max_pixels:,} pixels "
+                             f"({max_pixels / 1e6:g} Mpx); make it smaller first")
+
+
+def open_photo(unmasker: Unmasker, path: Path, max_pixels: int = MAX_PHOTO_PIXELS, min_face: int | None = None
+               ) -> EditedPhoto:
+    """Read an uploaded photo (refused with the reason: not an image, past ``max_pixels``, ...) and
+    unmask every face in it (of at least ``min_face`` px: the Unmasker's default unless given)."""
+    _refuse_large(path, max_pixels)
     try:
         photo = load_image(path, max_side=None)  # full size: the result replaces the photo
     except BadImage as err:
         raise EditError(422, f"not a usable image: {err}") from None
     try:
-        result = unmasker(photo, aligned=False)
+        result = unmasker(photo, aligned=False, **({} if min_face is None else {"min_face": min_face}))
+    except FacesTooSmall as err:  # the page has no --min-face to offer
+        raise EditError(422, f"no face to unmask in this photo: faces smaller than {err.min_face} px are not "
+                             f"unmasked ({err.found} found)") from None
     except NoFace as err:
         raise EditError(422, f"no face to unmask in this photo ({err})") from None
-    photo_size = (photo.shape[1], photo.shape[0])
-    size = edit_size(*photo_size)
-    return EditedPhoto(photo, list(result.faces), png_bytes(result.image), _resized_map(result.map, size),
-                       face_owners([face.box for face in result.faces], photo_size, size))
+    size = edit_size(photo.shape[1], photo.shape[0])
+    return EditedPhoto(photo, list(result.faces), png_bytes(result.image), _resized_map(result.map, size))
+
+
+def _png_size(data: bytes) -> str:
+    """``WxH px`` from a PNG's header, without decoding it."""
+    if data[:8] == PNG_SIGNATURE and len(data) >= 24:
+        return "x".join(str(int.from_bytes(data[at:at + 4], "big")) for at in (16, 20)) + " px"
+    return "larger than any photo's map"
 
 
 def read_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -166,22 +189,46 @@ def read_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
             values = np.asarray(channel)
     except EditError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:  # PIL refuses it when opened, past twice maskgen's MAX_PIXELS
+        raise EditError(422, f"the map is {_png_size(data)}; this photo's map is {size[0]}x{size[1]} px") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise EditError(422, f"the map is not a readable PNG image ({type(err).__name__})") from None
     return np.where(values >= 128, 255, 0).astype(np.uint8)
 
 
+def crop_maps(edited: EditedPhoto, new_map: np.ndarray, resolution: int) -> list[np.ndarray]:
+    """Each face's crop map for the page's map ``new_map`` (at the edit size): its first crop map with the
+    map pixels the page changed carried onto the crop (nearest neighbour, as maskgen.align.map_to_crop),
+    with their new values, on the crop's pixels that lie on the photo; every other pixel exactly kept."""
+    changed = new_map != edited.map
+    if not changed.any():
+        return [face.crop_map for face in edited.first]
+    change = np.where(changed, np.where(new_map > 0, PAINTED, ERASED), KEPT).astype(np.uint8)
+    if change.shape != edited.photo.shape[:2]:  # the page's map is smaller than the photo: each of its pixels
+        change = cv2.resize(change, (edited.photo.shape[1], edited.photo.shape[0]), interpolation=cv2.INTER_NEAREST)
+    maps = []
+    for face in edited.first:
+        carried = np.where(face.valid > 0, map_to_crop(change, face.matrix, resolution), KEPT)
+        maps.append(np.where(carried == KEPT, face.crop_map, np.where(carried == PAINTED, 255, 0)).astype(np.uint8))
+    return maps
+
+
 def refill(unmasker: Unmasker, edited: EditedPhoto, new_map: np.ndarray) -> np.ndarray:
-    """The photo with stage 2 run again on the faces whose part of the map the page changed
-    (the others keep their first output)."""
-    photo_size = (edited.photo.shape[1], edited.photo.shape[0])
-    faces = list(edited.faces)
-    for index, face in enumerate(faces):
-        mine = edited.owner == index
-        if np.array_equal(new_map[mine], edited.map[mine]):
-            continue
-        face_map = _resized_map(np.where(mine, new_map, 0).astype(np.uint8), photo_size)
-        faces[index] = unmasker.refill(edited.photo, face, face_map)
+    """The photo with stage 2 run again on the faces whose crop map the page's map ``new_map`` changes since
+    the last run (a face whose map is back to the first prediction takes its first output again); the
+    others keep theirs. EditError (422) when the edit changes no face."""
+    faces = []
+    for first, last, crop_map in zip(edited.first, edited.faces, crop_maps(edited, new_map, unmasker.resolution)):
+        if np.array_equal(crop_map, last.crop_map):
+            faces.append(last)
+        elif np.array_equal(crop_map, first.crop_map):
+            faces.append(first)
+        else:
+            faces.append(unmasker.refill_crop(first, crop_map))
+    if all(now is last for now, last in zip(faces, edited.faces)):
+        raise EditError(422, "the edit changes no face's map since the last run: paint or erase over a face "
+                             "(the map counts only on each face's crop, around its box)")
+    edited.faces = faces  # one worker thread runs every refill, one at a time
     return unmasker.paste(edited.photo, faces)
 
 
