@@ -83,6 +83,8 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
     border = FILLS[fill]
     matrix = similarity_transform(five_points(landmarks), canonical_points(res, face_scale))
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if not (np.all(np.isfinite(matrix)) and scale > 0):  # collapsed points: a NaN warp hangs OpenCV
+        raise ValueError("degenerate landmarks (no finite alignment: the points are not spread out)")
     if scale < 0.5:
         # warpAffine does not low-pass; shrink first with area averaging to avoid aliasing.
         pre = 2.0 * scale

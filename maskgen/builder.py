@@ -25,8 +25,12 @@ is refused in one line naming what differs: other arguments, other images under 
 source's dataset, or an image changed between a kill and the rerun; which ones, from the ``sha256`` recorded
 with their landmarks), a pack edited since, or another machine's copies for a part. Refused, not rebuilt in
 part: a folder holds one build of one content, and the way on is to restore the files or to build into an
-empty folder. A folder that holds dataset files but no build.json is refused too. The sources are hashed once,
-in this process (bytes read, none decoded; the workers then read them from the page cache).
+empty folder. A folder that holds dataset files but no build.json is refused too. A pack is compared by its
+folder's name (the manifest's generator) and its files, not its path: another machine's copy is the same pack.
+The sources are hashed once, in this process (bytes read, none decoded). A worker reads a source's bytes again
+(from the page cache), hashes them and decodes them only when they are the hashed ones (``source.read_source``):
+a source replaced during the build is a failure ("changed during the build"), not samples or landmarks of the
+new image recorded under the old content.
 
 A ``--landmarks`` file is read and checked first, too. Each of its rows carries the ``sha256`` of the image its
 landmarks were found on: a row of another image under the same name is not used (that face is found again,
@@ -390,7 +394,16 @@ def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None])
         raise BuildError(f"{err}: choose an empty folder or delete {out}") from None
     if previous == identity:
         return
-    differs = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+    recorded, wanted = _options_spread(previous), _options_spread(identity)
+    packs_by_content = all(isinstance(info.get("template_digests"), list) for info in (previous, identity))
+    if packs_by_content:
+        # A pack is its files and its folder's name (the manifest's generator column), not where it lies: the
+        # same pack at another path (another machine's copy) is the same build.
+        for spread in (recorded, wanted):
+            spread["mask.templates"] = [Path(str(pack)).name for pack in spread.get("mask.templates") or []]
+    differs = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    if not differs:
+        return
     if set(differs) <= set(CONTENT_KEYS) and not set(CONTENT_KEYS) & set(previous):
         log.warning("%s was built by an older maskgen, which recorded no content of the sources and template packs: "
                     "resuming it by file names (delete it to rebuild with them recorded)", out)
@@ -403,12 +416,32 @@ def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None])
         then = str(previous["source_fingerprint"]).split(":")[0]
         raise BuildError(f"{out} was built from another source (other image names: {then} images then, "
                          f"{len(digests)} now); {how}")
-    if differs == ["template_digests"]:
-        changed = [str(pack) for pack, old, new in zip(identity["mask"]["templates"], previous["template_digests"],
+    packs = previous.get("mask", {}).get("templates"), identity["mask"]["templates"]
+    if differs == ["template_digests"] and packs[0] == packs[1]:
+        changed = [str(pack) for pack, old, new in zip(packs[1], previous["template_digests"],
                                                        identity["template_digests"]) if old != new]
         raise BuildError(f"{out} was built with other files in template pack {', '.join(changed)} (its masks.cfg or "
                          f"images differ from the ones recorded): restore them, or {how}")
+    if packs_by_content and {"template_digests", "mask.templates"} & set(differs):
+        differs = [k for k in differs if k not in ("template_digests", "mask.templates")]
+        differs.append(f"template packs, by folder name (the manifest's generator) and content: {_packs(previous)} "
+                       f"then, {_packs(identity)} now")
     raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); {how}")
+
+
+def _options_spread(info: dict) -> dict:
+    """A build.json identity with its mask options spread out (``mask.light_match``), so that a difference
+    names the option, not just "mask"."""
+    mask = info.get("mask")
+    if not isinstance(mask, dict):
+        return dict(info)
+    return {**{k: v for k, v in info.items() if k != "mask"}, **{f"mask.{k}": v for k, v in mask.items()}}
+
+
+def _packs(info: dict) -> str:
+    """A build.json's template packs, each as its folder's name and the start of its digest."""
+    packs = [Path(str(pack)).name for pack in info["mask"]["templates"]]
+    return "[" + ", ".join(f"{name} {digest[:12]}" for name, digest in zip(packs, info["template_digests"])) + "]"
 
 
 def _changed_sources(out: Path, digests: dict[str, str | None]) -> str:
@@ -510,11 +543,16 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
         failures += [{"source": r["source"], "stage": "landmarks", "reason": r["reason"]}
                      for r in landmarks if not r["ok"]]
         usable = {r["source"]: r for r in landmarks if r["ok"]}
-        shards = _plan_shards(config, mine, usable, split_of, quota, keys)
+        shards = _plan_shards(config, mine, usable, split_of, quota, keys, digests)
         compose = _phase_compose(config, shards, out, work)
     failures += compose.failures
     for f in failures:
         log.info("skipped %s (%s): %s", f["source"], f["stage"], f["reason"])
+    if not compose.rows and failures:  # nothing to write: an error, not a dataset of no samples
+        failed = {f["source"] for f in failures}
+        where = f" in part {k + 1}/{n_parts}" if n_parts > 1 else ""
+        raise BuildError(f"no usable sample{where}: {len(failed)} of {len(failed | set(usable))} sources failed "
+                         f"(e.g. {failures[0]['source']}: {failures[0]['reason']})")
 
     write_csv_atomic(_part_file(work, tag, "failures"), pd.DataFrame(failures, columns=list(fmt.FAILURE_COLUMNS)))
     # Failures are kept too (ok = False, with the reason): a rebuild with --landmarks skips them
@@ -555,8 +593,8 @@ def _phase_landmarks(config: BuildConfig, images: list[SourceImage], work: Path,
             results[i] = [known[im.rel] for im in chunks[i]]
             cache(i)
     if todo:
-        jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, _as_list(im.landmarks5), _as_list(im.prior5))
-                                                 for im in unknown]) for _, unknown in todo)
+        jobs = (delayed(workers.landmark_chunk)([(str(im.path), im.rel, digests[im.rel], _as_list(im.landmarks5),
+                                                  _as_list(im.prior5)) for im in unknown]) for _, unknown in todo)
         bar = tqdm(total=sum(len(u) for _, u in todo), desc="landmarks", unit="img", disable=not config.progress)
         for (i, unknown), records in zip(todo, _parallel(config, len(todo))(jobs)):
             found = {r["source"]: r for r in records}
@@ -587,15 +625,28 @@ def _read_landmarks(path: str | None) -> dict[str, dict]:
     if missing:
         raise BuildError(f"--landmarks {path} lacks columns {', '.join(sorted(missing))} (give a maskgen build's "
                          f"{fmt.LANDMARKS})")
-    known = {}
+    known, row_of = {}, {}
     for row, r in enumerate(frame.to_dict("records"), start=1):
         try:
             record = _landmark_record(r)
         except (TypeError, ValueError) as err:
             raise BuildError(f"--landmarks {path}: row {row} ({r['source']!r}) is malformed: {err}") from None
-        if record is not None:
-            known[record["source"]] = record
+        if record is None:
+            continue
+        source = record["source"]
+        if source in known and not _same_record(known[source], record):  # which one to use is anyone's guess
+            raise BuildError(f"--landmarks {path}: rows {row_of[source]} and {row} give {source!r} different "
+                             "landmarks; keep one of them")
+        known[source], row_of[source] = record, row_of.get(source, row)
     return known
+
+
+def _same_record(a: dict, b: dict) -> bool:
+    """Whether two landmark records say the same (NaN points equal to NaN ones)."""
+    if (a["points"] is None) != (b["points"] is None):
+        return False
+    same_points = a["points"] is None or np.array_equal(a["points"], b["points"], equal_nan=True)
+    return same_points and {k: v for k, v in a.items() if k != "points"} == {k: v for k, v in b.items() if k != "points"}
 
 
 def _landmark_record(r: dict) -> dict | None:
@@ -611,8 +662,13 @@ def _landmark_record(r: dict) -> dict | None:
         if not isinstance(points, (list, tuple, np.ndarray)):
             raise TypeError(f"points is {type(points).__name__}, not a list of 136 numbers")
         points = np.asarray(points, dtype=np.float64)
-    usable = points is not None and points.shape == (136,)
-    ok = bool(r.get("ok", True)) and usable
+        if points.shape != (136,):
+            raise ValueError(f"points has {points.size} values, not 136 (68 x, y pairs)")
+    flag = r.get("ok", True)  # a file without the column: every row with points is usable
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"ok is {flag!r}, not true or false")
+    usable = points is not None
+    ok = bool(flag) and usable
     reason = r.get("reason") or ""
     if not (ok or not usable and reason):
         return None
@@ -653,7 +709,7 @@ class _Shard:
 
 
 def _plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[str, dict], split_of: dict[str, str],
-                 quota: dict[str, int] | None, keys: dict[str, str]) -> list[_Shard]:
+                 quota: dict[str, int] | None, keys: dict[str, str], digests: dict[str, str | None]) -> list[_Shard]:
     k, n_parts = config.part
     shards = []
     for split in fmt.SPLITS:
@@ -668,7 +724,8 @@ def _plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[st
         for im in in_split:
             record = usable.get(im.rel)
             for v in range(counts.get(im.rel, 0)):
-                samples.append({"key": f"{keys[im.rel]}_{v:02d}", "path": str(im.path), "source": im.rel,
+                samples.append({"key": f"{keys[im.rel]}_{v:02d}", "path": str(im.path), "sha256": digests[im.rel],
+                                "source": im.rel,
                                 "identity": im.identity, "split": split, "points": record["points"],
                                 "method": record["method"]})
         for i in range(0, len(samples), config.shard_size):
@@ -731,7 +788,7 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
     jobs = (delayed(workers.compose_task)(specs, config.mask, config.res, config.face_scale, config.seed,
                                    config.jpeg_quality) for _, specs in tasks)
     bar = tqdm(total=sum(len(s.samples) for s in pending), desc="compose", unit="pair", disable=not config.progress)
-    writer, shard_rows, shard_failures, seen = None, [], [], 0
+    writer, shard_rows, shard_failures, seen, written = None, [], [], 0, 0
     try:
         for (shard, specs), results in zip(tasks, _parallel(config, len(tasks))(jobs)):
             if writer is None:
@@ -747,12 +804,13 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
             if seen == len(shard.samples):
                 # The record first: a shard counts as done only when both exist and agree, so a kill
                 # between the two renames redoes the shard instead of listing samples that are not there.
-                tar = writer.finish() if writer.count else None
-                write_json_atomic(work / f"{shard.name}.json",
-                                  {"planned": [s["key"] for s in shard.samples], "rows": shard_rows,
-                                   "failures": shard_failures, "tar": tar}, default=str)
-                if tar:
+                # A shard whose every sample failed has no tar, so no record either: a rerun composes it again.
+                if writer.count:
+                    write_json_atomic(work / f"{shard.name}.json",
+                                      {"planned": [s["key"] for s in shard.samples], "rows": shard_rows,
+                                       "failures": shard_failures, "tar": writer.finish()}, default=str)
                     writer.commit()
+                    written += 1
                 else:
                     writer.abort()
                 done[shard.name] = shard_rows, shard_failures
@@ -764,7 +822,7 @@ def _phase_compose(config: BuildConfig, shards: list[_Shard], out: Path, work: P
     # In the plan's order, whichever shards were reused: the part's files are the same after a resume.
     rows = [row for shard in shards for row in done[shard.name][0]]
     failures = [failure for shard in shards for failure in done[shard.name][1]]
-    return _Composed(rows, failures, len(pending), reused, rebuilt)
+    return _Composed(rows, failures, written, reused, rebuilt)
 
 
 # --- combining parts, summaries -------------------------------------------------------------------------

@@ -176,6 +176,26 @@ def far_outside(points, image_shape: tuple[int, ...]) -> bool:
     return bool(np.any((p[:, 0] < -w) | (p[:, 0] > 2 * w) | (p[:, 1] < -h) | (p[:, 1] > 2 * h)))
 
 
+def alignment_problem(points, image_shape: tuple[int, ...]) -> str | None:
+    """Why ``points`` cannot place an aligned crop of an image of ``image_shape``, or None. Looser than
+    ``landmark_problem`` (a face may reach past the image's edge), it refuses only what no detector gives and
+    what would make the alignment's warp NaN, degenerate or endless: points that are not 68 finite ones, lie
+    far outside the image (``far_outside``) or have collapsed (eye centres under ``MIN_EYE_DISTANCE`` apart)."""
+    try:
+        p = np.asarray(points, np.float64).reshape(68, 2)
+    except (TypeError, ValueError):
+        return f"landmarks must be 68 points (x, y), got {np.size(points)} values"
+    if not np.all(np.isfinite(p)):
+        return "landmarks not finite"
+    if far_outside(p, image_shape):
+        return "landmarks far outside the image (a landmarks file of another source?)"
+    left, right = eye_centers(p)
+    apart = float(np.linalg.norm(right - left))
+    if apart < MIN_EYE_DISTANCE:
+        return f"degenerate landmarks (eye centres {apart:.3g} px apart, under {MIN_EYE_DISTANCE:g})"
+    return None
+
+
 def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:
     eyes = (pts5[0] + pts5[1]) / 2
     mouth = (pts5[3] + pts5[4]) / 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import logging
 import os
 import re
@@ -83,11 +84,17 @@ class SourceListing:
 
 
 def _find_annotation(root: Path, image_dir: Path, name: str) -> Path | None:
+    """The annotation file ``name`` in the first of its usual folders that has one, or None. Something there
+    under that name that is not a file (a folder, a dangling link) is an AnnotationError, not a file absent:
+    a partition or identity file silently left out would give another dataset."""
     for folder in (image_dir.parent, root, root / "Anno", root / "Eval", image_dir.parent / "Anno",
                    image_dir.parent / "Eval", image_dir):
         candidate = folder / name
         if candidate.is_file():
             return candidate
+        if os.path.lexists(candidate):
+            what = "a folder" if candidate.is_dir() else "a link to nothing" if candidate.is_symlink() else "not a file"
+            raise AnnotationError(f"{candidate} is not a readable file ({what}): make it the annotation file or remove it")
     return None
 
 
@@ -287,18 +294,19 @@ def error_text(err: BaseException, path: str | Path) -> str:
     return f"{type(err).__name__}: {' '.join(text.split())}".rstrip(": ")
 
 
-def load_image(path: str | Path, max_side: int | None = MAX_SIDE) -> np.ndarray:
+def load_image(path: str | Path, max_side: int | None = MAX_SIDE, data: bytes | None = None) -> np.ndarray:
     """Read an image as RGB uint8 (H, W, 3), upright per EXIF; raise BadImage with a reason.
 
     Images larger than ``max_side`` are downscaled to it (None: kept at full size); images of more than
-    MAX_PIXELS are refused from their header, without decoding."""
+    MAX_PIXELS are refused from their header, without decoding. ``data``: the file's bytes, already read
+    (``read_source``); then ``path`` only names it."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if data is None else len(data)) == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the size
-            opened = Image.open(path)
+            opened = Image.open(path if data is None else io.BytesIO(data))
         with opened as img:
             if img.width * img.height > MAX_PIXELS:
                 raise BadImage(f"image too large ({img.width}x{img.height} px, limit {MAX_PIXELS} px): not decoded")
@@ -374,3 +382,20 @@ def content_digest(path: str | Path) -> str | None:
             return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return None
+
+
+CHANGED = "changed during the build (its bytes differ from those hashed when the build started)"
+
+
+def read_source(path: str | Path, digest: str | None) -> bytes:
+    """A source's bytes, read once, when their SHA-256 is ``digest`` (its ``content_digest`` when the build
+    started, which build.json and landmarks.parquet record): a file replaced since is a BadImage (``CHANGED``),
+    so that nothing is recorded under content it was not made from. Decode the bytes returned
+    (``load_image(path, data=...)``), not the file again."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise BadImage(f"unreadable image: {error_text(err, path)}") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BadImage(CHANGED)
+    return data

@@ -11,8 +11,8 @@ import numpy as np
 
 from .align import align_face
 from .compose import MaskOptions, encode, make_triplet
-from .landmarks import NoFace, far_outside, locate
-from .source import BadImage, error_text, load_image
+from .landmarks import NoFace, alignment_problem, locate
+from .source import BadImage, error_text, load_image, read_source
 
 
 def single_threaded() -> None:
@@ -22,14 +22,16 @@ def single_threaded() -> None:
     cv2.setNumThreads(1)
 
 
-def landmark_chunk(items: list[tuple[str, str, list | None, list | None]]) -> list[dict]:
-    """Landmarks of (path, source, 5-point row or None, 5-point prior or None) items."""
+def landmark_chunk(items: list[tuple[str, str, str | None, list | None, list | None]]) -> list[dict]:
+    """Landmarks of (path, source, its content digest, 5-point row or None, 5-point prior or None) items.
+    Each image is decoded from bytes of that digest (``read_source``): a file replaced since it was hashed
+    is a failure, not landmarks recorded under the old content."""
     single_threaded()
     records = []
-    for path, rel, pts5, prior in items:
+    for path, rel, digest, pts5, prior in items:
         record = {"source": rel, "ok": False, "reason": "", "method": "", "n_faces": 0, "points": None}
         try:
-            image = load_image(path)
+            image = load_image(path, data=read_source(path, digest))
             found = locate(image, None if pts5 is None else np.asarray(pts5),
                            None if prior is None else np.asarray(prior))
             record.update(ok=True, method=found.method, n_faces=found.n_faces,
@@ -44,18 +46,19 @@ def landmark_chunk(items: list[tuple[str, str, list | None, list | None]]) -> li
 
 def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
                   jpeg_quality: int) -> list[tuple]:
-    """Compose samples; specs of one source are consecutive so its image is read and aligned once."""
+    """Compose samples; specs of one source are consecutive so its image is read and aligned once, from
+    bytes of the content digest the build recorded for it (``spec["sha256"]``, see ``landmark_chunk``)."""
     single_threaded()
     out, cache_rel, face, error = [], None, None, None
     for spec in specs:
         if spec["source"] != cache_rel:
             cache_rel, face, error = spec["source"], None, None
             try:
-                image = load_image(spec["path"])
-                points = np.asarray(spec["points"], np.float64).reshape(68, 2)
-                if far_outside(points, image.shape):  # aligning to them would take forever
-                    raise BadImage("landmarks far outside the image (a landmarks file of another source?)")
-                face = align_face(image, points, res, face_scale)
+                image = load_image(spec["path"], data=read_source(spec["path"], spec["sha256"]))
+                problem = alignment_problem(spec["points"], image.shape)  # NaN, endless or degenerate warps
+                if problem:
+                    raise BadImage(problem)
+                face = align_face(image, np.asarray(spec["points"], np.float64).reshape(68, 2), res, face_scale)
             except BadImage as err:
                 error = str(err)
             except Exception as err:

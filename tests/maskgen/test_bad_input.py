@@ -2,6 +2,7 @@
 
 import io
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -183,9 +184,8 @@ def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, ce
     private.mkdir()
     private.chmod(0)
     if os.geteuid() == 0:  # root reads any file and lists any folder: the permission errors are raised for it
-        real_open, real_access = Image.open, os.access
-        monkeypatch.setattr(Image, "open", lambda path, *a, **k: _denied(path) if os.fspath(path) == os.fspath(locked)
-                            else real_open(path, *a, **k))
+        real_read, real_access = Path.read_bytes, os.access  # (a build decodes the bytes it read and hashed)
+        monkeypatch.setattr(Path, "read_bytes", lambda path: _denied(path) if path == locked else real_read(path))
         monkeypatch.setattr(os, "access", lambda path, mode, **k: path != private and real_access(path, mode, **k))
     expected = {  # source: (stage, start of the reason)
         "dangling.jpg": ("source", "dangling symbolic link"), "loop.jpg": ("source", "symbolic link loop"),

@@ -420,7 +420,7 @@ def test_landmarks_far_outside_the_image_are_a_failure_not_a_hang():
     from tests.testdata import CELEBA
     from maskgen.compose import MaskOptions
     from maskgen.landmarks import locate
-    from maskgen.source import load_image
+    from maskgen.source import content_digest, load_image
     from maskgen.workers import compose_task
 
     path = CELEBA / "img_align_celeba" / "000002.jpg"
@@ -429,13 +429,86 @@ def test_landmarks_far_outside_the_image_are_a_failure_not_a_hang():
     points = locate(load_image(path)).points
 
     def compose(pts):
-        spec = {"key": "k_00", "path": str(path), "source": "000002.jpg", "identity": None, "split": "train",
+        spec = {"key": "k_00", "path": str(path), "sha256": content_digest(path), "source": "000002.jpg",
+                "identity": None, "split": "train",
                 "points": pts.ravel().tolist(), "method": "file"}
         return compose_task([spec], MaskOptions.create(), 128, 0.72, 0, 95)[0]
 
     assert compose(points)[1] is not None
-    for bad in (1e12, np.nan, -5000.0):
+    for bad, why in ((1e12, "landmarks far outside the image"), (np.nan, "landmarks not finite"),
+                     (-5000.0, "landmarks far outside the image")):
         corrupt = points.copy()
         corrupt[30] = bad
         key, members, reason = compose(corrupt)
-        assert members is None and reason.startswith("landmarks far outside the image"), reason
+        assert members is None and reason.startswith(why), reason
+
+
+# --- landmarks that cannot place a crop, builds with nothing to write ------------------------------------------
+
+def _landmarks_with(clean: Path, path: Path, rows: dict[int, np.ndarray]) -> Path:
+    """``clean``'s landmarks.parquet with the points of the rows given replaced."""
+    frame = pd.read_parquet(clean / fmt.LANDMARKS)
+    frame["points"] = [rows.get(i, points) for i, points in enumerate(frame["points"])]
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def _cli_build(faces: Path, out: Path, *extra: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """``maskgen build`` in a process group of its own: a build that hangs fails the test instead of stopping it
+    (its whole group is killed: a worker left holding the pipes would keep ``communicate`` waiting)."""
+    proc = subprocess.Popen([*_build_command(faces, out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"maskgen build {' '.join(extra)} still running after {timeout} s (hung)")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_collapsed_landmarks_are_a_counted_failure_not_a_hang(faces, clean, tmp_path):
+    """Points all at 0, or all one value, make a NaN alignment; OpenCV's warp with it never returns."""
+    path = _landmarks_with(clean, tmp_path / "collapsed.parquet", {0: np.zeros(136), 1: np.full(136, 50.0)})
+    out = tmp_path / "ds"
+    res = _cli_build(faces, out, "--landmarks", str(path))
+    assert res.returncode == 0, res.stderr
+    failures = pd.read_csv(out / fmt.FAILURES)
+    collapsed = pd.read_parquet(path)["source"][:2].tolist()
+    assert sorted(failures["source"]) == sorted(collapsed)
+    assert failures["reason"].str.startswith("degenerate landmarks").all(), failures["reason"].tolist()
+    assert len(pd.read_parquet(out / fmt.MANIFEST)) == len(pd.read_parquet(clean / fmt.MANIFEST)) - 2
+
+
+def test_align_face_refuses_collapsed_points_whatever_gave_them():
+    """The last guard, for every caller of align_face (prediction too): a clear error, never a NaN warp."""
+    code = ("import numpy as np; from maskgen.align import align_face\n"
+            "for points in (np.zeros((68, 2)), np.full((68, 2), 50.0)):\n"
+            "    try:\n        align_face(np.zeros((218, 178, 3), np.uint8), points, 128)\n"
+            "    except ValueError as err:\n        print(err)\n")
+    try:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("align_face with collapsed points hung")
+    assert res.stdout.splitlines() == ["degenerate landmarks (no finite alignment: the points are not spread out)"] * 2
+
+
+def test_a_build_with_no_usable_sample_fails_in_one_line_and_records_no_shard(faces, clean, tmp_path):
+    frame = pd.read_parquet(clean / fmt.LANDMARKS)
+    path = _landmarks_with(clean, tmp_path / "nan.parquet", {i: np.full(136, np.nan) for i in range(len(frame))})
+    out = tmp_path / "ds"
+    res = _cli_build(faces, out, "--landmarks", str(path))
+    assert res.returncode == 1
+    assert res.stdout == "" and res.stderr.splitlines() == [
+        f"Error: no usable sample: 12 of 12 sources failed (e.g. {frame['source'][0]}: landmarks not finite)"], res
+    assert not list(out.glob("*.tar")) and not list((out / fmt.WORK_DIR).glob("*.tar.json"))
+    assert not (out / fmt.MANIFEST).exists()
+
+
+def test_shards_whose_samples_all_failed_are_not_counted_or_recorded(faces, clean, tmp_path):
+    path = _landmarks_with(clean, tmp_path / "one-nan.parquet", {0: np.full(136, np.nan)})
+    out = tmp_path / "ds"
+    result = build(BuildConfig(source=str(faces), out=str(out), workers=1, progress=False,
+                               landmarks=str(path), **{**ARGS, "shard_size": 1}))
+    assert result.samples == result.shards_written == 11 and result.failures == 1
+    assert len(list(out.glob("*.tar"))) == len(list((out / fmt.WORK_DIR).glob("*.tar.json"))) == 11

@@ -69,3 +69,24 @@ def test_build_stops_in_one_line_before_writing(celeba, tmp_path, text, message)
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"Error: {path}: ") and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["list_eval_partition.txt", "identity_CelebA.txt"])
+@pytest.mark.parametrize("what", ["a folder", "a link to nothing"])
+def test_an_annotation_that_is_not_a_file_is_refused_not_ignored(celeba, tmp_path, name, what):
+    """Ignored, it would give a random split (or no identities) instead of CelebA's."""
+    root, _ = celeba
+    path = root / name
+    if what == "a folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "nonexistent")
+    with pytest.raises(AnnotationError, match="is not a readable file"):
+        discover(root)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(root), "--out", str(out), "--workers", "1",
+                                               "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [f"Error: {path} is not a readable file ({what}): make it the annotation "
+                                          "file or remove it"]
+    assert not out.exists()

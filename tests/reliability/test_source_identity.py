@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -242,6 +243,16 @@ BAD_LANDMARKS = {  # how the file is spoiled, what the one line says after "--la
     "sha256 garbage": (lambda f: _set(f, "sha256", "xyz"), ": row 4 ("),
     "no row named like a source": (lambda f: f.assign(source="elsewhere/" + f["source"]),
                                    " has no row for any image of this source (12 usable rows"),
+    "ok all null": (lambda f: f.assign(ok=None), ": row 1 ("),
+    "100 points": (lambda f: f.assign(points=[np.arange(100.0) if i == 3 else p for i, p in enumerate(f["points"])]),
+                   ": row 4 ("),
+    "two rows of one source": (lambda f: pd.concat([f, f.iloc[[3]].assign(points=[f["points"][3] + 1.0])], ignore_index=True),
+                               ": rows 4 and 13 give "),
+}
+BAD_LANDMARKS_SAY = {  # the rest of the line, where it says what is wrong
+    "ok all null": "is malformed: ok is None, not true or false",
+    "100 points": "is malformed: points has 100 values, not 136 (68 x, y pairs)",
+    "two rows of one source": "different landmarks; keep one of them",
 }
 
 
@@ -256,6 +267,7 @@ def test_a_bad_landmarks_file_is_refused_before_anything_is_written(faces, clean
     out = tmp_path / "ds"
     message = _refused(faces, out, landmarks=str(path))
     assert message.startswith(f"--landmarks {path}{says}"), message
+    assert message.endswith(BAD_LANDMARKS_SAY.get(spoiled, "")), message
     assert not out.exists()
     res = CliRunner().invoke(main, ["build", "--source", str(faces), "--out", str(out), "--landmarks", str(path),
                                     "--workers", "1", "--no-progress"])
@@ -294,3 +306,63 @@ def test_an_older_maskgens_dataset_and_landmarks_are_still_used(faces, clean, tm
         _build(faces, tmp_path / "from-old-landmarks", landmarks=str(old_landmarks))
     assert "records no image content (an older maskgen wrote it)" in caplog.text
     assert _files(tmp_path / "from-old-landmarks") == _files(clean)
+
+
+def test_a_landmarks_row_given_twice_alike_is_fine(faces, clean, tmp_path):
+    path = _landmarks_file(clean, tmp_path / "twice.parquet", lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True))
+    _build(faces, tmp_path / "ds", landmarks=str(path))
+    assert _files(tmp_path / "ds") == _files(clean)
+
+
+# --- a source replaced while the build runs ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", ["landmarks", "compose"])
+def test_a_source_replaced_during_the_build_is_a_failure_not_recorded_as_its_old_content(
+        celeba, celeba_dir, tmp_path, monkeypatch, stage):
+    """Sources are hashed up front (build.json and landmarks.parquet record those digests), read again by the
+    workers: one replaced in between must not give landmarks or samples of the new image under the old digest."""
+    import maskgen.builder as builder
+    from maskgen.source import CHANGED, content_digest
+
+    faces = _make_faces(celeba, celeba_dir, f"replaced-{stage}", celeba["names"])
+    victim = faces / "img_align_celeba" / celeba["names"][5]
+    old_digest = content_digest(victim)
+    # Just after the hashing (landmarks) or just after the landmarks phase (compose): no sleep, no race.
+    hooked = "_source_digests" if stage == "landmarks" else "_plan_shards"
+    original = getattr(builder, hooked)
+
+    def then_replace(*args, **kwargs):
+        result = original(*args, **kwargs)
+        shutil.copyfile(celeba_dir / "img_align_celeba" / celeba["others"][0], victim)
+        return result
+
+    monkeypatch.setattr(builder, hooked, then_replace)
+    out = tmp_path / "ds"
+    result = _build(faces, out)
+    assert result.samples == len(celeba["names"]) - 1 and result.failures == 1
+    failures = pd.read_csv(out / fmt.FAILURES)
+    assert failures[["source", "stage", "reason"]].values.tolist() == [[victim.name, stage, CHANGED]]
+    landmarks = pd.read_parquet(out / fmt.LANDMARKS).set_index("source")
+    assert landmarks.at[victim.name, "sha256"] == old_digest
+    assert landmarks.at[victim.name, "ok"] == (stage == "compose")  # points found on the old bytes, when at all
+    assert victim.name not in set(pd.read_parquet(out / fmt.MANIFEST)["source"])
+
+
+# --- template packs: by folder name and content, not path -------------------------------------------------------
+
+def test_the_same_pack_at_another_path_is_the_same_build(faces, pack, tmp_path):
+    out = tmp_path / "ds"
+    assert not _build(faces, out, mask=MaskOptions.create(templates=str(pack)), part=(1, 2)).complete
+    copy = tmp_path / "another-machine" / pack.name
+    shutil.copytree(pack, copy)
+    assert _build(faces, out, mask=MaskOptions.create(templates=str(copy)), part=(0, 2)).complete
+    renamed = tmp_path / "pack-b"
+    shutil.copytree(pack, renamed)
+    digest = json.loads((out / fmt.BUILD_INFO).read_text())["template_digests"][0][:12]
+    assert _refused(faces, out, mask=MaskOptions.create(templates=str(renamed)), part=(0, 2)) == (
+        f"{out} holds a dataset built with other arguments (differs in: template packs, by folder name (the "
+        f"manifest's generator) and content: [pack {digest}] then, [pack-b {digest}] now); choose an empty "
+        "folder or delete it")
+    assert _refused(faces, out, mask=MaskOptions.create(templates=str(copy), light_match=0.5), part=(0, 2)) == (
+        f"{out} holds a dataset built with other arguments (differs in: mask.light_match); choose an empty "
+        "folder or delete it")
