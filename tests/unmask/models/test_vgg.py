@@ -46,8 +46,9 @@ def test_weight_discovery(tmp_path, monkeypatch):
     assert path is None and "vgg19-dcbb9e9d.pth" in reason
     cached = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"")  # not torchvision's file: refused and removed (tests run offline: not refetched)
+    cached.write_bytes(b"")  # not torchvision's file: refused, and (offline, as tests run) left alone, never used
     path, reason = find_vgg19_weights()
-    assert path is None and reason.startswith(f"no VGG19 weights: refused {cached}: SHA-256 expected dcbb9e9d") and not cached.exists()
+    assert path is None and reason.startswith(f"no VGG19 weights: refused {cached}: SHA-256 expected dcbb9e9d")
+    assert cached.read_bytes() == b""
     with pytest.raises(FileNotFoundError):
         find_vgg19_weights(tmp_path / "missing.pth")
