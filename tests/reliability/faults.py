@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -34,3 +35,8 @@ def fill_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     real_open = open
     monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: Full(path, "w") if mode == "wb"
                         else real_open(path, mode), raising=False)
+
+
+def dataset_files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (a dataset: .work included) by relative path, for byte comparisons."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

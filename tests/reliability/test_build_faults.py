@@ -31,6 +31,8 @@ from maskgen.reader import raw_samples
 from maskgen.shard import ShardWriter
 from maskgen.verify import check_shards
 
+from tests.reliability.faults import dataset_files
+
 ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
 CLI_ARGS = ["--res", "128", "--seed", "2", "--shard-size", "4", "--workers", "1", "--no-progress"]
 
@@ -51,11 +53,6 @@ def clean(faces, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clean") / "ds"
     _build(faces, out)
     return out
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    """Every file of a dataset, .work included, by relative path."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
@@ -108,7 +105,7 @@ def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
     result = _build(faces, out)
     assert (result.shards_rebuilt, result.shards_written, result.shards_reused) == (2, 2, 2)
     assert "train-000001.tar does not match its record" in caplog.text
-    assert _files(out) == _files(clean)  # stats.json's digests are the records, not the damaged files'
+    assert dataset_files(out) == dataset_files(clean)  # stats.json's digests are the records, not the damaged files'
     assert check_shards(out, full_hash=True) == []
 
 
@@ -123,7 +120,7 @@ def test_records_of_an_older_maskgen_mean_a_rebuild(faces, clean, tmp_path, capl
     result = _build(faces, out)
     assert result.shards_rebuilt == result.shards_written == 4
     assert caplog.text.count("no recorded size and SHA-256") == 1
-    assert _files(out) == _files(clean)
+    assert dataset_files(out) == dataset_files(clean)
 
 
 # --- maskgen verify --------------------------------------------------------------------------------------------
@@ -338,7 +335,7 @@ def test_parts_built_at_once_equal_parts_built_one_after_the_other(faces, clean,
         _build(faces, apart, part=(k, 2), landmarks=str(landmarks))
     assert sorted(_outputs(together)) == sorted(_outputs(apart))
     assert {".".join(name.split(".")[1:]) for name in _outputs(apart)} >= {"tar", "parquet", "json", "csv"}
-    assert _files(together) == _files(apart)  # shards, manifest, stats, failures, landmarks, the records
+    assert dataset_files(together) == dataset_files(apart)  # shards, manifest, stats, failures, landmarks, the records
     _assert_no_torn_files(together)
 
 
@@ -375,7 +372,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identi
     for module in (maskgen.files, maskgen.shard):
         monkeypatch.setattr(module, "open", measure.open, raising=False)
     _build(faces, tmp_path / "measured")
-    assert _files(tmp_path / "measured") == _files(clean)  # the patched writes write what open's do
+    assert dataset_files(tmp_path / "measured") == dataset_files(clean)  # the patched writes write what open's do
     # Full early (during the first shards), late (during combine's outputs), and in between.
     for i, free in enumerate((30_000, measure.used // 2, measure.used - 2_000)):
         out = tmp_path / f"full{i}"
@@ -387,7 +384,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identi
         _assert_no_torn_files(out)
         monkeypatch.undo()
         _build(faces, out)
-        assert _files(out) == _files(clean), free
+        assert dataset_files(out) == dataset_files(clean), free
 
 
 # --- kill -9 --------------------------------------------------------------------------------------------------
@@ -411,7 +408,7 @@ def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp
         _assert_shards_whole(out)
     assert killed >= 2
     _build(faces, out)
-    assert _files(out) == _files(clean)
+    assert dataset_files(out) == dataset_files(clean)
 
 
 def test_landmarks_far_outside_the_image_are_a_failure_not_a_hang():

@@ -20,6 +20,7 @@ from maskgen import format as fmt
 from maskgen.builder import CONTENT_KEYS, BuildConfig, BuildError, build
 from maskgen.cli import main
 from maskgen.compose import MaskOptions
+from tests.reliability.faults import dataset_files
 
 ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
 PACK_TEMPLATES = ("surgical", "surgical_left", "surgical_right")  # a small copy of the shared pack
@@ -74,17 +75,12 @@ def clean(faces, tmp_path_factory) -> Path:
     return out
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder``, .work included, by relative path."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _refused(source: Path, out: Path, **kwargs) -> str:
     """The one-line BuildError of a build that must write nothing into ``out``."""
-    before = _files(out) if out.exists() else None
+    before = dataset_files(out) if out.exists() else None
     with pytest.raises(BuildError) as refusal:
         _build(source, out, **kwargs)
-    assert (_files(out) if out.exists() else None) == before
+    assert (dataset_files(out) if out.exists() else None) == before
     message = str(refusal.value)
     assert "\n" not in message
     return message
@@ -111,7 +107,7 @@ def test_landmark_rows_of_changed_images_are_found_again(celeba, celeba_dir, cle
     assert result.landmarks_mismatched == 2
     assert "2 rows are of other images than the sources of the same name" in caplog.text
     # Their faces were found again on the new images: the same dataset as without --landmarks.
-    assert _files(tmp_path / "ds") == _files(expected)
+    assert dataset_files(tmp_path / "ds") == dataset_files(expected)
     # The rows of the unchanged images were used: their landmarks.parquet rows are the clean build's.
     lm, lm_clean = (pd.read_parquet(d / fmt.LANDMARKS).set_index("source") for d in (expected, clean))
     same = [n for i, n in enumerate(celeba["names"]) if i not in (1, 7)]
@@ -140,7 +136,7 @@ def test_an_image_changed_between_a_kill_and_the_rerun_is_refused(celeba, celeba
                                      f"{celeba['names'][5]}): restore them, or choose an empty folder or delete it")
     changed.write_bytes(original)
     _build(source, out)
-    assert _files(out) == _files(clean)
+    assert dataset_files(out) == dataset_files(clean)
 
 
 def test_a_build_into_a_folder_of_another_sources_dataset_is_refused(impostors, clean, tmp_path):
@@ -305,13 +301,13 @@ def test_an_older_maskgens_dataset_and_landmarks_are_still_used(faces, clean, tm
     with caplog.at_level(logging.WARNING, logger="maskgen.builder"):
         _build(faces, tmp_path / "from-old-landmarks", landmarks=str(old_landmarks))
     assert "records no image content (an older maskgen wrote it)" in caplog.text
-    assert _files(tmp_path / "from-old-landmarks") == _files(clean)
+    assert dataset_files(tmp_path / "from-old-landmarks") == dataset_files(clean)
 
 
 def test_a_landmarks_row_given_twice_alike_is_fine(faces, clean, tmp_path):
     path = _landmarks_file(clean, tmp_path / "twice.parquet", lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True))
     _build(faces, tmp_path / "ds", landmarks=str(path))
-    assert _files(tmp_path / "ds") == _files(clean)
+    assert dataset_files(tmp_path / "ds") == dataset_files(clean)
 
 
 # --- a source replaced while the build runs ---------------------------------------------------------------------

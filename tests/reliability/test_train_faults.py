@@ -27,7 +27,7 @@ import torch
 
 from maskgen.format import MANIFEST, MAP, MASKED
 from tests.testdata import REPO
-from tests.unmask.testutils import rewrite_member, tiny_config, write_split
+from tests.unmask.testutils import interrupt_at, rewrite_member, tiny_config, write_split
 import unmask.data
 from unmask import checkpoint as ckpt
 from tests.reliability.faults import fill_the_disk, invoke, one_line
@@ -236,14 +236,7 @@ def test_bad_samples_are_skipped_counted_logged_and_resumed_exactly(tmp_path, mo
     # interrupted at step 4 (after the checkpoint of step 3), then resumed: the same run
     from unmask.training.stages import SegStage
 
-    original = SegStage.train_step
-
-    def crash(self, batch, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return original(self, batch, step)
-
-    monkeypatch.setattr(SegStage, "train_step", crash)
+    original = interrupt_at(monkeypatch, SegStage, 4)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, opts(data, tmp_path / "resumed", stage="seg"))
     monkeypatch.setattr(SegStage, "train_step", original)

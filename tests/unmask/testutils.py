@@ -106,3 +106,17 @@ def torchvision_like_state(seed: int = 0) -> dict[str, torch.Tensor]:
         in_ch = out_ch
     state["classifier.0.weight"] = torch.zeros(2, 2)  # real shape 4096 x 25088; ignored by the loader
     return state
+
+
+def interrupt_at(monkeypatch, stage_class, step: int):
+    """``stage_class.train_step`` raises KeyboardInterrupt (as Ctrl-C would) at ``step``; returns the original,
+    to be set back before the run is resumed."""
+    original = stage_class.train_step
+
+    def train_step(self, batch, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return original(self, batch, at)
+
+    monkeypatch.setattr(stage_class, "train_step", train_step)
+    return original

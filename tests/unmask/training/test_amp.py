@@ -15,7 +15,7 @@ from unmask.training.loop import train
 from unmask.training.options import RunOptions
 from unmask.training.runtime import DeviceError, Runtime, autocast_dtype
 from unmask.training.stages import GanStage, SegStage
-from tests.unmask.testutils import tiny_config
+from tests.unmask.testutils import interrupt_at, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -130,14 +130,7 @@ def test_fp16_resume_restores_the_scalers_exactly(dataset_dir, tmp_path, no_vgg,
     cfg = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2, "train.amp": "fp16"})
     train(cfg, options(dataset_dir, tmp_path / "straight"))
 
-    original = GanStage.train_step
-
-    def crash_at_step_2(self, batch, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return original(self, batch, step)
-
-    monkeypatch.setattr(GanStage, "train_step", crash_at_step_2)
+    original = interrupt_at(monkeypatch, GanStage, 2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
     interrupted = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "resumed", "gan"))

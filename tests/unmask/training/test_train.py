@@ -14,7 +14,7 @@ from unmask.training.loop import train
 from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
 from unmask.training.stages import GanStage, SegStage, lr_at
-from tests.unmask.testutils import tiny_config, torchvision_like_state, write_split
+from tests.unmask.testutils import interrupt_at, tiny_config, torchvision_like_state, write_split
 
 
 def options(dataset_dir, run_dir, **kw):
@@ -72,14 +72,7 @@ def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch, ca
     cfg = tiny_config(**{"train.steps": 6, "train.checkpoint_every": 3})
     straight = train(cfg, options(dataset_dir, tmp_path / "straight"))
 
-    original = SegStage.train_step
-
-    def crash_at_step_3(self, batch, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(self, batch, step)
-
-    monkeypatch.setattr(SegStage, "train_step", crash_at_step_3)
+    original = interrupt_at(monkeypatch, SegStage, 3)
     caplog.clear()
     with pytest.raises(KeyboardInterrupt):
         train(cfg, options(dataset_dir, tmp_path / "resumed"))
