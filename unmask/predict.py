@@ -107,7 +107,7 @@ class Unmasker:
     """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
-                 face_scale: float = DEFAULT_FACE_SCALE, threshold: float = 0.5):
+                 face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None):
         self.generator = generator.to(device).eval()
         self.mseg = mseg.to(device).eval() if mseg is not None else None
         self.config = config

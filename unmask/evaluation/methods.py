@@ -1,7 +1,7 @@
 """What makes an output: the methods of an evaluation (names: see ``unmask.evaluation``), run on one
 batch at a time.
 
-* ``two_stage``: the full chain, M-Seg's map -> FU-Net (``Unmasker.unmask_crops``, threshold 0.5);
+* ``two_stage``: the full chain, M-Seg's map -> FU-Net (``Unmasker.unmask_crops``, at M-Seg's calibrated threshold);
   ``two_stage_gt_map``: FU-Net given the ground-truth map;
 * ``one_stage``: the ablation generator (trained with ``use_map=False``);
 * ``recon_only``: a generator trained with ``--adv 0`` (no GAN) given the two-stage model's

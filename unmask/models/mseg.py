@@ -5,6 +5,11 @@ upsample, concatenate the encoder features of that scale, 3x3 conv, BN, ReLU); t
 in a 1x1 conv and BN to one channel, followed by the sigmoid. ``forward`` returns that last
 pre-sigmoid value (logits): the BCE is computed from logits, which stays exact under autocast;
 ``predict_map`` applies the sigmoid and the threshold.
+
+The threshold is a buffer saved with the weights: stage-1 training sets it on the validation split
+(``unmask.training.stages.SegStage``), so that every user of the model (stage 2's training, the
+evaluation, predict) draws the map the validation scored. Why not 0.5: the output BN pins the logits'
+spread, the sigmoid stays soft, and the Dice term moves the 0.5 contour 1-2 px outside the mask.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from torch import nn
 
 from unmask.config import MSegConfig
 from unmask.models.blocks import CBAM, conv_bn_act, upsample2x, widths
+
+DEFAULT_THRESHOLD = 0.5  # before calibration, and for checkpoints made before it existed
 
 
 class SeBlock(nn.Module):
@@ -58,6 +65,12 @@ class MSeg(nn.Module):
         # Sd block i upsamples to the scale of encoder block 5 - i and narrows to its input width.
         self.decoder = nn.ModuleList(SdBlock(w[i], w[i], w[i - 1]) for i in range(len(w) - 1, 0, -1))
         self.output = SdOutputBlock(w[0], w[0])
+        self.register_buffer("threshold", torch.tensor(DEFAULT_THRESHOLD))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        # a checkpoint from before calibration was used at the fixed threshold
+        state_dict.setdefault(prefix + "threshold", torch.tensor(DEFAULT_THRESHOLD))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, masked: torch.Tensor) -> torch.Tensor:
         """masked: Bx3xHxW in [-1, 1], H and W multiples of 32 -> map logits Bx1xHxW."""
@@ -71,6 +84,8 @@ class MSeg(nn.Module):
         return self.output(x, skips[0])
 
     @torch.no_grad()
-    def predict_map(self, masked: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-        """Binary map in {0, 1} (float, Bx1xHxW), as stage 2 and MURF expect."""
-        return (torch.sigmoid(self(masked).float()) > threshold).float()
+    def predict_map(self, masked: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """Binary map in {0, 1} (float, Bx1xHxW), as stage 2 and MURF expect; ``threshold`` on the
+        sigmoid, by default the model's own (``self.threshold``)."""
+        cut = self.threshold if threshold is None else threshold
+        return (torch.sigmoid(self(masked).float()) > cut).float()

@@ -57,13 +57,13 @@ def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime
         if not panels:
             panels = batch_panels
     stage.train(True)
-    names = list(stage.val_columns)
+    names = list(stage.val_sums)
     totals = rt.sum(torch.stack([sums.get(n, torch.zeros((), device=rt.device)).double() for n in names] + [count.double()]))
     n = totals[-1].item()
     skipped = rt.gather(skipped)
     if n == 0:  # no validation split
         return {}, panels, skipped
-    return {name: totals[i].item() / n for i, name in enumerate(names)}, panels, skipped
+    return stage.finish_validation({name: totals[i].item() / n for i, name in enumerate(names)}), panels, skipped
 
 
 def _resume_state(stage: Stage, cfg: Config, opts: RunOptions, data_key: dict[str, int],

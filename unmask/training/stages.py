@@ -26,12 +26,16 @@ from unmask.data import Batch, images_to_uint8, to_model
 from unmask.losses import PerceptualLoss, generator_losses, lsgan_d_loss, segmentation_losses
 from unmask.metrics import fidelity, segmentation
 from unmask.models import Generator, MSeg, PatchDiscriminator
+from unmask.models.mseg import DEFAULT_THRESHOLD
 from unmask.models.vgg import find_vgg19_weights, load_vgg19_features
 from unmask.training.augment import photometric
 from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# M-Seg thresholds tried on the validation split (SegStage): the sigmoid's 0.1 .. 0.9
+CALIBRATION_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))
 
 
 def lr_at(optim: OptimConfig, step: int, total_steps: int) -> float:
@@ -66,6 +70,15 @@ class Stage:
     optim_cfg: OptimConfig
     loss_columns: tuple[str, ...]
     val_columns: tuple[str, ...]
+
+    @property
+    def val_sums(self) -> tuple[str, ...]:
+        """The per-image sums ``validate_batch`` returns, averaged over the validation split."""
+        return self.val_columns
+
+    def finish_validation(self, means: dict[str, float]) -> dict[str, float]:
+        """The means of ``val_sums`` -> the ``val_columns`` logged (a stage may act on them first)."""
+        return means
 
     def __init__(self, cfg: Config, rt: Runtime) -> None:
         self.cfg, self.rt = cfg, rt
@@ -154,14 +167,22 @@ class Stage:
 
 
 class SegStage(Stage):
+    """Stage 1. Each validation also sets M-Seg's threshold (its ``threshold`` buffer, saved with the
+    weights): the one of ``CALIBRATION_THRESHOLDS`` with the highest mean Dice on the validation split
+    (ties: the one nearest 0.5). The validation's scores are those at that threshold."""
+
     name = "seg"
     loss_columns = ("loss", "bce", "dice")
-    val_columns = ("pixel_acc", "dice")
+    val_columns = ("pixel_acc", "dice", "threshold")
 
     def __init__(self, cfg: Config, rt: Runtime) -> None:
         super().__init__(cfg, rt)
         self.optim_cfg = cfg.seg_optim
         self.mseg = self._add("mseg", MSeg(cfg.mseg))
+
+    @property
+    def val_sums(self) -> tuple[str, ...]:
+        return tuple(f"{name}@{t}" for t in CALIBRATION_THRESHOLDS for name in ("pixel_acc", "dice"))
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         b = self._inputs(batch)
@@ -178,13 +199,24 @@ class SegStage(Stage):
     @torch.no_grad()
     def validate_batch(self, batch: Batch) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         b = self._inputs(batch)
+        mseg = self.networks["mseg"]
         with self.rt.autocast():
-            logits = self.networks["mseg"](b["masked"])
-        predicted = (torch.sigmoid(logits.float()) > 0.5).float()
-        # the evaluation's metrics (unmask.metrics.segmentation), so validation and evaluation agree
-        scores = segmentation.per_image_scores(predicted[:, 0].bool().cpu().numpy(), batch["map"][:, 0].numpy() > 0)
-        sums = _metric_sums({"pixel_acc": scores["pixel_accuracy"], "dice": scores["dice"]}, self.rt.device)
+            logits = mseg(b["masked"])
+        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        truth = batch["map"][:, 0].numpy() > 0
+        sums = {}
+        for t in CALIBRATION_THRESHOLDS:
+            # the evaluation's metrics (unmask.metrics.segmentation), so validation and evaluation agree
+            scores = segmentation.per_image_scores(prob > t, truth)
+            sums.update(_metric_sums({f"pixel_acc@{t}": scores["pixel_accuracy"], f"dice@{t}": scores["dice"]},
+                                     self.rt.device))
+        predicted = (torch.sigmoid(logits.float()) > mseg.threshold).float()
         return sums, [batch["masked"], _gray(predicted), _gray(b["map"])]
+
+    def finish_validation(self, means: dict[str, float]) -> dict[str, float]:
+        best = max(CALIBRATION_THRESHOLDS, key=lambda t: (means[f"dice@{t}"], -abs(t - DEFAULT_THRESHOLD)))
+        self.networks["mseg"].threshold.fill_(best)
+        return {"pixel_acc": means[f"pixel_acc@{best}"], "dice": means[f"dice@{best}"], "threshold": best}
 
 
 class GanStage(Stage):
