@@ -128,12 +128,15 @@ class MaskChoice:
         template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
         level, factor = tpl.scaled_for(template, target_width)
         base = [c * g for c, g in zip(tpl.COLORS[self.color], look.base_gain)]
-        if self.texture == "solid":
+        if self.texture == "solid" and level.parts is None:
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
             shade = appearance.with_relief(shade, look.relief)
             return cv2.merge([shade * c for c in base]), alpha, box
-        pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-        second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        if self.texture == "solid":  # the parts take the accent (their own colour), like a pattern
+            pattern, second = level.parts, None
+        else:
+            pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+            second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
         # Four channels (OpenCV warps 2-channel float images ~8x slower than 4-channel ones).
         layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
                             np.zeros_like(pattern)])
@@ -178,8 +181,11 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
     color = str(rng.choice(tpl.TYPE_COLORS[kind]))
     tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
     texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
-    return MaskChoice(tpl.builtin_template(kind), color, texture, int(rng.integers(tpl.PATTERN_VARIANTS)),
-                      tpl.accent_color(tpl.COLORS[color], rng), variant, wear=wear)
+    pattern_variant = int(rng.integers(tpl.PATTERN_VARIANTS))
+    # a solid mask with parts (cartridges) colours them apart; a patterned one takes the pattern's accent
+    accent = tpl.part_color(kind, tpl.COLORS[color], rng) if texture == "solid" and kind in tpl.PART_COLORS \
+        else tpl.accent_color(tpl.COLORS[color], rng)
+    return MaskChoice(tpl.builtin_template(kind), color, texture, pattern_variant, accent, variant, wear=wear)
 
 
 @dataclass

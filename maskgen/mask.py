@@ -107,7 +107,7 @@ def warp_template(template: MaskTemplate, colour: np.ndarray, anchors: np.ndarra
     src = template.anchors.astype(np.float32)
     dst = anchors.astype(np.float32)
     corners = _drawn_corners(template)
-    homographies = _half_homographies(src, dst)
+    homographies = _half_homographies(src, dst, _half_hulls(template))
     extents = []
     for hom in homographies:
         projected = cv2.perspectiveTransform(corners[None], hom)[0]
@@ -166,18 +166,41 @@ def _convex_quad(points: np.ndarray) -> bool:
     return all(c > 1e-6 for c in crosses)
 
 
-def _half_homographies(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One homography per half when both halves are proper quads in template and face; else one
-    least-squares homography over all six anchors (MaskTheFace's own method), used for both."""
+def _tame(hom: np.ndarray, points: np.ndarray) -> bool:
+    """Whether ``hom`` keeps ``points`` (n x 3, homogeneous) in front of its horizon, with a projective
+    scale that varies at most MAX_PERSPECTIVE times across them."""
+    if not len(points):
+        return True
+    w = points @ hom[2]
+    return bool(w.min() > 0 and w.max() <= MAX_PERSPECTIVE * w.min())
+
+
+def _half_homographies(src: np.ndarray, dst: np.ndarray, hulls: tuple[np.ndarray, np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """One homography per half when both halves are proper quads in template and face and each keeps
+    its half's drawing (``hulls``) tame; else one least-squares homography over all six anchors
+    (MaskTheFace's own method), used for both; if even that is not tame, a least-squares affine map.
+
+    Why the checks: a turned template (MaskTheFace's gas_left) has a thin a-b-e-d quad with a filter
+    cartridge far outside it; its four-point homography extrapolates the cartridge across the horizon,
+    and the drawing streaks over half the crop."""
     if all(_convex_quad(src[list(h)]) and _convex_quad(dst[list(h)]) for h in HALVES):
-        return tuple(cv2.getPerspectiveTransform(src[list(h)], dst[list(h)]) for h in HALVES)
+        halves = tuple(cv2.getPerspectiveTransform(src[list(h)], dst[list(h)]) for h in HALVES)
+        if all(_tame(hom, hull) for hom, hull in zip(halves, hulls)):
+            return halves
     hom, _ = cv2.findHomography(src, dst, 0)
     if hom is None:
         raise ValueError("degenerate mask anchors")
+    if not _tame(hom, np.vstack(hulls)):
+        ones = np.ones((len(src), 1))
+        affine, *_ = np.linalg.lstsq(np.hstack([src, ones]), dst.astype(np.float64), rcond=None)
+        hom = np.vstack([affine.T, [0.0, 0.0, 1.0]])
     return hom, hom
 
 
+MAX_PERSPECTIVE = 4.0  # real perspective across a mask is ~1.1x; sound half-quad fits stay under ~3x
 _CORNERS: dict[int, tuple[MaskTemplate, np.ndarray]] = {}
+_HULLS: dict[int, tuple[MaskTemplate, tuple[np.ndarray, np.ndarray]]] = {}
 _HALVES: dict[int, tuple[MaskTemplate, tuple[np.ndarray, np.ndarray]]] = {}
 HALF_OVERLAP = 4.0  # template pixels each half reaches past the b-e line, so the seam has no gap
 
@@ -193,6 +216,22 @@ def _alpha_halves(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
         return (np.where(side > -HALF_OVERLAP, template.alpha, 0).astype(np.float32),
                 np.where(side < HALF_OVERLAP, template.alpha, 0).astype(np.float32))
     return once_per_template(_HALVES, id(template), template, halves)
+
+
+def _half_hulls(template: MaskTemplate) -> tuple[np.ndarray, np.ndarray]:
+    """The convex hull of each alpha half's drawn part, homogeneous (n x 3): a homography's projective
+    scale is linear in x and y, so its extremes over a half lie on these points; cached."""
+    def hulls() -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for half in _alpha_halves(template):
+            ys, xs = np.nonzero(half > 0.02)
+            if not len(xs):  # a half with nothing drawn: any map keeps it tame
+                out.append(np.zeros((0, 3)))
+                continue
+            hull = cv2.convexHull(np.stack([xs, ys], 1).astype(np.float32))[:, 0].astype(np.float64)
+            out.append(np.hstack([hull, np.ones((len(hull), 1))]))
+        return tuple(out)
+    return once_per_template(_HULLS, id(template), template, hulls)
 
 
 def _drawn_corners(template: MaskTemplate) -> np.ndarray:

@@ -207,7 +207,7 @@ class SegStage(Stage):
         sums = {}
         for t in CALIBRATION_THRESHOLDS:
             # the evaluation's metrics (unmask.metrics.segmentation), so validation and evaluation agree
-            scores = segmentation.per_image_scores(prob > t, truth)
+            scores = segmentation.per_image_scores(prob > np.float32(t), truth)  # as the float32 buffer compares
             sums.update(_metric_sums({f"pixel_acc@{t}": scores["pixel_accuracy"], f"dice@{t}": scores["dice"]},
                                      self.rt.device))
         predicted = (torch.sigmoid(logits.float()) > mseg.threshold).float()

@@ -57,3 +57,19 @@ def test_every_discriminator_conv_is_spectrally_normalised():
     convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 5
     assert all(hasattr(c, "parametrizations") and "weight" in c.parametrizations for c in convs)
+
+
+def test_a_state_without_threshold_loads_at_the_fixed_half():
+    """Checkpoints from before calibration were used at 0.5; other missing keys are still refused."""
+    seg = MSeg(preset("tiny").mseg)
+    seg.threshold.fill_(0.7)
+    state = seg.state_dict()
+    assert state["threshold"].item() == pytest.approx(0.7)
+    del state["threshold"]
+    fresh = MSeg(preset("tiny").mseg)
+    fresh.threshold.fill_(0.3)
+    fresh.load_state_dict(state)
+    assert fresh.threshold.item() == 0.5
+    del state["output.norm.weight"]
+    with pytest.raises(RuntimeError, match="output.norm.weight"):
+        fresh.load_state_dict(state)

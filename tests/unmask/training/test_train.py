@@ -180,7 +180,7 @@ def test_outputs_and_load_models(dataset_dir, tmp_path, no_vgg):
     assert set(results["seg"]) >= {"val_pixel_acc", "val_dice", "train_loss"}
     assert set(results["gan"]) >= {"val_psnr", "val_ssim", "train_loss_g", "train_loss_d"}
     val_lines = read(tmp_path / "logs" / "seg_val.tsv").splitlines()
-    assert val_lines[0] == "epoch\tstep\tpixel_acc\tdice" and len(val_lines) == 2
+    assert val_lines[0] == "epoch\tstep\tpixel_acc\tdice\tthreshold" and len(val_lines) == 2
     assert (tmp_path / "samples" / "gan_epoch0000.png").is_file()
     import cv2
 
@@ -224,6 +224,43 @@ def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg
     assert results["seg"]["val_pixel_acc"] == pytest.approx(np.mean(scores["pixel_accuracy"]), abs=1e-12)
     assert results["gan"]["val_psnr"] == pytest.approx(np.mean(scores["psnr"]), abs=1e-9)
     assert results["gan"]["val_ssim"] == pytest.approx(np.mean(scores["ssim"]), abs=1e-12)
+
+
+def test_seg_validation_sets_the_threshold_with_the_best_dice(dataset_dir, tmp_path):
+    """The saved M-Seg threshold is the calibration grid's best mean Dice on the val split, recomputed
+    here from the final model's probabilities; predict_map uses it."""
+    import numpy as np
+
+    from unmask.data import eval_batches, images_to_model
+    from unmask.metrics import segmentation
+
+    results = train(tiny_config(**{"train.epochs": 2}), options(dataset_dir, tmp_path, stage="seg"))
+    _, mseg, _ = ckpt.load_models(tmp_path)
+    probs, truths = [], []
+    for batch in eval_batches(dataset_dir, "val", resolution=32, batch_size=4):
+        with torch.no_grad():
+            probs.append(torch.sigmoid(mseg(images_to_model(batch["masked"])))[:, 0].numpy())
+        truths.append(batch["map"][:, 0].numpy() > 0)
+    prob, truth = np.concatenate(probs), np.concatenate(truths)
+    dice = {t: segmentation.per_image_scores(prob > np.float32(t), truth)["dice"].mean()
+            for t in stages_module.CALIBRATION_THRESHOLDS}
+    best = max(dice.values())
+    expected = min((t for t, d in dice.items() if d == best), key=lambda t: abs(t - 0.5))
+    assert mseg.threshold.item() == pytest.approx(expected) == results["seg"]["val_threshold"]
+    assert results["seg"]["val_dice"] == pytest.approx(best, abs=1e-12)
+    masked = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(mseg.predict_map(masked), (torch.sigmoid(mseg(masked)) > expected).float())
+
+
+def test_finish_validation_prefers_the_threshold_nearest_half_on_ties():
+    stage = SegStage(tiny_config(), Runtime(torch.device("cpu")))
+    means = {f"{name}@{t}": 0.5 for t in stages_module.CALIBRATION_THRESHOLDS for name in ("pixel_acc", "dice")}
+    means.update({"dice@0.3": 0.9, "dice@0.7": 0.9, "pixel_acc@0.3": 0.8, "pixel_acc@0.7": 0.95})
+    assert stage.finish_validation(dict(means)) == {"pixel_acc": 0.95, "dice": 0.9, "threshold": 0.7}
+    assert stage.networks["mseg"].threshold.item() == pytest.approx(0.7)
+    means["dice@0.45"] = 0.9
+    assert stage.finish_validation(means)["threshold"] == 0.45
 
 
 def test_one_stage_ablation_trains_without_map(dataset_dir, tmp_path, no_vgg):
