@@ -198,3 +198,27 @@ def test_template_caches_never_give_one_template_another_ones_values():
     assert corners.tolist() == [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
                                 [xs.min(), ys.max() + 1]]
     assert np.array_equal(np.maximum(left, right), template.alpha)
+
+
+def test_a_turned_template_drawn_far_outside_its_thin_quad_stays_on_the_face():
+    """MaskTheFace's gas_left: anchors a, b, e, d span a narrow strip of the template and its filter
+    cartridge lies far to their left. Four-point homographies extrapolate it across their horizon into
+    streaks over the crop; the warp must keep the drawing near the face anchors."""
+    from maskgen.templates import MaskTemplate
+
+    anchors = np.array([[239, 238], [317, 42], [965, 239], [224, 404], [337, 502], [963, 406]], np.float64)
+    alpha = np.zeros((560, 1000), np.float32)
+    cv2.fillPoly(alpha, [np.array([[224, 230], [317, 42], [965, 239], [963, 406], [337, 502], [224, 404]],
+                                  np.int32)], 1.0)
+    cv2.circle(alpha, (110, 330), 110, 1.0, -1)  # the cartridge, left of the a-d edge
+    template = MaskTemplate(name="gas_left", mask_type="gas", variant="left", alpha=alpha,
+                            shade=np.ones_like(alpha), anchors=anchors)
+    dst = face_anchors(synthetic_face(cx=128, cy=110, size=70))
+    _, warped, (x0, y0, x1, y1) = warp_template(template, template.shade, dst, (256, 256))
+    ys, xs = np.nonzero(warped > 0.5)
+    span = dst[2, 0] - dst[0, 0]
+    # (the extrapolating warp reached the crop's left edge, 0.37 spans away, and drew 1.35 hexagons)
+    assert xs.min() + x0 > dst[:, 0].min() - 0.25 * span and xs.max() + x0 < dst[:, 0].max() + 0.25 * span
+    assert ys.min() + y0 > dst[:, 1].min() - 0.25 * span and ys.max() + y0 < dst[:, 1].max() + 0.25 * span
+    hexagon = cv2.contourArea(dst[[0, 1, 2, 5, 4, 3]].astype(np.float32))
+    assert 0.6 * hexagon < len(xs) < 1.25 * hexagon

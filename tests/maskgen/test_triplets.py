@@ -155,3 +155,25 @@ def test_landmarks_from_a_celeba_five_point_row_match_detection(faces):
     # The box derived from 5 points lets the predictor find the same 68 points (within 10% of
     # the eye distance on average).
     assert np.median(errors) < 0.1, errors
+
+
+def test_respirator_cartridges_take_a_colour_of_their_own():
+    """A solid respirator's filter cartridges (the template's parts) are drawn in the choice's part
+    colour, inside the map; the rest of the body keeps the body colour."""
+    from maskgen.compose import MaskChoice
+    from maskgen.mask import warp_template
+    from maskgen.templates import COLORS, builtin_template, scaled_for
+
+    template = builtin_template("gas")
+    assert template.parts is not None and np.all(template.parts <= template.alpha + 1e-6)
+    assert 0.1 < template.parts.sum() / template.alpha.sum() < 0.5
+    anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
+    choice = MaskChoice(template, "black", "solid", 0, COLORS["white"])
+    rgb, alpha, box = choice.place(anchors, 256, np.random.default_rng(0))
+    level, _ = scaled_for(template, float(anchors[2, 0] - anchors[0, 0]))
+    parts, _, parts_box = warp_template(level, level.parts, anchors, (256, 256))
+    assert parts_box == box
+    cartridge, body = (parts > 0.9) & (alpha > 0.9), (parts < 0.1) & (alpha > 0.9)
+    assert cartridge.sum() > 200 and body.sum() > 1000
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    assert np.median(luma[cartridge]) > 120 > 40 > np.median(luma[body])
