@@ -43,7 +43,7 @@ def _pairs(values: list[str], default_split: str | None = None) -> dict[str, tup
 
 @torch.no_grad()
 def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: int) -> dict[str, dict[str, float]]:
-    """{group: {dice, iou, n}} for 'all', 'wear=...' and 'generator=...'."""
+    """{group: {dice, iou, n}} for 'all', 'wear=...', 'generator=...' and 'mask_type=...'."""
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     batch, infos = [], []
 
@@ -53,7 +53,8 @@ def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: 
         for p, (_, truth), meta in zip(pred, batch, infos):
             counts = confusion_counts(p, truth > 127)
             # datasets made before wear variants: all worn correctly, generator unknown
-            for group in ("all", f"wear={meta.get('wear', 'correct')}", f"generator={meta.get('generator')}"):
+            for group in ("all", f"wear={meta.get('wear', 'correct')}", f"generator={meta.get('generator')}",
+                          f"mask_type={meta.get('mask_type')}"):
                 groups[group].append((counts.dice, counts.iou))
         batch.clear()
         infos.clear()

@@ -104,7 +104,8 @@ class UnmaskResult:
 
 
 class Unmasker:
-    """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given."""
+    """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given. ``threshold``
+    overrides M-Seg's own (set on the validation split when it was trained)."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
                  face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None):
