@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ import torch
 
 from maskgen.files import write_json_atomic, write_png_atomic, write_text_atomic
 
+log = logging.getLogger(__name__)
+
 
 def log_path(run_dir: Path, stage: str, kind: str) -> Path:
     """``RUN/logs/{stage}_{kind}.tsv``: ``kind`` is ``train`` (per step) or ``val`` (per epoch)."""
@@ -31,7 +35,10 @@ def log_path(run_dir: Path, stage: str, kind: str) -> Path:
 
 
 class TsvLog:
-    """Append-only TSV with a header; a resumed run first drops the rows after its checkpoint."""
+    """Append-only TSV with a header; a resumed run first drops the rows after its checkpoint.
+
+    A run resumed by a version that logs more columns keeps its rows, the new cells empty; a log whose
+    columns cannot be mapped is moved aside to ``NAME.old.tsv`` (with a warning), never overwritten."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], keep_until_step: int | None) -> None:
         self.path, self.columns = path, columns
@@ -40,11 +47,18 @@ class TsvLog:
         kept: list[str] = []
         if keep_until_step is not None and path.is_file():
             lines = path.read_text().split("\n")
-            if lines and lines[0] == header:
-                step_col = columns.index("step")
+            old_columns = lines[0].split("\t") if lines else []
+            if "step" in old_columns and set(old_columns) <= set(columns):
+                step_col = old_columns.index("step")
                 # lines[-1] is "" or the row a killed run was writing: never kept
-                rows = [line for line in lines[1:-1] if len(line.split("\t")) == len(columns)]
-                kept = [line for line in rows if int(line.split("\t")[step_col]) <= keep_until_step]
+                rows = [dict(zip(old_columns, line.split("\t"))) for line in lines[1:-1]
+                        if len(line.split("\t")) == len(old_columns)]
+                kept = ["\t".join(row.get(c, "") for c in columns) for row in rows
+                        if int(row["step"]) <= keep_until_step]
+            elif any(lines[1:]):  # rows this version cannot map: keep them apart
+                aside = path.with_name(path.stem + ".old.tsv")
+                os.replace(path, aside)
+                log.warning("%s: its columns (%s) are not this version's; moved to %s", path, lines[0], aside.name)
         write_text_atomic(path, "\n".join([header, *kept]) + "\n")
 
     def write(self, row: dict[str, Any]) -> None:

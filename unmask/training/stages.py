@@ -169,7 +169,9 @@ class Stage:
 class SegStage(Stage):
     """Stage 1. Each validation also sets M-Seg's threshold (its ``threshold`` buffer, saved with the
     weights): the one of ``CALIBRATION_THRESHOLDS`` with the highest mean Dice on the validation split
-    (ties: the one nearest 0.5). The validation's scores are those at that threshold."""
+    (ties: the one nearest 0.5, then the higher). The validation's scores are those at that threshold, so
+    they are chosen on the data they are measured on (slightly optimistic; the evaluation's test split is
+    not). The sample grid's maps use the threshold of the validation before."""
 
     name = "seg"
     loss_columns = ("loss", "bce", "dice")
@@ -214,7 +216,9 @@ class SegStage(Stage):
         return sums, [batch["masked"], _gray(predicted), _gray(b["map"])]
 
     def finish_validation(self, means: dict[str, float]) -> dict[str, float]:
-        best = max(CALIBRATION_THRESHOLDS, key=lambda t: (means[f"dice@{t}"], -abs(t - DEFAULT_THRESHOLD)))
+        # ties: the threshold nearest 0.5, then the higher one (the tighter map)
+        best = max(CALIBRATION_THRESHOLDS,
+                   key=lambda t: (means[f"dice@{t}"], -round(abs(t - DEFAULT_THRESHOLD), 6), t))
         self.networks["mseg"].threshold.fill_(best)
         return {"pixel_acc": means[f"pixel_acc@{best}"], "dice": means[f"dice@{best}"], "threshold": best}
 

@@ -245,7 +245,7 @@ def test_seg_validation_sets_the_threshold_with_the_best_dice(dataset_dir, tmp_p
     dice = {t: segmentation.per_image_scores(prob > np.float32(t), truth)["dice"].mean()
             for t in stages_module.CALIBRATION_THRESHOLDS}
     best = max(dice.values())
-    expected = min((t for t, d in dice.items() if d == best), key=lambda t: abs(t - 0.5))
+    expected = max((t for t, d in dice.items() if d == best), key=lambda t: (-round(abs(t - 0.5), 6), t))
     assert mseg.threshold.item() == pytest.approx(expected) == results["seg"]["val_threshold"]
     assert results["seg"]["val_dice"] == pytest.approx(best, abs=1e-12)
     masked = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -362,6 +362,22 @@ def test_a_resumed_log_drops_the_row_a_killed_run_was_writing(tmp_path):
     path.write_text("step\tloss\n1\t0.5\n2\t0.4\n3\t0.3\n1")  # SIGKILL while writing step 14's row
     TsvLog(path, ("step", "loss"), keep_until_step=2)
     assert path.read_text() == "step\tloss\n1\t0.5\n2\t0.4\n"
+
+
+def test_a_resumed_log_keeps_its_rows_when_this_version_logs_more_columns(tmp_path, caplog):
+    """A stage-1 run from before the threshold column resumes with its validation rows; columns that
+    cannot be mapped move the old log aside instead of losing it."""
+    from unmask.training.run_files import TsvLog
+
+    path = tmp_path / "seg_val.tsv"
+    path.write_text("epoch\tstep\tpixel_acc\tdice\n0\t10\t0.9\t0.8\n1\t20\t0.95\t0.85\n")
+    TsvLog(path, ("epoch", "step", "pixel_acc", "dice", "threshold"), keep_until_step=10)
+    assert path.read_text() == "epoch\tstep\tpixel_acc\tdice\tthreshold\n0\t10\t0.9\t0.8\t\n"
+    path.write_text("epoch\tstep\tpsnr\n0\t10\t30.1\n")
+    TsvLog(path, ("epoch", "step", "dice"), keep_until_step=10)
+    assert path.read_text() == "epoch\tstep\tdice\n"
+    assert (tmp_path / "seg_val.old.tsv").read_text() == "epoch\tstep\tpsnr\n0\t10\t30.1\n"
+    assert any("seg_val.old.tsv" in r.getMessage() for r in caplog.records)
 
 
 def test_resume_refuses_other_data(dataset_dir, tmp_path):
