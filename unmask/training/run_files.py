@@ -49,7 +49,6 @@ class TsvLog:
             lines = path.read_text().split("\n")
             old_columns = lines[0].split("\t") if lines else []
             if "step" in old_columns and set(old_columns) <= set(columns):
-                step_col = old_columns.index("step")
                 # lines[-1] is "" or the row a killed run was writing: never kept
                 rows = [dict(zip(old_columns, line.split("\t"))) for line in lines[1:-1]
                         if len(line.split("\t")) == len(old_columns)]
