@@ -81,7 +81,8 @@ class IdentityScores:
     the gallery photos' crops are embedded when the stream reaches them."""
 
     def __init__(self, selected: list[str] | None = None, protocol: pd.DataFrame | None = None,
-                 verify_reason: str | None = "not requested") -> None:
+                 verify_reason: str | None = "not requested", workers: int = -1) -> None:
+        self.workers = workers  # processes for the face descriptors (identity.embed; -1 = all cores)
         self.selected = None if selected is None else set(selected)  # None: every sample
         self.protocol = protocol
         self.verify_reason = verify_reason
@@ -100,7 +101,7 @@ class IdentityScores:
 
     def _embed(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
         self.n_embedded += len(images)
-        return np.asarray(identity.embed(images, landmarks), np.float64).reshape(len(images), -1)
+        return np.asarray(identity.embed(images, landmarks, workers=self.workers), np.float64).reshape(len(images), -1)
 
     def update(self, batch: EvalBatch, outputs: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
         unknown = np.full((68, 2), np.nan)  # no landmarks: embed returns a NaN row
@@ -109,17 +110,23 @@ class IdentityScores:
         chosen = [i for i, k in enumerate(keys) if self.selected is None or k in self.selected]
         wanted = {i for i, k in enumerate(keys) if (i in chosen or k in self.gallery) and k not in self.reference}
         wanted = sorted({keys[i]: i for i in sorted(wanted)}.values())  # a key twice in a batch: once
-        if wanted:
-            rows = self._embed([batch.unmasked[i] for i in wanted], [landmarks[i] for i in wanted])
-            for i, row in zip(wanted, rows):
-                self.reference[keys[i]] = row
+        # One call for the batch's ground truths and every method's outputs: enough rows to share out.
+        groups = [(None, batch.unmasked, wanted)] + ([(name, images, chosen) for name, (images, _) in outputs.items()]
+                                                     if chosen else [])
+        if not any(len(idx) for _, _, idx in groups):
+            return
+        rows = self._embed([images[i] for _, images, idx in groups for i in idx],
+                           [landmarks[i] for _, _, idx in groups for i in idx])
+        starts = np.cumsum([0] + [len(idx) for _, _, idx in groups])
+        for i, row in zip(wanted, rows[:len(wanted)]):
+            self.reference[keys[i]] = row
         if not chosen:
             return
         reference = np.stack([self.reference[keys[i]] for i in chosen])
-        for name, (images, _) in outputs.items():
-            rows = self._embed([images[i] for i in chosen], [landmarks[i] for i in chosen])
-            distance = np.asarray(identity.id_distance(rows, reference), np.float64).reshape(-1)
-            for i, row, d in zip(chosen, rows, distance):
+        for (name, _, _), start in zip(groups[1:], starts[1:]):
+            method_rows = rows[start:start + len(chosen)]
+            distance = np.asarray(identity.id_distance(method_rows, reference), np.float64).reshape(-1)
+            for i, row, d in zip(chosen, method_rows, distance):
                 self.embeddings.setdefault(name, {})[keys[i]] = row
                 self.distances.setdefault(name, {})[keys[i]] = float(d)
 

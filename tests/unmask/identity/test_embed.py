@@ -90,3 +90,17 @@ def test_verify_on_real_faces(faces, gt_embeddings):
     assert gt["n_pairs"] == 54 and gt["n_invalid"] == 0 and gt["accuracy"] >= 0.75
     assert bad["n_invalid"] == 12 and bad["n_invalid_probes"] == 4
     assert bad["tar_far_1"] < gt["tar_far_1"]
+
+
+def test_worker_processes_give_the_same_rows_in_order(faces, gt_embeddings):
+    # 18 rows over 2 processes (>= MIN_ROWS_PER_WORKER each), bad rows included: same values, same reasons
+    images = list(faces.unmasked) + [np.zeros((10, 10, 3), np.uint8)]
+    landmarks = list(faces.landmarks) + [faces.landmarks[0]]
+    assert idn._jobs(2, len(images)) == 2 and idn._jobs(-1, 7) == 1 and idn._jobs(3, 16) == 2
+    emb, reasons = idn.embed_with_reasons(images, landmarks, workers=2)
+    np.testing.assert_array_equal(emb[:-1], gt_embeddings)
+    assert np.all(np.isnan(emb[-1])) and "too small" in reasons[-1] and reasons[:-1] == [None] * len(faces.unmasked)
+    with pytest.raises(TypeError, match="uint8"):  # a caller bug still raises from a worker
+        idn.embed([im.astype(np.float32) for im in images[:16]], landmarks[:16], workers=2)
+    with pytest.raises(ValueError, match="workers"):
+        idn.embed(images, landmarks, workers=0)
