@@ -108,6 +108,15 @@ class MaskChoice:
     wear: str = "correct"  # see maskgen.mask.WEARS
     generator: str = BUILTIN  # or the pack's folder name
 
+    def _accent(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """The accent colour; without one (direct API use), one drawn as ``choose_mask`` would."""
+        if self.accent is not None:
+            return self.accent
+        base = tpl.COLORS[self.color]
+        if self.texture == "solid" and self.template.mask_type in tpl.PART_COLORS:
+            return tpl.part_color(self.template.mask_type, base, rng)
+        return tpl.accent_color(base, rng)
+
     def place(self, anchors: np.ndarray, res: int, rng: np.random.Generator | None = None
               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
@@ -141,7 +150,7 @@ class MaskChoice:
         layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
                             np.zeros_like(pattern)])
         warped, alpha, box = warp_template(level, layers, anchors, (res, res))
-        accent = [c * g for c, g in zip(self.accent, look.accent_gain)]
+        accent = [c * g for c, g in zip(self._accent(rng), look.accent_gain)]
         # shade * (base + (accent - base) * pattern + (third - base) * second), channel by channel
         # (OpenCV's per-channel passes are several times faster than numpy broadcasting).
         shade, pattern, second = cv2.split(warped)[:3]
@@ -154,9 +163,32 @@ class MaskChoice:
 
 
 def _pick(weights: tuple[tuple[str, float], ...] | dict[str, float], rng: np.random.Generator) -> str:
-    names = [k for k, w in dict(weights).items() if w > 0]
-    p = np.array([dict(weights)[k] for k in names])
-    return names[int(rng.choice(len(names), p=p / p.sum()))]
+    names, cdf = _names_and_cdf(tuple(dict(weights).items()))
+    return names[_draw_index(cdf, rng)]
+
+
+@lru_cache(maxsize=64)
+def _names_and_cdf(weights: tuple[tuple[str, float], ...]) -> tuple[list[str], np.ndarray]:
+    names = [k for k, w in weights if w > 0]
+    return names, _cdf(np.array([w for _, w in weights if w > 0], np.float64))
+
+
+def _cdf(p: np.ndarray) -> np.ndarray:
+    p = p / p.sum()
+    cdf = p.cumsum()
+    return cdf / cdf[-1]
+
+
+def _draw_index(cdf: np.ndarray, rng: np.random.Generator) -> int:
+    """``rng.choice(len(cdf), p=...)`` for the distribution whose ``_cdf`` this is: the same draw
+    from the stream and the same index (numpy's own algorithm), without choice's checks, which
+    cost more than the rest of a sample's choices."""
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
+@lru_cache(maxsize=None)
+def _texture_cdf(kind: str) -> np.ndarray:
+    return _cdf(np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind], np.float64))
 
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
@@ -174,13 +206,12 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
         p = np.array([weights.get(next(iter(groups[n].values())).mask_type, 0.0) for n in names])
         if p.sum() <= 0:  # the pack's types are not among the weighted ones: use all uniformly
             p = np.ones(len(names))
-        base = names[int(rng.choice(len(names), p=p / p.sum()))]
+        base = names[_draw_index(_cdf(p), rng)]
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
         return MaskChoice(template, "template", "template", variant=variant, wear=wear, generator=Path(pack).name)
     kind = _pick(weights, rng)
     color = str(rng.choice(tpl.TYPE_COLORS[kind]))
-    tex_p = np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind])
-    texture = tpl.TEXTURES[int(rng.choice(len(tpl.TEXTURES), p=tex_p / tex_p.sum()))]
+    texture = tpl.TEXTURES[_draw_index(_texture_cdf(kind), rng)]
     pattern_variant = int(rng.integers(tpl.PATTERN_VARIANTS))
     # a solid mask with parts (cartridges) colours them apart; a patterned one takes the pattern's accent
     accent = tpl.part_color(kind, tpl.COLORS[color], rng) if texture == "solid" and kind in tpl.PART_COLORS \

@@ -150,3 +150,24 @@ def test_every_texture_renders(faces):
             assert np.percentile(lum, 95) - np.percentile(lum, 5) < 80
         else:
             assert np.percentile(lum, 95) - np.percentile(lum, 5) > 60, texture
+
+
+def test_a_choice_without_accent_draws_one(faces):
+    """Direct API use: a respirator with parts, or a patterned mask, made without an accent colour."""
+    from maskgen.align import align_face
+    from maskgen.compose import MaskChoice
+    from maskgen.landmarks import locate
+    from maskgen.mask import composite, face_anchors
+    from maskgen.source import load_image
+
+    image = load_image(faces[0])
+    face = align_face(image, locate(image).points, 256)
+    anchors = face_anchors(face.landmarks)
+    for kind, texture in (("gas", "solid"), ("cloth", "dots")):
+        choice = MaskChoice(tpl.builtin_template(kind), "black", texture, 1)
+        rgb, alpha, box = choice.place(anchors, 256, np.random.default_rng(0))
+        masked, binary = composite(face.image, rgb, alpha, box)
+        lum = masked[binary > 0].astype(float) @ [0.299, 0.587, 0.114]
+        assert np.percentile(lum, 99) - np.percentile(lum, 1) > 60, kind  # parts / pattern in a second colour
+        again = choice.place(anchors, 256, np.random.default_rng(0))[0]
+        np.testing.assert_array_equal(again, rgb)  # the drawn accent comes from the sample's stream
