@@ -132,7 +132,8 @@ class MaskChoice:
         rng = rng if rng is not None else np.random.default_rng(0)
         style = tpl.choose_style(self.template.mask_type, rng)
         look = appearance.sample_look(rng)
-        third = tpl.third_color(self.texture, tpl.COLORS[self.color], self.accent, rng) \
+        accent_rgb = self._accent(rng)  # choose_mask always gives one: then nothing is drawn
+        third = tpl.third_color(self.texture, tpl.COLORS[self.color], accent_rgb, rng) \
             if self.texture in tpl.TWO_ACCENT_TEXTURES else None
         template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
         level, factor = tpl.scaled_for(template, target_width)
@@ -150,7 +151,7 @@ class MaskChoice:
         layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
                             np.zeros_like(pattern)])
         warped, alpha, box = warp_template(level, layers, anchors, (res, res))
-        accent = [c * g for c, g in zip(self._accent(rng), look.accent_gain)]
+        accent = [c * g for c, g in zip(accent_rgb, look.accent_gain)]
         # shade * (base + (accent - base) * pattern + (third - base) * second), channel by channel
         # (OpenCV's per-channel passes are several times faster than numpy broadcasting).
         shade, pattern, second = cv2.split(warped)[:3]
@@ -168,15 +169,18 @@ def _pick(weights: tuple[tuple[str, float], ...] | dict[str, float], rng: np.ran
 
 
 @lru_cache(maxsize=64)
-def _names_and_cdf(weights: tuple[tuple[str, float], ...]) -> tuple[list[str], np.ndarray]:
-    names = [k for k, w in weights if w > 0]
+def _names_and_cdf(weights: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    names = tuple(k for k, w in weights if w > 0)
     return names, _cdf(np.array([w for _, w in weights if w > 0], np.float64))
 
 
 def _cdf(p: np.ndarray) -> np.ndarray:
+    """The cumulative distribution ``Generator.choice`` draws from; read-only (cached ones are shared)."""
     p = p / p.sum()
     cdf = p.cumsum()
-    return cdf / cdf[-1]
+    cdf /= cdf[-1]
+    cdf.flags.writeable = False
+    return cdf
 
 
 def _draw_index(cdf: np.ndarray, rng: np.random.Generator) -> int:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
@@ -143,7 +142,9 @@ def _jobs(workers: int, rows: int) -> int:
     at most one per MIN_ROWS_PER_WORKER rows."""
     if workers == 0:
         raise ValueError("workers must be a positive count or negative (joblib: -1 = all cores)")
-    cores = os.cpu_count() or 1
+    from joblib import cpu_count  # respects CPU affinity and container quotas, as joblib's -1 does
+
+    cores = cpu_count()
     wanted = workers if workers > 0 else max(1, cores + 1 + workers)
     return max(1, min(wanted, rows // MIN_ROWS_PER_WORKER))
 
@@ -179,7 +180,7 @@ def embed(images: Sequence[np.ndarray] | np.ndarray, landmarks: Sequence | np.nd
     output image the landmarks of its ground truth. ``num_jitters`` > 1 averages dlib's random
     jitters (slower, and not reproducible run to run); 1 is plain and deterministic.
     ~0.12-0.16 s per image on one CPU core; ``workers`` > 1 (or -1, all cores) spreads the rows
-    over that many processes (same rows, same values).
+    over that many processes (same rows; with ``num_jitters`` = 1 the same values too).
     """
     return embed_with_reasons(images, landmarks, num_jitters, padding, workers)[0]
 

@@ -3,6 +3,7 @@ depend on them (the same seed gives the same draws, the same light plane)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from maskgen.compose import _cdf, _draw_index, _pick
@@ -44,6 +45,26 @@ def test_light_plane_fits_a_lit_plane_and_ignores_dark_features():
         # the plane on the coarse grid: 8 px per cell, so 4 luminance units per cell in x, 2 in y
         np.testing.assert_allclose(np.diff(plane, axis=1), 4.0, atol=0.3)
         np.testing.assert_allclose(np.diff(plane, axis=0), 2.0, atol=0.3)
+    # Cells on one column of the coarse grid (INTER_NEAREST samples x = 8k): no slope in x to fit, the
+    # normal equations are singular, and the fit falls back to least squares' minimum-norm plane.
     strip = np.zeros((h, w), np.uint8)
-    strip[:, 60:64] = 1  # one column of cells: no slope in x to fit; still a finite plane
-    assert np.all(np.isfinite(_light_plane(lum.astype(np.uint8), strip)))
+    strip[:, 56:64] = 1
+    size = (w // 8, h // 8)
+    small = cv2.resize(lum.astype(np.uint8), size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    inside = cv2.resize(strip, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert 3 <= inside.sum() and len(set(np.nonzero(inside)[1])) == 1
+    gy, gx = np.mgrid[0:size[1], 0:size[0]]
+    values = small[inside]
+    bright = values >= np.quantile(values, 0.4)
+    design = np.stack([np.ones(bright.sum()), gx[inside][bright], gy[inside][bright]], axis=1)
+    coef = np.linalg.lstsq(design, values[bright], rcond=None)[0]
+    expected = (coef[0] + coef[1] * gx + coef[2] * gy).astype(np.float32)
+    np.testing.assert_array_equal(_light_plane(lum.astype(np.uint8), strip), expected)
+    # a well-conditioned fit (the normal equations) equals the least-squares plane to float32
+    full = np.ones((h, w), np.uint8)
+    values = small.ravel()
+    bright = values >= np.quantile(values, 0.4)
+    design = np.stack([np.ones(bright.sum()), gx.ravel()[bright], gy.ravel()[bright]], axis=1)
+    coef = np.linalg.lstsq(design, values[bright], rcond=None)[0]
+    np.testing.assert_allclose(_light_plane(lum.astype(np.uint8), full),
+                               (coef[0] + coef[1] * gx + coef[2] * gy).astype(np.float32), rtol=1e-6)

@@ -139,7 +139,7 @@ def test_identity_hook_with_a_stand_in_embedding(tmp_path, eval_dataset, two_sta
     from unmask.evaluation import VERIFY_METRICS, VERIFY_PROTOCOL_FILE
     from unmask.evaluation.samples import iter_eval_batches
 
-    def mean_colour(images, landmarks=None):
+    def mean_colour(images, landmarks=None, workers=1):  # the signature IdentityScores calls
         return np.stack([im.reshape(-1, 3).mean(0) / 255 for im in images])
 
     monkeypatch.setattr(identity, "embed", mean_colour)
