@@ -19,6 +19,7 @@ import numpy as np
 from . import appearance
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
+from .cartridges import add_cartridges
 from .landmarks import estimate_yaw, locate
 from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, warp_template
 from .source import load_image, source_key
@@ -138,20 +139,27 @@ class MaskChoice:
         template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
         level, factor = tpl.scaled_for(template, target_width)
         base = [c * g for c, g in zip(tpl.COLORS[self.color], look.base_gain)]
-        if self.texture == "solid" and level.parts is None:
+        accent = [c * g for c, g in zip(accent_rgb, look.accent_gain)]
+        rgb, alpha, box = self._coloured(level, factor, anchors, res, look, base, accent, third)
+        # A respirator's cartridges take the accent: a part colour on a solid one, the pattern's on a patterned one.
+        if self.template.mask_type in tpl.PART_COLORS:
+            rgb, alpha, box = add_cartridges(rgb, alpha, box, anchors, accent, (res, res), rng)
+        return rgb, alpha, box
+
+    def _coloured(self, level: tpl.MaskTemplate, factor: float, anchors: np.ndarray, res: int,
+                  look: appearance.Look, base: list[float], accent: list[float], third: tuple | None
+                  ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """A drawn template warped onto the anchors in its colours: (rgb, alpha, box) as ``place``."""
+        if self.texture == "solid":
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
             shade = appearance.with_relief(shade, look.relief)
             return cv2.merge([shade * c for c in base]), alpha, box
-        if self.texture == "solid":  # the parts take the accent (their own colour), like a pattern
-            pattern, second = level.parts, None
-        else:
-            pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-            second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
         # Four channels (OpenCV warps 2-channel float images ~8x slower than 4-channel ones).
         layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
                             np.zeros_like(pattern)])
         warped, alpha, box = warp_template(level, layers, anchors, (res, res))
-        accent = [c * g for c, g in zip(accent_rgb, look.accent_gain)]
         # shade * (base + (accent - base) * pattern + (third - base) * second), channel by channel
         # (OpenCV's per-channel passes are several times faster than numpy broadcasting).
         shade, pattern, second = cv2.split(warped)[:3]

@@ -40,8 +40,8 @@ TYPE_COLORS = {
     "cloth": tuple(COLORS),
     "gas": ("black", "dark_grey", "olive", "teal", "grey"),
 }
-# Filter cartridges: black or grey organic-vapour cans, magenta P100 pancakes, white pre-filter pads,
-# yellow and olive combination cartridges; a respirator's rubber body is rarely the same colour.
+# Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, white
+# pre-filter pads, yellow and olive combination cartridges; a respirator's rubber body is rarely the same colour.
 PART_COLORS = {"gas": ("white", "pink", "purple", "grey", "black", "yellow", "olive", "beige")}
 TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo
     "surgical": (0.9, 0.04, 0.02, 0.02, 0.02, 0, 0),
@@ -58,7 +58,6 @@ BOTTOM_SIDE_DROP = 0.67
 
 CANVAS_W, CANVAS_H = 560, 420  # procedural template size; warped down to the crop
 _SS = 2  # supersampling for anti-aliased edges
-CARTRIDGE_RADIUS = 88.0  # template px, against the gas template's a-c span of 340
 FIELD_STEP = 2  # drawn shading fields are computed on a grid this much coarser (see _draw)
 
 
@@ -71,9 +70,6 @@ class MaskTemplate:
     shade: np.ndarray  # (H, W) float32 multiplicative shading, ~1
     anchors: np.ndarray  # (6, 2) a..f in template pixels
     rgb: np.ndarray | None = None  # (H, W, 3) uint8 for pack templates; None = coloured per sample
-    # (H, W) float32 in [0, 1]: parts in a colour of their own (a respirator's filter cartridges), as a
-    # solid mask of this kind draws them (``PART_COLORS``); None = one colour throughout
-    parts: np.ndarray | None = None
 
 
 def _anchors(left=40.0, right=520.0, top=50.0, bottom=400.0, side_inset=0.0, bottom_inset=10.0) -> np.ndarray:
@@ -196,7 +192,6 @@ def _draw(kind: str) -> MaskTemplate:
     detail = np.zeros(big, np.float32)  # line details (shading - 1) drawn at twice the size (anti-aliased)
     cords = np.zeros(big, np.float32)
     cord_shade = np.zeros(big, np.float32)  # only read where a cord is drawn
-    parts_big = np.zeros(big, np.float32) if kind in PART_COLORS else None
     # Python floats: numpy float64 scalars would turn the float32 fields below into float64 ones.
     cx, half_w, height = float(a[0] + c[0]) / 2, float(c[0] - a[0]) / 2, float(e[1] - b[1])
     top, bx, ex = float(b[1]), float(b[0]), float(e[0])
@@ -223,18 +218,7 @@ def _draw(kind: str) -> MaskTemplate:
         loops(6.5, 40)
     elif kind == "gas":
         _line(detail, outline, -0.3, 8)
-        # Filter cartridges at the cheeks, about half the facepiece's width across (a 3M 6001 is ~8 cm on
-        # a ~14 cm face), overlapping its sides: the parts layer colours them apart from the body.
-        for centre in (np.array([a[0] - 10, (a[1] + d[1]) / 2 + 35]), np.array([c[0] + 10, (c[1] + f[1]) / 2 + 35])):
-            _circle(body_big, centre, CARTRIDGE_RADIUS, 1.0)
-            _circle(parts_big, centre, CARTRIDGE_RADIUS, 1.0)
-            _circle(detail, centre, CARTRIDGE_RADIUS, -0.4, thickness=6)
-            _circle(detail, centre, 0.55 * CARTRIDGE_RADIUS, -0.2, thickness=3)
-            for k in range(6):  # grille slots
-                t = np.pi * k / 3
-                spoke = np.array([np.cos(t), np.sin(t)])
-                _line(detail, np.array([centre + 0.65 * CARTRIDGE_RADIUS * spoke,
-                                        centre + 0.88 * CARTRIDGE_RADIUS * spoke]), -0.3, 3)
+        # The filter cartridges are drawn on the crop, after the warp (maskgen.cartridges).
         _circle(detail, (b + e) / 2 + [0, 60], 38, -0.35, thickness=5)  # exhalation valve
         _circle(detail, (b + e) / 2 + [0, 60], 20, -0.25)
         for y in (a[1] + 10, d[1] + 25):
@@ -309,10 +293,8 @@ def _draw(kind: str) -> MaskTemplate:
     cord_s = _down(cord_shade) * (1.0 + 0.03 * grain)
     alpha = np.maximum(body, cord_alpha)
     shade = np.where(body >= cord_alpha, shade, cord_s)
-    parts = None if parts_big is None else np.minimum(np.clip(_down(parts_big), 0, 1), body).astype(np.float32)
     return MaskTemplate(name=kind, mask_type=kind, variant="front", alpha=alpha.astype(np.float32),
-                        shade=np.clip(shade, 0.2, 1.6).astype(np.float32), anchors=an.astype(np.float64),
-                        parts=parts)
+                        shade=np.clip(shade, 0.2, 1.6).astype(np.float32), anchors=an.astype(np.float64))
 
 
 # Exhalation valves (style 1): centre (fractions of the half width from the middle, of the height
@@ -517,13 +499,12 @@ def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplat
         return MaskTemplate(
             name=template.name, mask_type=template.mask_type, variant=template.variant,
             alpha=shrink(template.alpha), shade=shrink(template.shade),
-            anchors=template.anchors * np.array([size[0] / w, size[1] / h]), rgb=shrink(template.rgb),
-            parts=shrink(template.parts))
+            anchors=template.anchors * np.array([size[0] / w, size[1] / h]), rgb=shrink(template.rgb))
     return once_per_template(_SCALED, (id(template), factor), template, shrunk), factor
 
 
 def part_color(kind: str, base: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
-    """The colour of a solid mask's parts (``MaskTemplate.parts``): one of the kind's ``PART_COLORS``
+    """The colour of a solid mask's parts (a respirator's cartridges): one of the kind's ``PART_COLORS``
     other than the body's."""
     names = [n for n in PART_COLORS[kind] if COLORS[n] != base]
     return COLORS[str(rng.choice(names))]

@@ -68,3 +68,17 @@ def test_light_plane_fits_a_lit_plane_and_ignores_dark_features():
     coef = np.linalg.lstsq(design, values[bright], rcond=None)[0]
     np.testing.assert_allclose(_light_plane(lum.astype(np.uint8), full),
                                (coef[0] + coef[1] * gx + coef[2] * gy).astype(np.float32), rtol=1e-6)
+
+
+def test_shard_headers_are_tarfiles():
+    import tarfile
+
+    from maskgen.shard import TAR_MODE, TAR_MTIME, TAR_OWNER, _header
+
+    names = ["a.jpg", "000001_00.masked.jpg", "x" * 100, "x" * 101, "caf\u00e9.json", "dir/k.png", ""]
+    for name in names:
+        for size in (0, 1, 511, 512, 12_345_678, 8 ** 11 - 1, 8 ** 11):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = size, TAR_MTIME, TAR_MODE
+            info.uname = info.gname = TAR_OWNER
+            assert _header(name, size) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), (name, size)

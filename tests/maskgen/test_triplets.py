@@ -158,22 +158,52 @@ def test_landmarks_from_a_celeba_five_point_row_match_detection(faces):
 
 
 def test_respirator_cartridges_take_a_colour_of_their_own():
-    """A solid respirator's filter cartridges (the template's parts) are drawn in the choice's part
-    colour, inside the map; the rest of the body keeps the body colour."""
+    """A solid respirator's filter cartridges are drawn on the crop in the choice's part colour, as round
+    discs that stand out past the facepiece's sides (as real ones do past the cheeks); the rest of the
+    body keeps the body colour."""
     from maskgen.compose import MaskChoice
     from maskgen.mask import warp_template
     from maskgen.templates import COLORS, builtin_template, scaled_for
 
     template = builtin_template("gas")
-    assert template.parts is not None and np.all(template.parts <= template.alpha + 1e-6)
-    assert 0.1 < template.parts.sum() / template.alpha.sum() < 0.5
     anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
     choice = MaskChoice(template, "black", "solid", 0, COLORS["white"])
     rgb, alpha, box = choice.place(anchors, 256, np.random.default_rng(0))
     level, _ = scaled_for(template, float(anchors[2, 0] - anchors[0, 0]))
-    parts, _, parts_box = warp_template(level, level.parts, anchors, (256, 256))
-    assert parts_box == box
-    cartridge, body = (parts > 0.9) & (alpha > 0.9), (parts < 0.1) & (alpha > 0.9)
-    assert cartridge.sum() > 200 and body.sum() > 1000
+    _, body_alpha, body_box = warp_template(level, level.shade, anchors, (256, 256))
+    x0, y0, x1, y1 = box
+    assert x0 <= body_box[0] and x1 >= body_box[2] and y0 <= body_box[1] and y1 >= body_box[3]
+    body = np.zeros_like(alpha)
+    body[body_box[1] - y0:body_box[3] - y0, body_box[0] - x0:body_box[2] - x0] = body_alpha
+    yy, xx = np.mgrid[y0:y1, x0:x1]
     luma = rgb @ np.array([0.299, 0.587, 0.114])
-    assert np.median(luma[cartridge]) > 120 > 40 > np.median(luma[body])
+    covered = alpha > 0.9
+    outside = covered & (body < 0.1)  # the cartridges reach past the facepiece (its body and straps)
+    assert outside.sum() > 200
+    assert np.median(luma[outside]) > 120  # white cartridges
+    middle = covered & (np.abs(xx - 128) < 20) & (np.abs(yy - 160) < 20)
+    assert middle.sum() > 500 and np.median(luma[middle]) < 40  # the black facepiece
+    # the cartridges sit beside the anchors' sides, below the cheek line, one on each side
+    left, right = covered & (xx < anchors[0, 0] - 5), covered & (xx > anchors[2, 0] + 5)
+    assert left.sum() > 100 and right.sum() > 100
+    assert anchors[0, 1] < np.median(yy[left]) < anchors[3, 1] + 40
+
+
+def test_cartridges_sit_beside_the_facepiece_and_turn_with_the_face():
+    from maskgen.cartridges import sample_cartridges
+
+    anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
+    rng, twin = np.random.default_rng(3), np.random.default_rng(3)
+    left, right = sample_cartridges(anchors, rng)
+    twin.random(4)
+    assert rng.random() == twin.random()  # a fixed number of draws
+    span = anchors[2, 0] - anchors[0, 0]
+    assert left.half_axes == pytest.approx(right.half_axes)  # a frontal face: mirror images
+    assert left.centre[0] + right.centre[0] == pytest.approx(anchors[0, 0] + anchors[2, 0])
+    assert 0.2 * span < left.half_axes[1] < 0.31 * span and left.half_axes[0] <= left.half_axes[1]
+    assert anchors[0, 1] < left.centre[1] < anchors[3, 1]
+    assert left.centre[0] < anchors[0, 0] + 0.03 * span and right.centre[0] > anchors[2, 0] - 0.03 * span
+    turned = anchors.copy()
+    turned[[1, 4], 0] += 25  # the nose line moves right: the face turns, its right half foreshortened
+    near, far = sample_cartridges(turned, np.random.default_rng(3))
+    assert near.half_axes[0] > 1.2 * far.half_axes[0] and near.half_axes[1] == far.half_axes[1]

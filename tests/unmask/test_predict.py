@@ -15,7 +15,7 @@ from maskgen.compose import image_to_triplets
 from maskgen.landmarks import NoFace
 from maskgen.source import load_image
 from unmask.cli import main
-from unmask.predict import Unmasker, plan_outputs
+from unmask.predict import Unmasker, grow_maps, plan_outputs
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
 from tests.maskgen.test_bad_input import LIMIT_W, png_header_only
@@ -44,13 +44,36 @@ def test_unmask_aligned_crops_keeps_pixels_outside_the_map(tiny_run, celeba_imag
     (t,) = image_to_triplets(celeba_images[0], n=1, res=64, seed=0)
     outputs, maps = unmasker.unmask_crops(t.masked[None], t.map[None])
     assert outputs.shape == (1, 64, 64, 3) and outputs.dtype == np.uint8
-    np.testing.assert_array_equal(maps[0], t.map)
-    outside = t.map == 0
-    np.testing.assert_array_equal(outputs[0][outside], t.masked[outside])  # MURF, exactly
-    # With predicted maps, the map is binary and the output keeps the input wherever the map is 0.
+    np.testing.assert_array_equal(maps[0], t.map)  # the map given, not grown
+    # Stage 2 fills the map grown by a pixel (MAP_GROWTH, at least one): the rim round it is repainted too.
+    filled = cv2.dilate(t.map, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))) > 0
+    np.testing.assert_array_equal(grow_maps(t.map) > 0, filled)
+    np.testing.assert_array_equal(outputs[0][~filled], t.masked[~filled])  # MURF, exactly
+    rim = filled & (t.map == 0)
+    assert rim.sum() > 20 and np.any(outputs[0][rim] != t.masked[rim])
+    # grow=False (an exact ground-truth map): only the map itself is filled; a bool map is the same map.
+    exact, _ = unmasker.unmask_crops(t.masked[None], t.map[None] > 0, grow=False)
+    np.testing.assert_array_equal(exact[0][t.map == 0], t.masked[t.map == 0])
+    assert np.any(exact[0][t.map > 0] != t.masked[t.map > 0])
+    # With predicted maps, the map is binary and the output keeps the input wherever the grown map is 0.
     outputs, maps = unmasker.unmask_crops(t.masked[None])
     assert set(np.unique(maps)) <= {0, 255}
-    np.testing.assert_array_equal(outputs[0][maps[0] == 0], t.masked[maps[0] == 0])
+    kept = grow_maps(maps[0]) == 0
+    np.testing.assert_array_equal(outputs[0][kept], t.masked[kept])
+
+
+def test_grow_maps_grows_by_a_share_of_the_crop():
+    one = np.zeros((2, 128, 128), np.uint8)
+    one[0, 60, 60] = 255
+    grown = grow_maps(one)
+    assert grown.shape == one.shape and grown.dtype == np.uint8 and not grown[1].any()
+    assert grown[0].sum() // 255 == 5  # a one-pixel disc: the pixel and its four neighbours
+    big = np.zeros((512, 512), bool)
+    big[200:300, 200:300] = True
+    ring = (grow_maps(big) > 0) & ~big
+    assert ring[199, 250] and ring[196, 250] and not ring[195, 250]  # 4 px at 512
+    np.testing.assert_array_equal(grow_maps(big.astype(np.uint8) * 255), grow_maps(big))
+    assert grow_maps(np.zeros((0, 64, 64), np.uint8)).shape == (0, 64, 64)
 
 
 def test_unmask_a_real_face_photo_pastes_back_only_near_the_map(tiny_run, celeba_images):

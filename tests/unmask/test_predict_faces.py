@@ -18,7 +18,7 @@ from maskgen.landmarks import NoFace, detect_all
 from maskgen.source import load_image
 from tests.unmask.testutils import tiny_config
 from unmask.models import Generator, MSeg
-from unmask.predict import MAP_DILATION, FaceResult, Unmasker, UnmaskResult
+from unmask.predict import MAP_DILATION, FaceResult, Unmasker, UnmaskResult, grow_maps
 
 RES = 64
 GROUP = "0761.jpg"  # three people side by side (two found by HOG, one by BlazeFace only)
@@ -51,11 +51,12 @@ def _lower_face() -> np.ndarray:
 
 
 def _reach(face: FaceResult, crop_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The photo pixels a paste of ``crop_map`` can change: the map dilated as the paste dilates it, plus the
-    feathered seam's blur (its Gaussian reaches twice the seam's radius), plus a pixel of interpolation."""
+    """The photo pixels a paste of ``crop_map`` can change: the region stage 2 filled (the map grown) dilated
+    as the paste dilates it, plus the feathered seam's blur (its Gaussian reaches twice the seam's radius),
+    plus a pixel of interpolation."""
     margin = max(1, int(MAP_DILATION * RES)) + 2 * max(1, int(FEATHER * RES)) + 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1,) * 2)
-    on_photo = map_to_photo(cv2.dilate(crop_map, disc), face.matrix, shape)
+    on_photo = map_to_photo(cv2.dilate(grow_maps(crop_map), disc), face.matrix, shape)
     return cv2.dilate(on_photo, np.ones((5, 5), np.uint8)) > 0
 
 
@@ -160,9 +161,10 @@ def test_refill_changes_the_output_only_inside_the_dilated_edited_map(unmasker, 
     assert 0.05 < refilled.coverage < 0.5 and set(np.unique(refilled.crop_map)) == {0, 255}
     changed = _changed(unmasker.paste(group, [refilled]), group)
     assert changed.any() and not changed[~_reach(refilled, refilled.crop_map, group.shape)].any()
-    # The edited map is where the photo changes: away from it, the output crop is the input crop (MURF).
-    np.testing.assert_array_equal(refilled.crop_output[refilled.crop_map == 0],
-                                  face.crop_input[refilled.crop_map == 0])
+    # The edited map (grown by MAP_GROWTH) is where the photo changes: away from it, the output crop is the
+    # input crop (MURF).
+    kept = grow_maps(refilled.crop_map) == 0
+    np.testing.assert_array_equal(refilled.crop_output[kept], face.crop_input[kept])
     # The same map given at the crop's size (here as bool) gives the same face.
     again = unmasker.refill(group, face, refilled.crop_map > 0)
     np.testing.assert_array_equal(again.crop_output, refilled.crop_output)

@@ -28,7 +28,7 @@ from tests.testdata import REAL_MASKED
 from tests.unmask.testutils import tiny_config
 from unmask.cli import main
 from unmask.models import Generator, MSeg
-from unmask.predict import MAP_DILATION, Unmasker
+from unmask.predict import MAP_DILATION, MAP_GROWTH, Unmasker
 
 pytest.importorskip("starlette", reason="unmask serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("httpx2", reason="starlette's TestClient needs httpx2: pip install -e '.[dev]'")
@@ -56,11 +56,12 @@ def need_photo(path=PHOTO):
 
 
 def paste_margin(unmasker: Unmasker, matrix: np.ndarray) -> int:
-    """How far (photo px) a pasted face reaches past its map: the map's dilation and the paste's feather
-    (its blur reaches two feather radii), in crop px, at the crop's scale; plus interpolation."""
+    """How far (photo px) a pasted face reaches past its map: stage 2's growth of the map, the paste's
+    dilation and feather (its blur reaches two feather radii), in crop px, at the crop's scale; plus
+    interpolation."""
     r = unmasker.resolution
     feather = inspect.signature(paste_back).parameters["feather"].default
-    crop_px = max(1, int(MAP_DILATION * r)) + 2 * max(1, int(feather * r)) + 2
+    crop_px = max(1, round(MAP_GROWTH * r)) + max(1, int(MAP_DILATION * r)) + 2 * max(1, int(feather * r)) + 2
     return math.ceil(crop_px / math.sqrt(abs(np.linalg.det(matrix[:, :2])))) + 1
 
 

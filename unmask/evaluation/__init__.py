@@ -67,7 +67,8 @@ Groups (the part before the slash):
 * ``photos``: ``count``, ``faces_found``, ``no_face``, ``no_face_rate``, ``coverage`` (of the photos with a
   face: share of the photo in the predicted map); ``dice``, ``iou`` (with ``--photo-labels``: means over
   the labelled photos, a photo with no face found scoring 0; otherwise null with the reason),
-  ``dice_face_found``, ``iou_face_found`` (means over the photos with a face), ``coverage_label``, and per
+  ``dice_face_found``, ``iou_face_found`` (means over the photos with a face), ``mask_left``,
+  ``mask_left_face_found`` (the share of a label's pixels stage 2 left unfilled), ``coverage_label``, and per
   mask type and wear (``labels.MASK_TYPES``, ``labels.WEARS``) ``n_mask_<type>``, ``dice_mask_<type>``,
   ``iou_mask_<type>``, ``n_wear_<wear>``, ``dice_wear_<wear>``, ``iou_wear_<wear>`` (null when none).
 """

@@ -3,6 +3,8 @@ batch at a time.
 
 * ``two_stage``: the full chain, M-Seg's map -> FU-Net (``Unmasker.unmask_crops``, at M-Seg's calibrated threshold);
   ``two_stage_gt_map``: FU-Net given the ground-truth map;
+  as in ``predict``, FU-Net and the baselines fill a predicted map grown by ``unmask.predict.MAP_GROWTH``
+  (its edge is where stage 1 is least sure); a ground-truth map is exact and filled as it is;
 * ``one_stage``: the ablation generator (trained with ``use_map=False``);
 * ``recon_only``: a generator trained with ``--adv 0`` (no GAN) given the two-stage model's
   predicted map;
@@ -20,7 +22,7 @@ import torch
 
 from unmask.checkpoint import load_models
 from unmask.data import images_to_model
-from unmask.predict import Unmasker
+from unmask.predict import Unmasker, grow_maps
 
 from . import (
     GT_MAP, INPUT, MAP_NAMES, ONE_STAGE, PRED_MAP, RECON_ONLY, TWO_STAGE, TWO_STAGE_GT_MAP, baseline_method,
@@ -121,7 +123,7 @@ class Methods:
         elif self.mseg is not None:
             pred_map = self.predict_maps(batch.masked)
         if self.two_stage is not None:
-            images, _ = self.two_stage.unmask_crops(batch.masked, batch.gt_map.astype(np.uint8) * 255)
+            images, _ = self.two_stage.unmask_crops(batch.masked, batch.gt_map, grow=False)
             outputs[TWO_STAGE_GT_MAP] = (images, batch.gt_map)
         if self.one_stage is not None:
             outputs[ONE_STAGE] = (self.one_stage.unmask_crops(batch.masked)[0], None)
@@ -129,10 +131,13 @@ class Methods:
             images, _ = self.recon_only.unmask_crops(batch.masked, pred_map.astype(np.uint8) * 255)
             outputs[RECON_ONLY] = (images, pred_map)
         maps = {PRED_MAP: pred_map, GT_MAP: batch.gt_map}
+        # The baselines fill the region FU-Net fills given the same map (a predicted one grown by MAP_GROWTH).
+        filled = {source: grow_maps(given) > 0 if source == PRED_MAP else given
+                  for source, given in maps.items() if given is not None and self.baselines}
         for baseline in self.baselines:
             for source, given in maps.items():
                 if given is not None:
-                    images = baseline.batch(batch.masked, given, self.radius)
+                    images = baseline.batch(batch.masked, filled[source], self.radius)
                     outputs[baseline_method(baseline.name, source)] = (images, given)
         outputs[INPUT] = (batch.masked, None)
         return pred_map, outputs

@@ -5,7 +5,9 @@ see ``labels``) the Dice and IoU of the predicted map pasted back onto the photo
 Scoring with labels: per photo, ``result.map > 0`` against ``label > 0`` over the whole photo
 (``unmask.metrics.segmentation``); a photo where no face is found has no predicted map and scores
 Dice 0 and IoU 0: it is counted, never dropped. The reported values are means over the photos,
-overall, per mask type and per wear (``label_breakdown``).
+overall, per mask type and per wear (``label_breakdown``). ``mask_left``: the share of a label's pixels
+outside the region stage 2 filled (the map grown by ``unmask.predict.MAP_GROWTH``), i.e. mask still
+visible in the output (1 where no face is found); Dice alone hides a thin rim of mask left round the map.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from unmask.predict import Unmasker
 
 PHOTO_COLUMNS = ("file", "face", "coverage_pred", "reason")
-LABEL_COLUMNS = ("mask_type", "wear", "coverage_label", "dice", "iou")
+LABEL_COLUMNS = ("mask_type", "wear", "coverage_label", "dice", "iou", "mask_left")
 WORST_PHOTOS_FILE = "photos_worst_dice.png"
 NO_LABELS = "no labelled photos (--photo-labels)"
 # metrics.json keys of the breakdowns: photos/dice_mask_<type>, photos/n_wear_<wear>, ...
@@ -83,7 +85,7 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
         if label is not None:
             truth = read_label(label.label)
             row.update(mask_type=label.mask_type, wear=label.wear, coverage_label=float(truth.mean()),
-                       dice=0.0, iou=0.0)  # no face found: no predicted map, scored 0
+                       dice=0.0, iou=0.0, mask_left=1.0)  # no face found: no predicted map, all mask left
         try:
             photo = load_image(path)
             result = unmasker(photo, aligned=False)
@@ -96,7 +98,8 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
             row.update(face=True, coverage_pred=float(predicted.mean()))
             if truth is not None:
                 counts = segmentation.confusion_counts(predicted, truth)
-                row.update(dice=counts.dice, iou=counts.iou)
+                filled = unmasker.photo_map(photo, result.faces, filled=True) > 0
+                row.update(dice=counts.dice, iou=counts.iou, mask_left=mask_left(truth, filled))
                 if worst_k.would_keep(counts.dice):
                     panels = label_overlay(photo, predicted, truth, face_box(result, photo.shape))
                     worst_k.add(counts.dice, (row, panels))
@@ -111,6 +114,13 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
     if figure_dir is not None and worst_k.items():
         written.append(write_worst_photos(figure_dir / WORST_PHOTOS_FILE, worst_k.items(), unmasker.resolution))
     return photo_scores(table), table, written
+
+
+def mask_left(truth: np.ndarray, filled: np.ndarray) -> float:
+    """The share of the label's pixels outside the region stage 2 filled: mask still in the output
+    (0 for a label with no pixel)."""
+    total = int(np.count_nonzero(truth))
+    return float(np.count_nonzero(truth & ~filled) / total) if total else 0.0
 
 
 def label_breakdown(table: pd.DataFrame, column: str, order: Sequence[str]) -> pd.DataFrame:
@@ -131,13 +141,16 @@ def photo_scores(table: pd.DataFrame) -> Scores:
         "coverage": (float(table.loc[table["face"], "coverage_pred"].mean()), None) if faces else (None, no_faces),
     }
     if "dice" not in table.columns:
-        return {**scores, "dice": (None, NO_LABELS), "iou": (None, NO_LABELS)}
+        return {**scores, "dice": (None, NO_LABELS), "iou": (None, NO_LABELS), "mask_left": (None, NO_LABELS)}
     if not n:
-        return {**scores, "dice": (None, "no photos"), "iou": (None, "no photos")}
+        return {**scores, "dice": (None, "no photos"), "iou": (None, "no photos"), "mask_left": (None, "no photos")}
     scores.update({
         "dice": (float(table["dice"].mean()), None), "iou": (float(table["iou"].mean()), None),
         "dice_face_found": (float(table.loc[table["face"], "dice"].mean()), None) if faces else (None, no_faces),
         "iou_face_found": (float(table.loc[table["face"], "iou"].mean()), None) if faces else (None, no_faces),
+        "mask_left": (float(table["mask_left"].mean()), None),
+        "mask_left_face_found": (float(table.loc[table["face"], "mask_left"].mean()), None) if faces else (
+            None, no_faces),
         "coverage_label": (float(table["coverage_label"].mean()), None),
     })
     for prefix, (column, order) in GROUPINGS.items():

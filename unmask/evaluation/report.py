@@ -33,7 +33,8 @@ from .samples import is_turned
 
 REPORT_FILE = "report.md"
 BREAKDOWN_METRICS = ("psnr", "ssim")
-PHOTO_KEYS = ("count", "faces_found", "no_face_rate", "coverage", "dice", "iou", "dice_face_found", "iou_face_found")
+PHOTO_KEYS = ("count", "faces_found", "no_face_rate", "coverage", "dice", "iou", "dice_face_found", "iou_face_found",
+              "mask_left")
 NO_FACE_LISTED = 20  # photos named in the report's no-face line
 
 
@@ -102,7 +103,7 @@ def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
         value = evaluation.values[flat]
         _, metric = split_key(flat)
         shown = ("n/a (" + evaluation.reason(flat) + ")" if value is None
-                 else f"{value:.1%}" if metric.endswith("rate") or metric == "coverage"
+                 else f"{value:.1%}" if metric.endswith("rate") or metric in ("coverage", "mask_left")
                  else format_value(metric.split("_")[0], value) if metric.startswith(("dice", "iou")) else f"{value:g}")
         cells.append(f"- {metric.replace('_', ' ')}: {shown}")
     photos = evaluation.protocol.get("photos") or {}

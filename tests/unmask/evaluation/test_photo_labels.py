@@ -45,6 +45,11 @@ def test_dice_and_iou_per_photo_by_hand(labelled, tmp_path):
     assert scores["count"] == (4.0, None) and scores["no_face"] == (1.0, None)
     assert scores["dice"][0] == pytest.approx(DICE) and scores["iou"][0] == pytest.approx(IOU)
     assert scores["dice_face_found"][0] == pytest.approx((2 / 3 + 1) / 3)  # a, b, d
+    # mask left outside the filled region (the map grown a pixel): a keeps label rows 20-28 of 20-39
+    # (rows 29-39 filled), 360 of 800 pixels; b none; c (no face) and d (disjoint) all of it
+    assert list(table["mask_left"]) == pytest.approx([0.45, 0.0, 1.0, 1.0])
+    assert scores["mask_left"][0] == pytest.approx(2.45 / 4)
+    assert scores["mask_left_face_found"][0] == pytest.approx(1.45 / 3)
     assert scores["dice_mask_surgical"][0] == pytest.approx((2 / 3 + 1) / 2)
     assert scores["iou_mask_surgical"][0] == pytest.approx(0.75)
     assert scores["n_mask_surgical"] == (2.0, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -89,3 +90,8 @@ class StandInUnmasker:
             raise NoFace("no face found (stand-in)")
         full_map = (predicted * 255).astype(np.uint8)
         return UnmaskResult(photo, full_map, photo, photo, full_map, aligned=False, matrix=None)
+
+    def photo_map(self, photo: np.ndarray, faces, filled: bool = False) -> np.ndarray:
+        """The map of ``__call__``; ``filled``: grown by one pixel (a 3 x 3 cross), as stage 2 fills it."""
+        full_map = self(photo, aligned=False).map
+        return cv2.dilate(full_map, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))) if filled else full_map
