@@ -283,8 +283,11 @@ class Unmasker:
 
 
 def _binary_maps(maps: np.ndarray) -> np.ndarray:
-    """Maps (uint8 > 127 or bool: masked) as uint8 0/255."""
+    """Maps (uint8 > 127 or bool: masked) as uint8 0/255. ValueError for a map of 0s and 1s (or values
+    up to 1), which would otherwise read as empty: nothing filled, silently."""
     maps = np.asarray(maps)
+    if maps.dtype != bool and maps.size and 0 < maps.max() <= 1:
+        raise ValueError("maps are 0/255 (> 127: masked) or bool, not 0/1: multiply by 255 or pass a bool map")
     return np.where(maps if maps.dtype == bool else maps > 127, 255, 0).astype(np.uint8)
 
 

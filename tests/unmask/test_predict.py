@@ -74,6 +74,9 @@ def test_grow_maps_grows_by_a_share_of_the_crop():
     assert ring[199, 250] and ring[196, 250] and not ring[195, 250]  # 4 px at 512
     np.testing.assert_array_equal(grow_maps(big.astype(np.uint8) * 255), grow_maps(big))
     assert grow_maps(np.zeros((0, 64, 64), np.uint8)).shape == (0, 64, 64)
+    with pytest.raises(ValueError, match="not 0/1"):  # would read as an empty map
+        grow_maps(big.astype(np.uint8))
+    assert not grow_maps(np.zeros((64, 64), np.float32)).any()
 
 
 def test_unmask_a_real_face_photo_pastes_back_only_near_the_map(tiny_run, celeba_images):
