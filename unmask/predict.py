@@ -160,7 +160,7 @@ class Unmasker:
         binary = _binary_maps(self.predict_maps(crops) if maps is None else maps)
         x = self._to_model(crops)
         if self.generator.use_map:
-            region = grow_maps(binary) if grow else binary
+            region = _grow(binary) if grow else binary
             out = self.generator(x, torch.from_numpy(region > 0).float()[:, None].to(self.device))
         else:
             out = self.generator(x)
@@ -258,8 +258,9 @@ class Unmasker:
 
     def paste(self, photo: str | Path | np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
         """The photo with each face's output pasted back over the region stage 2 filled (``grow_maps``),
-        dilated by ``MAP_DILATION``, only from crop pixels on the photo; smallest face first, so the largest ends on top where faces overlap (equal areas: the later
-        in ``faces`` first, so the earlier ends on top, as if ``faces`` were ordered largest first)."""
+        dilated by ``MAP_DILATION``, only from crop pixels on the photo; smallest face first, so the largest
+        ends on top where faces overlap (equal areas: the later in ``faces`` first, so the earlier ends on
+        top, as if ``faces`` were ordered largest first)."""
         result = _photo(photo)
         order = sorted(range(len(faces)), key=lambda i: (_area(faces[i].box), -i))
         radius = max(1, int(MAP_DILATION * self.resolution))
@@ -288,13 +289,17 @@ def _binary_maps(maps: np.ndarray) -> np.ndarray:
     maps = np.asarray(maps)
     if maps.dtype != bool and maps.size and 0 < maps.max() <= 1:
         raise ValueError("maps are 0/255 (> 127: masked) or bool, not 0/1: multiply by 255 or pass a bool map")
-    return np.where(maps if maps.dtype == bool else maps > 127, 255, 0).astype(np.uint8)
+    return np.where(_binary(maps) > 127, 255, 0).astype(np.uint8)
 
 
 def grow_maps(maps: np.ndarray) -> np.ndarray:
     """The region stage 2 fills: maps (R x R or N x R x R, uint8 > 127 or bool: masked) grown by
     ``MAP_GROWTH`` of their size R (at least a pixel), as uint8 0/255 of the same shape."""
-    binary = _binary_maps(maps)
+    return _grow(_binary_maps(maps))
+
+
+def _grow(binary: np.ndarray) -> np.ndarray:
+    """``grow_maps`` of maps already uint8 0/255."""
     if not binary.size:
         return binary
     radius = max(1, round(MAP_GROWTH * binary.shape[-1]))
