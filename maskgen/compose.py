@@ -21,7 +21,7 @@ from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
 from .landmarks import estimate_yaw, locate
-from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, warp_template
+from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, narrowed, warp_template
 from .source import load_image, source_key
 
 YAW_THRESHOLD = 0.3  # |yaw| above this counts as a turned head: pack templates use their _left/_right art
@@ -122,15 +122,17 @@ class MaskChoice:
               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
 
-        Drawn masks get a drawn style (a valve or not), and a per-sample look (relief strength,
-        colour jitter) from ``rng`` (default: a fixed one). Colour and texture are applied after
+        Drawn masks get a width (``templates.FIT_RANGE``), a drawn style (a valve or not), and a
+        per-sample look (relief strength, colour jitter) from ``rng`` (default: a fixed one). Colour and texture are applied after
         warping, on the few crop pixels the mask covers.
         """
-        target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
         if self.template.rgb is not None:
-            level, _ = tpl.scaled_for(self.template, target_width)
+            level, _ = tpl.scaled_for(self.template, float(np.linalg.norm(anchors[2] - anchors[0])))
             return warp_template(level, tpl.float_rgb(level), anchors, (res, res))
         rng = rng if rng is not None else np.random.default_rng(0)
+        low, high = tpl.FIT_RANGE.get(self.template.mask_type, (1.0, 1.0))
+        anchors = narrowed(anchors, low + (high - low) * float(rng.random()))  # one draw for every kind
+        target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
         style = tpl.choose_style(self.template.mask_type, rng)
         look = appearance.sample_look(rng)
         accent_rgb = self._accent(rng)  # choose_mask always gives one: then nothing is drawn

@@ -43,6 +43,9 @@ TYPE_COLORS = {
 # Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, white
 # pre-filter pads, yellow and olive combination cartridges; a respirator's rubber body is rarely the same colour.
 PART_COLORS = {"gas": ("white", "pink", "purple", "grey", "black", "yellow", "olive", "beige")}
+# A drawn mask's width against the face's (its sides' distance from the b-e line), drawn per sample:
+# cup respirators come in sizes, and many sit well inside the cheeks; the others reach the jaw.
+FIT_RANGE = {"n95": (0.74, 1.0)}
 TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo
     "surgical": (0.9, 0.04, 0.02, 0.02, 0.02, 0, 0),
     "n95": (1.0, 0, 0, 0, 0, 0, 0),

@@ -189,21 +189,96 @@ def test_respirator_cartridges_take_a_colour_of_their_own():
     assert anchors[0, 1] < np.median(yy[left]) < anchors[3, 1] + 40
 
 
-def test_cartridges_sit_beside_the_facepiece_and_turn_with_the_face():
-    from maskgen.cartridges import sample_cartridges
+def _seed_for(pad: bool) -> int:
+    """A seed whose respirator gets pads (or canisters)."""
+    from maskgen.cartridges import PAD_SHARE
+
+    return next(s for s in range(100) if (np.random.default_rng(s).random() < PAD_SHARE) == pad)
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_cartridges_sit_beside_the_facepiece_and_turn_with_the_face(pad):
+    from maskgen.cartridges import CANISTER, PAD, sample_cartridges
 
     anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
-    rng, twin = np.random.default_rng(3), np.random.default_rng(3)
+    seed = _seed_for(pad)
+    rng, twin = np.random.default_rng(seed), np.random.default_rng(seed)
     left, right = sample_cartridges(anchors, rng)
-    twin.random(4)
+    twin.random(7)
+    twin.integers(2 ** 31)
     assert rng.random() == twin.random()  # a fixed number of draws
+    assert left.pad == right.pad == pad
+    style = PAD if pad else CANISTER
     span = anchors[2, 0] - anchors[0, 0]
     assert left.half_axes == pytest.approx(right.half_axes)  # a frontal face: mirror images
     assert left.centre[0] + right.centre[0] == pytest.approx(anchors[0, 0] + anchors[2, 0])
-    assert 0.2 * span < left.half_axes[1] < 0.31 * span and left.half_axes[0] <= left.half_axes[1]
-    assert anchors[0, 1] < left.centre[1] < anchors[3, 1]
-    assert left.centre[0] < anchors[0, 0] + 0.03 * span and right.centre[0] > anchors[2, 0] - 0.03 * span
+    assert style.radius[0] * span <= left.half_axes[1] <= style.radius[1] * span
+    assert left.half_axes[0] <= 1.02 * left.half_axes[1]
+    assert anchors[0, 1] < left.centre[1] <= anchors[3, 1]
+    low, high = style.outset
+    assert anchors[0, 0] - high * span <= left.centre[0] <= anchors[0, 0] - low * span
     turned = anchors.copy()
     turned[[1, 4], 0] += 25  # the nose line moves right: the face turns, its right half foreshortened
-    near, far = sample_cartridges(turned, np.random.default_rng(3))
+    near, far = sample_cartridges(turned, np.random.default_rng(seed))
     assert near.half_axes[0] > 1.2 * far.half_axes[0] and near.half_axes[1] == far.half_axes[1]
+
+
+def test_filter_pads_are_bigger_lower_and_light_felt_in_a_ring_of_the_part_colour():
+    """Pads reach further than any canister (below and outside), are near-white felt with a grain,
+    and their retainer ring takes the part colour."""
+    from maskgen.cartridges import CANISTER, PAD, add_cartridges, sample_cartridges
+
+    assert PAD.radius[1] > CANISTER.radius[1] and PAD.down[1] > CANISTER.down[1]
+    assert PAD.outset[1] > CANISTER.outset[1]
+    anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
+    seed = _seed_for(True)
+    left, _ = sample_cartridges(anchors, np.random.default_rng(seed))
+    ring_colour = (200.0, 30.0, 160.0)  # magenta
+    rgb = np.zeros((1, 1, 3), np.float32)
+    alpha = np.zeros((1, 1), np.float32)
+    out, cover, (x0, y0, x1, y1) = add_cartridges(rgb, alpha, (128, 150, 129, 151), anchors, ring_colour,
+                                                  (256, 256), np.random.default_rng(seed))
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    rx, ry = left.half_axes
+    rho = np.hypot((xx - left.centre[0]) / rx, (yy - left.centre[1]) / ry)  # a frontal face: no tilt
+    felt, ring = out[(rho < 0.6) & (cover > 0.99)], out[(rho > 0.91) & (rho < 0.97)]
+    assert len(felt) > 300 and len(ring) > 30
+    assert felt.min() > 150 and np.ptp(felt.mean(1)) > 15  # light, with a grain
+    assert np.all(np.abs(felt[:, 0] - felt[:, 2]) < 60)  # white to cream or grey, not coloured
+    assert np.median(ring[:, 0]) > 2 * np.median(ring[:, 1])  # the ring is the part colour
+    # drawn again from the same seed: the same bytes
+    again, _, _ = add_cartridges(rgb, alpha, (128, 150, 129, 151), anchors, ring_colour, (256, 256),
+                                 np.random.default_rng(seed))
+    assert np.array_equal(out, again)
+
+
+def test_narrowed_pulls_the_sides_towards_the_middle_line():
+    from maskgen.mask import narrowed
+
+    anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
+    assert narrowed(anchors, 1.0) is not None and np.array_equal(narrowed(anchors, 1.0), anchors)
+    half = narrowed(anchors, 0.5)
+    assert np.array_equal(half[[1, 4]], anchors[[1, 4]])  # b and e stay
+    assert half[:, 1] == pytest.approx(anchors[:, 1])  # a vertical middle line: sides move across only
+    assert half[[0, 3], 0] == pytest.approx(128 - 0.5 * (128 - anchors[[0, 3], 0]))
+    assert half[[2, 5], 0] == pytest.approx(128 + 0.5 * (anchors[[2, 5], 0] - 128))
+
+
+def test_n95_cups_come_in_widths_narrower_than_the_face():
+    """Drawn N95s get a width per sample (FIT_RANGE): some reach the jaw, some sit well inside it;
+    the other kinds keep the face's width."""
+    from maskgen.compose import MaskChoice
+    from maskgen.templates import COLORS, FIT_RANGE, builtin_template
+
+    anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
+
+    def body_width(kind: str, seed: int) -> int:
+        choice = MaskChoice(builtin_template(kind), "white", "solid", 0, COLORS["grey"])
+        _, alpha, (x0, y0, _, _) = choice.place(anchors, 256, np.random.default_rng(seed))
+        row = alpha[int(anchors[3, 1]) - y0] > 0.5  # across the lower sides, below the straps
+        return int(row.sum())
+
+    n95 = [body_width("n95", s) for s in range(12)]
+    surgical = [body_width("surgical", s) for s in range(6)]
+    assert min(n95) < FIT_RANGE["n95"][0] * 1.1 * max(n95)
+    assert max(surgical) - min(surgical) <= 3
