@@ -29,8 +29,8 @@ class Style:
 
 
 CANISTER = Style(radius=(0.21, 0.30), squash=(0.72, 0.95), down=(0.45, 0.85), outset=(-0.02, 0.10))
-# Pads (e.g. 3M 5N11 in 501 retainers) are larger discs worn lower: they reach below the jaw and far
-# past the cheeks, which the canister's ranges never do.
+# Pads (e.g. 3M 5N11 in 501 retainers) are larger discs worn lower and further out: the largest reach
+# well below and beyond any canister, past the jaw and the cheeks.
 PAD = Style(radius=(0.30, 0.48), squash=(0.80, 1.02), down=(0.65, 1.0), outset=(0.04, 0.24))
 PAD_SHARE = 0.4  # of respirators; canisters are the rest
 # Pads are white felt that ages to cream and grey: a blend from white towards one of these.
@@ -45,7 +45,7 @@ class Cartridge:
     half_axes: tuple[float, float]  # (across, along the side) in crop pixels
     angle: float  # radians: the direction of "across" (the face's a -> c direction; the discs are symmetric)
     pad: bool = False  # a filter pad (felt in a retainer) rather than a moulded canister
-    colour: tuple[float, float, float] | None = None  # a pad's felt; None: the part colour
+    colour: tuple[float, float, float] | None = None  # a pad's felt (sample_cartridges always sets it)
     grain_seed: int = 0  # the felt's grain (pads)
 
 
@@ -122,7 +122,8 @@ def _draw(part: Cartridge, box: tuple[int, int, int, int], part_colour: np.ndarr
     felt = 0.84 + 0.12 * dome + 0.05 * np.exp(-((u + 0.25) ** 2 + (v + 0.3) ** 2) / 0.2) \
         - 0.12 * np.clip((rho - 0.7) / 0.18, 0, 1) + fibres
     rim = 0.75 + 0.2 * np.exp(-((rho - 0.94) / 0.025) ** 2)
-    felt_rgb = felt[..., None] * np.asarray(part.colour, np.float32)
+    felt_colour = part_colour if part.colour is None else np.asarray(part.colour, np.float32)
+    felt_rgb = felt[..., None] * felt_colour
     rgb = (1 - ring[..., None]) * felt_rgb + ring[..., None] * (rim[..., None] * part_colour)
     return alpha, rgb.astype(np.float32)
 
@@ -131,7 +132,8 @@ def add_cartridges(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int,
                    colour: tuple[float, float, float], shape: tuple[int, int], rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """The warped facepiece (``rgb`` float32 H x W x 3 and ``alpha`` over ``box``) with two cartridges
-    on top (canisters of ``colour``, or pads held by rings of it); the box grows to hold them (within the crop of ``shape``)."""
+    on top (canisters of ``colour``, or pads held by rings of it); the box grows to hold them (within
+    the crop of ``shape``)."""
     parts = sample_cartridges(anchors, rng)
     feet = [_footprint(p, shape) for p in parts]
     boxes = [box] + [f for f in feet if f is not None]
@@ -151,7 +153,7 @@ def add_cartridges(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int,
         region = (slice(py0 - uy0, py1 - uy0), slice(px0 - ux0, px1 - ux0))
         under_alpha, under_rgb = out_alpha[region], out_rgb[region]
         # "over" on unpremultiplied colours: where the facepiece is absent its colour does not count.
-        # Both styles go in front of the facepiece's side: it hides the head straps, which pass behind.
+        # Both styles go in front of the facepiece's side: the part hides the head straps, which pass behind it.
         new_alpha = part_alpha + (1 - part_alpha) * under_alpha
         weight = np.where(new_alpha > 0, part_alpha / np.maximum(new_alpha, 1e-6), 0)[..., None]
         out_rgb[region] = weight * part_rgb + (1 - weight) * under_rgb

@@ -123,8 +123,8 @@ class MaskChoice:
         """Warp the chosen mask onto the anchors: (rgb float32, alpha float32, box) over the crop box.
 
         Drawn masks get a width (``templates.FIT_RANGE``), a drawn style (a valve or not), and a
-        per-sample look (relief strength, colour jitter) from ``rng`` (default: a fixed one). Colour and texture are applied after
-        warping, on the few crop pixels the mask covers.
+        per-sample look (relief strength, colour jitter) from ``rng`` (default: a fixed one). Colour
+        and texture are applied after warping, on the few crop pixels the mask covers.
         """
         if self.template.rgb is not None:
             level, _ = tpl.scaled_for(self.template, float(np.linalg.norm(anchors[2] - anchors[0])))

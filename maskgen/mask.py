@@ -95,7 +95,7 @@ def face_anchors(landmarks: np.ndarray, wear: str = "correct") -> np.ndarray:
 def narrowed(anchors: np.ndarray, fit: float) -> np.ndarray:
     """``anchors`` with the sides (a, c, d, f) pulled towards the b-e line to ``fit`` of their distance:
     a mask narrower than the face (a small size, a cup that does not reach the cheeks)."""
-    anchors = np.asarray(anchors, np.float64)
+    anchors = np.array(anchors, np.float64)  # a copy: the caller's anchors stay as they are
     if fit == 1.0:
         return anchors
     b, e = anchors[1], anchors[4]

@@ -40,8 +40,9 @@ TYPE_COLORS = {
     "cloth": tuple(COLORS),
     "gas": ("black", "dark_grey", "olive", "teal", "grey"),
 }
-# Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, white
-# pre-filter pads, yellow and olive combination cartridges; a respirator's rubber body is rarely the same colour.
+# Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, yellow
+# and olive combination cartridges; a felt pad's retainer ring takes one too (the felt has its own colours).
+# A respirator's rubber body is rarely the same colour.
 PART_COLORS = {"gas": ("white", "pink", "purple", "grey", "black", "yellow", "olive", "beige")}
 # A drawn mask's width against the face's (its sides' distance from the b-e line), drawn per sample:
 # cup respirators come in sizes, and many sit well inside the cheeks; the others reach the jaw.
