@@ -100,11 +100,10 @@ def narrowed(anchors: np.ndarray, fit: float) -> np.ndarray:
         return anchors
     b, e = anchors[1], anchors[4]
     axis = (e - b) / max(float(np.linalg.norm(e - b)), 1e-9)
-    out = anchors.copy()
-    for i in (0, 2, 3, 5):
+    for i in (0, 2, 3, 5):  # b and e stay, so each side's foot is taken on the unchanged line
         foot = b + float((anchors[i] - b) @ axis) * axis
-        out[i] = foot + fit * (anchors[i] - foot)
-    return out
+        anchors[i] = foot + fit * (anchors[i] - foot)
+    return anchors
 
 
 def _roi(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
