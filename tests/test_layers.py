@@ -1,4 +1,4 @@
-"""The layering rules of ARCHITECTURE.md, checked on every import (function-level ones too).
+"""The layering rules of docs/architecture.md, checked on every import (function-level ones too).
 
 * maskgen never imports unmask (it is usable, and installable, on its own);
 * unmask.models imports none of training, data, checkpoint, CLI or evaluation (networks stay
