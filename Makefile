@@ -6,7 +6,7 @@ SHARED ?= ../shared/data
 SOURCE ?= data/celeba
 PHOTOS ?= data/real-masked
 
-.PHONY: install quickstart test data-link clean paper256 paper512 browser
+.PHONY: install quickstart test test-fast lint docs data-link clean paper256 paper512 browser
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,19 @@ quickstart: install data-link
 test: install
 	$(PY) -m pytest -q
 
+# The everyday loop: everything but the tests marked slow (end-to-end runs); under 2 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# ruff (pyproject.toml: E, W, F, I, B) and vulture (dead code; vulture_whitelist.py lists real entry points).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vulture
+
+# The documentation site (docs/, mkdocs.yml) into site/; warnings are errors. `mkdocs serve` to read it live.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet -d site
+
 # Headless Chromium for the browser test of `unmask serve` (tests/unmask/test_serve_browser.py skips
 # without it): Debian's chromium and chromium-driver, as root; about a minute. CI runs it (.ci/run).
 browser:
@@ -46,7 +59,7 @@ browser:
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache site
 
 # Paper-scale configurations (CUDA) as DVC experiments: see pipelines/celeba{256,512}.yaml.
 paper256 paper512: install data-link
