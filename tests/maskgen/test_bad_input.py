@@ -95,6 +95,7 @@ def test_faceless_images_raise_no_face(odd_folder, name):
         detect(load_image(odd_folder / "bad" / name))
 
 
+@pytest.mark.slow
 def test_build_skips_bad_files_with_reasons_and_keeps_the_rest(odd_folder, tmp_path):
     result = build(BuildConfig(source=str(odd_folder), out=str(tmp_path / "ds"), res=128, workers=1,
                                progress=False, split=(1.0, 0.0, 0.0)))

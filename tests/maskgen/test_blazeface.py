@@ -57,6 +57,7 @@ def test_no_faces_in_blank_or_noise(kind):
     assert blazeface.detect_faces(blank, kind) == [] and blazeface.detect_faces(noise, kind) == []
 
 
+@pytest.mark.slow
 def test_finds_masked_faces_that_hog_misses(real_masked_dir):
     import dlib
 

@@ -92,6 +92,7 @@ def test_other_arguments_into_the_same_folder_are_refused(reference, small_celeb
                           progress=False))
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(reference, small_celeba, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(small_celeba), "--out", str(out),
@@ -186,6 +187,7 @@ def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_p
     assert _digests(out) == _digests(reference)
 
 
+@pytest.mark.slow
 def test_dask_backend_on_a_local_cluster_gives_the_same_bytes(small_celeba, tmp_path):
     distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
     kwargs = dict(source=str(small_celeba), res=128, pairs=24, seed=5, shard_size=8, progress=False)

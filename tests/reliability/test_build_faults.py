@@ -324,6 +324,7 @@ def test_a_part_is_finished_only_when_all_its_files_are_written(faces, clean, tm
     assert _io_problem(FileNotFoundError("ds/.work/x.parquet")) == "ds/.work/x.parquet: No such file or directory"
 
 
+@pytest.mark.slow
 def test_parts_built_at_once_equal_parts_built_one_after_the_other(faces, clean, tmp_path):
     together, apart = tmp_path / "together", tmp_path / "apart"
     landmarks = clean / fmt.LANDMARKS  # detection would take most of the time, and change no byte
@@ -389,6 +390,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identi
 
 # --- kill -9 --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp_path):
     out = tmp_path / "ds"
     rng = random.Random(16)

@@ -393,6 +393,7 @@ def _command(name: str) -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", f"{name}.cli"]
 
 
+@pytest.mark.slow
 def test_console_script_refuses_a_bad_option_as_a_usage_error(source, tmp_path):
     result = _run([*_command("maskgen"), "build", "--source", str(source), "--out", str(tmp_path / "out"),
                    "--face-scale", "-1", "--no-progress"])
@@ -425,6 +426,7 @@ main()
     ("raise RuntimeError('not expected')", True, 1, "RuntimeError: not expected"),
     ("os.kill(os.getpid(), signal.SIGINT); time.sleep(30)", False, EXIT_INTERRUPTED, "interrupted"),
 ])
+@pytest.mark.slow
 def test_a_real_process_exits_with_the_code_and_one_line(source, tmp_path, body, debug, code, last_line):
     result = _run([sys.executable, "-c", FAILING_BUILD.format(body=body), *(["--debug"] if debug else []),
                    "build", "--source", str(source), "--out", str(tmp_path / "out"), "--no-progress"])

@@ -33,6 +33,7 @@ MOMENTS = {  # where in the start-up of `unmask train` the Ctrl-C comes: (WHEN, 
 }
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_exits_130_saying_interrupted(tmp_path):
     missing = [m for _, m in MOMENTS.values() if importlib.util.find_spec(m) is None]
     if missing:

@@ -345,6 +345,7 @@ def test_a_bad_checkpoint_is_one_line_saying_what_was_expected(trained, tmp_path
 
 # --- kill -9 during training, then resume ------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume_is_byte_identical(tmp_path):
     data = dataset(tmp_path / "data")
     args = ["--data", str(data), "--steps", "6", "--checkpoint-every", "2", *TINY]  # 6 steps per stage

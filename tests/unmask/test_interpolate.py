@@ -45,6 +45,7 @@ def test_weights_are_blended_tensor_by_tensor(runs, tmp_path):
     assert record["weight"] == 0.25 and record["reconstruction_alpha"] == 0.0 and record["adversarial_step"] == 2
 
 
+@pytest.mark.slow
 def test_end_weights_give_the_two_generators_exactly(runs, tmp_path):
     for weight, source in ((0.0, "recon"), (1.0, "gan")):
         ckpt.interpolate_generators(runs / "recon", runs / "gan", weight, tmp_path / str(weight))

@@ -159,6 +159,7 @@ def test_offline_nothing_is_fetched_and_training_goes_on_without_the_term(cache,
     assert caplog.records == []
 
 
+@pytest.mark.slow
 def test_a_run_without_the_perceptual_term_prints_one_clean_line(cache, tmp_path, dataset_dir):
     """`unmask train` as a person runs it: the line is the run log's WARNING line, with no warnings-module
     source prefix (it was `unmask:0: PerceptualLossDisabled: ...`); run.json records perceptual=false."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ def _png(path):
     return image
 
 
+@pytest.mark.slow
 def test_report_draws_training_and_evaluation_charts_and_links_them(evaluated, tmp_path):
     two_stage, ablation = tmp_path / "runs" / "default", tmp_path / "runs" / "one_stage"
     _write_logs(two_stage, "seg", ("loss", "bce", "dice"), ("pixel_acc", "dice"))

@@ -126,6 +126,7 @@ def test_an_overflowing_step_is_skipped_and_the_scale_backs_off(dataset_dir):
     assert stage.scalers["mseg"].get_scale() == 2.0**11 and stage.scalers["mseg"].state_dict()["_growth_tracker"] == 0
 
 
+@pytest.mark.slow
 def test_fp16_resume_restores_the_scalers_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch):
     cfg = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2, "train.amp": "fp16"})
     train(cfg, options(dataset_dir, tmp_path / "straight"))

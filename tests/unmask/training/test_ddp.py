@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from unmask import checkpoint as ckpt
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(dataset_dir, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"), "OMP_NUM_THREADS": "1"}

@@ -54,6 +54,7 @@ def test_tiny_check_on_the_cpu_writes_every_field(celeba_images, tmp_path):
     assert "| 64 | bf16 |" in result.stdout and "smoke run" in result.stdout
 
 
+@pytest.mark.slow
 def test_no_photos_is_one_line_and_exit_1(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_check("--faces", tmp_path / "empty", "--work", tmp_path / "work", cwd=tmp_path)

@@ -67,6 +67,7 @@ def read(path):
     return path.read_text()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(dataset_dir, tmp_path, no_vgg, monkeypatch, caplog):
     # 6 steps per stage over epochs of 4: the interruption at step 3 is mid-epoch.
     cfg = tiny_config(**{"train.steps": 6, "train.checkpoint_every": 3})
@@ -305,6 +306,7 @@ def test_mixed_precision_steps(dataset_dir, dtype):
     assert bool(scaler_state) == (dtype == torch.float16)  # bf16 needs no loss scaling
 
 
+@pytest.mark.slow
 def test_loader_workers_across_epochs_do_not_deadlock(dataset_dir, tmp_path):
     # Regression: workers forked after the parent ran a threaded OpenCV call (the sample grid
     # of epoch 0) hung in epoch 1. A subprocess, so a hang fails the test instead of the suite.
