@@ -32,7 +32,7 @@ from . import baselines as baseline_registry
 from .samples import EvalBatch
 
 if TYPE_CHECKING:
-    from .evaluate import EvalOptions
+    from .options import EvalOptions
 
 
 @dataclass
