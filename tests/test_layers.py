@@ -175,3 +175,98 @@ def test_the_checks_catch_violations():
                              "unmask.models.funet")
     assert import_violations("def f():\n    import unmask.evaluation.samples as s\n", "unmask.metrics.fid")
     assert not geometry_violations("rgb = image[..., 0:3]\nhead = rows[:10]\n", "unmask.x")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# No import cycles
+# ---------------------------------------------------------------------------------------------------------------
+
+def import_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports, from ``{module: (source, is_package)}``.
+
+    Every import counts wherever it is written (module level, inside a function, under TYPE_CHECKING).
+    An edge goes to the module an import names: ``from pkg import sub`` to the submodule ``pkg.sub``
+    when there is one, ``from pkg import NAME`` (and ``import pkg``) to the package ``pkg`` itself.
+    The parent packages Python initialises on the way (``import a.b.c`` runs ``a/__init__``) are no
+    edge: otherwise every package whose ``__init__`` imports its submodules would be a cycle with them.
+    So ``pkg/__init__`` importing ``pkg.sub`` is a cycle only when ``pkg.sub`` (or what it imports)
+    imports names from ``pkg`` itself.
+    """
+    graph: dict[str, set[str]] = {}
+    for module, (source, is_package) in sources.items():
+        package = module if is_package else module.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[:len(base) - node.level + 1]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                for alias in node.names:
+                    targets.add(f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in sources else prefix)
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) \
+                    in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+                targets.add(str(node.args[0].value))
+        graph[module] = {t for t in targets if t in sources and t != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_no_import_cycles():
+    sources = {module_name(p): (p.read_text(), p.name == "__init__.py") for p in package_files()}
+    graph = import_graph(sources)
+    cycles = import_cycles(graph)
+    described = [" <-> ".join(cycle) + "\n    " + "; ".join(
+        f"{m} -> {', '.join(sorted(graph[m] & set(cycle)))}" for m in cycle) for cycle in cycles]
+    assert not cycles, "import cycles:\n" + "\n".join(described)
+
+
+def test_the_cycle_check_finds_cycles():
+    sources = {
+        "p": ("from .a import f\n", True),
+        "p.a": ("def f():\n    from p import b\n", False),  # function-level: counts
+        "p.b": ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n", False),
+        "q": ("from . import x\n", True),
+        "q.x": ("import p.a\n", False),  # the parent package p is initialised, but is no edge
+        "r": ("from .y import g\nG = 1\n", True),
+        "r.y": ("from . import G\n", False),  # names from the package itself: r.y -> r
+    }
+    assert import_cycles(import_graph(sources)) == [["p.a", "p.b"], ["r", "r.y"]]

@@ -7,7 +7,7 @@ Tensor convention (the one place it is defined; models, losses and the trainer f
   ``key``: list of the sample keys.
 * Model batches, from ``to_model`` on the training device:
   ``masked``, ``unmasked``: float32 Bx3xHxW in [-1, 1]; ``map``: float32 Bx1xHxW in {0, 1}.
-  ``images_to_model`` / ``images_to_uint8`` convert images between the two.
+  ``unmask.tensors`` converts images between the two (``images_to_model``, ``quantize``).
 
 Order and distribution. The loader cuts one stream into "slots", one per (rank, worker), slot =
 rank * num_workers + worker. With at least as many shards as slots each slot reads its own shards,
@@ -57,6 +57,7 @@ from maskgen.reader import (
     sample_keys,
 )
 from maskgen.verify import RecordError, check_shards, first_problem, keys_by_shard, keys_problem, read_manifest
+from unmask.tensors import images_to_model
 
 Batch = dict[str, Any]
 SampleId = tuple[str, str]  # (shard file name, key): how a bad sample is named in logs and checkpoints
@@ -139,16 +140,6 @@ def shard_counts(data_dir: str | Path, split: str, shards: list[str] | None = No
         if problem:
             raise DataError(problem)
     return counts
-
-
-def images_to_model(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return images.float() / 127.5 - 1.0
-
-
-def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
-    return ((images.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
 def to_model(batch: Batch, device: torch.device | str) -> Batch:

@@ -51,10 +51,10 @@ from maskgen.source import BadImage, error_text, load_image
 
 from .checkpoint import load_models
 from .config import Config
-from .data import images_to_model, images_to_uint8
 from .models import Generator, MSeg
 from .outputs import (  # noqa: F401  (plan_outputs and the names: unmask.predict's API, with Unmasker)
     MAX_FACES, MIN_FACE, PlannedOutput, PredictError, PredictSummary, plan_outputs, shown)
+from .tensors import images_to_model, quantize, to_nhwc
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class Unmasker:
             out = self.generator(x, torch.from_numpy(region > 0).float()[:, None].to(self.device))
         else:
             out = self.generator(x)
-        return images_to_uint8(out).permute(0, 2, 3, 1).cpu().numpy(), binary
+        return to_nhwc(quantize(out)), binary
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         r = self.resolution

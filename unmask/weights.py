@@ -118,10 +118,6 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def cached_path(name: str) -> Path:
-    return cache_dir() / FILES[name].file_name
-
-
 def expected_digest(entry: PretrainedFile) -> str:
     """The full SHA-256, or the prefix the file name carries (torch.hub's check_hash)."""
     if entry.sha256:

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from maskgen.reader import count_samples, list_shards
-from unmask.data import TrainLoader, eval_batches, images_to_model, images_to_uint8, to_model
+from unmask.data import TrainLoader, eval_batches, to_model
+from unmask.tensors import images_to_model, quantize
 
 
 def keys(batches):
@@ -27,7 +28,7 @@ def test_batch_format_and_ranges(dataset_dir):
     model = to_model(batch, "cpu")
     assert model["masked"].dtype == torch.float32 and model["map"].dtype == torch.float32
     assert -1.0 <= model["unmasked"].min() and model["unmasked"].max() <= 1.0
-    assert torch.equal(images_to_uint8(images_to_model(batch["masked"])), batch["masked"])
+    assert torch.equal(quantize(images_to_model(batch["masked"])), batch["masked"])
 
 
 def test_flip_moves_images_and_map_together(dataset_dir):

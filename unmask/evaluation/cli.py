@@ -24,7 +24,7 @@ from .baselines import BASELINES
 
 
 def _eval_options() -> type:
-    from .evaluate import EvalOptions  # loads torch: only when the command runs or shows its help
+    from .options import EvalOptions  # loads cv2 (the baselines): only when the command runs or shows its help
 
     return EvalOptions
 
@@ -107,8 +107,8 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
              identity_max_samples: int | None, identity_seed: int | None, impostors: int | None,
              figures: bool | None, sheet_rows: int | None, failures: int | None, progress: bool) -> None:
     """Score stage 1, the two-stage chain, the one-stage ablation and the baselines on a split."""
-    from .evaluate import EvalOptions
     from .evaluate import evaluate as run_evaluation
+    from .options import EvalOptions
 
     if photo_labels is not None and photos is None:  # each fine alone: exit 1 (maskgen.clitools)
         raise click.ClickException("--photo-labels requires --photos (the folder the labelled photos are in)")

@@ -1,6 +1,7 @@
 """One evaluation pass over a split: every method and metric, streamed batch by batch.
 
-    from unmask.evaluation.evaluate import EvalOptions, evaluate
+    from unmask.evaluation.evaluate import evaluate
+    from unmask.evaluation.options import EvalOptions
     summary = evaluate(EvalOptions(data="data/celeba256", checkpoint="runs/default", out="runs/default/eval/test"))
 
 What runs (names of the results: see ``unmask.evaluation``):
@@ -15,7 +16,7 @@ What runs (names of the results: see ``unmask.evaluation``):
 Bad inputs fail before anything is written: the labels (``labels.load_photo_labels``) are checked
 in full when the pass is made, before any model is loaded.
 
-This module holds the options (``EvalOptions``) and the pass (``EvaluationPass``): it streams the
+This module holds the pass (``EvaluationPass``; its options: ``options.EvalOptions``): it streams the
 split (``samples``), feeds every accumulator and writes the outputs.
 
 Determinism: samples are read in shard order without shuffling, no augmentation, models in eval
@@ -26,12 +27,8 @@ FID features (2048 floats per image and method) accumulate; figures keep a bound
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -47,10 +44,10 @@ from . import (
     DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE,
     VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label, probe_type,
 )
-from . import baselines as baseline_registry
 from .figures import FigureSamples
 from .labels import PhotoLabel, labels_csv, load_photo_labels
 from .methods import Methods
+from .options import EvalOptions
 from .photos import evaluate_photos, labelled_photos
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
 from .scores import (
@@ -59,51 +56,6 @@ from .scores import (
 from .verification import (
     IdentityScores, probe_protocol, scan_identities, select_identity_keys, verification_reason, verify_scores,
 )
-
-
-@dataclass
-class EvalOptions:
-    data: Path
-    checkpoint: Path
-    out: Path
-    split: str = "test"
-    one_stage: Path | None = None
-    recon_only: Path | None = None
-    resolution: int | None = None  # None: the data's own resolution
-    batch_size: int = 16
-    max_samples: int | None = None
-    device: str = "auto"
-    fid_weights: Path | None = None  # None: the torch hub cache
-    lpips_weights: tuple[Path, Path] | None = None  # (AlexNet backbone, LPIPS linear layers)
-    baselines: tuple[str, ...] = tuple(baseline_registry.BASELINES)
-    inpaint_radius: int = baseline_registry.DEFAULT_RADIUS
-    photos: Path | None = None
-    photo_labels: Path | None = None  # labels.csv, or its folder (see ``labels``); needs ``photos``
-    max_photos: int | None = None  # without labels: the first N photos by name; with: the first N labelled ones
-    identity: bool = False
-    identity_max_samples: int | None = 200  # identity samples: the first N of the split in key order; None: all
-    identity_seed: int = 0  # seed of the verification protocol
-    impostors: int = 1  # impostor pairs per verification probe
-    figures: bool = True
-    sheet_rows: int = 4  # rows per contact sheet (per mask type, frontal, turned)
-    failures: int = 8  # rows of each failure gallery
-    progress: bool = False
-    # Tests only: a stand-in for the FID Inception (uint8 N x H x W x 3 -> N x D features). The
-    # protocol records it, since such numbers are not FIDs.
-    fid_feature_extractor: Callable[[np.ndarray], np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        self.data, self.checkpoint, self.out = Path(self.data), Path(self.checkpoint), Path(self.out)
-        if self.photo_labels is not None and self.photos is None:
-            raise ValueError("photo_labels (--photo-labels) requires photos (--photos)")
-        for name in self.baselines:
-            baseline_registry.get(name)  # unknown names fail before any work
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.identity_max_samples is not None and self.identity_max_samples < 1:
-            raise ValueError("identity_max_samples must be at least 1 (None: every sample)")
-        if self.impostors < 0:
-            raise ValueError("impostors must be at least 0")
 
 
 class EvaluationPass:

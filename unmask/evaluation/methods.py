@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from unmask.checkpoint import load_models
-from unmask.data import images_to_model
 from unmask.predict import Unmasker, grow_maps
+from unmask.tensors import images_to_model
 
 from . import (
     GT_MAP, INPUT, MAP_NAMES, ONE_STAGE, PRED_MAP, RECON_ONLY, TWO_STAGE, TWO_STAGE_GT_MAP, baseline_method,
@@ -32,7 +32,7 @@ from . import baselines as baseline_registry
 from .samples import EvalBatch
 
 if TYPE_CHECKING:
-    from .evaluate import EvalOptions
+    from .options import EvalOptions
 
 
 @dataclass

@@ -34,7 +34,7 @@ from .methods import Method
 from .samples import EvalBatch
 
 if TYPE_CHECKING:
-    from .evaluate import EvalOptions
+    from .options import EvalOptions
 
 Scores = dict[str, tuple[float | None, str | None]]  # metric -> (value, why it is None)
 
@@ -78,8 +78,6 @@ def image_metric_plan(resolution: int, lpips_weights: tuple[Path, Path] | None,
 
 def fid_features(opts: EvalOptions, device: torch.device) -> tuple[Callable | None, str | None, str]:
     """(feature extractor, why none, what it is): FID's Inception, loaded once for all methods."""
-    if opts.fid_feature_extractor is not None:
-        return opts.fid_feature_extractor, None, "custom feature extractor (tests only: not an FID)"
     path, reason = fid_metric.find_fid_weights(opts.fid_weights)
     if path is None:
         return None, reason, ""

@@ -16,27 +16,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-try:  # torch is a project dependency, but the numpy path must not need it
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
-
-
-def _is_tensor(x) -> bool:
-    return torch is not None and isinstance(x, torch.Tensor)
+from unmask.tensors import is_tensor as _is_tensor
+from unmask.tensors import quantize, to_nhwc
 
 
 def to_uint8(x, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     """Quantize float images (numpy or torch, any layout) from ``value_range`` to uint8 0..255.
 
-    Rounds to nearest and clips, like saving to PNG. Torch tensors keep their layout but come back
-    as numpy arrays; use ``image_batch`` afterwards to get ``(N, H, W, 3)``.
+    Rounds to nearest and clips, like saving to PNG (``unmask.tensors.quantize``). Torch tensors keep
+    their layout but come back as numpy arrays (use ``image_batch`` afterwards to get
+    ``(N, H, W, 3)``), quantized in float64 like numpy input: float32 rounding (``quantize`` on a
+    tensor) differs on rare values within float32 error of a half level.
     """
     if _is_tensor(x):
         x = x.detach().cpu().double().numpy()
-    x = np.asarray(x, dtype=np.float64)
-    lo, hi = value_range
-    return np.clip(np.rint((x - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    return quantize(np.asarray(x, dtype=np.float64), value_range)
 
 
 def _require_uint8(x: np.ndarray, name: str) -> None:
@@ -80,7 +74,7 @@ def image_batch(x, name: str = "images") -> np.ndarray:
             x = x[None]
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{name}: expected a torch tensor (N, 3, H, W), got shape {tuple(x.shape)}")
-        x = x.permute(0, 2, 3, 1).detach().cpu().numpy()
+        x = to_nhwc(x)
     elif isinstance(x, Sequence) and not isinstance(x, np.ndarray):
         x = np.stack([image(item, name) for item in x]) if len(x) else np.zeros((0, 1, 1, 3), np.uint8)
     x = np.asarray(x)

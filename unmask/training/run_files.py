@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from maskgen.files import write_json_atomic, write_png_atomic, write_text_atomic
+from unmask.tensors import to_nhwc
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def write_metrics(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
 
 def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
     """One row per sample, one column per panel (uint8 Bx3xHxW RGB tensors)."""
-    columns = [p[:rows].permute(0, 2, 3, 1).cpu().numpy() for p in panels]
+    columns = [to_nhwc(p[:rows]) for p in panels]
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in zip(*columns)], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png_atomic(path, cv2.cvtColor(np.ascontiguousarray(grid), cv2.COLOR_RGB2BGR))

@@ -22,12 +22,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from unmask import checkpoint as ckpt
 from unmask.config import Config, OptimConfig
-from unmask.data import Batch, images_to_uint8, to_model
+from unmask.data import Batch, to_model
 from unmask.losses import PerceptualLoss, generator_losses, lsgan_d_loss, segmentation_losses
 from unmask.metrics import fidelity, segmentation
 from unmask.models import Generator, MSeg, PatchDiscriminator
 from unmask.models.mseg import DEFAULT_THRESHOLD
 from unmask.models.vgg import find_vgg19_weights, load_vgg19_features
+from unmask.tensors import quantize, to_nhwc
 from unmask.training.augment import photometric
 from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
@@ -54,13 +55,8 @@ def _metric_sums(scores: dict[str, np.ndarray], device: torch.device) -> dict[st
             for name, values in scores.items()}
 
 
-def _hwc(images: torch.Tensor) -> np.ndarray:
-    """uint8 Bx3xHxW (or Bx1xHxW) tensor -> B x H x W x C numpy, as the metrics take it."""
-    return images.permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _gray(mask_map: torch.Tensor) -> torch.Tensor:
-    return images_to_uint8(mask_map.float() * 2.0 - 1.0).expand(-1, 3, -1, -1)
+    return quantize(mask_map.float() * 2.0 - 1.0).expand(-1, 3, -1, -1)
 
 
 class Stage:
@@ -288,9 +284,9 @@ class GanStage(Stage):
         mask_map = self._map(b)
         with self.rt.autocast():
             output = self.networks["generator"](b["masked"], mask_map if self.cfg.generator.use_map else None)
-        output = images_to_uint8(output.float())
+        output = quantize(output.float())
         # the evaluation's metrics (unmask.metrics.fidelity) on the uint8 output, as it would be saved
-        outputs, targets = _hwc(output), _hwc(batch["unmasked"])
+        outputs, targets = to_nhwc(output), to_nhwc(batch["unmasked"])
         sums = _metric_sums({"psnr": fidelity.psnr_batch(outputs, targets),
                              "ssim": fidelity.ssim_batch(outputs, targets)}, self.rt.device)
         return sums, [batch["masked"], _gray(mask_map), output, batch["unmasked"]]

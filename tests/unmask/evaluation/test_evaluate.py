@@ -12,7 +12,9 @@ import pytest
 from unmask.evaluation import (
     FIGURES_DIR, IMAGE_METRICS, METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, SEG_METRICS, key, method_order,
 )
-from unmask.evaluation.evaluate import EvalOptions, evaluate
+from unmask.evaluation.evaluate import evaluate
+from unmask.evaluation.options import EvalOptions
+from unmask.metrics import fid as fid_metric
 
 from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
@@ -101,13 +103,16 @@ def test_evaluation_is_deterministic(tmp_path, eval_dataset, two_stage_run):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_native_resolution_and_fid_plumbing(tmp_path, eval_dataset, two_stage_run):
+def test_native_resolution_and_fid_plumbing(tmp_path, eval_dataset, two_stage_run, monkeypatch):
     def colour_features(images: np.ndarray) -> np.ndarray:  # a stand-in network: mean colour + spread
         flat = images.reshape(len(images), -1, 3).astype(np.float64)
         return np.concatenate([flat.mean(axis=1), flat.std(axis=1)], axis=1)
 
-    summary = _run(tmp_path, eval_dataset, two_stage_run, resolution=None, fid_feature_extractor=colour_features,
-                   baselines=())
+    # The stand-in takes the Inception's place; the protocol records the weights file it was "loaded" from.
+    stand_in = tmp_path / "colour features, not an FID.pth"
+    stand_in.write_bytes(b"")
+    monkeypatch.setattr(fid_metric, "inception_feature_extractor", lambda path, device: colour_features)
+    summary = _run(tmp_path, eval_dataset, two_stage_run, resolution=None, fid_weights=stand_in, baselines=())
     protocol = summary[PROTOCOL]
     assert protocol["resolution"] == 128
     assert summary["two_stage/niqe"] is None and "128 px" in protocol["null_reasons"]["two_stage/niqe"]

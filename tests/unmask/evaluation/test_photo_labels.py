@@ -16,7 +16,8 @@ from tests.unmask.evaluation.testutils import EVAL_RES, EXPECTED, LABELLED, Stan
 from unmask.evaluation import FIGURES_DIR, PHOTOS_FILE, PROTOCOL, SUMMARY_FILE
 from unmask.evaluation.cli import evaluate as evaluate_command
 from unmask.evaluation.cli import report
-from unmask.evaluation.evaluate import EvalOptions, evaluate
+from unmask.evaluation.evaluate import evaluate
+from unmask.evaluation.options import EvalOptions
 from unmask.evaluation.labels import load_photo_labels
 from unmask.evaluation.photos import WORST_PHOTOS_FILE, evaluate_photos
 from unmask.evaluation.scores import SUMMARY, SUMMARY_BUDGET

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from unmask.evaluation import PHOTOS_FILE
-from unmask.evaluation.evaluate import EvalOptions, evaluate
+from unmask.evaluation.evaluate import evaluate
+from unmask.evaluation.options import EvalOptions
 from unmask.evaluation.photos import evaluate_photos
 from unmask.predict import Unmasker
 

@@ -21,9 +21,9 @@ from unmask.evaluation import (
     METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label,
 )
 from unmask.evaluation.cli import compare, evaluate, report
-from unmask.evaluation.evaluate import EvalOptions
 from unmask.evaluation.evaluate import evaluate as run_evaluation
 from unmask.evaluation.methods import Methods
+from unmask.evaluation.options import EvalOptions
 
 from tests.unmask.evaluation.testutils import EVAL_RES
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from unmask import identity as idn
+from unmask.identity import embedding
 
 
 def test_same_image_has_distance_zero(faces, gt_embeddings):
@@ -96,7 +97,7 @@ def test_worker_processes_give_the_same_rows_in_order(faces, gt_embeddings):
     # 18 rows over 2 processes (>= MIN_ROWS_PER_WORKER each), bad rows included: same values, same reasons
     images = list(faces.unmasked) + [np.zeros((10, 10, 3), np.uint8)]
     landmarks = list(faces.landmarks) + [faces.landmarks[0]]
-    assert idn._jobs(2, len(images)) == 2 and idn._jobs(-1, 7) == 1 and idn._jobs(3, 16) == 2
+    assert embedding._jobs(2, len(images)) == 2 and embedding._jobs(-1, 7) == 1 and embedding._jobs(3, 16) == 2
     emb, reasons = idn.embed_with_reasons(images, landmarks, workers=2)
     np.testing.assert_array_equal(emb[:-1], gt_embeddings)
     assert np.all(np.isnan(emb[-1])) and "too small" in reasons[-1] and reasons[:-1] == [None] * len(faces.unmasked)

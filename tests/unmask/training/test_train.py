@@ -206,14 +206,15 @@ def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg
     from unmask.data import eval_batches
     from unmask.metrics import fidelity, segmentation
     from unmask.predict import Unmasker
+    from unmask.tensors import to_nhwc
 
     results = train(tiny_config(**{"train.epochs": 1}), options(dataset_dir, tmp_path))
     config, mseg, generator = ckpt.load_models(tmp_path)
     unmasker = Unmasker(generator, mseg, config)
     scores: dict[str, list[float]] = {"dice": [], "pixel_accuracy": [], "psnr": [], "ssim": []}
     for batch in eval_batches(dataset_dir, "val", resolution=32, batch_size=4):
-        masked = batch["masked"].permute(0, 2, 3, 1).numpy()
-        truth, gt_map = batch["unmasked"].permute(0, 2, 3, 1).numpy(), batch["map"][:, 0].numpy()
+        masked = to_nhwc(batch["masked"])
+        truth, gt_map = to_nhwc(batch["unmasked"]), batch["map"][:, 0].numpy()
         _, predicted = unmasker.unmask_crops(masked)
         for name, values in segmentation.per_image_scores(predicted > 127, gt_map > 0).items():
             scores.setdefault(name, []).extend(values)
