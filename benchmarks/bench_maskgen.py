@@ -54,7 +54,7 @@ def write_landmark_rows(source: Path, landmarks: Path, where: Path) -> Path:
     import numpy as np
     import pandas as pd
 
-    from maskgen.landmarks import five_points
+    from maskgen.face_points import five_points
 
     where.mkdir(parents=True)
     for entry in source.iterdir():

@@ -97,7 +97,7 @@ def datasets(args: argparse.Namespace, work: Path, size: dict[str, Any]) -> dict
     if args.data:
         found = {res: Path(args.data) for res in size["resolutions"]}
     else:
-        from maskgen.builder import MAX_PAIRS_PER_SOURCE, BuildConfig, BuildError, build
+        from maskgen.build import MAX_PAIRS_PER_SOURCE, BuildConfig, BuildError, build
         from maskgen.source import discover
 
         try:

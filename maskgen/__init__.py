@@ -5,7 +5,8 @@ crop) -> ``mask`` (place a template) -> ``compose`` (triplets) -> ``shard`` / ``
 The file format is defined in ``maskgen.format``.
 
 The names below are imported on first use, so a build's worker processes (``maskgen.workers``)
-do not pay for the builder's imports (pandas, joblib).
+do not pay for the build's imports (pandas, joblib). ``maskgen.build`` is the build's package; its
+``build`` function is ``maskgen.build.build``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 
 _EXPORTS = {
     "align": ("AlignedFace", "align_face", "paste_back"),
-    "builder": ("BuildConfig", "BuildError", "build", "combine"),
+    "build": ("BuildConfig", "BuildError", "combine"),
     "compose": ("MaskOptions", "Triplet", "image_to_triplets", "make_triplet"),
     "landmarks": ("FaceLandmarks", "NoFace", "detect", "locate"),
     "source": ("BadImage", "discover", "load_image"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .landmarks import five_points
+from .face_points import five_points
 
 # ArcFace 5-point template / 112: left eye, right eye, nose tip, mouth left, mouth right.
 TEMPLATE_5PT = np.array([

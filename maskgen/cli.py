@@ -46,7 +46,7 @@ class DataclassDefault(click.Option):
 
 
 def _build_config() -> type:
-    from .builder import BuildConfig
+    from .build import BuildConfig
 
     return BuildConfig
 
@@ -60,7 +60,7 @@ def _checked(problem: str | None) -> None:
 def _build_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A given value of a BuildConfig field, checked as the build checks it."""
     if value is not None:
-        from .builder import option_problem
+        from .build import option_problem
 
         _checked(option_problem(param.name, value))
     return value
@@ -74,7 +74,7 @@ def _parse_part(_ctx: click.Context, _param: click.Parameter, value: str | None)
     """--part K/N (1-based) -> BuildConfig.part (k, n), k 0-based."""
     if not value:
         return (0, 1)
-    from .builder import option_problem
+    from .build import option_problem
 
     try:
         k, n = (int(v) for v in value.split("/"))
@@ -178,7 +178,7 @@ def main(verbose: int) -> None:
 def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, templates, template_share, split,
           jpeg_quality, face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
-    from .builder import BuildConfig, BuildError, build as run_build
+    from .build import BuildConfig, BuildError, build as run_build
     from .compose import MaskOptions
 
     try:
@@ -209,7 +209,7 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def combine(dataset) -> None:
     """Merge the parts of a dataset built with --part into one manifest."""
-    from .builder import BuildError, combine as run_combine
+    from .build import BuildError, combine as run_combine
 
     try:
         stats = run_combine(dataset)

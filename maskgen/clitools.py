@@ -5,7 +5,7 @@ Exit status
 - 0: done.
 - 2: a usage error: the command line does not parse, or one option's value is bad on its own. Click
   says so, naming the option: an option's callback raises ``click.BadParameter`` with the library's own
-  check of that one value (``maskgen.builder.option_problem``, ``maskgen.preview.option_problem``,
+  check of that one value (``maskgen.build.option_problem``, ``maskgen.preview.option_problem``,
   ``unmask.config.value_problem``), so a range is written once, in the library.
 - 1: everything else, in one line: bad inputs and files (a dataset, a template pack, a ``--config``
   file, a checkpoint), values each fine alone but not together (``--config`` with ``--preset``,

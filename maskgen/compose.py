@@ -17,10 +17,12 @@ import cv2
 import numpy as np
 
 from . import appearance
+from . import packs, textures
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
-from .landmarks import estimate_yaw, locate
+from .face_points import estimate_yaw
+from .landmarks import locate
 from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, narrowed, warp_template
 from .source import load_image, source_key
 
@@ -89,7 +91,7 @@ class MaskOptions:
 def _pack(path: str) -> dict[str, dict[str, tpl.MaskTemplate]]:
     """Pack templates grouped as {base name: {variant: template}}."""
     groups: dict[str, dict[str, tpl.MaskTemplate]] = {}
-    for t in tpl.load_pack(path):
+    for t in packs.load_pack(path):
         base = t.name[: -len("_" + t.variant)] if t.variant != "front" else t.name
         groups.setdefault(base, {})[t.variant] = t
     return groups
@@ -113,10 +115,10 @@ class MaskChoice:
         """The accent colour; without one (direct API use), one drawn as ``choose_mask`` would."""
         if self.accent is not None:
             return self.accent
-        base = tpl.COLORS[self.color]
-        if self.texture == "solid" and self.template.mask_type in tpl.PART_COLORS:
-            return tpl.part_color(self.template.mask_type, base, rng)
-        return tpl.accent_color(base, rng)
+        base = textures.COLORS[self.color]
+        if self.texture == "solid" and self.template.mask_type in textures.PART_COLORS:
+            return textures.part_color(self.template.mask_type, base, rng)
+        return textures.accent_color(base, rng)
 
     def place(self, anchors: np.ndarray, res: int, rng: np.random.Generator | None = None
               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
@@ -136,15 +138,15 @@ class MaskChoice:
         style = tpl.choose_style(self.template.mask_type, rng)
         look = appearance.sample_look(rng)
         accent_rgb = self._accent(rng)  # choose_mask always gives one: then nothing is drawn
-        third = tpl.third_color(self.texture, tpl.COLORS[self.color], accent_rgb, rng) \
-            if self.texture in tpl.TWO_ACCENT_TEXTURES else None
+        third = textures.third_color(self.texture, textures.COLORS[self.color], accent_rgb, rng) \
+            if self.texture in textures.TWO_ACCENT_TEXTURES else None
         template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
         level, factor = tpl.scaled_for(template, target_width)
-        base = [c * g for c, g in zip(tpl.COLORS[self.color], look.base_gain)]
+        base = [c * g for c, g in zip(textures.COLORS[self.color], look.base_gain, strict=True)]
         accent = [c * g for c, g in zip(accent_rgb, look.accent_gain)]
         rgb, alpha, box = self._coloured(level, factor, anchors, res, look, base, accent, third)
         # A respirator's cartridges take the accent: a part colour on a solid one, the pattern's on a patterned one.
-        if self.template.mask_type in tpl.PART_COLORS:
+        if self.template.mask_type in textures.PART_COLORS:
             rgb, alpha, box = add_cartridges(rgb, alpha, box, anchors, accent, (res, res), rng)
         return rgb, alpha, box
 
@@ -156,8 +158,8 @@ class MaskChoice:
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
             shade = appearance.with_relief(shade, look.relief)
             return cv2.merge([shade * c for c in base]), alpha, box
-        pattern = tpl.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
-        second = tpl.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        pattern = textures.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
+        second = textures.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
         # Four channels (OpenCV warps 2-channel float images ~8x slower than 4-channel ones).
         layers = cv2.merge([level.shade, pattern, second if second is not None else np.zeros_like(pattern),
                             np.zeros_like(pattern)])
@@ -202,7 +204,7 @@ def _draw_index(cdf: np.ndarray, rng: np.random.Generator) -> int:
 
 @lru_cache(maxsize=None)
 def _texture_cdf(kind: str) -> np.ndarray:
-    return _cdf(np.array(tpl.TYPE_TEXTURE_WEIGHTS[kind], np.float64))
+    return _cdf(np.array(textures.TYPE_TEXTURE_WEIGHTS[kind], np.float64))
 
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
@@ -224,12 +226,13 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
         return MaskChoice(template, "template", "template", variant=variant, wear=wear, generator=Path(pack).name)
     kind = _pick(weights, rng)
-    color = str(rng.choice(tpl.TYPE_COLORS[kind]))
-    texture = tpl.TEXTURES[_draw_index(_texture_cdf(kind), rng)]
-    pattern_variant = int(rng.integers(tpl.PATTERN_VARIANTS))
+    color = str(rng.choice(textures.TYPE_COLORS[kind]))
+    texture = textures.TEXTURES[_draw_index(_texture_cdf(kind), rng)]
+    pattern_variant = int(rng.integers(textures.PATTERN_VARIANTS))
     # a solid mask with parts (cartridges) colours them apart; a patterned one takes the pattern's accent
-    accent = tpl.part_color(kind, tpl.COLORS[color], rng) if texture == "solid" and kind in tpl.PART_COLORS \
-        else tpl.accent_color(tpl.COLORS[color], rng)
+    color_rgb = textures.COLORS[color]
+    accent = textures.part_color(kind, color_rgb, rng) if texture == "solid" and kind in textures.PART_COLORS \
+        else textures.accent_color(color_rgb, rng)
     return MaskChoice(tpl.builtin_template(kind), color, texture, pattern_variant, accent, variant, wear=wear)
 
 

@@ -23,7 +23,7 @@ A dataset directory ``OUT`` holds
   source (``--landmarks``: a row whose sha256 is not the source's is not used)
 * ``build.json``        the arguments the dataset was built with and the content of its inputs (``source_content``,
   ``template_digests``): a rerun must match them to resume
-* ``.work/``            what a rerun resumes from (see ``maskgen.builder``), e.g. ``{shard}.json`` per
+* ``.work/``            what a rerun resumes from (see ``maskgen.build``), e.g. ``{shard}.json`` per
   finished shard: its planned keys, manifest rows, failures and ``tar`` (``{"bytes", "sha256"}`` of the
   shard as written, or null when it has no sample), which ``stats.json``'s records are copied from
 """

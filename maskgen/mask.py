@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .appearance import scene_tint
-from .landmarks import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
+from .face_points import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
 from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate, once_per_template
 
 NOSE_BRIDGE_POSITION = 0.45  # b between the top of the nose bridge (27) and the nose tip (30)

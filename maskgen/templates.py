@@ -1,4 +1,4 @@
-"""Mask templates: the project's own, drawn procedurally, and MaskTheFace-format packs.
+"""Mask templates: ``MaskTemplate``, the project's own drawn procedurally, and their scaled copies.
 
 A template is an RGBA-like drawing of a mask plus six anchor points, in MaskTheFace's order:
 
@@ -6,54 +6,24 @@ A template is an RGBA-like drawing of a mask plus six anchor points, in MaskTheF
     d (bottom left)  e (bottom centre, under the chin) f (bottom right)
 
 ``maskgen.mask`` maps these onto six points found on the face. Procedural templates carry no
-colour of their own (``rgb is None``): a colour and a texture are chosen per sample and multiplied
-by the template's shading (pleats, seams, edge falloff). Pack templates keep their own pixels.
+colour of their own (``rgb is None``): a colour and a texture (``maskgen.textures``) are chosen per sample
+and multiplied by the template's shading (pleats, seams, edge falloff). Templates of MaskTheFace-format
+packs (``maskgen.packs``) keep their own pixels.
 """
-
 from __future__ import annotations
 
-import configparser
-import hashlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "gas")
-TEXTURES = ("solid", "stripes", "checks", "dots", "floral", "plaid", "camo")
-TWO_ACCENT_TEXTURES = ("plaid", "camo")  # a third colour: see ``second_pattern``
 DEFAULT_TYPE_WEIGHTS = {"surgical": 0.35, "n95": 0.15, "kn95": 0.2, "cloth": 0.2, "gas": 0.1}
 
-# Named colours (RGB) and which types come in them.
-COLORS = {
-    "white": (236, 236, 232), "light_blue": (150, 196, 222), "blue": (60, 110, 190), "navy": (35, 45, 80),
-    "green": (130, 190, 160), "pink": (236, 170, 190), "black": (32, 32, 34), "grey": (140, 140, 144),
-    "dark_grey": (72, 74, 78), "red": (180, 40, 45), "beige": (214, 196, 168), "yellow": (232, 206, 110),
-    "purple": (120, 80, 150), "olive": (100, 110, 60), "teal": (50, 120, 125),
-}
-TYPE_COLORS = {
-    "surgical": ("light_blue", "white", "green", "pink", "black", "blue", "grey"),
-    "n95": ("white", "grey", "beige", "yellow", "light_blue"),
-    "kn95": ("white", "black", "grey", "pink", "blue", "navy", "beige"),
-    "cloth": tuple(COLORS),
-    "gas": ("black", "dark_grey", "olive", "teal", "grey"),
-}
-# Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, yellow
-# and olive combination cartridges; a felt pad's retainer ring takes one too (the felt has its own colours).
-# A respirator's rubber body is rarely the same colour.
-PART_COLORS = {"gas": ("white", "pink", "purple", "grey", "black", "yellow", "olive", "beige")}
 # A drawn mask's width against the face's (its sides' distance from the b-e line), drawn per sample:
 # cup respirators come in sizes, and many sit well inside the cheeks; the others reach the jaw.
 FIT_RANGE = {"n95": (0.74, 1.0)}
-TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo
-    "surgical": (0.9, 0.04, 0.02, 0.02, 0.02, 0, 0),
-    "n95": (1.0, 0, 0, 0, 0, 0, 0),
-    "kn95": (0.8, 0.05, 0.05, 0.03, 0.03, 0, 0.04),
-    "cloth": (0.26, 0.12, 0.1, 0.12, 0.14, 0.16, 0.1),
-    "gas": (0.9, 0, 0, 0, 0, 0, 0.1),
-}
 
 # Anchor heights as fractions of b->e, taken from MaskTheFace's surgical template so the two
 # template families agree on where a/c and d/f sit on the face.
@@ -61,7 +31,7 @@ TOP_SIDE_DROP = 0.17
 BOTTOM_SIDE_DROP = 0.67
 
 CANVAS_W, CANVAS_H = 560, 420  # procedural template size; warped down to the crop
-_SS = 2  # supersampling for anti-aliased edges
+SUPERSAMPLE = 2  # supersampling for anti-aliased edges
 FIELD_STEP = 2  # drawn shading fields are computed on a grid this much coarser (see _draw)
 
 
@@ -92,19 +62,20 @@ def _curve(p0, p1, p2, n=24) -> np.ndarray:
 
 
 def _fill(canvas: np.ndarray, polygon: np.ndarray, value: float) -> None:
-    pts = np.round(polygon * _SS * 16).astype(np.int32)  # 4 fractional bits for smooth edges
+    pts = np.round(polygon * SUPERSAMPLE * 16).astype(np.int32)  # 4 fractional bits for smooth edges
     cv2.fillPoly(canvas, [pts], value, lineType=cv2.LINE_AA, shift=4)
 
 
 def _line(canvas: np.ndarray, polyline: np.ndarray, value: float, width: float) -> None:
-    pts = np.round(polyline * _SS * 16).astype(np.int32)
-    cv2.polylines(canvas, [pts], False, value, max(1, round(width * _SS)), lineType=cv2.LINE_AA, shift=4)
+    pts = np.round(polyline * SUPERSAMPLE * 16).astype(np.int32)
+    cv2.polylines(canvas, [pts], False, value, max(1, round(width * SUPERSAMPLE)), lineType=cv2.LINE_AA, shift=4)
 
 
-def _circle(canvas: np.ndarray, centre, radius: float, value: float, thickness: int = -1) -> None:
-    c = tuple(int(round(v * _SS * 16)) for v in centre)
-    cv2.circle(canvas, c, int(round(radius * _SS * 16)), value, thickness if thickness < 0 else thickness * _SS,
-               lineType=cv2.LINE_AA, shift=4)
+def draw_circle(canvas: np.ndarray, centre, radius: float, value: float, thickness: int = -1) -> None:
+    """A disc (``thickness`` -1) or a ring, anti-aliased, on a canvas ``SUPERSAMPLE`` times the drawing's size."""
+    c = tuple(int(round(v * SUPERSAMPLE * 16)) for v in centre)
+    width = thickness if thickness < 0 else thickness * SUPERSAMPLE
+    cv2.circle(canvas, c, int(round(radius * SUPERSAMPLE * 16)), value, width, lineType=cv2.LINE_AA, shift=4)
 
 
 def _down(canvas: np.ndarray) -> np.ndarray:
@@ -134,7 +105,7 @@ def _outline(kind: str, an: np.ndarray) -> np.ndarray:
     return np.vstack([top, right, bottom, left])
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Noise blurred by ``sigma`` px, zero mean and unit standard deviation (float32)."""
     step = max(1, int(sigma // 3))
     if step > 1:  # coarse noise: blur a smaller field and enlarge it, the same look for much less
@@ -181,7 +152,7 @@ def _draw(kind: str) -> MaskTemplate:
     mask: the form turning away from the camera at the sides and chin, a darker contact band along
     the edge, the kind's relief (pleats, cup, folds, seams, nose wire, valve), fabric grain, and round
     cords. Drawn once per kind per process (styles: see ``builtin_template``)."""
-    big = (CANVAS_H * _SS, CANVAS_W * _SS)
+    big = (CANVAS_H * SUPERSAMPLE, CANVAS_W * SUPERSAMPLE)
     if kind == "gas":
         an = _anchors(left=110, right=450, top=40, bottom=385)
     elif kind == "kn95":
@@ -217,14 +188,14 @@ def _draw(kind: str) -> MaskTemplate:
         loops(4.0, 40)
         for t in np.linspace(0.08, 0.92, 11):  # welded dots either side of the central fold
             for dx in (-7, 7):
-                _circle(detail, b + t * (e - b) + [dx, 0], 2.0, -0.2)
+                draw_circle(detail, b + t * (e - b) + [dx, 0], 2.0, -0.2)
     elif kind == "cloth":
         loops(6.5, 40)
     elif kind == "gas":
         _line(detail, outline, -0.3, 8)
         # The filter cartridges are drawn on the crop, after the warp (maskgen.cartridges).
-        _circle(detail, (b + e) / 2 + [0, 60], 38, -0.35, thickness=5)  # exhalation valve
-        _circle(detail, (b + e) / 2 + [0, 60], 20, -0.25)
+        draw_circle(detail, (b + e) / 2 + [0, 60], 38, -0.35, thickness=5)  # exhalation valve
+        draw_circle(detail, (b + e) / 2 + [0, 60], 20, -0.25)
         for y in (a[1] + 10, d[1] + 25):
             _cord(cords, cord_shade, np.array([[a[0] - 60, y - 10], [a[0] + 5, y]]), 9)
             _cord(cords, cord_shade, np.array([[c[0] - 5, y], [c[0] + 60, y - 10]]), 9)
@@ -265,11 +236,11 @@ def _draw(kind: str) -> MaskTemplate:
         # Bound edges: a flat band round the outline, stitched along its inner side.
         relief += 0.04 * (dist < 16) - 0.16 * _gauss(dist - 17, 1.1)
         relief += top_band * (0.14 * _gauss(dist - 12, 2.5) - 0.12 * _gauss(dist - 19, 2.5))  # nose wire
-        grain = 0.035 * _smooth_noise(rng, (h, w), 0.7) + 0.05 * _smooth_noise(rng, (h, w), 18)
+        grain = 0.035 * smooth_noise(rng, (h, w), 0.7) + 0.05 * smooth_noise(rng, (h, w), 18)
     elif kind == "n95":
         relief += 0.06 * (dist < 12) - 0.14 * _gauss(dist - 12, 1.3)  # welded rim
         relief += top_band * (0.16 * _gauss(dist - 14, 3) - 0.14 * _gauss(dist - 22, 3))  # nose wire / foam
-        grain = 0.05 * _smooth_noise(rng, (h, w), 0.8) + 0.035 * _smooth_noise(rng, (h, w), 30)
+        grain = 0.05 * smooth_noise(rng, (h, w), 0.8) + 0.035 * smooth_noise(rng, (h, w), 30)
     elif kind == "kn95":
         du = xx - (bx + (yy - top) / height * (ex - bx))  # signed distance to the fold
         relief += 0.12 * _gauss(du + 2.5, 1.5) - 0.22 * _gauss(du - 1.5, 1.5)  # the fold's crest and crease
@@ -277,9 +248,9 @@ def _draw(kind: str) -> MaskTemplate:
         for t in np.arange(0.0, 1.0, 1 / 70):  # weld dots round the edge
             p = outline[min(len(outline) - 1, int(t * len(outline)))]
             inward = np.array([cx, (b[1] + e[1]) / 2]) - p
-            _circle(detail, p + 9 * inward / max(np.linalg.norm(inward), 1e-6), 1.8, -0.18)
+            draw_circle(detail, p + 9 * inward / max(np.linalg.norm(inward), 1e-6), 1.8, -0.18)
         relief += top_band * (0.12 * _gauss(dist - 16, 3) - 0.12 * _gauss(dist - 23, 3))  # nose wire
-        grain = 0.03 * _smooth_noise(rng, (h, w), 0.7) + 0.03 * _smooth_noise(rng, (h, w), 25)
+        grain = 0.03 * smooth_noise(rng, (h, w), 0.7) + 0.03 * smooth_noise(rng, (h, w), 25)
     elif kind == "cloth":
         ds = xx - (cx + 6 * np.sin(np.pi * np.clip(v, 0, 1)))  # the centre seam, bowed like the outline
         relief += 0.08 * _gauss(ds + 3, 2.5) - 0.22 * _gauss(ds - 1, 1.5)
@@ -287,9 +258,9 @@ def _draw(kind: str) -> MaskTemplate:
         period = 2 * np.pi / 4.5  # the weave: threads crossing every 4.5 px (about 1.5 mm)
         weave = np.outer(np.sin(np.arange(h, dtype=np.float32) * period),
                          np.sin(np.arange(w, dtype=np.float32) * period))
-        grain = 0.035 * weave + 0.04 * _smooth_noise(rng, (h, w), 0.8) + 0.08 * _smooth_noise(rng, (h, w), 22)
+        grain = 0.035 * weave + 0.04 * smooth_noise(rng, (h, w), 0.8) + 0.08 * smooth_noise(rng, (h, w), 22)
     else:  # gas: rubbery, little grain
-        grain = 0.02 * _smooth_noise(rng, (h, w), 1.0) + 0.03 * _smooth_noise(rng, (h, w), 30)
+        grain = 0.02 * smooth_noise(rng, (h, w), 1.0) + 0.03 * smooth_noise(rng, (h, w), 30)
 
     smooth = cv2.resize((form * contact * relief).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     shade = (_down(detail) + 1.0) * smooth * (1.0 + grain)
@@ -339,129 +310,7 @@ def _builtin(kind: str, style: int) -> MaskTemplate:
     return _with_valve(_builtin(kind, 0)) if style else _draw(kind)
 
 
-# --- textures -----------------------------------------------------------------------------------
-
-PATTERN_VARIANTS = 8  # distinct random layouts per texture; cached, so textures cost nothing per sample
-
-
-@lru_cache(maxsize=256)
-def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
-                    factor: float = 1.0) -> np.ndarray:
-    """A (H, W) float32 pattern in [0, 1] (0 = base colour, 1 = accent) for a template scaled by ``factor``.
-
-    Periods are in full-size template pixels, so a pattern looks the same at every scale.
-    Read-only: the array is shared between samples.
-    """
-    h, w = shape
-    if texture == "solid":
-        out = np.zeros(shape, np.float32)
-        out.flags.writeable = False
-        return out
-    rng = np.random.default_rng((TEXTURES.index(texture), variant))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / factor
-    period = float(rng.uniform(18, 40))
-    if texture == "stripes":
-        angle = float(rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]))
-        u = xx * np.cos(angle) + yy * np.sin(angle)
-        out = np.clip(np.sin(u * 2 * np.pi / period) * 3, 0, 1)
-    elif texture == "checks":
-        s = (np.floor(xx / period) + np.floor(yy / period)) % 2
-        lines = ((xx % period) < 3) | ((yy % period) < 3)
-        out = np.maximum(s * 0.6, lines * 1.0)
-    elif texture in TWO_ACCENT_TEXTURES:
-        return _two_patterns(texture, variant, tuple(shape), float(factor))[0]
-    else:
-        canvas = np.zeros((h * _SS, w * _SS), np.float32)
-        full_h, full_w = h / factor, w / factor
-        jitter = rng.uniform(-0.25, 0.25, size=(int(full_h / period) + 2, int(full_w / period) + 2, 2)) * period
-        for i in range(jitter.shape[0]):
-            for j in range(jitter.shape[1]):
-                cx = ((j + 0.5 * (i % 2)) * period + jitter[i, j, 0]) * factor
-                cy = (i * period + jitter[i, j, 1]) * factor
-                if texture == "dots":
-                    _circle(canvas, (cx, cy), period * 0.18 * factor, 1.0)
-                else:  # floral: five petals around a centre
-                    r = period * 0.16 * factor
-                    for k in range(5):
-                        t = 2 * np.pi * k / 5 + i + j
-                        _circle(canvas, (cx + 1.6 * r * np.cos(t), cy + 1.6 * r * np.sin(t)), r, 1.0)
-                    _circle(canvas, (cx, cy), r * 0.8, 0.45)
-        out = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
-    out = out.astype(np.float32)
-    out.flags.writeable = False
-    return out
-
-
-def _bands(rng: np.random.Generator, coord: np.ndarray, repeat: float, n: int) -> np.ndarray:
-    """Soft-edged bands along ``coord``: ``n`` stripes of random width per ``repeat`` px."""
-    out = np.zeros_like(coord)
-    phase = np.mod(coord, repeat)
-    for _ in range(n):
-        centre, width = rng.uniform(0, repeat), rng.uniform(0.06, 0.22) * repeat
-        dist = np.abs(np.mod(phase - centre + repeat / 2, repeat) - repeat / 2)
-        np.maximum(out, np.clip((width / 2 - dist) + 0.5, 0, 1), out=out)
-    return out
-
-
-def _plaid(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tartan: two sets of stripes crossing; where stripes cross their colours mix (woven)."""
-    repeat = period * rng.uniform(2.0, 3.2)  # a 40-120 px sett: 1.5-4 cm on a face
-    warp_a, weft_a = _bands(rng, xx, repeat, 2), _bands(rng, yy, repeat, 2)
-    warp_b, weft_b = _bands(rng, xx + repeat / 3, repeat, 1), _bands(rng, yy + repeat / 3, repeat, 1)
-    warp_b *= 1 - warp_a
-    weft_b *= 1 - weft_a
-    fine = (np.mod(xx + yy, 3.0) < 1.5).astype(np.float32)  # the twill's diagonal, only where threads cross
-    a = 0.5 * (warp_a + weft_a)
-    b = 0.5 * (warp_b + weft_b)
-    a = np.clip(a + 0.15 * fine * (a > 0.2) * (a < 0.8), 0, 1)
-    return a.astype(np.float32), (b * (1 - a)).astype(np.float32)
-
-
-def _camo(rng: np.random.Generator, shape: tuple[int, int], factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Camouflage: two layers of hard-edged blotches (a few cm across) over the base colour."""
-    size = max(1.0, 22 * factor)
-    first = _smooth_noise(rng, shape, size)
-    second = _smooth_noise(rng, shape, size * 0.8)
-    a = np.clip((first - 0.35) * 4 / max(factor, 0.25) ** 0.5, 0, 1)
-    b = np.clip((second - 0.45) * 4 / max(factor, 0.25) ** 0.5, 0, 1) * (1 - a)
-    return a.astype(np.float32), b.astype(np.float32)
-
-
-@lru_cache(maxsize=128)
-def _two_patterns(texture: str, variant: int, shape: tuple[int, int], factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Both weights (accent, third colour) of a three-colour texture, drawn together; read-only."""
-    rng = np.random.default_rng((TEXTURES.index(texture), variant))
-    h, w = shape
-    period = float(rng.uniform(18, 40))
-    if texture == "plaid":
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / factor
-        out = _plaid(rng, xx, yy, period)
-    else:
-        out = _camo(rng, shape, factor)
-    for layer in out:
-        layer.flags.writeable = False
-    return out
-
-
-def second_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
-                   factor: float = 1.0) -> np.ndarray | None:
-    """The third colour's (H, W) float32 weight of a three-colour texture (plaid, camo), or None.
-
-    Drawn with ``texture_pattern``'s layout so the two fit together. Read-only.
-    """
-    if texture not in TWO_ACCENT_TEXTURES:
-        return None
-    return _two_patterns(texture, variant, tuple(shape), float(factor))[1]
-
-
-def third_color(texture: str, base: tuple[int, int, int], accent: tuple[int, int, int],
-                rng: np.random.Generator) -> tuple[int, int, int]:
-    """The third colour of a plaid (another named colour) or camo (a dark shade of the base)."""
-    if texture == "camo":
-        return tuple(int(v * 0.45) for v in base)
-    others = [n for n, c in COLORS.items() if c not in (base, accent)]
-    return COLORS[str(rng.choice(others))]
-
+# --- scaled copies, per-template caches --------------------------------------------------------------
 
 _SCALED: dict[tuple[int, float], tuple[MaskTemplate, MaskTemplate]] = {}
 _FLOAT_RGB: dict[int, tuple[MaskTemplate, np.ndarray]] = {}
@@ -506,108 +355,3 @@ def scaled_for(template: MaskTemplate, target_width: float) -> tuple[MaskTemplat
             anchors=template.anchors * np.array([size[0] / w, size[1] / h]), rgb=shrink(template.rgb))
     return once_per_template(_SCALED, (id(template), factor), template, shrunk), factor
 
-
-def part_color(kind: str, base: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
-    """The colour of a solid mask's parts (a respirator's cartridges): one of the kind's ``PART_COLORS``
-    other than the body's."""
-    names = [n for n in PART_COLORS[kind] if COLORS[n] != base]
-    return COLORS[str(rng.choice(names))]
-
-
-def accent_color(base: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
-    """A colour that contrasts with the base: light on dark, dark on light."""
-    lum = 0.299 * base[0] + 0.587 * base[1] + 0.114 * base[2]
-    names = [n for n, c in COLORS.items() if abs(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] - lum) > 60]
-    return COLORS[str(rng.choice(names))] if names else (255 - base[0], 255 - base[1], 255 - base[2])
-
-
-# --- MaskTheFace packs --------------------------------------------------------------------------
-
-def _pack_type(name: str) -> str:
-    low = name.lower()
-    for kind in MASK_TYPES:
-        if low.startswith(kind):
-            return kind
-    return "other"
-
-
-def _read_masks_cfg(path: str | Path) -> tuple[Path, configparser.ConfigParser]:
-    """A pack's masks.cfg (the pack's folder or the file itself), parsed: its path and content."""
-    path = Path(path)
-    cfg_path = path / "masks.cfg" if path.is_dir() else path
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"no masks.cfg in template pack {path}")
-    cfg = configparser.ConfigParser(interpolation=None)  # MaskTheFace's files have none; '%' is a file name's
-    try:
-        with open(cfg_path, encoding="utf-8") as text:
-            cfg.read_file(text)
-    except OSError as err:
-        raise ValueError(f"{cfg_path}: cannot read it: {err.strerror or err}") from None
-    except (configparser.Error, UnicodeDecodeError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise ValueError(f"{cfg_path}: not a MaskTheFace masks.cfg ({first_line})") from None
-    return cfg_path, cfg
-
-
-def _template_sections(cfg: configparser.ConfigParser) -> list[str]:
-    """The sections that describe a template; MaskTheFace's placeholder ones (empty, inpaint) carry none."""
-    return [name for name in cfg.sections() if any(k.startswith("mask_") for k in cfg[name])]
-
-
-def _template_image(cfg_path: Path, cfg: configparser.ConfigParser, name: str) -> Path:
-    """The image file of template ``name`` (as written in masks.cfg, or beside it in templates/)."""
-    root, rel = cfg_path.parent, Path(cfg[name].get("template", f"templates/{name}.png"))
-    image_path = next((p for p in (root / rel, root / "templates" / rel.name) if p.is_file()), None)
-    if image_path is None:
-        raise FileNotFoundError(f"{cfg_path}: template image for [{name}] not found ({rel})")
-    return image_path
-
-
-def pack_digest(path: str | Path) -> str:
-    """What a pack is, wherever it lies: the SHA-256 (hex) of its masks.cfg and of each template image it
-    names, in its order (the files ``load_pack`` reads). A build records it, so a pack edited between a
-    kill and the rerun, or another machine's copy that differs, is refused instead of mixed in."""
-    cfg_path, cfg = _read_masks_cfg(path)
-    digest = hashlib.sha256(cfg_path.read_bytes())
-    for name in _template_sections(cfg):
-        digest.update(b"\0" + name.encode() + b"\0" + _template_image(cfg_path, cfg, name).read_bytes())
-    return digest.hexdigest()
-
-
-def load_pack(path: str | Path) -> list[MaskTemplate]:
-    """Templates of a MaskTheFace-format pack: ``masks.cfg`` with six anchors each + RGBA PNGs.
-
-    The whole pack is checked here, before a build uses it: a missing or unreadable masks.cfg or
-    image, bad anchors or an empty drawing raise FileNotFoundError or ValueError with one line
-    naming the file and the template.
-    """
-    cfg_path, cfg = _read_masks_cfg(path)
-    templates = []
-    for name in _template_sections(cfg):
-        sec = cfg[name]
-        try:
-            anchors = np.array([[float(v) for v in sec[f"mask_{k}"].split(",")] for k in "abcdef"])
-        except (KeyError, ValueError) as err:
-            raise ValueError(f"{cfg_path}: template [{name}] needs mask_a..mask_f as 'x, y': {err}") from None
-        a, b, c, _, e, _ = anchors
-        if not np.isfinite(anchors).all() or c[0] - a[0] < 2 or e[1] - b[1] < 2:
-            raise ValueError(f"{cfg_path}: template [{name}] has unusable anchors (need mask_a left of mask_c "
-                             "and mask_b above mask_e)")
-        image_path = _template_image(cfg_path, cfg, name)
-        rgba = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-        if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
-            raise ValueError(f"{image_path}: expected an RGBA PNG")
-        if rgba.dtype != np.uint8:
-            rgba = (rgba / 257).astype(np.uint8)
-        rgba = cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
-        if not rgba[..., 3].any():
-            raise ValueError(f"{image_path}: template [{name}] is fully transparent")
-        low = name.lower()
-        variant = "left" if low.endswith("_left") else "right" if low.endswith("_right") else "front"
-        templates.append(MaskTemplate(
-            name=name, mask_type=_pack_type(name), variant=variant,
-            alpha=(rgba[..., 3] / 255.0).astype(np.float32), shade=np.ones(rgba.shape[:2], np.float32),
-            anchors=anchors, rgb=np.ascontiguousarray(rgba[..., :3])))
-    if not templates:
-        raise ValueError(f"{cfg_path}: no templates (sections with mask_a..mask_f and an RGBA image)")
-    return templates

@@ -2,7 +2,7 @@
 
 The records of a finished dataset are in ``stats.json``: ``shards`` (the SHA-256 of each shard) and
 ``shard_sizes`` (its size in bytes), which ``combine`` copies from the record the build wrote with each
-shard (``.work/{shard}.json``, see ``maskgen.builder``); it also keeps a copy of ``build.json`` (``build``)
+shard (``.work/{shard}.json``, see ``maskgen.build``); it also keeps a copy of ``build.json`` (``build``)
 and the manifest's SHA-256 (``manifest_sha256``). ``check_shards`` checks that the records agree and
 compares the files with them: the set of shards, sizes (hashes on request) and, from the tar headers, each
 shard's keys against the manifest's; ``verify`` also reads every sample (``maskgen.reader``) and checks it

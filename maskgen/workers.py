@@ -1,7 +1,7 @@
 """What the build's worker processes run: one task per chunk of images (landmarks) or of samples
 (compose), returning plain records to the parent, which alone writes files.
 
-Kept apart from ``builder`` so a worker imports only the image code (numpy, OpenCV, dlib, Pillow):
+Kept apart from ``maskgen.build`` so a worker imports only the image code (numpy, OpenCV, dlib, Pillow):
 no pandas, webdataset or torch, which would add seconds to the start of every worker.
 """
 
@@ -11,7 +11,8 @@ import numpy as np
 
 from .align import align_face
 from .compose import MaskOptions, encode, make_triplet
-from .landmarks import NoFace, alignment_problem, locate
+from .face_points import alignment_problem
+from .landmarks import NoFace, locate
 from .source import BadImage, error_text, load_image, read_source
 
 

@@ -35,7 +35,7 @@ ALIGNMENT_CALLS = {"invertAffineTransform", "getAffineTransform", "estimateAffin
                    "warpAffine", "getRotationMatrix2D"}
 
 
-GEOMETRY_MODULES = ("maskgen/landmarks.py", "maskgen/align.py")
+GEOMETRY_MODULES = ("maskgen/face_points.py", "maskgen/landmarks.py", "maskgen/align.py")
 
 
 def geometry_names() -> tuple[set[str], set[str]]:
@@ -127,7 +127,7 @@ def geometry_violations(source: str, module: str) -> list[str]:
             bounds = (_int(node.args[0]), _int(node.args[1]))
         if bounds in LANDMARK_RANGES:
             problems.append(f"{module}:{node.lineno} uses landmark range {bounds[0]}:{bounds[1]} "
-                            "(import maskgen.landmarks' named ranges)")
+                            "(import maskgen.face_points' named ranges)")
         if isinstance(node, ast.Attribute) and node.attr in ALIGNMENT_CALLS:
             problems.append(f"{module}:{node.lineno} does alignment maths ({node.attr}; use maskgen.align)")
     return problems

@@ -45,7 +45,8 @@ import torch
 
 from maskgen.align import (DEFAULT_FACE_SCALE, align_face, canonical_points, inside_photo, map_to_crop,
                            map_to_photo, paste_back, resize_matrix, crop_points_to_source)
-from maskgen.landmarks import NoFace, detect_all, five_points
+from maskgen.face_points import five_points
+from maskgen.landmarks import NoFace, detect_all
 from maskgen.files import write_bytes_atomic, write_png_atomic
 from maskgen.source import BadImage, error_text, load_image
 

@@ -5,6 +5,7 @@ import pytest
 
 from maskgen import appearance
 from maskgen import templates as tpl
+from maskgen import textures
 from maskgen.compose import MaskOptions, encode, image_to_triplets
 
 
@@ -95,8 +96,8 @@ def test_apply_camera_degrades_both_alike():
 def test_new_textures_have_their_colours(texture):
     shape = (210, 280)
     for variant in range(3):
-        first = tpl.texture_pattern(texture, variant, shape, 0.5)
-        second = tpl.second_pattern(texture, variant, shape, 0.5)
+        first = textures.texture_pattern(texture, variant, shape, 0.5)
+        second = textures.second_pattern(texture, variant, shape, 0.5)
         assert first.shape == second.shape == shape
         base = (first < 0.05) & (second < 0.05)
         # the base colour, the accent and the third colour each cover a real share
@@ -140,8 +141,8 @@ def test_every_texture_renders(faces):
     image = load_image(faces[0])
     face = align_face(image, locate(image).points, 256)
     anchors = face_anchors(face.landmarks)
-    for texture in tpl.TEXTURES:
-        choice = MaskChoice(tpl.builtin_template("cloth"), "navy", texture, 1, tpl.COLORS["yellow"])
+    for texture in textures.TEXTURES:
+        choice = MaskChoice(tpl.builtin_template("cloth"), "navy", texture, 1, textures.COLORS["yellow"])
         rgb, alpha, box = choice.place(anchors, 256, np.random.default_rng(0))
         masked, binary = composite(face.image, rgb, alpha, box)
         pixels = masked[binary > 0].astype(float)

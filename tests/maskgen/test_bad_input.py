@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskgen.builder import BuildConfig, build
+from maskgen.build import BuildConfig, build
 from maskgen.landmarks import NoFace, detect
 from maskgen.source import MAX_PIXELS, BadImage, discover, load_image
 

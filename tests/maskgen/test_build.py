@@ -16,7 +16,7 @@ import webdataset as wds
 from click.testing import CliRunner
 
 from maskgen import format as fmt
-from maskgen.builder import BuildConfig, BuildError, build, combine
+from maskgen.build import BuildConfig, BuildError, build, combine
 from maskgen.cli import main
 from maskgen.reader import decode, iter_raw_samples
 

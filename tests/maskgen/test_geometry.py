@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from maskgen.align import align_face, canonical_points, paste_back, similarity_transform, transform_points
-from maskgen.landmarks import box_from_five_points, estimate_yaw, five_points
+from maskgen.face_points import box_from_five_points, estimate_yaw, five_points
 from maskgen.mask import face_anchors, warp_template
 from maskgen.templates import MASK_TYPES, builtin_template
 

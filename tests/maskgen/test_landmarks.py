@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskgen.landmarks import (CELEBA_ALIGNED_PRIOR, CELEBA_ALIGNED_SHAPE, NoFace, detect, eye_centers,
-                               from_prior, locate)
+from maskgen.face_points import eye_centers
+from maskgen.landmarks import CELEBA_ALIGNED_PRIOR, CELEBA_ALIGNED_SHAPE, NoFace, detect, from_prior, locate
 from maskgen.source import discover, load_image
 
 

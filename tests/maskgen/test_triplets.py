@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from maskgen.compose import MaskOptions, encode, image_to_triplets
-from maskgen.landmarks import detect, five_points, from_five_points
+from maskgen.face_points import five_points
+from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
 from maskgen.mask import WEARS
 from maskgen.templates import MASK_TYPES
@@ -165,7 +166,8 @@ def test_respirator_cartridges_take_a_colour_of_their_own(pad, monkeypatch):
     from maskgen import cartridges
     from maskgen.compose import MaskChoice
     from maskgen.mask import warp_template
-    from maskgen.templates import COLORS, builtin_template, scaled_for
+    from maskgen.templates import builtin_template, scaled_for
+    from maskgen.textures import COLORS
 
     monkeypatch.setattr(cartridges, "PAD_SHARE", 1.0 if pad else 0.0)
     template = builtin_template("gas")
@@ -294,7 +296,8 @@ def test_n95_cups_come_in_widths_narrower_than_the_face():
     """Drawn N95s get a width per sample (FIT_RANGE): some reach the jaw, some sit well inside it;
     the other kinds keep the face's width."""
     from maskgen.compose import MaskChoice
-    from maskgen.templates import COLORS, FIT_RANGE, builtin_template
+    from maskgen.templates import FIT_RANGE, builtin_template
+    from maskgen.textures import COLORS
 
     anchors = np.array([[70, 120], [128, 95], [186, 120], [78, 175], [128, 215], [178, 175]], np.float64)
 

@@ -24,7 +24,8 @@ from click.testing import CliRunner
 import maskgen.files
 import maskgen.shard
 from maskgen import format as fmt
-from maskgen.builder import BuildConfig, BuildError, _io_problem, build
+from maskgen.build import BuildConfig, BuildError, build
+from maskgen.build.output_folder import io_problem
 from maskgen.cli import main
 from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
 from maskgen.reader import raw_samples
@@ -321,7 +322,7 @@ def test_a_part_is_finished_only_when_all_its_files_are_written(faces, clean, tm
     aside.rename(out / fmt.WORK_DIR / f"{tag}-landmarks.parquet")
     assert _cli("combine", out).exit_code == 0 and check_shards(out, full_hash=True) == []
     # pyarrow's FileNotFoundError has no errno or file name: the path is its message
-    assert _io_problem(FileNotFoundError("ds/.work/x.parquet")) == "ds/.work/x.parquet: No such file or directory"
+    assert io_problem(FileNotFoundError("ds/.work/x.parquet")) == "ds/.work/x.parquet: No such file or directory"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.builder import MAX_PAIRS_PER_SOURCE, BuildConfig, BuildError, build
+from maskgen.build import MAX_PAIRS_PER_SOURCE, BuildConfig, BuildError, build
 from maskgen.cli import main as maskgen_main
 from maskgen.clitools import EXIT_INTERRUPTED, describe
 from maskgen.compose import MaskOptions
@@ -122,11 +122,11 @@ def test_the_pairs_bound_is_per_source_image(source, tmp_path):
 
 
 def test_each_build_option_is_checked_by_the_library_s_own_check(monkeypatch, source, tmp_path):
-    """The command line holds no copy of a range: it asks maskgen.builder, as BuildConfig.validate does."""
-    import maskgen.builder
+    """The command line holds no copy of a range: it asks maskgen.build, as BuildConfig.validate does."""
+    import maskgen.build
 
-    real = maskgen.builder.option_problem
-    monkeypatch.setattr(maskgen.builder, "option_problem", lambda name, value: "a rule changed in the library"
+    real = maskgen.build.option_problem
+    monkeypatch.setattr(maskgen.build, "option_problem", lambda name, value: "a rule changed in the library"
                         if name == "shard_size" else real(name, value))
     result = CliRunner().invoke(maskgen_main, ["build", "--source", str(source), "--out", str(tmp_path / "out"),
                                                "--shard-size", "10", "--no-progress"])
@@ -292,9 +292,9 @@ BUILD_ARGS = ["build", "--source", "{source}", "--out", "{out}", "--no-progress"
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), f"Error: {os.strerror(errno.ENOSPC)} (ENOSPC;"),
 ])
 def test_unexpected_errors_are_one_line_and_exit_1(monkeypatch, source, tmp_path, error, expected):
-    import maskgen.builder
+    import maskgen.build
 
-    monkeypatch.setattr(maskgen.builder, "build", _raising(error))
+    monkeypatch.setattr(maskgen.build, "build", _raising(error))
     args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
     result = CliRunner().invoke(maskgen_main, args)
     assert result.exit_code == 1
@@ -302,18 +302,18 @@ def test_unexpected_errors_are_one_line_and_exit_1(monkeypatch, source, tmp_path
 
 
 def test_debug_shows_the_traceback(monkeypatch, source, tmp_path):
-    import maskgen.builder
+    import maskgen.build
 
-    monkeypatch.setattr(maskgen.builder, "build", _raising(RuntimeError("boom")))
+    monkeypatch.setattr(maskgen.build, "build", _raising(RuntimeError("boom")))
     args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
     result = CliRunner().invoke(maskgen_main, ["--debug", *args])
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)  # re-raised: Python prints it
 
 
 def test_interrupt_exits_130_with_a_word_not_aborted(monkeypatch, source, tmp_path):
-    import maskgen.builder
+    import maskgen.build
 
-    monkeypatch.setattr(maskgen.builder, "build", _raising(KeyboardInterrupt()))
+    monkeypatch.setattr(maskgen.build, "build", _raising(KeyboardInterrupt()))
     args = [a.format(source=source, out=tmp_path / "out") for a in BUILD_ARGS]
     result = CliRunner().invoke(maskgen_main, args)
     assert result.exit_code == EXIT_INTERRUPTED and "interrupted" in result.output
@@ -411,10 +411,10 @@ def test_console_script_refuses_a_bad_option_as_a_usage_error(source, tmp_path):
 
 FAILING_BUILD = """
 import os, signal, sys, time
-import maskgen.builder
+import maskgen.build
 def failing(config):
     {body}
-maskgen.builder.build = failing
+maskgen.build.build = failing
 from maskgen.cli import main
 sys.argv = ["maskgen", *sys.argv[1:]]
 main()

@@ -76,7 +76,7 @@ def test_an_interrupt_during_an_import_is_raised_when_the_import_ends(tmp_path, 
 
 def test_an_error_caused_by_an_interrupt_is_an_interruption(monkeypatch, tmp_path):
     """A library that turns the KeyboardInterrupt into its own error (Python 3.11 does, in class creation)."""
-    import maskgen.builder
+    import maskgen.build
 
     def build(_config):
         try:
@@ -84,7 +84,7 @@ def test_an_error_caused_by_an_interrupt_is_an_interruption(monkeypatch, tmp_pat
         except KeyboardInterrupt as interrupt:
             raise RuntimeError("Error calling __set_name__ on 'cached_property' instance") from interrupt
 
-    monkeypatch.setattr(maskgen.builder, "build", build)
+    monkeypatch.setattr(maskgen.build, "build", build)
     result = CliRunner().invoke(maskgen_main, ["build", "--source", str(tmp_path), "--out", str(tmp_path / "out"),
                                                "--no-progress"])
     assert (result.exit_code, result.output) == (EXIT_INTERRUPTED, "interrupted\n")

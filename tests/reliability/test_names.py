@@ -9,7 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from maskgen.builder import BuildConfig, _unique_keys, build
+from maskgen.build import BuildConfig, build
+from maskgen.build.plan import unique_keys
 from maskgen.source import SourceImage, decode_name, encode_name, source_key
 
 NOT_UTF8 = os.fsdecode(b"caf\xe9 \xff.jpg")  # Latin-1 bytes, as an old camera or archive writes them
@@ -41,12 +42,12 @@ def test_keys_of_ordinary_names_are_as_before_and_clashes_get_longer_hashes():
     def short(rel):
         return hashlib.sha1(rel.encode()).hexdigest()[:8]
 
-    keys = _unique_keys(_images("x.jpg", "sub/y.png", "a b.jpg", "a_b.jpg"))
+    keys = unique_keys(_images("x.jpg", "sub/y.png", "a b.jpg", "a_b.jpg"))
     assert keys == {"x.jpg": "x", "sub/y.png": "sub_y", "a b.jpg": f"a_b_{short('a b.jpg')}",
                     "a_b.jpg": f"a_b_{short('a_b.jpg')}"}
     # A file named like another's hashed key: every key is still unique.
     impostor = f"a_b_{short('a b.jpg')}.jpg"
-    keys = _unique_keys(_images("a b.jpg", "a_b.jpg", impostor))
+    keys = unique_keys(_images("a b.jpg", "a_b.jpg", impostor))
     assert len(set(keys.values())) == 3 and all(k.startswith("a_b_") for k in keys.values())
 
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from maskgen import format as fmt
-from maskgen.builder import CONTENT_KEYS, BuildConfig, BuildError, build
+from maskgen.build import CONTENT_KEYS, BuildConfig, BuildError, build
 from maskgen.cli import main
 from maskgen.compose import MaskOptions
 from tests.reliability.faults import dataset_files
@@ -102,7 +102,7 @@ def test_landmark_rows_of_changed_images_are_found_again(celeba, celeba_dir, cle
     changed = _make_faces(celeba, celeba_dir, "two-changed", images)
     expected = tmp_path / "detected"
     _build(changed, expected)
-    with caplog.at_level(logging.WARNING, logger="maskgen.builder"):
+    with caplog.at_level(logging.WARNING, logger="maskgen.build"):
         result = _build(changed, tmp_path / "ds", landmarks=str(clean / fmt.LANDMARKS))
     assert result.landmarks_mismatched == 2
     assert "2 rows are of other images than the sources of the same name" in caplog.text
@@ -290,7 +290,7 @@ def test_an_older_maskgens_dataset_and_landmarks_are_still_used(faces, clean, tm
     shutil.copytree(clean, out)
     _as_an_older_maskgen_wrote_it(out)
     (out / "train-000001.tar").unlink()
-    with caplog.at_level(logging.WARNING, logger="maskgen.builder"):
+    with caplog.at_level(logging.WARNING, logger="maskgen.build"):
         result = _build(faces, out)
     assert (result.shards_written, result.shards_reused) == (1, 3)
     assert caplog.text.count("was built by an older maskgen, which recorded no content") == 1
@@ -298,7 +298,7 @@ def test_an_older_maskgens_dataset_and_landmarks_are_still_used(faces, clean, tm
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
     old_landmarks = _landmarks_file(clean, tmp_path / "old-landmarks.parquet", lambda f: f.drop(columns=["sha256"]))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="maskgen.builder"):
+    with caplog.at_level(logging.WARNING, logger="maskgen.build"):
         _build(faces, tmp_path / "from-old-landmarks", landmarks=str(old_landmarks))
     assert "records no image content (an older maskgen wrote it)" in caplog.text
     assert dataset_files(tmp_path / "from-old-landmarks") == dataset_files(clean)
@@ -317,22 +317,22 @@ def test_a_source_replaced_during_the_build_is_a_failure_not_recorded_as_its_old
         celeba, celeba_dir, tmp_path, monkeypatch, stage):
     """Sources are hashed up front (build.json and landmarks.parquet record those digests), read again by the
     workers: one replaced in between must not give landmarks or samples of the new image under the old digest."""
-    import maskgen.builder as builder
+    from maskgen.build import run
     from maskgen.source import CHANGED, content_digest
 
     faces = _make_faces(celeba, celeba_dir, f"replaced-{stage}", celeba["names"])
     victim = faces / "img_align_celeba" / celeba["names"][5]
     old_digest = content_digest(victim)
     # Just after the hashing (landmarks) or just after the landmarks phase (compose): no sleep, no race.
-    hooked = "_source_digests" if stage == "landmarks" else "_plan_shards"
-    original = getattr(builder, hooked)
+    hooked = "source_digests" if stage == "landmarks" else "plan_shards"
+    original = getattr(run, hooked)  # patched where build looks it up
 
     def then_replace(*args, **kwargs):
         result = original(*args, **kwargs)
         shutil.copyfile(celeba_dir / "img_align_celeba" / celeba["others"][0], victim)
         return result
 
-    monkeypatch.setattr(builder, hooked, then_replace)
+    monkeypatch.setattr(run, hooked, then_replace)
     out = tmp_path / "ds"
     result = _build(faces, out)
     assert result.samples == len(celeba["names"]) - 1 and result.failures == 1

@@ -14,7 +14,7 @@ truth: the crop geometry is identical, and re-detecting landmarks on an output w
 comparison depend on how well the landmark predictor copes with each method's artefacts.
 
 A row whose embedding cannot be computed is a row of NaN, never dropped: an image smaller than
-``MIN_IMAGE_SIDE``, landmarks ``maskgen.landmarks.landmark_problem`` rejects (not 68 finite points,
+``MIN_IMAGE_SIDE``, landmarks ``maskgen.face_points.landmark_problem`` rejects (not 68 finite points,
 eyes closer than ``MIN_EYE_DISTANCE``, eye/nose/mouth points outside the image, implausible
 geometry, e.g. mirrored eyes), or an error from dlib. ``embed_with_reasons`` also says why. A NaN
 embedding gives NaN distances (``id_distance``), which the verification metrics count as "no match".
@@ -27,7 +27,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from maskgen.landmarks import landmark_problem, model_dir
+from maskgen.face_points import landmark_problem
+from maskgen.landmarks import model_dir
 
 EMBEDDING_DIM = 128
 MATCH_THRESHOLD = 0.6  # face_recognition's default tolerance for dlib's 128-d descriptors
@@ -57,7 +58,7 @@ def _check_image(image) -> np.ndarray:
 
 def embedding_problem(image: np.ndarray, landmarks) -> str | None:
     """Why no embedding can be computed for this image and these landmarks; None when it can
-    (the landmarks are judged by ``maskgen.landmarks.landmark_problem``)."""
+    (the landmarks are judged by ``maskgen.face_points.landmark_problem``)."""
     if image.ndim != 3 or image.shape[2] != 3:
         return f"not an (H, W, 3) RGB image: shape {image.shape}"
     h, w = image.shape[:2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgen.builder import BuildConfig, build
+from maskgen.build import BuildConfig, build
 
 from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
