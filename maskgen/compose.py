@@ -23,10 +23,10 @@ from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
 from .face_points import estimate_yaw
 from .landmarks import locate
-from .mask import DEFAULT_WEAR_WEIGHTS, WEARS, composite, face_anchors, narrowed, warp_template
+from .format import WEARS, YAW_THRESHOLD
+from .mask import DEFAULT_WEAR_WEIGHTS, composite, face_anchors, narrowed, warp_template
 from .source import load_image, source_key
 
-YAW_THRESHOLD = 0.3  # |yaw| above this counts as a turned head: pack templates use their _left/_right art
 
 
 def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, float], known: tuple[str, ...],
@@ -108,7 +108,7 @@ class MaskChoice:
     pattern_variant: int = 0
     accent: tuple[int, int, int] | None = None
     variant: str = "front"  # head turn: front, left or right (the warp follows the jaw either way)
-    wear: str = "correct"  # see maskgen.mask.WEARS
+    wear: str = "correct"  # see maskgen.format.WEARS
     generator: str = BUILTIN  # or the pack's folder name
 
     def _accent(self, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -209,6 +209,7 @@ def _texture_cdf(kind: str) -> np.ndarray:
 
 def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> MaskChoice:
     weights = dict(options.type_weights)
+    # a turned head: pack templates use their _left/_right art
     variant = "left" if yaw < -YAW_THRESHOLD else "right" if yaw > YAW_THRESHOLD else "front"
     wear = _pick(options.wear_weights, rng)
     # A draw only where there is a choice, so a pack-only or builtin-only build keeps its stream.
@@ -249,7 +250,7 @@ class SampleMeta:
     color: str
     texture: str
     variant: str
-    wear: str  # maskgen.mask.WEARS
+    wear: str  # maskgen.format.WEARS
     generator: str  # "builtin" or the template pack's folder name
     yaw: float
     coverage: float  # fraction of crop pixels in the map

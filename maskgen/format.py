@@ -47,6 +47,10 @@ MANIFEST_COLUMNS = (
 )
 FAILURE_COLUMNS = ("source", "stage", "reason")
 
+# Values of the sample's json and the manifest that readers group by:
+WEARS = ("correct", "nose", "mouth", "chin")  # ``wear``: correctly worn; nose / nose and mouth / chin uncovered
+YAW_THRESHOLD = 0.3  # ``variant``: left / right when the head's |yaw| is above this, else front
+
 MANIFEST = "manifest.parquet"
 FAILURES = "failures.csv"
 STATS = "stats.json"

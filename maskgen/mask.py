@@ -22,6 +22,7 @@ import numpy as np
 
 from .appearance import scene_tint
 from .face_points import CHIN, JAW, LOWER_LIP_BOTTOM, NOSE_BOTTOM, NOSE_TIP, UPPER_LIP_TOP
+from .format import WEARS
 from .templates import BOTTOM_SIDE_DROP, TOP_SIDE_DROP, MaskTemplate, once_per_template
 
 NOSE_BRIDGE_POSITION = 0.45  # b between the top of the nose bridge (27) and the nose tip (30)
@@ -29,7 +30,6 @@ CHIN_OVERHANG = 0.06  # e sits this fraction of the face height below the chin l
 SIDE_OVERHANG = 0.06  # a, c, d, f sit this fraction of the face width outside the jaw line
 ALPHA_THRESHOLD = 0.5  # a pixel belongs to the map when the warped alpha reaches this
 
-WEARS = ("correct", "nose", "mouth", "chin")  # correctly worn; nose / nose and mouth / chin uncovered
 # Mostly correct (the task the paper measures), with every wrong wear common enough to learn from.
 # "nose" gets the largest wrong share: it is by far the most frequent one in photos (MaskedFace-Net
 # finds ~80% of incorrectly worn masks leave only the nose out).

@@ -7,7 +7,7 @@ from maskgen.compose import MaskOptions, encode, image_to_triplets
 from maskgen.face_points import five_points
 from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
-from maskgen.mask import WEARS
+from maskgen.format import WEARS
 from maskgen.templates import MASK_TYPES
 
 

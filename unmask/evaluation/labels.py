@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskgen.mask import WEARS  # how a mask is worn: the same names as maskgen's --wear
+from maskgen.format import WEARS  # how a mask is worn: the same names as maskgen's --wear
 from maskgen.source import BadImage, load_image
 
 LABELS_FILE = "labels.csv"
