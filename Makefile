@@ -50,7 +50,7 @@ lint: install
 
 # The documentation site (docs/, mkdocs.yml) into site/; warnings are errors. `mkdocs serve` to read it live.
 docs: install
-	$(VENV)/bin/mkdocs build --strict --quiet -d site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d site
 
 # Headless Chromium for the browser test of `unmask serve` (tests/unmask/test_serve_browser.py skips
 # without it): Debian's chromium and chromium-driver, as root; about a minute. CI runs it (.ci/run).

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import format as fmt
-from .clitools import Group
+from .clitools import DataclassDefault, Group
 from .mask import DEFAULT_WEAR_WEIGHTS
-
-
-def dataclass_default(cls: type, name: str) -> Any:
-    """The default of field ``name`` of dataclass ``cls``: the one statement of an option's default."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
-
-
-class DataclassDefault(click.Option):
-    """An option whose default is a dataclass field's: its value is None unless given (pass only the
-    given ones, and the dataclass's default applies), and ``--help`` shows the field's default.
-
-    ``dataclass`` returns the class; it is called for ``--help`` only, as its module may be slow to
-    import (numpy, torch). ``show`` turns the default into what a user would type.
-    """
-
-    def __init__(self, param_decls: Any = None, *, dataclass: Callable[[], type],
-                 show: Callable[[Any], Any] = lambda value: value, **attrs: Any) -> None:
-        super().__init__(param_decls, default=None, **attrs)
-        self.dataclass, self.show = dataclass, show
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        shown = copy.copy(self)
-        shown.default, shown.show_default = self.show(dataclass_default(self.dataclass(), self.name)), True
-        return click.Option.get_help_record(shown, ctx)
 
 
 def _build_config() -> type:

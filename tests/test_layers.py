@@ -1,11 +1,14 @@
 """The layering rules of docs/architecture.md, checked on every import (function-level ones too).
 
-* maskgen never imports unmask (it is usable, and installable, on its own);
+* maskgen never imports unmask (it is usable, and installable, on its own); unmask imports only the
+  maskgen modules of ``MASKGEN_FOR_UNMASK`` (the dataset contract, the readers, the one writer, the face
+  geometry and the CLI conventions), each with its reason;
 * unmask.models imports none of training, data, checkpoint, CLI or evaluation (networks stay
   loadable anywhere); unmask.metrics imports no training code (a metric never depends on how a
   model was trained);
 * face geometry lives in maskgen: no module of unmask defines dlib's 68-point index ranges or does
-  alignment maths (affine estimation, inversion or warping); it imports them from maskgen.
+  alignment maths (affine estimation, inversion or warping); it imports them from maskgen;
+* no import cycle (see ``import_graph``) and no module over ``MAX_MODULE_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -27,6 +30,22 @@ IMPORT_RULES = (
                         "unmask.evaluation", "unmask.predict"),
      "metrics import no training code, data, checkpoints, CLI, evaluation or prediction"),
 )
+
+# The maskgen modules unmask may import, and why (docs/architecture.md, "What unmask takes from maskgen").
+# Everything else of maskgen (building data, masks, templates, compositing) is maskgen's own.
+MASKGEN_FOR_UNMASK = {
+    "maskgen.format": "the dataset's on-disk contract",
+    "maskgen.reader": "the one shard reader",
+    "maskgen.verify": "checking a dataset before training or evaluating on it",
+    "maskgen.files": "the one atomic writer",
+    "maskgen.source": "the one image reader, its limits and faults",
+    "maskgen.landmarks": "finding faces in photos",
+    "maskgen.face_points": "the geometry on the faces' points",
+    "maskgen.align": "the crop and the way back to the photo, as the dataset's",
+    "maskgen.clitools": "how the command lines read options and end",
+    "maskgen.launch": "the console entry point, Ctrl-C held during imports",
+}
+MAX_MODULE_LINES = 500  # past this a module holds more than one concern: split it
 
 # dlib's 68-point groups (jaw, brows, nose, eyes, mouth) and their usual unions, as index ranges.
 LANDMARK_RANGES = {(0, 17), (17, 22), (22, 27), (17, 27), (27, 31), (31, 36), (27, 36), (36, 42), (42, 48),
@@ -96,6 +115,10 @@ def import_violations(source: str, module: str, is_package: bool = False) -> lis
         for importer, forbidden, why in IMPORT_RULES:
             if _under(module, importer) and any(_under(name, f) for f in forbidden):
                 problems.append(f"{module}:{line} imports {name} ({why})")
+        if _under(module, "unmask") and _under(name, "maskgen") and name != "maskgen" \
+                and not any(_under(name, allowed) for allowed in MASKGEN_FOR_UNMASK):
+            problems.append(f"{module}:{line} imports {name} (unmask takes from maskgen only "
+                            f"{', '.join(sorted(MASKGEN_FOR_UNMASK))})")
     return problems
 
 
@@ -175,6 +198,16 @@ def test_the_checks_catch_violations():
                              "unmask.models.funet")
     assert import_violations("def f():\n    import unmask.evaluation.samples as s\n", "unmask.metrics.fid")
     assert not geometry_violations("rgb = image[..., 0:3]\nhead = rows[:10]\n", "unmask.x")
+    assert import_violations("from maskgen.compose import YAW_THRESHOLD\n", "unmask.evaluation.samples")
+    assert import_violations("def f():\n    from maskgen.build import build\n", "unmask.cli")
+    assert not import_violations("from maskgen.format import MAP\n", "unmask.data")
+    assert not import_violations("from maskgen import format as fmt\n", "unmask.data")
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: module_name(p))
+def test_no_module_is_over_the_line_limit(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{module_name(path)} has {lines} lines (at most {MAX_MODULE_LINES}): split it"
 
 
 # ---------------------------------------------------------------------------------------------------------------

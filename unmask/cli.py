@@ -12,8 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from maskgen.cli import dataclass_default
-from maskgen.clitools import Group
+from maskgen.clitools import Group, dataclass_default
 from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
 from unmask.outputs import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions

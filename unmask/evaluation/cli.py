@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from maskgen.cli import DataclassDefault, dataclass_default
+from maskgen.clitools import DataclassDefault, dataclass_default
 
 from . import METRICS_FILE, PER_IMAGE_FILE, PHOTOS_FILE, SUMMARY_FILE, method_order
 from .baselines import BASELINES
