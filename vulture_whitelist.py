@@ -8,7 +8,7 @@ vulture only reads this file (it is never imported, nor run) and matches names, 
 entry below says what uses it. A name that is dead for real is removed from the code, not listed here.
 """
 
-from maskgen import builder, compose, source
+from maskgen import build, compose, face_points, source
 from maskgen import cli as maskgen_cli
 from unmask import cli as unmask_cli
 from unmask import metrics
@@ -29,7 +29,7 @@ _ = [  # called by a framework
 
 _ = [  # attributes set for a library to read
     anything.writeable,  # numpy: array.flags.writeable = False (read-only arrays)
-    anything.show_default,  # click.Option, in maskgen.cli.DataclassDefault
+    anything.show_default,  # click.Option, in maskgen.clitools.DataclassDefault
     anything.mtime, anything.uname, anything.gname,  # tarfile.TarInfo of the shards' members (maskgen.shard)
     anything.MAX_IMAGE_PIXELS,  # PIL.Image's decompression-bomb limit (maskgen.source)
     anything.benchmark,  # torch.backends.cudnn.benchmark (unmask.training.runtime)
@@ -37,14 +37,15 @@ _ = [  # attributes set for a library to read
 ]
 
 _ = [  # public API used outside the packages, and fields read through vars()
-    compose.image_to_triplets,  # README's library example
-    source.decode_name,  # README: a shard key back to its file name
+    compose.image_to_triplets,  # the library example of docs/maskgen/building.md
+    source.decode_name,  # docs: a shard key back to its file name
     unmask_cli.train_config,  # pipelines/exp.py
     fid_inception.FID_WEIGHTS_NAME,  # the cache's file name (tests/unmask/metrics/test_fid.py)
-    builder.BuildResult.landmarks_mismatched,  # a build's count of mismatched landmark rows (tests/reliability)
+    build.BuildResult.landmarks_mismatched,  # a build's count of mismatched landmark rows (tests/reliability)
     compose.SampleMeta.camera_noise,  # sample metadata, written through vars()
     compose.SampleMeta.camera_blur,
     compose.SampleMeta.camera_jpeg,
     compose.SampleMeta.camera_cast,
+    face_points.MOUTH,  # the 68-point scheme's named ranges are complete (docs/architecture.md)
     metrics.Metric.unit,  # registry metadata for callers ("dB"; tests/unmask/metrics/test_registry.py)
 ]

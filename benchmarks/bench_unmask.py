@@ -13,7 +13,7 @@ Sections:
 * GPU (when CUDA is available): the same with and without mixed precision at 256 and 512 px, and
   peak memory;
 * loader images/s and images/s per core at 256 and 512 px (``--data``; ``--loader-workers 0`` is one core):
-  the decode rate that sets how many workers a GPU needs (README, "GPUs").
+  the decode rate that sets how many workers a GPU needs (docs/gpus.md).
 
 The perceptual term is timed with the real VGG19 weights when they are found, otherwise with an
 untrained VGG19 of the same shape (its compute cost is the same; its values are never used).

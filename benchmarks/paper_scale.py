@@ -1,5 +1,5 @@
 """The paper-width networks at 256 and 512 px on the CPU: one training step's time and peak memory per batch
-size, parameters and FLOPs. A table for the README (what a run at paper scale costs before a GPU is lent).
+size, parameters and FLOPs. A table for docs/gpus.md (what a run at paper scale costs before a GPU is lent).
 
     python benchmarks/paper_scale.py                          # 256 and 512 px, batches 1, 2, 4, 1 thread
     python benchmarks/paper_scale.py --resolutions 256 --batches 1,2 --steps 3 --threads 2

@@ -90,7 +90,7 @@ def compile_problem(device: torch.device) -> str | None:
 
 
 # Loader workers per GPU when --num-workers is not given (benchmarks/bench_unmask.py --data measures the
-# decode rate; README "GPUs: loader workers"): every core but one per training process (which feeds its GPU),
+# decode rate; docs/gpus.md, "Loader workers"): every core but one per training process (which feeds its GPU),
 # shared among the processes on this node, at most CUDA_MAX_WORKERS (more only adds start-up time and memory).
 CUDA_MAX_WORKERS = 16
 
