@@ -45,6 +45,47 @@ class DataclassDefault(click.Option):
         return click.Option.get_help_record(shown, ctx)
 
 
+class DeprecatedOption(click.Option):
+    """A former name of an option, kept for one release: hidden from --help; given, it prints click's
+    deprecation warning naming its ``replacement`` (and ``setting``, the value it sets, when named), and
+    its value is the replacement's (``DeprecatedNames``). Give it the replacement's type and check."""
+
+    def __init__(self, param_decls: Any = None, *, replacement: str, setting: str = "", **attrs: Any) -> None:
+        old = param_decls[0]
+        super().__init__([*param_decls, f"deprecated_{old.lstrip('-').replace('-', '_')}"], hidden=True,
+                         deprecated=f"Use {replacement}{f' ({setting})' if setting else ''}.", **attrs)
+        self.replacement = replacement
+
+    @property
+    def human_readable_name(self) -> str:
+        return self.opts[0]  # the warning names the option typed (--alpha), not the parameter
+
+
+def value_name(ctx: click.Context, param: click.Parameter) -> str:
+    """The name of the value ``param`` gives the command: a deprecated option's is its replacement's."""
+    if isinstance(param, DeprecatedOption):
+        return next(p.name for p in ctx.command.params if param.replacement in p.opts)
+    return param.name
+
+
+class DeprecatedNames(click.Command):
+    """A command with ``DeprecatedOption`` s: the value of one given goes to the option that replaced it, so
+    the command sees the new names only; both given are a usage error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.params:
+            if isinstance(param, DeprecatedOption):
+                value, name = ctx.params.pop(param.name, None), value_name(ctx, param)
+                if value is None:
+                    continue
+                if ctx.params.get(name) is not None:
+                    raise click.UsageError(f"{param.opts[0]} is the former name of {param.replacement}: "
+                                           f"give {param.replacement} only", ctx)
+                ctx.params[name] = value
+        return rest
+
+
 def _build_config() -> type:
     from .builder import BuildConfig
 
@@ -57,12 +98,12 @@ def _checked(problem: str | None) -> None:
         raise click.BadParameter(problem)
 
 
-def _build_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+def _build_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A given value of a BuildConfig field, checked as the build checks it."""
     if value is not None:
         from .builder import option_problem
 
-        _checked(option_problem(param.name, value))
+        _checked(option_problem(value_name(ctx, param), value))
     return value
 
 
@@ -144,11 +185,12 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@main.command()
+@main.command(cls=DeprecatedNames)
 @click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="CelebA root (img_align_celeba/ or img_celeba/ layout) or any folder of face photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
-@click.option("--res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--resolution", "res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--res", cls=DeprecatedOption, replacement="--resolution", type=int, callback=_build_option)
 @click.option("--pairs", type=int, default=None, callback=_build_option,
               help="Number of triplets [default: one per usable face].")
 @click.option("--seed", cls=BUILD, type=int)
@@ -288,7 +330,7 @@ def verify(dataset, quick) -> None:
 
 
 def _stats_text(s: dict) -> str:
-    lines = [f"samples: {s['samples']}  (sources used: {s['sources_used']}, res {s['build']['res']})",
+    lines = [f"samples: {s['samples']}  (sources used: {s['sources_used']}, resolution {s['build']['res']})",
              "by split: " + ", ".join(f"{k} {v}" for k, v in s["by_split"].items()),
              "by mask type: " + ", ".join(f"{k} {v}" for k, v in s["by_mask_type"].items()),
              "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),

@@ -18,9 +18,9 @@ from tests.testdata import REPO, make_celeba_subset
 LABELS = Path("labels") / "real-masked-photos"  # the evaluate stage's --photo-labels (dvc.yaml)
 
 TINY = {
-    "data": {"res": 128, "pairs": 36, "shard_size": 8},
-    "train": {"preset": "tiny", "res": 128, "seg_width": 8, "gen_width": 8, "disc_width": 8, "batch": 4,
-              "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_batches": 2},
+    "data": {"resolution": 128, "pairs": 36, "shard_size": 8},
+    "train": {"preset": "tiny", "mseg_width": 8, "generator_width": 8, "discriminator_width": 8, "batch_size": 4,
+              "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_max_batches": 2},
     "evaluate": {"max_samples": 8, "max_photos": 2, "identity_samples": 4},
 }
 

@@ -12,14 +12,18 @@ from typing import Any
 import click
 import yaml
 
-from maskgen.cli import dataclass_default
+from maskgen.cli import DeprecatedNames, DeprecatedOption, dataclass_default, value_name
 from maskgen.clitools import Group
+from maskgen.format import BUILD_INFO
+from maskgen.reader import built_resolution
 from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
 from unmask.outputs import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions
 
-# CLI option -> config key, for the options that only set one config value. Each option is named
-# after its config key (``--adv`` sets ``loss.adv``); the earlier names stay as aliases.
+# CLI option -> config key, for the options that only set one config value. Each option is named after
+# its config key (``--adv`` sets ``loss.adv``, ``--mseg-width`` ``mseg.base_width``), and each params.yaml key
+# after its option (``train.adv``, ``train.mseg_width``); the options' former names are deprecated
+# (``DeprecatedOption``: hidden, they warn naming the new one).
 CONFIG_OPTIONS = {
     "resolution": "train.resolution",
     "epochs": "train.epochs",
@@ -29,6 +33,9 @@ CONFIG_OPTIONS = {
     "num_workers": "train.num_workers",
     "amp": "train.amp",
     "checkpoint_every": "train.checkpoint_every",
+    "val_max_batches": "train.val_max_batches",
+    "channels_last": "train.channels_last",
+    "require_pretrained": "train.require_pretrained",
     "gan_maps": "train.gan_maps",
     "mseg_width": "mseg.base_width",
     "generator_width": "generator.base_width",
@@ -61,10 +68,17 @@ def _checked(values: dict[str, Any]) -> None:
             raise click.BadParameter(problem)
 
 
-def _config_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+def _config_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None:
-        _checked({CONFIG_OPTIONS[param.name]: value})
+        _checked({CONFIG_OPTIONS[value_name(ctx, param)]: value})
     return value
+
+
+def _deprecated(old: str, new: str, **attrs: Any) -> Any:
+    """A former name of option ``new`` (one that sets a config value): hidden, it warns naming ``new``."""
+    name = new.lstrip("-").replace("-", "_")
+    return click.option(old, cls=DeprecatedOption, replacement=new, setting=CONFIG_OPTIONS[name],
+                        callback=_config_option, **attrs)
 
 
 def _optims_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -123,9 +137,36 @@ def build_config(
     return cfg.replace(**overrides)
 
 
+def _file_gives(path: Path, key: str) -> bool:
+    """Whether the config file ``path`` (one that loads) gives the dotted ``key`` itself."""
+    node: Any = yaml.safe_load(path.read_text()) or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def with_dataset_resolution(cfg: Config, data_dir: Path, given: str | None) -> tuple[Config, str]:
+    """``cfg`` training at the crop size the dataset was built at (build.json) unless a resolution was
+    ``given`` (where: for the log), and the log line that says which resolution and why. A dataset without
+    that record keeps the config's. A given resolution is used whatever the dataset's: every image is
+    resized to it as it loads."""
+    built = built_resolution(data_dir)
+    used = cfg.train.resolution
+    if given:
+        resized = "" if built in (None, used) else f"; the dataset's crops are {built} px, resized as they load"
+        return cfg, f"resolution: {used} px, given ({given}){resized}"
+    if built is None:
+        return cfg, f"resolution: {used} px, the config's ({data_dir} records no crop size; --resolution to choose)"
+    return (cfg.replace(**{"train.resolution": built}),
+            f"resolution: {built} px, the dataset's crop size ({data_dir / BUILD_INFO}; --resolution to choose)")
+
+
 def train_config(args: list[str]) -> Config:
     """The config ``unmask train ARGS`` starts a run with, ARGS read and checked as train reads them (--data
-    and --out are not looked at: pipelines/exp.py asks before the data is built). Raises
+    and --out are not looked at: pipelines/exp.py asks before the data is built; so without --resolution its
+    train.resolution is the config's, where the run takes the dataset's crop size). Raises
     ``click.ClickException`` (a ``click.UsageError`` for a bad option) with train's one-line message."""
     given = train.make_context("unmask train", [*args, "--data", os.curdir]).params
     try:
@@ -135,7 +176,7 @@ def train_config(args: list[str]) -> Config:
         raise click.ClickException(_one_line(exc)) from exc
 
 
-@main.command()
+@main.command(cls=DeprecatedNames)
 @click.option("--stage", type=click.Choice(["seg", "gan", "all"]),
               help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  "
                    f"[default: {dataclass_default(RunOptions, 'stage')}]")
@@ -147,7 +188,9 @@ def train_config(args: list[str]) -> Config:
               help="YAML config (as written to RUN/config.yaml).")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)),
               help="Width preset instead of --config: paper (default), cpu, tiny.")
-@click.option("--resolution", type=int, callback=_config_option, help="Training resolution (multiple of 32).")
+@click.option("--resolution", type=int, callback=_config_option,
+              help="Training resolution (multiple of 32) [default: the dataset's crop size, its maskgen build "
+                   "--resolution]; another size resizes every image as it loads.")
 @click.option("--epochs", type=int, callback=_config_option, help="Epochs per stage.")
 @click.option("--steps", type=int, callback=_config_option, help="Steps per stage (overrides --epochs).")
 @click.option("--batch-size", type=int, callback=_config_option, help="Batch size per process.")
@@ -158,19 +201,24 @@ def train_config(args: list[str]) -> Config:
 @click.option("--num-workers", type=int, callback=_config_option, help="Data loader worker processes per process.")
 @click.option("--amp", type=click.Choice(AMP_MODES),
               help="Mixed precision: auto = bf16 (else fp16) on CUDA, off on CPU; bf16/fp16 apply on CPU too.")
-@click.option("--mseg-width", "--seg-width", "mseg_width", type=int, callback=_config_option,
-              help="M-Seg base width (mseg.base_width).")
-@click.option("--generator-width", "--gen-width", "generator_width", type=int, callback=_config_option,
+@click.option("--mseg-width", type=int, callback=_config_option, help="M-Seg base width (mseg.base_width).")
+@_deprecated("--seg-width", "--mseg-width", type=int)
+@click.option("--generator-width", type=int, callback=_config_option,
               help="Generator base width (generator.base_width).")
-@click.option("--discriminator-width", "--disc-width", "discriminator_width", type=int, callback=_config_option,
+@_deprecated("--gen-width", "--generator-width", type=int)
+@click.option("--discriminator-width", type=int, callback=_config_option,
               help="Discriminator base width (discriminator.base_width).")
-@click.option("--adv", "--alpha", "adv", type=float, callback=_config_option,
+@_deprecated("--disc-width", "--discriminator-width", type=int)
+@click.option("--adv", type=float, callback=_config_option,
               help="Weight of the adversarial loss (loss.adv, the paper's alpha); 0 trains the reconstruction-only "
                    "U-Net (no discriminator).")
-@click.option("--rec", "--beta", "rec", type=float, callback=_config_option,
+@_deprecated("--alpha", "--adv", type=float)
+@click.option("--rec", type=float, callback=_config_option,
               help="Weight of the reconstruction loss (loss.rec, the paper's beta).")
-@click.option("--per", "--gamma", "per", type=float, callback=_config_option,
+@_deprecated("--beta", "--rec", type=float)
+@click.option("--per", type=float, callback=_config_option,
               help="Weight of the perceptual loss (loss.per, the paper's gamma).")
+@_deprecated("--gamma", "--per", type=float)
 @click.option("--use-map/--no-map", "use_map", default=None,
               help="--no-map: the one-stage ablation, generator without the map input or MURF (generator.use_map).")
 @click.option("--gan-maps", type=click.Choice(GAN_MAPS),
@@ -185,6 +233,15 @@ def train_config(args: list[str]) -> Config:
 @click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
 @click.option("--checkpoint-every", type=int, callback=_config_option,
               help="Steps between checkpoints (one is always written at the end).")
+@click.option("--val-max-batches", type=int, callback=_config_option,
+              help="Validation batches per check (train.val_max_batches) [default: the whole val split].")
+@click.option("--channels-last", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
+              callback=_config_option,
+              help="Weights and activations in NHWC layout (train.channels_last; alone: true) [default: false].")
+@click.option("--require-pretrained", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
+              callback=_config_option,
+              help="Fail at the start without the pretrained files the run needs: VGG19, FID's Inception "
+                   "(train.require_pretrained; alone: true) [default: false].")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=_assignments,
@@ -222,10 +279,18 @@ def train(
     try:
         if own_config:
             cfg = load_config(saved)  # plain --resume: continue with the run's own config
+            resolution = f"resolution: {cfg.train.resolution} px, the run's own ({saved})"
         else:
             cfg = build_config(config_file, preset_name, options, lr, lr_milestones, assignments)
+            given = ("--set train.resolution" if any(key == "train.resolution" for key, _ in assignments)
+                     else "--resolution" if options["resolution"] is not None
+                     else f"--config {config_file}" if config_file and _file_gives(config_file, "train.resolution")
+                     else None)
+            cfg, resolution = with_dataset_resolution(cfg, data_dir, given)
     except (KeyError, ValueError, TypeError) as exc:
         raise click.ClickException(_one_line(exc)) from exc
+    if rank == 0:
+        logging.info(resolution)
     unset = {"stage": stage, "device": device, "progress": progress}  # None: RunOptions' default
     opts = RunOptions(
         data_dir=data_dir, run_dir=run_dir, resume=resume,
