@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ class DeprecatedOption(click.Option):
     deprecation warning naming its ``replacement`` (and ``setting``, the value it sets, when named), and
     its value is the replacement's (``DeprecatedNames``). Give it the replacement's type and check."""
 
-    def __init__(self, param_decls: Any = None, *, replacement: str, setting: str = "", **attrs: Any) -> None:
-        old = param_decls[0]
+    def __init__(self, param_decls: Sequence[str], *, replacement: str, setting: str = "", **attrs: Any) -> None:
+        old = param_decls[0]  # its parameter: deprecated_OLD, apart from the replacement's
         super().__init__([*param_decls, f"deprecated_{old.lstrip('-').replace('-', '_')}"], hidden=True,
                          deprecated=f"Use {replacement}{f' ({setting})' if setting else ''}.", **attrs)
         self.replacement = replacement

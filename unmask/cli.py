@@ -234,14 +234,14 @@ def train_config(args: list[str]) -> Config:
 @click.option("--checkpoint-every", type=int, callback=_config_option,
               help="Steps between checkpoints (one is always written at the end).")
 @click.option("--val-max-batches", type=int, callback=_config_option,
-              help="Validation batches per check (train.val_max_batches) [default: the whole val split].")
+              help="Validation batches per check (train.val_max_batches; none set: the whole val split).")
 @click.option("--channels-last", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
               callback=_config_option,
-              help="Weights and activations in NHWC layout (train.channels_last; alone: true) [default: false].")
+              help="Weights and activations in NHWC layout (train.channels_last; alone: true).")
 @click.option("--require-pretrained", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
               callback=_config_option,
               help="Fail at the start without the pretrained files the run needs: VGG19, FID's Inception "
-                   "(train.require_pretrained; alone: true) [default: false].")
+                   "(train.require_pretrained; alone: true).")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=_assignments,

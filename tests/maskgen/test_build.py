@@ -95,7 +95,8 @@ def test_other_arguments_into_the_same_folder_are_refused(reference, small_celeb
 def test_resume_after_kill_9(reference, small_celeba, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(small_celeba), "--out", str(out),
-           "--resolution", "128", "--pairs", "130", "--seed", "3", "--shard-size", "16", "--workers", "1", "--no-progress"]
+           "--resolution", "128", "--pairs", "130", "--seed", "3", "--shard-size", "16", "--workers", "1",
+           "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("*.tar"))) < 2 and proc.poll() is None:
