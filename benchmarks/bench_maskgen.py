@@ -71,8 +71,8 @@ def write_landmark_rows(source: Path, landmarks: Path, where: Path) -> Path:
 
 
 def run_build(source: Path, out: Path, res: int, workers: int, landmarks: Path | None) -> dict:
-    cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(source), "--out", str(out), "--res", str(res),
-           "--workers", str(workers), "--no-progress"]
+    cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(source), "--out", str(out),
+           "--resolution", str(res), "--workers", str(workers), "--no-progress"]
     if landmarks:
         cmd += ["--landmarks", str(landmarks)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

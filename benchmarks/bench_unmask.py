@@ -141,11 +141,12 @@ def pipeline_config() -> tuple[Config, int, int]:
     """The default pipeline's training config (params.yaml: preset, widths), resolution and batch."""
     import yaml
 
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["train"]
-    cfg = preset(params["preset"]).replace(**{
-        "mseg.base_width": params["seg_width"], "generator.base_width": params["gen_width"],
-        "discriminator.base_width": params["disc_width"]})
-    return cfg, params["res"], params["batch"]
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    train = params["train"]
+    cfg = preset(train["preset"]).replace(**{
+        "mseg.base_width": train["mseg_width"], "generator.base_width": train["generator_width"],
+        "discriminator.base_width": train["discriminator_width"]})
+    return cfg, params["data"]["resolution"], train["batch_size"]  # training takes the dataset's crop size
 
 
 TRAIN_OPTIONS = {"default": {}, "channels_last": {"train.channels_last": True}, "compile": {"train.compile": True}}

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import format as fmt
-from .clitools import DataclassDefault, Group
+from .clitools import DataclassDefault, DeprecatedNames, DeprecatedOption, Group, value_name
 from .mask import DEFAULT_WEAR_WEIGHTS
 
 
@@ -29,12 +29,12 @@ def _checked(problem: str | None) -> None:
         raise click.BadParameter(problem)
 
 
-def _build_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+def _build_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A given value of a BuildConfig field, checked as the build checks it."""
     if value is not None:
         from .build import option_problem
 
-        _checked(option_problem(param.name, value))
+        _checked(option_problem(value_name(ctx, param), value))
     return value
 
 
@@ -116,11 +116,12 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@main.command()
+@main.command(cls=DeprecatedNames)
 @click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="CelebA root (img_align_celeba/ or img_celeba/ layout) or any folder of face photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
-@click.option("--res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--resolution", "res", cls=BUILD, type=int, help="Crop size in pixels (128, 256, 512, 1024).")
+@click.option("--res", cls=DeprecatedOption, replacement="--resolution", type=int, callback=_build_option)
 @click.option("--pairs", type=int, default=None, callback=_build_option,
               help="Number of triplets [default: one per usable face].")
 @click.option("--seed", cls=BUILD, type=int)
@@ -260,7 +261,7 @@ def verify(dataset, quick) -> None:
 
 
 def _stats_text(s: dict) -> str:
-    lines = [f"samples: {s['samples']}  (sources used: {s['sources_used']}, res {s['build']['res']})",
+    lines = [f"samples: {s['samples']}  (sources used: {s['sources_used']}, resolution {s['build']['res']})",
              "by split: " + ", ".join(f"{k} {v}" for k, v in s["by_split"].items()),
              "by mask type: " + ", ".join(f"{k} {v}" for k, v in s["by_mask_type"].items()),
              "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),

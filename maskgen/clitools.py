@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -180,3 +180,44 @@ class DataclassDefault(click.Option):
         shown = copy.copy(self)
         shown.default, shown.show_default = self.show(dataclass_default(self.dataclass(), self.name)), True
         return click.Option.get_help_record(shown, ctx)
+
+
+class DeprecatedOption(click.Option):
+    """A former name of an option, kept for one release: hidden from --help; given, it prints click's
+    deprecation warning naming its ``replacement`` (and ``setting``, the value it sets, when named), and
+    its value is the replacement's (``DeprecatedNames``). Give it the replacement's type and check."""
+
+    def __init__(self, param_decls: Sequence[str], *, replacement: str, setting: str = "", **attrs: Any) -> None:
+        old = param_decls[0]  # its parameter: deprecated_OLD, apart from the replacement's
+        super().__init__([*param_decls, f"deprecated_{old.lstrip('-').replace('-', '_')}"], hidden=True,
+                         deprecated=f"Use {replacement}{f' ({setting})' if setting else ''}.", **attrs)
+        self.replacement = replacement
+
+    @property
+    def human_readable_name(self) -> str:
+        return self.opts[0]  # the warning names the option typed (--alpha), not the parameter
+
+
+def value_name(ctx: click.Context, param: click.Parameter) -> str:
+    """The name of the value ``param`` gives the command: a deprecated option's is its replacement's."""
+    if isinstance(param, DeprecatedOption):
+        return next(p.name for p in ctx.command.params if param.replacement in p.opts)
+    return param.name
+
+
+class DeprecatedNames(click.Command):
+    """A command with ``DeprecatedOption`` s: the value of one given goes to the option that replaced it, so
+    the command sees the new names only; both given are a usage error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.params:
+            if isinstance(param, DeprecatedOption):
+                value, name = ctx.params.pop(param.name, None), value_name(ctx, param)
+                if value is None:
+                    continue
+                if ctx.params.get(name) is not None:
+                    raise click.UsageError(f"{param.opts[0]} is the former name of {param.replacement}: "
+                                           f"give {param.replacement} only", ctx)
+                ctx.params[name] = value
+        return rest

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from . import format as fmt
+from .files import read_json_object
 
 RawSample = dict[str, Any]  # WebDataset's: "__key__", "__url__" and one bytes value per member
 
@@ -50,6 +51,17 @@ class Sample:
 def list_shards(dataset: str | Path, split: str) -> list[str]:
     """The shards of one split, in order."""
     return sorted(glob(str(Path(dataset) / fmt.shard_glob(split))))
+
+
+def built_resolution(dataset: str | Path) -> int | None:
+    """The crop size in pixels that ``maskgen build`` made the dataset's images at, as its build.json records
+    it (``res``, BuildConfig's); None for shards without that record (made by hand) or one that does not read
+    (which the dataset checks, ``maskgen.verify``, report)."""
+    try:
+        res = read_json_object(Path(dataset) / fmt.BUILD_INFO).get("res")
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, int) and not isinstance(res, bool) else None
 
 
 def error_cause(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ GAN_STEPS=${GAN_STEPS:-2000}
 RECIPE=${RECIPE:-scratch}
 COMMON=(--data "$DATA" --preset cpu --resolution 128 --mseg-width 16 --generator-width 16 --discriminator-width 24
         --batch-size 16 --lr 0.001 --lr-milestones 0.6,0.85 --seed 0 --num-workers 1
-        --set train.val_max_batches=20 --device cpu --no-progress)
+        --val-max-batches 20 --device cpu --no-progress)
 export OMP_NUM_THREADS=1
 mkdir -p "$OUT"
 HALF=$((GAN_STEPS / 2))

@@ -25,6 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
 DVC_YAML = ROOT / "dvc.yaml"
 REFERENCE = re.compile(r"\$\{\s*([^}\s]+)\s*\}")  # DVC's ${a.b}
+# params.yaml's former keys (each is now its option's name), read as the new ones for one release, with a
+# warning. train.res is gone: training takes the dataset's crop size, data.resolution.
+RENAMED_PARAMS = {
+    "data.res": "data.resolution", "train.seg_width": "train.mseg_width", "train.gen_width": "train.generator_width",
+    "train.disc_width": "train.discriminator_width", "train.batch": "train.batch_size", "train.alpha": "train.adv",
+    "train.beta": "train.rec", "train.gamma": "train.per", "train.val_batches": "train.val_max_batches",
+}
+DROPPED_PARAMS = {"train.res": "data.resolution"}
 
 
 def overrides(tree: dict, prefix: str = "") -> list[str]:
@@ -32,6 +40,25 @@ def overrides(tree: dict, prefix: str = "") -> list[str]:
     for key, value in tree.items():
         name = f"{prefix}{key}"
         out += overrides(value, name + ".") if isinstance(value, dict) else [f"{name}={value}"]
+    return out
+
+
+def current_names(tree: dict, where: str, base: dict) -> dict:
+    """``tree`` (overrides of the params ``base``) with each former key under its new name, one warning line
+    for each; a dropped key's value must be that of its replacement (else SystemExit, naming ``where``)."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in tree.items()}
+    for old, new in {**RENAMED_PARAMS, **DROPPED_PARAMS}.items():
+        (section, key), (new_section, new_key) = old.split("."), new.split(".")
+        if key not in (out.get(section) or {}):
+            continue
+        value = out[section].pop(key)
+        if old in DROPPED_PARAMS:
+            if value != merged(base, out)[new_section][new_key]:
+                sys.exit(f"{where}: {old} ({value}) is gone: training takes the dataset's crop size, {new}")
+            print(f"warning: {where}: {old} is deprecated and unused: training takes {new}", file=sys.stderr)
+        else:
+            print(f"warning: {where}: {old} is deprecated, use {new}", file=sys.stderr)
+            out.setdefault(new_section, {}).setdefault(new_key, value)
     return out
 
 
@@ -97,9 +124,10 @@ def main() -> None:
     config = Path(__file__).with_name(f"{name}.yaml")
     if not config.is_file():
         sys.exit(f"no such configuration: {config}")
-    tree = yaml.safe_load(config.read_text())
+    params = yaml.safe_load(PARAMS.read_text())
+    tree = current_names(yaml.safe_load(config.read_text()), str(config), params)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # what is downloaded, if anything
-    problem = weights_problem(merged(yaml.safe_load(PARAMS.read_text()), tree))
+    problem = weights_problem(merged(params, tree))
     if problem:
         sys.exit(f"{config}: {problem}")
     args = ["dvc", "exp", "run", "-n", name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -18,11 +19,103 @@ from tests.testdata import REPO, make_celeba_subset
 LABELS = Path("labels") / "real-masked-photos"  # the evaluate stage's --photo-labels (dvc.yaml)
 
 TINY = {
-    "data": {"res": 128, "pairs": 36, "shard_size": 8},
-    "train": {"preset": "tiny", "res": 128, "seg_width": 8, "gen_width": 8, "disc_width": 8, "batch": 4,
-              "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_batches": 2},
+    "data": {"resolution": 128, "pairs": 36, "shard_size": 8},
+    "train": {"preset": "tiny", "mseg_width": 8, "generator_width": 8, "discriminator_width": 8, "batch_size": 4,
+              "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_max_batches": 2},
     "evaluate": {"max_samples": 8, "max_photos": 2, "identity_samples": 4},
 }
+
+
+PIPELINE_ONLY = {"train.seg_steps": "--steps", "train.gan_steps": "--steps"}  # the --steps of each stage
+
+
+def _exp():
+    """pipelines/exp.py: dvc.yaml's ${...} interpolated as DVC does it."""
+    spec = importlib.util.spec_from_file_location("pipelines_exp", REPO / "pipelines" / "exp.py")
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    return exp
+
+
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    return {key for name, value in tree.items()
+            for key in (_leaves(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}"})}
+
+
+def _commands(params: dict) -> list[list[str]]:
+    """Every command dvc.yaml runs with these params (each foreach item; `a && b` is two), as words, without
+    a redirection."""
+    exp = _exp()
+    commands = []
+    for stage in yaml.safe_load(exp.DVC_YAML.read_text())["stages"].values():
+        items = stage.get("foreach", {None: {}})
+        cmd = stage["do"]["cmd"] if "do" in stage else stage["cmd"]
+        for item in items.values():
+            item = {k: exp.interpolated(v, params) if isinstance(v, str) else v for k, v in item.items()}
+            text = exp.interpolated(cmd, {**params, "item": item})
+            commands += [part.split(">")[0].split() for part in text.split("&&")]
+    return commands
+
+
+def test_dvc_yaml_names_params_keys_only_and_uses_each():
+    exp = _exp()
+    params = yaml.safe_load(exp.PARAMS.read_text())
+    text = exp.DVC_YAML.read_text()
+    used = {name for name in exp.REFERENCE.findall(text) if not name.startswith("item.")}
+    assert used <= _leaves(params), f"dvc.yaml names no such param: {used - _leaves(params)}"
+    assert _leaves(params) - used == set(), "params.yaml keys no stage uses"
+    _commands(params)  # every ${...} resolves (exp.interpolated raises for one that names no param)
+    for name in ("celeba256", "celeba512"):  # the paper configurations override params.yaml's keys only
+        overrides = yaml.safe_load((REPO / "pipelines" / f"{name}.yaml").read_text())
+        assert _leaves(overrides) <= _leaves(params), name
+
+
+def test_each_params_key_is_the_option_it_is_passed_to():
+    """data.shard_size -> maskgen build --shard-size, train.mseg_width -> unmask train --mseg-width, ..."""
+    text = _exp().DVC_YAML.read_text()
+    passed = re.findall(r"(--[a-z-]+) \$\{((?:data|train)\.[a-z_]+)\}", text)
+    assert passed
+    for option, key in passed:
+        assert option == PIPELINE_ONLY.get(key, "--" + key.split(".")[1].replace("_", "-")), (option, key)
+
+
+def test_every_option_dvc_yaml_passes_exists_on_its_command():
+    """Each option of each command is one its command has, by its current name; each ``unmask train`` makes a
+    config as the command reads it, with params.yaml and with each paper configuration."""
+    from maskgen.cli import main as maskgen_main
+    from maskgen.clitools import DeprecatedOption
+    from unmask.cli import main as unmask_main, train_config
+
+    exp = _exp()
+    params = yaml.safe_load(exp.PARAMS.read_text())
+    groups = {"maskgen": maskgen_main, "unmask": unmask_main}
+    for words in _commands(params):
+        command = groups[words[0]].commands[words[1]]
+        current = {opt for p in command.params if not isinstance(p, DeprecatedOption)
+                   for opt in (*p.opts, *p.secondary_opts)}
+        for word in words[2:]:
+            assert not word.startswith("--") or word in current, f"{' '.join(words[:2])} has no option {word}"
+    for name in ("params", "celeba256", "celeba512"):
+        tree = params if name == "params" else exp.merged(
+            params, yaml.safe_load((REPO / "pipelines" / f"{name}.yaml").read_text()))
+        for args in exp.train_commands(tree).values():
+            train_config(args)  # raises for an option the command does not take, or a bad value
+
+
+def test_former_params_keys_in_a_configuration_are_read_as_the_new_ones(capsys):
+    exp = _exp()
+    params = yaml.safe_load(exp.PARAMS.read_text())
+    old = {"data": {"res": 256}, "train": {"res": 256, "seg_width": 32, "alpha": 0.2, "val_batches": 5}}
+    assert exp.current_names(old, "old.yaml", params) == {
+        "data": {"resolution": 256}, "train": {"mseg_width": 32, "adv": 0.2, "val_max_batches": 5}}
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: old.yaml: data.res is deprecated, use data.resolution",
+        "warning: old.yaml: train.seg_width is deprecated, use train.mseg_width",
+        "warning: old.yaml: train.alpha is deprecated, use train.adv",
+        "warning: old.yaml: train.val_batches is deprecated, use train.val_max_batches",
+        "warning: old.yaml: train.res is deprecated and unused: training takes data.resolution"]
+    with pytest.raises(SystemExit, match="train.res \\(64\\) is gone: training takes the dataset's crop size"):
+        exp.current_names({"train": {"res": 64}}, "old.yaml", params)
 
 
 def _merge(base: dict, over: dict) -> dict:

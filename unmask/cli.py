@@ -10,34 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from maskgen.clitools import Group, dataclass_default
-from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config, parse_assignment, preset, value_problem
+from maskgen.clitools import DeprecatedNames, Group, dataclass_default
+from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config
+from unmask.config_options import (CONFIG_OPTIONS, assignments_option, build_config, config_option, deprecated_option,
+                                   file_gives, load_config, one_line, optims_option, with_dataset_resolution)
 from unmask.outputs import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions
-
-# CLI option -> config key, for the options that only set one config value. Each option is named
-# after its config key (``--adv`` sets ``loss.adv``); the earlier names stay as aliases.
-CONFIG_OPTIONS = {
-    "resolution": "train.resolution",
-    "epochs": "train.epochs",
-    "steps": "train.steps",
-    "batch_size": "train.batch_size",
-    "seed": "train.seed",
-    "num_workers": "train.num_workers",
-    "amp": "train.amp",
-    "checkpoint_every": "train.checkpoint_every",
-    "gan_maps": "train.gan_maps",
-    "mseg_width": "mseg.base_width",
-    "generator_width": "generator.base_width",
-    "discriminator_width": "discriminator.base_width",
-    "use_map": "generator.use_map",
-    "adv": "loss.adv",
-    "rec": "loss.rec",
-    "per": "loss.per",
-}
-
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--offline", is_flag=True,
@@ -48,93 +27,20 @@ def main(offline: bool) -> None:
         os.environ["UNMASK_OFFLINE"] = "1"
 
 
-OPTIMS = ("seg_optim", "gan_optim")  # --lr and --lr-milestones set the value of both
-
-
-def _checked(values: dict[str, Any]) -> None:
-    """Config values given on the command line, checked as the config checks them: a bad one is a usage
-    error (see maskgen.clitools)."""
-    for key, value in values.items():
-        problem = value_problem(key, value)
-        if problem:
-            raise click.BadParameter(problem)
-
-
-def _config_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    if value is not None:
-        _checked({CONFIG_OPTIONS[param.name]: value})
-    return value
-
-
-def _optims_option(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """--lr, --lr-milestones (comma-separated fractions -> a list): the value of both optimisers."""
-    if value is None:
-        return None
-    if param.name == "lr_milestones":
-        try:
-            value = [float(x) for x in value.split(",") if x.strip()]
-        except ValueError:
-            raise click.BadParameter("comma-separated fractions, e.g. 0.5,0.75") from None
-    _checked({f"{optim}.{param.name}": value for optim in OPTIMS})
-    return value
-
-
-def _assignments(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
-    """--set KEY=VALUE ... -> [(key, value)], each checked."""
-    pairs = []
-    for text in values:
-        try:
-            key, value = parse_assignment(text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-        problem = value_problem(key, value)
-        if problem:
-            raise click.BadParameter(f"{key}: {problem}")
-        pairs.append((key, value))
-    return pairs
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args else error).split())
-
-
-def load_config(path: Path) -> Config:
-    """A config file; ValueError naming it when it does not read as a valid config."""
-    try:
-        return Config.load(path)
-    except (KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: {_one_line(exc)}") from exc
-
-
-def build_config(
-    config_file: Path | None, preset_name: str | None, options: dict[str, Any], lr: float | None,
-    lr_milestones: list[float] | None, assignments: list[tuple[str, Any]],
-) -> Config:
-    """Config from (preset or file), then the explicit options, then ``--set`` assignments (key, value)."""
-    if config_file and preset_name:
-        raise click.ClickException("--config and --preset are alternatives; use one")  # each fine alone: exit 1
-    cfg = load_config(config_file) if config_file else preset(preset_name or "paper")
-    overrides: dict[str, Any] = {CONFIG_OPTIONS[k]: v for k, v in options.items() if v is not None}
-    for name, value in (("lr", lr), ("lr_milestones", lr_milestones)):
-        if value is not None:
-            overrides.update({f"{optim}.{name}": value for optim in OPTIMS})
-    overrides.update(assignments)
-    return cfg.replace(**overrides)
-
-
 def train_config(args: list[str]) -> Config:
     """The config ``unmask train ARGS`` starts a run with, ARGS read and checked as train reads them (--data
-    and --out are not looked at: pipelines/exp.py asks before the data is built). Raises
+    and --out are not looked at: pipelines/exp.py asks before the data is built; so without --resolution its
+    train.resolution is the config's, where the run takes the dataset's crop size). Raises
     ``click.ClickException`` (a ``click.UsageError`` for a bad option) with train's one-line message."""
     given = train.make_context("unmask train", [*args, "--data", os.curdir]).params
     try:
         return build_config(given["config_file"], given["preset_name"], {k: given[k] for k in CONFIG_OPTIONS},
                             given["lr"], given["lr_milestones"], given["assignments"])
     except (KeyError, ValueError, TypeError) as exc:
-        raise click.ClickException(_one_line(exc)) from exc
+        raise click.ClickException(one_line(exc)) from exc
 
 
-@main.command()
+@main.command(cls=DeprecatedNames)
 @click.option("--stage", type=click.Choice(["seg", "gan", "all"]),
               help="seg: M-Seg only; gan: FU-Net GAN only; all: both in turn.  "
                    f"[default: {dataclass_default(RunOptions, 'stage')}]")
@@ -146,30 +52,37 @@ def train_config(args: list[str]) -> Config:
               help="YAML config (as written to RUN/config.yaml).")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)),
               help="Width preset instead of --config: paper (default), cpu, tiny.")
-@click.option("--resolution", type=int, callback=_config_option, help="Training resolution (multiple of 32).")
-@click.option("--epochs", type=int, callback=_config_option, help="Epochs per stage.")
-@click.option("--steps", type=int, callback=_config_option, help="Steps per stage (overrides --epochs).")
-@click.option("--batch-size", type=int, callback=_config_option, help="Batch size per process.")
-@click.option("--lr", type=float, callback=_optims_option, help="Initial learning rate of both stages.")
-@click.option("--lr-milestones", callback=_optims_option,
+@click.option("--resolution", type=int, callback=config_option,
+              help="Training resolution (multiple of 32) [default: the dataset's crop size, its maskgen build "
+                   "--resolution]; another size resizes every image as it loads.")
+@click.option("--epochs", type=int, callback=config_option, help="Epochs per stage.")
+@click.option("--steps", type=int, callback=config_option, help="Steps per stage (overrides --epochs).")
+@click.option("--batch-size", type=int, callback=config_option, help="Batch size per process.")
+@click.option("--lr", type=float, callback=optims_option, help="Initial learning rate of both stages.")
+@click.option("--lr-milestones", callback=optims_option,
               help="Comma-separated fractions of the run where the lr decays (x lr_decay).")
-@click.option("--seed", type=int, callback=_config_option)
-@click.option("--num-workers", type=int, callback=_config_option, help="Data loader worker processes per process.")
+@click.option("--seed", type=int, callback=config_option)
+@click.option("--num-workers", type=int, callback=config_option, help="Data loader worker processes per process.")
 @click.option("--amp", type=click.Choice(AMP_MODES),
               help="Mixed precision: auto = bf16 (else fp16) on CUDA, off on CPU; bf16/fp16 apply on CPU too.")
-@click.option("--mseg-width", "--seg-width", "mseg_width", type=int, callback=_config_option,
-              help="M-Seg base width (mseg.base_width).")
-@click.option("--generator-width", "--gen-width", "generator_width", type=int, callback=_config_option,
+@click.option("--mseg-width", type=int, callback=config_option, help="M-Seg base width (mseg.base_width).")
+@deprecated_option("--seg-width", "--mseg-width", type=int)
+@click.option("--generator-width", type=int, callback=config_option,
               help="Generator base width (generator.base_width).")
-@click.option("--discriminator-width", "--disc-width", "discriminator_width", type=int, callback=_config_option,
+@deprecated_option("--gen-width", "--generator-width", type=int)
+@click.option("--discriminator-width", type=int, callback=config_option,
               help="Discriminator base width (discriminator.base_width).")
-@click.option("--adv", "--alpha", "adv", type=float, callback=_config_option,
+@deprecated_option("--disc-width", "--discriminator-width", type=int)
+@click.option("--adv", type=float, callback=config_option,
               help="Weight of the adversarial loss (loss.adv, the paper's alpha); 0 trains the reconstruction-only "
                    "U-Net (no discriminator).")
-@click.option("--rec", "--beta", "rec", type=float, callback=_config_option,
+@deprecated_option("--alpha", "--adv", type=float)
+@click.option("--rec", type=float, callback=config_option,
               help="Weight of the reconstruction loss (loss.rec, the paper's beta).")
-@click.option("--per", "--gamma", "per", type=float, callback=_config_option,
+@deprecated_option("--beta", "--rec", type=float)
+@click.option("--per", type=float, callback=config_option,
               help="Weight of the perceptual loss (loss.per, the paper's gamma).")
+@deprecated_option("--gamma", "--per", type=float)
 @click.option("--use-map/--no-map", "use_map", default=None,
               help="--no-map: the one-stage ablation, generator without the map input or MURF (generator.use_map).")
 @click.option("--gan-maps", type=click.Choice(GAN_MAPS),
@@ -182,11 +95,20 @@ def train_config(args: list[str]) -> Config:
 @click.option("--perceptual-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="torchvision VGG19 ImageNet weights (vgg19-dcbb9e9d.pth); default: the torch hub cache.")
 @click.option("--require-perceptual", is_flag=True, help="Fail instead of training without the perceptual loss.")
-@click.option("--checkpoint-every", type=int, callback=_config_option,
+@click.option("--checkpoint-every", type=int, callback=config_option,
               help="Steps between checkpoints (one is always written at the end).")
+@click.option("--val-max-batches", type=int, callback=config_option,
+              help="Validation batches per check (train.val_max_batches; none set: the whole val split).")
+@click.option("--channels-last", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
+              callback=config_option,
+              help="Weights and activations in NHWC layout (train.channels_last; alone: true).")
+@click.option("--require-pretrained", type=click.BOOL, is_flag=False, flag_value=True, metavar="[true|false]",
+              callback=config_option,
+              help="Fail at the start without the pretrained files the run needs: VGG19, FID's Inception "
+                   "(train.require_pretrained; alone: true).")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=_assignments,
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=assignments_option,
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
               help=f"[default: {dataclass_default(RunOptions, 'device')}]")
@@ -221,10 +143,18 @@ def train(
     try:
         if own_config:
             cfg = load_config(saved)  # plain --resume: continue with the run's own config
+            resolution = f"resolution: {cfg.train.resolution} px, the run's own ({saved})"
         else:
             cfg = build_config(config_file, preset_name, options, lr, lr_milestones, assignments)
+            given = ("--set train.resolution" if any(key == "train.resolution" for key, _ in assignments)
+                     else "--resolution" if options["resolution"] is not None
+                     else f"--config {config_file}" if config_file and file_gives(config_file, "train.resolution")
+                     else None)
+            cfg, resolution = with_dataset_resolution(cfg, data_dir, given)
     except (KeyError, ValueError, TypeError) as exc:
-        raise click.ClickException(_one_line(exc)) from exc
+        raise click.ClickException(one_line(exc)) from exc
+    if rank == 0:
+        logging.info(resolution)
     unset = {"stage": stage, "device": device, "progress": progress}  # None: RunOptions' default
     opts = RunOptions(
         data_dir=data_dir, run_dir=run_dir, resume=resume,

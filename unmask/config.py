@@ -112,7 +112,9 @@ def _gan_optim() -> OptimConfig:
 
 @dataclass
 class TrainConfig:
-    resolution: int = 256  # maskgen build's default crop size; must be a multiple of 32
+    # Must be a multiple of 32. ``unmask train`` sets it to the dataset's crop size (maskgen build --resolution)
+    # unless one is given; 256 is maskgen build's default, used for shards that record none.
+    resolution: int = 256
     batch_size: int = 8  # per process (per GPU); not given in the paper
     epochs: int = 20  # per stage
     steps: int | None = None  # when set, overrides epochs
@@ -197,17 +199,12 @@ class Config:
 
 
 # Width presets: "paper" is the default model; "cpu" trains in minutes on a laptop; "tiny" is
-# for tests. Only widths and resolution change; everything else stays as configured.
+# for tests. Only widths change; everything else stays as configured, and the resolution is the
+# dataset's (``unmask train`` takes its crop size unless told one).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "cpu": {
-        "mseg.base_width": 16, "generator.base_width": 24, "discriminator.base_width": 24,
-        "train.resolution": 128,
-    },
-    "tiny": {
-        "mseg.base_width": 8, "generator.base_width": 8, "discriminator.base_width": 8,
-        "train.resolution": 64,
-    },
+    "cpu": {"mseg.base_width": 16, "generator.base_width": 24, "discriminator.base_width": 24},
+    "tiny": {"mseg.base_width": 8, "generator.base_width": 8, "discriminator.base_width": 8},
 }
 
 

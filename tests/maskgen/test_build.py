@@ -96,7 +96,8 @@ def test_other_arguments_into_the_same_folder_are_refused(reference, small_celeb
 def test_resume_after_kill_9(reference, small_celeba, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "maskgen.cli", "build", "--source", str(small_celeba), "--out", str(out),
-           "--res", "128", "--pairs", "130", "--seed", "3", "--shard-size", "16", "--workers", "1", "--no-progress"]
+           "--resolution", "128", "--pairs", "130", "--seed", "3", "--shard-size", "16", "--workers", "1",
+           "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("*.tar"))) < 2 and proc.poll() is None:
@@ -133,7 +134,7 @@ def test_parts_combine_into_one_dataset(small_celeba, tmp_path):
 def test_cli_build_preview_stats(small_celeba, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    res = runner.invoke(main, ["build", "--source", str(small_celeba), "--out", str(out), "--res", "128",
+    res = runner.invoke(main, ["build", "--source", str(small_celeba), "--out", str(out), "--resolution", "128",
                                "--pairs", "20", "--workers", "1", "--mask-types", "surgical=1,kn95=1",
                                "--wear", "correct=1,nose=1", "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -152,7 +153,7 @@ def test_cli_build_preview_stats(small_celeba, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--source", "/nonexistent/faces", "--out", "{tmp}/x"], "source not found"),
     (["--source", "{src}", "--out", "/proc/forbidden"], "cannot write to --out"),
-    (["--source", "{src}", "--out", "{tmp}/x", "--res", "300"], "'--res': must be one of"),
+    (["--source", "{src}", "--out", "{tmp}/x", "--resolution", "300"], "'--resolution': must be one of"),
     (["--source", "{src}", "--out", "{tmp}/x", "--mask-types", "scarf"], "unknown mask type"),
     (["--source", "{src}", "--out", "{tmp}/x", "--part", "9/8"], "K/N"),
     (["--source", "{src}", "--out", "{tmp}/x", "--wear", "correct=1,sideways=1"], "unknown wear"),
@@ -172,6 +173,29 @@ def test_cli_errors_are_one_line_and_non_zero(small_celeba, tmp_path, args, mess
     assert re.search(message, res.output), res.output
     assert len([line for line in res.output.strip().splitlines() if line.startswith("Error")]) == 1
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("args, warning", [
+    (["--resolution", "512"], None),
+    (["--res", "512"], "DeprecationWarning: The option '--res' is deprecated. Use --resolution."),
+])
+def test_resolution_and_its_deprecated_name_set_the_crop_size(small_celeba, tmp_path, monkeypatch, args, warning):
+    built = []
+
+    def stop(config):
+        built.append(config)
+        raise BuildError("stopped here")
+
+    monkeypatch.setattr("maskgen.build.build", stop)
+    res = CliRunner().invoke(main, ["build", "--source", str(small_celeba), "--out", str(tmp_path / "x"), *args])
+    assert res.exit_code == 1 and "stopped here" in res.output
+    assert built[0].res == 512  # BuildConfig.res: what build.json records, unchanged
+    assert [line for line in res.output.splitlines() if "eprecat" in line] == ([warning] if warning else [])
+    both = CliRunner().invoke(main, ["build", "--source", str(small_celeba), "--out", str(tmp_path / "x"),
+                                     "--resolution", "256", "--res", "512"])
+    assert both.exit_code == 2 and "--res is the former name of --resolution: give --resolution only" in both.output
+    shown = CliRunner().invoke(main, ["build", "--help"]).output
+    assert "--resolution" in shown and "--res " not in shown  # hidden
 
 
 def test_landmarks_of_an_earlier_build_are_reused(reference, small_celeba, tmp_path, monkeypatch):

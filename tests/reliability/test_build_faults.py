@@ -35,7 +35,7 @@ from maskgen.verify import check_shards
 from tests.reliability.faults import dataset_files
 
 ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
-CLI_ARGS = ["--res", "128", "--seed", "2", "--shard-size", "4", "--workers", "1", "--no-progress"]
+CLI_ARGS = ["--resolution", "128", "--seed", "2", "--shard-size", "4", "--workers", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def built(tmp_path_factory, celeba_dir) -> Path:
 
     faces = make_celeba_subset(tmp_path_factory.mktemp("faces"), celeba_dir, 1, 2)
     out = tmp_path_factory.mktemp("built") / "ds"
-    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(faces), "--out", str(out), "--res", "128",
+    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(faces), "--out", str(out), "--resolution", "128",
                                                "--pairs", "4", "--workers", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     return out

@@ -47,6 +47,8 @@ def test_presets_change_widths_only():
     assert set(PRESETS) >= {"paper", "cpu", "tiny"}
     assert preset("paper") == Config()
     assert {d.split(":")[0] for d in diff(Config(), tiny)} == set(PRESETS["tiny"])
+    # Widths only: the resolution is the dataset's (unmask train), never a preset's.
+    assert all(key.endswith(".base_width") for values in PRESETS.values() for key in values)
 
 
 def test_parse_assignment_reads_yaml_values():

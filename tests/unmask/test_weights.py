@@ -389,17 +389,17 @@ def test_the_preflight_reads_dvc_yamls_train_commands_as_unmask_train_does(cache
         assert train_config(args) == trained[-1]
     assert {weights.required_for(config) for config in trained} == {("vgg19", "fid-inception")}
 
-    # gamma 0: stage 2 needs no VGG19, but train@seg (no --per: its preset's loss.per) still asks for it, as
-    # `unmask train` would at that stage's start: the preflight says so now (it once read train.gamma only).
+    # per 0: stage 2 needs no VGG19, but train@seg (no --per: its preset's loss.per) still asks for it, as
+    # `unmask train` would at that stage's start: the preflight says so now (it once read train.per only).
     stand_in(monkeypatch, tmp_path, "fid-inception", b"fid stand-in")
     weights.fetch("fid-inception")
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")
-    no_perceptual = exp.merged(params, {"train": {"gamma": 0.0}})
+    no_perceptual = exp.merged(params, {"train": {"per": 0.0}})
     assert [weights.required_for(train_config(a)) for a in exp.train_commands(no_perceptual).values()] == [
         ("vgg19", "fid-inception"), ("fid-inception",), ("fid-inception",), ("fid-inception",)]
     assert exp.weights_problem(no_perceptual).startswith("train.require_pretrained: vgg19-dcbb9e9d.pth not found")
     assert exp.weights_problem(exp.merged(no_perceptual, {"train": {"require_pretrained": False}})) is None
 
     # A value `unmask train` refuses stops the preflight too, in its words.
-    bad = exp.merged(params, {"train": {"batch": 0}})
+    bad = exp.merged(params, {"train": {"batch_size": 0}})
     assert exp.weights_problem(bad).startswith("dvc.yaml train@seg: Invalid value for '--batch-size': ")
