@@ -31,6 +31,7 @@ RENAMED_PARAMS = {
     "data.res": "data.resolution", "train.seg_width": "train.mseg_width", "train.gen_width": "train.generator_width",
     "train.disc_width": "train.discriminator_width", "train.batch": "train.batch_size", "train.alpha": "train.adv",
     "train.beta": "train.rec", "train.gamma": "train.per", "train.val_batches": "train.val_max_batches",
+    "evaluate.identity_samples": "evaluate.identity_max_samples",
 }
 DROPPED_PARAMS = {"train.res": "data.resolution"}
 

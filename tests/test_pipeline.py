@@ -22,7 +22,7 @@ TINY = {
     "data": {"resolution": 128, "pairs": 36, "shard_size": 8},
     "train": {"preset": "tiny", "mseg_width": 8, "generator_width": 8, "discriminator_width": 8, "batch_size": 4,
               "seg_steps": 3, "gan_steps": 3, "num_workers": 0, "val_max_batches": 2},
-    "evaluate": {"max_samples": 8, "max_photos": 2, "identity_samples": 4},
+    "evaluate": {"max_samples": 8, "max_photos": 2, "identity_max_samples": 4},
 }
 
 
@@ -73,7 +73,7 @@ def test_dvc_yaml_names_params_keys_only_and_uses_each():
 def test_each_params_key_is_the_option_it_is_passed_to():
     """data.shard_size -> maskgen build --shard-size, train.mseg_width -> unmask train --mseg-width, ..."""
     text = _exp().DVC_YAML.read_text()
-    passed = re.findall(r"(--[a-z-]+) \$\{((?:data|train)\.[a-z_]+)\}", text)
+    passed = re.findall(r"(--[a-z-]+) \$\{((?:data|train|evaluate)\.[a-z_]+)\}", text)
     assert passed
     for option, key in passed:
         assert option == PIPELINE_ONLY.get(key, "--" + key.split(".")[1].replace("_", "-")), (option, key)
