@@ -61,7 +61,7 @@ def write_landmark_rows(source: Path, landmarks: Path, where: Path) -> Path:
         (where / entry.name).symlink_to(entry.resolve())
     table = pd.read_parquet(landmarks)
     rows = []
-    for rel, ok, points in zip(table["source"], table["ok"], table["points"]):
+    for rel, ok, points in zip(table["source"], table["ok"], table["points"], strict=True):
         if ok:
             pts5 = np.rint(five_points(np.asarray(list(points), dtype=np.float64).reshape(68, 2))).astype(int)
             rows.append(Path(rel).name + " " + " ".join(str(v) for v in pts5.ravel()))
@@ -121,7 +121,7 @@ def time_stages(source: Path, res: int, limit: int) -> dict[str, float]:
         t.append(time.process_time())
         if index >= 5:
             done += 1
-            for name, a, b in zip(("read", "landmarks", "align", "mask", "encode"), t, t[1:]):
+            for name, a, b in zip(("read", "landmarks", "align", "mask", "encode"), t, t[1:], strict=False):
                 totals[name] = totals.get(name, 0.0) + 1000 * (b - a)
     return {k: v / max(done, 1) for k, v in totals.items()}
 

@@ -61,5 +61,6 @@ def assign_splits(images: list[SourceImage], fractions=DEFAULT_FRACTIONS, seed: 
         bounds.append(round(acc * n))
     group_split = {}
     for i, group in enumerate(groups):
-        group_split[group] = next(s for s, b in zip(SPLITS, bounds) if i < b) if i < bounds[-1] else SPLITS[-1]
+        group_split[group] = next(s for s, b in zip(SPLITS, bounds, strict=True) if i < b) \
+            if i < bounds[-1] else SPLITS[-1]
     return {im.rel: group_split[im.identity or f"image:{im.rel}"] for im in images}

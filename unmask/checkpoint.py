@@ -283,7 +283,7 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     if target.exists():  # before reading two checkpoints for nothing
         raise FileExistsError(f"{target} exists: choose another output run")
     payloads = [load_checkpoint(f, stage="gan") for f in files]
-    for file, payload in zip(files, payloads):
+    for file, payload in zip(files, payloads, strict=True):
         if "generator" not in payload["models"]:
             raise CheckpointError(f"{file}: a stage-2 checkpoint without generator weights")
     differences = generator_differences(payloads[0]["config"], payloads[1]["config"])

@@ -169,7 +169,7 @@ def resized_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any
     if len(sizes) > 1 or any(image.shape[0] != image.shape[1] for image in decoded.values()):
         shard, key = sample_id(raw)
         listed = ", ".join(f"{member} {image.shape[1]}x{image.shape[0]}"
-                           for member, image in zip((MASKED, UNMASKED, MAP), decoded.values()))
+                           for member, image in zip((MASKED, UNMASKED, MAP), decoded.values(), strict=True))
         raise BadSample(f"bad sample {key!r} in {raw.get('__url__', shard)}: not one square size ({listed})")
     images = {name: _resize(decoded[name], resolution) for name in ("masked", "unmasked")}
     # Resampled maps are thresholded back to a binary map: MURF relies on {0, 1}.

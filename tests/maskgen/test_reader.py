@@ -43,7 +43,7 @@ def test_samples_read_back_as_written(tmp_path, triplets):
     assert count_samples(list_shards(tmp_path, "test")) == 3
     decoded = [decode(raw) for raw in iter_raw_samples(tmp_path, "test")]
     assert [s.key for s in decoded] == [t.meta.key for t in triplets]  # shard order, then sample order
-    for sample, triplet in zip(decoded, triplets):
+    for sample, triplet in zip(decoded, triplets, strict=True):
         assert sample.map.dtype == np.uint8 and set(np.unique(sample.map)) <= {0, 255}
         assert np.array_equal(sample.map, triplet.map)  # PNG: lossless
         assert sample.masked.shape == triplet.masked.shape == (128, 128, 3)

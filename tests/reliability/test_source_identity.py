@@ -39,7 +39,8 @@ def celeba(tmp_path_factory, celeba_dir) -> dict:
     others = [name for name, _ in rows if name not in taken][:len(names)]
     root = tmp_path_factory.mktemp("identity")
     identities = [ident for ident in chosen for _ in range(3)]
-    (root / "identity.txt").write_text("".join(f"{name} {ident}\n" for name, ident in zip(names, identities)))
+    (root / "identity.txt").write_text("".join(f"{name} {ident}\n"
+                                               for name, ident in zip(names, identities, strict=True)))
     return {"root": root, "names": names, "others": others}
 
 
@@ -47,7 +48,7 @@ def _make_faces(celeba: dict, celeba_dir: Path, folder: str, images: list[str]) 
     """A CelebA-layout folder of real files (so a test can change one): the i-th name holds ``images[i]``."""
     root = celeba["root"] / folder
     (root / "img_align_celeba").mkdir(parents=True)
-    for name, image in zip(celeba["names"], images):
+    for name, image in zip(celeba["names"], images, strict=True):
         shutil.copyfile(celeba_dir / "img_align_celeba" / image, root / "img_align_celeba" / name)
     shutil.copyfile(celeba["root"] / "identity.txt", root / "identity_CelebA.txt")
     return root

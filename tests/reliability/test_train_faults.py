@@ -90,7 +90,7 @@ def checkpoint_tensors_equal(a: Path, b: Path) -> None:
                 walk(x[key], y[key], f"{where}.{key}")
         elif isinstance(x, (list, tuple)):
             assert len(x) == len(y), where
-            for i, (u, v) in enumerate(zip(x, y)):
+            for i, (u, v) in enumerate(zip(x, y, strict=True)):
                 walk(u, v, f"{where}[{i}]")
         elif isinstance(x, torch.Tensor):
             assert torch.equal(x, y), where

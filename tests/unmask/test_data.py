@@ -62,7 +62,7 @@ def test_skipping_batches_resumes_the_same_order(dataset_dir):
         full = list(loader(dataset_dir, num_workers=workers).epoch(3))
         tail = list(loader(dataset_dir, num_workers=workers).epoch(3, skip_batches=3))
         assert len(tail) == len(full) - 3
-        for x, y in zip(full[3:], tail):
+        for x, y in zip(full[3:], tail, strict=True):
             assert x["key"] == y["key"] and torch.equal(x["masked"], y["masked"])
 
 

@@ -77,7 +77,8 @@ def stroke(driver, canvas, start: tuple[float, float], end: tuple[float, float])
     """Drag the pointer over the canvas between two points given in map pixels."""
     rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
     scale = rect[0] / int(canvas.get_attribute("width"))
-    to_centre = [(p * scale - size / 2) for p, size in zip(start, rect)]  # selenium's offsets start at the centre
+    # selenium's offsets start at the centre
+    to_centre = [(p * scale - size / 2) for p, size in zip(start, rect, strict=True)]
     ActionChains(driver).move_to_element_with_offset(canvas, *map(round, to_centre)).click_and_hold() \
         .move_by_offset(round((end[0] - start[0]) * scale), round((end[1] - start[1]) * scale)).release().perform()
 

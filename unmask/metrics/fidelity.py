@@ -87,7 +87,7 @@ def ssim_batch(preds, targets) -> np.ndarray:
     def blur(a: np.ndarray) -> np.ndarray:
         return cv2.sepFilter2D(a, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_REFLECT)[border:-border, border:-border]
 
-    for i, (p, t) in enumerate(zip(preds, targets)):
+    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
         x, y = p.astype(np.float64), t.astype(np.float64)
         mx, my = blur(x), blur(y)
         sxx = blur(x * x) - mx * mx
