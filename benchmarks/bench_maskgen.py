@@ -165,8 +165,9 @@ def main() -> None:
                     if not (mode == "cold" and r == 0):
                         shutil.rmtree(out)
                 med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-                print(f"{res:>4} {mode:>5} {med['triplets']:>8.0f} {med['wall_s']:>7.1f} {med['triplets_per_s']:>7.1f} "
-                      f"{med['cpu_ms_per_triplet']:>11.1f} {med['peak_rss_mb']:>11.0f} {100 * med['failure_rate']:>6.2f}")
+                print(f"{res:>4} {mode:>5} {med['triplets']:>8.0f} {med['wall_s']:>7.1f} "
+                      f"{med['triplets_per_s']:>7.1f} {med['cpu_ms_per_triplet']:>11.1f} {med['peak_rss_mb']:>11.0f} "
+                      f"{100 * med['failure_rate']:>6.2f}")
 
 
 if __name__ == "__main__":

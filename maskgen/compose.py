@@ -42,7 +42,8 @@ def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, flo
     if unknown:
         raise ValueError(f"unknown {what}(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
     if not all(math.isfinite(w) for w in weights.values()):
-        raise ValueError(f"{what} weights must be finite numbers (got {', '.join(f'{k}={w:g}' for k, w in weights.items())})")
+        listed = ", ".join(f"{k}={w:g}" for k, w in weights.items())
+        raise ValueError(f"{what} weights must be finite numbers (got {listed})")
     if not weights or min(weights.values()) < 0 or not sum(weights.values()) > 0:
         raise ValueError(f"{what} weights must be non-negative and not all zero")
     return tuple(sorted(weights.items()))

@@ -35,7 +35,8 @@ def parse_fractions(text: str | tuple | list) -> tuple[float, float, float]:
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise ValueError(f"split fractions are three numbers, e.g. 80/10/10 or 0.8,0.1,0.1 (got {text!r})") from None
+            raise ValueError("split fractions are three numbers, e.g. 80/10/10 or 0.8,0.1,0.1 "
+                             f"(got {text!r})") from None
     else:
         values = list(text)
     problem = fractions_problem(values, totals=(1.0, 100.0))
