@@ -209,7 +209,8 @@ def coverage_chart(table: pd.DataFrame, title: str, path: Path, metric: str = "p
     if "coverage" not in table or not len(table):
         return None
     edges = COVERAGE_EDGES
-    names = [f"<{edges[1]:.0%}"] + [f"{a:.0%}-{b:.0%}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)] + [f">{edges[-2]:.0%}"]
+    names = ([f"<{edges[1]:.0%}"] + [f"{a:.0%}-{b:.0%}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)]
+             + [f">{edges[-2]:.0%}"])
     bins = pd.cut(table["coverage"].astype(float), list(edges), labels=names, include_lowest=True)
     counts = bins.value_counts()
     order = [n for n in names if counts.get(n, 0)]

@@ -65,7 +65,8 @@ def probe_protocol(samples: pd.DataFrame, probes: list[str], seed: int,
         "max_probes": len(probes), "n_probes": n_probes, "n_skipped": len(skipped), "skipped_probes": skipped,
         "n_selected_no_identity": int(len(probes) - known), "n_pairs": int(len(protocol)),
         "n_missing_impostors": int(impostors * n_probes - n_impostor),
-        "n_probes_all": attrs.get("n_probes"), "n_gallery": len(identity.gallery_keys(protocol)) if len(protocol) else 0,
+        "n_probes_all": attrs.get("n_probes"),
+        "n_gallery": len(identity.gallery_keys(protocol)) if len(protocol) else 0,
     })
     protocol.attrs = attrs
     return protocol

@@ -110,7 +110,8 @@ class SkippedLog:
         others = []
         if self.path.is_file():
             lines = self.path.read_text().splitlines()
-            others = [line for line in lines[1:] if not line.startswith(f"{self.stage}\t")] if lines[:1] == [header] else []
+            others = ([line for line in lines[1:] if not line.startswith(f"{self.stage}\t")]
+                      if lines[:1] == [header] else [])
         mine = ["\t".join(str(row[c]) for c in self.COLUMNS) for row in self.rows]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path, "\n".join([header, *others, *mine]) + "\n")
