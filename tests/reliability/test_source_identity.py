@@ -243,7 +243,8 @@ BAD_LANDMARKS = {  # how the file is spoiled, what the one line says after "--la
     "ok all null": (lambda f: f.assign(ok=None), ": row 1 ("),
     "100 points": (lambda f: f.assign(points=[np.arange(100.0) if i == 3 else p for i, p in enumerate(f["points"])]),
                    ": row 4 ("),
-    "two rows of one source": (lambda f: pd.concat([f, f.iloc[[3]].assign(points=[f["points"][3] + 1.0])], ignore_index=True),
+    "two rows of one source": (lambda f: pd.concat([f, f.iloc[[3]].assign(points=[f["points"][3] + 1.0])],
+                                                   ignore_index=True),
                                ": rows 4 and 13 give "),
 }
 BAD_LANDMARKS_SAY = {  # the rest of the line, where it says what is wrong

@@ -78,7 +78,8 @@ def test_ranks_split_the_data(dataset_dir):
 def test_eval_batches_cover_the_split_once(dataset_dir):
     single = keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3))
     assert len(single) == 4
-    split = [keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3, rank=r, world_size=3)) for r in range(3)]
+    split = [keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3, rank=r, world_size=3))
+             for r in range(3)]
     assert sorted(sum(split, [])) == sorted(single)
     assert list(eval_batches(dataset_dir, "test", resolution=32, batch_size=3)) == []
 

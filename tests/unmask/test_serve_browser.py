@@ -1,7 +1,8 @@
 """``unmask serve`` in a real browser: headless Chromium (Debian's chromium and chromium-driver) driven by
 selenium. The page says why a file that is not a photo is refused; then a real photo is uploaded, a stroke
 painted on its map and partly erased, stage 2 re-run and the result downloaded, which must differ from
-the photo only inside the edited map (as the page holds it) and its paste margin. Skips, saying how to install, without a browser; CI installs one (.ci/run)."""
+the photo only inside the edited map (as the page holds it) and its paste margin. Skips, saying how to
+install, without a browser; CI installs one (.ci/run)."""
 
 from __future__ import annotations
 
