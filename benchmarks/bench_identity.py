@@ -11,7 +11,7 @@ from unmask.identity.embedding import _model as load_face_model
 
 root = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-sample"
 n_ids, per = int(sys.argv[1]) if len(sys.argv) > 1 else 20, 2
-rows = [l.split() for l in (root / "identity_CelebA.txt").read_text().splitlines() if l.strip()]
+rows = [line.split() for line in (root / "identity_CelebA.txt").read_text().splitlines() if line.strip()]
 by = {}
 for name, ident in rows:
     by.setdefault(ident, []).append(name)
@@ -43,7 +43,9 @@ for K in (1, 3):
     pos = {k: i for i, k in enumerate(keys)}
     probes = {"ground_truth": gt[[pos[k] for k in pk]], "masked": masked[[pos[k] for k in pk]]}
     gallery = gt[[pos[k] for k in gk]]
-    import warnings; warnings.simplefilter("ignore")
+    import warnings
+    warnings.simplefilter("ignore")
     res = idn.verify(probes, gallery, proto)
     print(f"impostors={K}: {len(proto)} pairs, skipped {proto.attrs['n_skipped']}")
-    print(res[["probe_type", "accuracy", "tar", "far", "tar_far_1", "tar_far_0.1", "n_pairs", "n_invalid"]].to_string(index=False))
+    shown = ["probe_type", "accuracy", "tar", "far", "tar_far_1", "tar_far_0.1", "n_pairs", "n_invalid"]
+    print(res[shown].to_string(index=False))

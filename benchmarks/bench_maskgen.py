@@ -61,7 +61,7 @@ def write_landmark_rows(source: Path, landmarks: Path, where: Path) -> Path:
         (where / entry.name).symlink_to(entry.resolve())
     table = pd.read_parquet(landmarks)
     rows = []
-    for rel, ok, points in zip(table["source"], table["ok"], table["points"]):
+    for rel, ok, points in zip(table["source"], table["ok"], table["points"], strict=True):
         if ok:
             pts5 = np.rint(five_points(np.asarray(list(points), dtype=np.float64).reshape(68, 2))).astype(int)
             rows.append(Path(rel).name + " " + " ".join(str(v) for v in pts5.ravel()))
@@ -121,7 +121,7 @@ def time_stages(source: Path, res: int, limit: int) -> dict[str, float]:
         t.append(time.process_time())
         if index >= 5:
             done += 1
-            for name, a, b in zip(("read", "landmarks", "align", "mask", "encode"), t, t[1:]):
+            for name, a, b in zip(("read", "landmarks", "align", "mask", "encode"), t, t[1:], strict=False):
                 totals[name] = totals.get(name, 0.0) + 1000 * (b - a)
     return {k: v / max(done, 1) for k, v in totals.items()}
 
@@ -165,8 +165,9 @@ def main() -> None:
                     if not (mode == "cold" and r == 0):
                         shutil.rmtree(out)
                 med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-                print(f"{res:>4} {mode:>5} {med['triplets']:>8.0f} {med['wall_s']:>7.1f} {med['triplets_per_s']:>7.1f} "
-                      f"{med['cpu_ms_per_triplet']:>11.1f} {med['peak_rss_mb']:>11.0f} {100 * med['failure_rate']:>6.2f}")
+                print(f"{res:>4} {mode:>5} {med['triplets']:>8.0f} {med['wall_s']:>7.1f} "
+                      f"{med['triplets_per_s']:>7.1f} {med['cpu_ms_per_triplet']:>11.1f} {med['peak_rss_mb']:>11.0f} "
+                      f"{100 * med['failure_rate']:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,8 @@ def main() -> None:
         server.wait(timeout=60)
 
     load = os.getloadavg()
-    print(f"unmask serve, {args.checkpoint}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
+    print(f"unmask serve, {args.checkpoint}, {os.cpu_count()} CPUs, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
           f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
     print(f"start-up (launch -> first answer): {startup:.1f} s")
     print(f"first upload / re-run (detectors load): {first[0]:.2f} s / {first[1]:.2f} s")

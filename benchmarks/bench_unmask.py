@@ -177,7 +177,7 @@ def bench_train_options(runs: int, steps: int, warmup: int, names: list[str]) ->
                 stage = SegStage(run_cfg, rt) if stage_name == "seg" else GanStage(run_cfg, rt, None, {}, None, None)
                 step = itertools.count()
                 first = time.perf_counter()
-                took = median_seconds(lambda: stage.train_step(data, next(step)), steps,
+                took = median_seconds(lambda stage=stage, step=step: stage.train_step(data, next(step)), steps,
                                       max(warmup, 2 if name == "compile" else warmup), device)
                 seconds[name][stage_name].append(took)
                 print(f"  run {run + 1}/{runs} {name:13s} {stage_name}: {took * 1000:8.1f} ms/step "
@@ -256,15 +256,16 @@ def main() -> None:
         for res in (int(r) for r in args.cpu_resolutions.split(",")):
             r = bench_speed(cfg, rt, res, args.cpu_batch, args.repeats, args.warmup, perceptual)
             results.update({f"cpu_{k}_{res}": v for k, v in r.items()})
-            print(f"{res:4d}px  train seg {r['seg_train_img_s']:7.2f} img/s   train gan {r['gan_train_img_s']:7.2f} img/s"
-                  f"   inference {r['infer_ms_img']:8.1f} ms/img")
+            print(f"{res:4d}px  train seg {r['seg_train_img_s']:7.2f} img/s"
+                  f"   train gan {r['gan_train_img_s']:7.2f} img/s   inference {r['infer_ms_img']:8.1f} ms/img")
 
     if torch.cuda.is_available():
         device = torch.device("cuda")
         print(f"\n== GPU {torch.cuda.get_device_name(device)}, batch {args.gpu_batch}, median of {args.repeats} ==")
         bf16 = torch.cuda.is_bf16_supported()
         for res in (int(r) for r in args.gpu_resolutions.split(",")):
-            for label, dtype in (("fp32", None), ("bf16" if bf16 else "fp16", torch.bfloat16 if bf16 else torch.float16)):
+            for label, dtype in (("fp32", None),
+                                 ("bf16" if bf16 else "fp16", torch.bfloat16 if bf16 else torch.float16)):
                 torch.cuda.reset_peak_memory_stats(device)
                 rt = Runtime(device, amp_dtype=dtype)
                 r = bench_speed(cfg, rt, res, args.gpu_batch, args.repeats, max(args.warmup, 2), perceptual)

@@ -123,7 +123,7 @@ def datasets(args: argparse.Namespace, work: Path, size: dict[str, Any]) -> dict
             if not result.samples:
                 raise CheckError(f"--faces {args.faces}: no usable face among the photos (see {out}/failures.csv)")
             found[res], landmarks = out, out / "landmarks.parquet"
-    for res, data in found.items():
+    for data in found.values():
         if not list_shards(data, "train"):
             raise CheckError(f"--data {data}: no train shards (train-*.tar)")
     return found
@@ -196,8 +196,8 @@ def peak_memory(cfg, device, dtype, size, perceptual) -> list[dict[str, Any]]:
                 row["peak_gib"], row["oom"] = None, True
             del stage
             rows.append(row)
-            print(f"  {res} px batch {batch:3d}: " + ("out of memory" if row.get("oom") else f"{row['peak_gib']:.2f} GiB"),
-                  flush=True)
+            print(f"  {res} px batch {batch:3d}: "
+                  + ("out of memory" if row.get("oom") else f"{row['peak_gib']:.2f} GiB"), flush=True)
     return rows
 
 
@@ -247,7 +247,8 @@ def ddp_scaling(cfg, device, amp, size, single_img_s: float | None, with_percept
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dict = cfg.replace(**{"train.resolution": res, "train.batch_size": batch}).to_dict()
-        mp.spawn(_ddp_worker, args=(world, port, cfg_dict, res, batch, size["ddp_steps"], amp, with_perceptual, tmp), nprocs=world)
+        mp.spawn(_ddp_worker, args=(world, port, cfg_dict, res, batch, size["ddp_steps"], amp, with_perceptual, tmp),
+                 nprocs=world)
         step_s = json.loads(Path(tmp, "ddp.json").read_text())["step_s"]
     result.update(steps_s=1 / step_s, img_s=world * batch / step_s)
     if single_img_s:
@@ -284,7 +285,8 @@ def smoke_run(cfg, data: Path, work: Path, device: torch.device, amp: str, size,
     rates = next((r for r in speed_rows if r["resolution"] == res and r["amp"] == amp and "gan_train_img_s" in r), None)
     # each stage half the time; at least 8 steps, so a quarter of them is 2
     per_stage = size["smoke_seconds"] / 2
-    steps = {name: max(8, int(per_stage * rates[f"{name}_train_img_s"] / batch) if rates else 8) for name in ("seg", "gan")}
+    steps = {name: max(8, int(per_stage * rates[f"{name}_train_img_s"] / batch) if rates else 8)
+             for name in ("seg", "gan")}
     result: dict[str, Any] = {"resolution": res, "batch": batch, "amp": amp, "steps": steps}
     run = work / "smoke_run"
     start = time.perf_counter()
@@ -318,18 +320,20 @@ def table(results: dict[str, Any]) -> str:
         if "skipped" in r:
             lines.append(f"| {r['resolution']} | {r['amp']} | - | - | - ({r['skipped']}) |")
         else:
-            lines.append(f"| {r['resolution']} | {r['amp']} | {fmt(r['seg_train_img_s'])} | {fmt(r['gan_train_img_s'])} "
-                         f"| {fmt(r['infer_ms_img'], '.2f')} |")
+            lines.append(f"| {r['resolution']} | {r['amp']} | {fmt(r['seg_train_img_s'])} "
+                         f"| {fmt(r['gan_train_img_s'])} | {fmt(r['infer_ms_img'], '.2f')} |")
     lines += ["", f"peak memory, stage-2 step, amp {results['memory_amp']}: "
               + "; ".join(f"{r['resolution']} px b{r['batch']} "
                           + ("OOM" if r.get("oom") else f"{r['peak_gib']:.2f} GiB") for r in results["memory"])]
     d = results["ddp"]
     lines.append("DDP: " + (d["skipped"] if "skipped" in d else
-                            f"{d['processes']} x {d['backend']}, {d['resolution']} px, batch {d['batch_per_process']}/process: "
+                            f"{d['processes']} x {d['backend']}, {d['resolution']} px, "
+                            f"batch {d['batch_per_process']}/process: "
                             f"{d['steps_s']:.2f} steps/s, {d['img_s']:.1f} img/s, scaling efficiency "
                             f"{fmt(d.get('scaling_efficiency'), '.2f')}"))
     lines.append("loader: " + "; ".join(f"{r['resolution']} px {r['workers']} workers {r['img_s']:.0f} img/s"
-                                        + ("" if r["feeds"] is None else " (feeds)" if r["feeds"] else " (starves the GPU)")
+                                        + ("" if r["feeds"] is None else " (feeds)" if r["feeds"]
+                                           else " (starves the GPU)")
                                         for r in results["loader"]))
     s = results["smoke"]
     lines.append(f"smoke run ({s['seconds']:.0f} s, {s['steps']['seg']} + {s['steps']['gan']} steps): "
@@ -388,7 +392,8 @@ def main() -> int:
     source.add_argument("--faces", type=Path, help="a folder of face photos: a small dataset is built from them")
     source.add_argument("--data", type=Path, help="a maskgen dataset (train shards) to use instead")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="the JSON (default: gpu_check.json)")
-    parser.add_argument("--work", type=Path, help="where the dataset and the smoke run go (default: a temporary folder)")
+    parser.add_argument("--work", type=Path,
+                        help="where the dataset and the smoke run go (default: a temporary folder)")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU (automatic without one)")
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto", help="cpu: ignore the GPU (tiny sizes)")
     parser.add_argument("--pairs", type=int, help="triplets to build from --faces (default 600; tiny 24)")
@@ -407,8 +412,8 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the person running it; --debug for the rest
         if args.debug:
             traceback.print_exc()
-        print(f"gpu_check: failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (--debug for the traceback)",
-              file=sys.stderr)
+        print(f"gpu_check: failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+              "(--debug for the traceback)", file=sys.stderr)
         return 1
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print("\n" + table(results) + f"\n\nwritten: {args.out}")

@@ -126,8 +126,10 @@ def main() -> None:
     print("| network | params (M) | " + " | ".join(f"GFLOPs/img {r} px (forward)" for r in resolutions) + " |")
     print("|---|---|" + "---|" * len(resolutions))
     for name, row in results["networks"].items():
-        print(f"| {name} | {row['params_m']:.2f} | " + " | ".join(f"{row[f'gflops_{r}']:.1f}" for r in resolutions) + " |")
-    print("\n| stage | res | batch | step (s) | img/s | peak RSS (GiB) | step memory (GiB) |\n|---|---|---|---|---|---|---|")
+        print(f"| {name} | {row['params_m']:.2f} | "
+              + " | ".join(f"{row[f'gflops_{r}']:.1f}" for r in resolutions) + " |")
+    print("\n| stage | res | batch | step (s) | img/s | peak RSS (GiB) | step memory (GiB) |"
+          "\n|---|---|---|---|---|---|---|")
     for stage in args.stages.split(","):
         for res in resolutions:
             oom = False

@@ -50,7 +50,7 @@ def synthetic_scores(mseg, resolution: int, data: str, split: str, max_samples: 
     def flush():
         x = images_to_model(torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2))
         pred = mseg.predict_map(x)[:, 0].numpy() > 0.5
-        for p, (_, truth), meta in zip(pred, batch, infos):
+        for p, (_, truth), meta in zip(pred, batch, infos, strict=True):
             counts = confusion_counts(p, truth > 127)
             # datasets made before wear variants: all worn correctly, generator unknown
             for group in ("all", f"wear={meta.get('wear', 'correct')}", f"generator={meta.get('generator')}",

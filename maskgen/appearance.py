@@ -123,7 +123,7 @@ SCENE_CAST_LIMIT = 0.06
 
 def scene_tint(face: np.ndarray) -> tuple[float, float, float]:
     """Per-channel gains (about 1) giving the mask a share of the crop's colour cast."""
-    ratios = [max(m, 1.0) / r for m, r in zip(cv2.mean(face)[:3], SCENE_MEAN)]  # plain floats: 3 values
+    ratios = [max(m, 1.0) / r for m, r in zip(cv2.mean(face)[:3], SCENE_MEAN, strict=True)]  # plain floats: 3 values
     level = (ratios[0] * ratios[1] * ratios[2]) ** (1 / 3)  # a cast, not a brightness
     lo, hi = 1 - SCENE_CAST_LIMIT, 1 + SCENE_CAST_LIMIT
     r, g, b = (min(hi, max(lo, (x / level) ** SCENE_CAST_SHARE)) for x in ratios)

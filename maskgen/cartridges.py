@@ -69,7 +69,7 @@ def sample_cartridges(anchors: np.ndarray, rng: np.random.Generator) -> list[Car
     colour = None
     if pad:
         tint = PAD_TINTS[int(u_which * len(PAD_TINTS))]
-        colour = tuple(w + 0.6 * u_tint * (t - w) for w, t in zip(PAD_WHITE, tint))
+        colour = tuple(w + 0.6 * u_tint * (t - w) for w, t in zip(PAD_WHITE, tint, strict=True))
     # A turned face shows one half of the facepiece narrower: its cartridge is foreshortened alike.
     left_half, right_half = float(np.linalg.norm(b - a)), float(np.linalg.norm(c - b))
     out = []
@@ -145,7 +145,7 @@ def add_cartridges(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int,
     out_rgb[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] = rgb
     out_alpha[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] = alpha
     tint = np.asarray(colour, np.float32)
-    for part, foot in zip(parts, feet):
+    for part, foot in zip(parts, feet, strict=True):
         if foot is None:
             continue
         px0, py0, px1, py1 = foot

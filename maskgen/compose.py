@@ -42,7 +42,8 @@ def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, flo
     if unknown:
         raise ValueError(f"unknown {what}(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
     if not all(math.isfinite(w) for w in weights.values()):
-        raise ValueError(f"{what} weights must be finite numbers (got {', '.join(f'{k}={w:g}' for k, w in weights.items())})")
+        listed = ", ".join(f"{k}={w:g}" for k, w in weights.items())
+        raise ValueError(f"{what} weights must be finite numbers (got {listed})")
     if not weights or min(weights.values()) < 0 or not sum(weights.values()) > 0:
         raise ValueError(f"{what} weights must be non-negative and not all zero")
     return tuple(sorted(weights.items()))
@@ -143,7 +144,7 @@ class MaskChoice:
         template = tpl.builtin_template(self.template.mask_type, style) if style else self.template
         level, factor = tpl.scaled_for(template, target_width)
         base = [c * g for c, g in zip(textures.COLORS[self.color], look.base_gain, strict=True)]
-        accent = [c * g for c, g in zip(accent_rgb, look.accent_gain)]
+        accent = [c * g for c, g in zip(accent_rgb, look.accent_gain, strict=True)]
         rgb, alpha, box = self._coloured(level, factor, anchors, res, look, base, accent, third)
         # A respirator's cartridges take the accent: a part colour on a solid one, the pattern's on a patterned one.
         if self.template.mask_type in textures.PART_COLORS:
@@ -167,9 +168,10 @@ class MaskChoice:
         # shade * (base + (accent - base) * pattern + (third - base) * second), channel by channel
         # (OpenCV's per-channel passes are several times faster than numpy broadcasting).
         shade, pattern, second = cv2.split(warped)[:3]
-        channels = [cv2.addWeighted(pattern, float(a - b), pattern, 0.0, float(b)) for b, a in zip(base, accent)]
+        channels = [cv2.addWeighted(pattern, float(a - b), pattern, 0.0, float(b))
+                    for b, a in zip(base, accent, strict=True)]
         if third is not None:
-            channels = [cv2.scaleAdd(second, float(t - b), ch) for ch, b, t in zip(channels, base, third)]
+            channels = [cv2.scaleAdd(second, float(t - b), ch) for ch, b, t in zip(channels, base, third, strict=True)]
         shade = appearance.with_relief(shade, look.relief)
         rgb = cv2.multiply(cv2.merge(channels), cv2.merge([shade, shade, shade]))
         return rgb, alpha, box

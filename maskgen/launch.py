@@ -31,7 +31,8 @@ def launch(module: str) -> None:
         sys.exit(EXIT_INTERRUPTED)
     try:
         main()
-    finally:  # the command has ended and said so: a Ctrl-C while Python shuts down (seconds after torch) changes nothing
+    finally:
+        # the command has ended and said so: a Ctrl-C while Python shuts down (seconds after torch) changes nothing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

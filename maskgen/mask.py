@@ -203,7 +203,7 @@ def _half_homographies(src: np.ndarray, dst: np.ndarray, hulls: tuple[np.ndarray
     and the drawing streaks over half the crop."""
     if all(_convex_quad(src[list(h)]) and _convex_quad(dst[list(h)]) for h in HALVES):
         halves = tuple(cv2.getPerspectiveTransform(src[list(h)], dst[list(h)]) for h in HALVES)
-        if all(_tame(hom, hull) for hom, hull in zip(halves, hulls)):
+        if all(_tame(hom, hull) for hom, hull in zip(halves, hulls, strict=True)):
             return halves
     hom, _ = cv2.findHomography(src, dst, 0)
     if hom is None:

@@ -94,7 +94,8 @@ def _find_annotation(root: Path, image_dir: Path, name: str) -> Path | None:
             return candidate
         if os.path.lexists(candidate):
             what = "a folder" if candidate.is_dir() else "a link to nothing" if candidate.is_symlink() else "not a file"
-            raise AnnotationError(f"{candidate} is not a readable file ({what}): make it the annotation file or remove it")
+            raise AnnotationError(f"{candidate} is not a readable file ({what}): "
+                                  "make it the annotation file or remove it")
     return None
 
 

@@ -35,7 +35,8 @@ def parse_fractions(text: str | tuple | list) -> tuple[float, float, float]:
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise ValueError(f"split fractions are three numbers, e.g. 80/10/10 or 0.8,0.1,0.1 (got {text!r})") from None
+            raise ValueError("split fractions are three numbers, e.g. 80/10/10 or 0.8,0.1,0.1 "
+                             f"(got {text!r})") from None
     else:
         values = list(text)
     problem = fractions_problem(values, totals=(1.0, 100.0))
@@ -61,5 +62,6 @@ def assign_splits(images: list[SourceImage], fractions=DEFAULT_FRACTIONS, seed: 
         bounds.append(round(acc * n))
     group_split = {}
     for i, group in enumerate(groups):
-        group_split[group] = next(s for s, b in zip(SPLITS, bounds) if i < b) if i < bounds[-1] else SPLITS[-1]
+        group_split[group] = next(s for s, b in zip(SPLITS, bounds, strict=True) if i < b) \
+            if i < bounds[-1] else SPLITS[-1]
     return {im.rel: group_split[im.identity or f"image:{im.rel}"] for im in images}

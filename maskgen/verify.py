@@ -80,7 +80,8 @@ def keys_problem(path: str | Path, keys: list[str], listed: list[str]) -> str | 
     if not extra and not repeated:
         return (f"{path}: {len(keys)} samples, {fmt.MANIFEST} lists {len(listed)}: the shard is incomplete "
                 "(maskgen build rebuilds it)")
-    return (f"{path}: keys differ from the manifest's: {len(absent)} missing" + (f" (e.g. {absent[0]})" if absent else "")
+    return (f"{path}: keys differ from the manifest's: {len(absent)} missing"
+            + (f" (e.g. {absent[0]})" if absent else "")
             + f", {len(extra)} not in it" + (f" (e.g. {extra[0]})" if extra else "")
             + (f", {repeated} repeated" if repeated else ""))
 
@@ -144,8 +145,10 @@ def _records(dataset: Path) -> tuple[_Records | None, list[str]]:
 
 def _unrecorded(dataset: Path, records: _Records) -> list[str]:
     """Shards the manifest or the folder has that the records do not."""
-    return ([f"{dataset / name}: in the manifest but not in {fmt.STATS}" for name in sorted(set(records.keys_of) - set(records.digests))]
-            + [f"{p}: a shard that is not in {fmt.STATS}" for p in sorted(dataset.glob("*.tar")) if p.name not in records.digests])
+    not_recorded = sorted(set(records.keys_of) - set(records.digests))
+    return ([f"{dataset / name}: in the manifest but not in {fmt.STATS}" for name in not_recorded]
+            + [f"{p}: a shard that is not in {fmt.STATS}" for p in sorted(dataset.glob("*.tar"))
+               if p.name not in records.digests])
 
 
 def check_shards(dataset: str | Path, *, full_hash: bool = False, splits: Iterable[str] = fmt.SPLITS) -> list[str]:

@@ -65,7 +65,8 @@ def geometry_names() -> tuple[set[str], set[str]]:
         tree = ast.parse((ROOT / relative).read_text())
         functions |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, ast.AnnAssign) else [])
             for target in targets:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name) and name.id.isupper():
@@ -132,7 +133,8 @@ def geometry_violations(source: str, module: str) -> list[str]:
     functions, constants = geometry_names()
     tree = ast.parse(source)
     for node in tree.body:  # module-level constants
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
         for name in (n for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)):
             if name.id.lstrip("_") in constants:
                 problems.append(f"{module}:{node.lineno} defines {name.id} (maskgen's face geometry has it)")

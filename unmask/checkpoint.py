@@ -99,7 +99,8 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return "not a torch file"
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", stage: str | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", stage: str | None = None
+                    ) -> dict[str, Any]:
     """The checkpoint at ``path`` (of ``stage`` when given), loaded with ``weights_only``; anything
     else is a ``CheckpointError``."""
     path = Path(path)
@@ -121,7 +122,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if payload["stage"] not in STAGES or not isinstance(payload["models"], dict):
         raise CheckpointError(f"{path}: a checkpoint of unknown stage {payload['stage']!r}, expected {EXPECTED}")
     if stage is not None and payload["stage"] != stage:
-        raise CheckpointError(f"{path}: a {STAGE_NAMES[payload['stage']]} checkpoint, expected a {STAGE_NAMES[stage]} one")
+        raise CheckpointError(f"{path}: a {STAGE_NAMES[payload['stage']]} checkpoint, "
+                              f"expected a {STAGE_NAMES[stage]} one")
     try:
         Config.from_dict(payload["config"])
     except (KeyError, ValueError, TypeError) as exc:
@@ -157,7 +159,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -283,7 +286,7 @@ def interpolate_generators(reconstruction: str | Path, adversarial: str | Path, 
     if target.exists():  # before reading two checkpoints for nothing
         raise FileExistsError(f"{target} exists: choose another output run")
     payloads = [load_checkpoint(f, stage="gan") for f in files]
-    for file, payload in zip(files, payloads):
+    for file, payload in zip(files, payloads, strict=True):
         if "generator" not in payload["models"]:
             raise CheckpointError(f"{file}: a stage-2 checkpoint without generator weights")
     differences = generator_differences(payloads[0]["config"], payloads[1]["config"])

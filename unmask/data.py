@@ -164,12 +164,13 @@ def resized_sample(raw: RawSample, resolution: int, flip: bool) -> dict[str, Any
     """Raw WebDataset sample (member bytes) -> HWC RGB uint8 images resized to ``resolution`` and an
     HW {0, 1} map, flipped together when ``flip``. ``BadSample`` when a member is missing or does not
     decode, or the three images are not squares of one size."""
-    decoded = {name: decode_image(raw, member) for name, member in (("masked", MASKED), ("unmasked", UNMASKED), ("map", MAP))}
+    decoded = {name: decode_image(raw, member)
+               for name, member in (("masked", MASKED), ("unmasked", UNMASKED), ("map", MAP))}
     sizes = {f"{image.shape[1]}x{image.shape[0]}" for image in decoded.values()}
     if len(sizes) > 1 or any(image.shape[0] != image.shape[1] for image in decoded.values()):
         shard, key = sample_id(raw)
         listed = ", ".join(f"{member} {image.shape[1]}x{image.shape[0]}"
-                           for member, image in zip((MASKED, UNMASKED, MAP), decoded.values()))
+                           for member, image in zip((MASKED, UNMASKED, MAP), decoded.values(), strict=True))
         raise BadSample(f"bad sample {key!r} in {raw.get('__url__', shard)}: not one square size ({listed})")
     images = {name: _resize(decoded[name], resolution) for name in ("masked", "unmasked")}
     # Resampled maps are thresholded back to a binary map: MURF relies on {0, 1}.
@@ -325,7 +326,8 @@ class TrainStream(IterableDataset):
                 bad_run += 1
                 # A run longer than two rounds' worth of bad samples holds a whole round without a good one.
                 if bad_run > 2 * len(bad_seen):
-                    raise DataError(f"loader slot {slot} of {n_slots}: not one sample decodes; the last: {exc}") from exc
+                    raise DataError(f"loader slot {slot} of {n_slots}: not one sample decodes; "
+                                    f"the last: {exc}") from exc
                 continue
             bad_run = 0
             if len(batch) == self.batch_size:

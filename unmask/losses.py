@@ -106,7 +106,7 @@ class PerceptualLoss(nn.Module):
         output_features = self.vgg(output, self.layers)
         return sum(
             w * F.smooth_l1_loss(o.float(), t.float())
-            for w, o, t in zip(self.weights, output_features, target_features)
+            for w, o, t in zip(self.weights, output_features, target_features, strict=True)
         )
 
 

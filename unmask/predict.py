@@ -24,7 +24,8 @@ Python API::
 largest face's. Overlapping faces are pasted smallest first, so the largest ends on top.
 
 For files and folders (``unmask predict``): ``plan_outputs`` (``unmask.outputs``) decides every output
-name before anything runs (mirroring the input tree, never two inputs on one name), ``predict_files`` unmasks them one by
+name before anything runs (mirroring the input tree, never two inputs on one name),
+``predict_files`` unmasks them one by
 one, skipping the inputs it cannot use and checking every write, and records every face in
 ``OUT/results.jsonl``.
 """

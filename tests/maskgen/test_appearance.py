@@ -116,7 +116,8 @@ def test_drawn_shading_has_relief_and_grain():
         assert np.median(grain) > 0.003, kind
         # darker at the sides (turning away) than in the middle
         h, w = t.alpha.shape
-        middle = t.shade[h // 3: 2 * h // 3, w // 2 - 20: w // 2 + 20][inside[h // 3: 2 * h // 3, w // 2 - 20: w // 2 + 20]]
+        centre = (slice(h // 3, 2 * h // 3), slice(w // 2 - 20, w // 2 + 20))
+        middle = t.shade[centre][inside[centre]]
         ys, xs = np.nonzero(inside)
         left = t.shade[inside & (np.arange(w)[None, :] < xs.min() + 40)]
         assert left.mean() < middle.mean() - 0.05, kind

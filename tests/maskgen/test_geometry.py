@@ -124,8 +124,9 @@ def test_yaw_sign_and_box_from_five_points():
     turned = pts.copy()
     turned[30, 0] += 15  # nose moves to the image's right
     assert estimate_yaw(turned) > 0.1
-    l, t, r, b = box_from_five_points(five_points(pts))
-    assert l < pts[36:48, 0].min() and r > pts[36:48, 0].max() and t < pts[36:48, 1].min() and b > pts[48:68, 1].max()
+    left, top, right, bottom = box_from_five_points(five_points(pts))
+    assert left < pts[36:48, 0].min() and right > pts[36:48, 0].max()
+    assert top < pts[36:48, 1].min() and bottom > pts[48:68, 1].max()
 
 
 @pytest.mark.parametrize("res", [256, 512])

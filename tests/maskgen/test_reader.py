@@ -43,7 +43,7 @@ def test_samples_read_back_as_written(tmp_path, triplets):
     assert count_samples(list_shards(tmp_path, "test")) == 3
     decoded = [decode(raw) for raw in iter_raw_samples(tmp_path, "test")]
     assert [s.key for s in decoded] == [t.meta.key for t in triplets]  # shard order, then sample order
-    for sample, triplet in zip(decoded, triplets):
+    for sample, triplet in zip(decoded, triplets, strict=True):
         assert sample.map.dtype == np.uint8 and set(np.unique(sample.map)) <= {0, 255}
         assert np.array_equal(sample.map, triplet.map)  # PNG: lossless
         assert sample.masked.shape == triplet.masked.shape == (128, 128, 3)
@@ -85,14 +85,17 @@ def test_a_shard_that_does_not_read_to_its_end_is_named(tmp_path, triplets):
 def test_the_keys_in_the_tar_headers_are_the_keys_read(tmp_path, triplets):
     shard = str(tmp_path / "test-000000.tar")
     _write(shard, [(t.meta.key, encode(t)) for t in triplets])
-    assert sample_keys(member_names(shard)) == [raw["__key__"] for raw in raw_samples([shard])] == [t.meta.key for t in triplets]
+    assert (sample_keys(member_names(shard)) == [raw["__key__"] for raw in raw_samples([shard])]
+            == [t.meta.key for t in triplets])
     # WebDataset's grouping: runs of one key up to the first dot; a name without a dot is not read
     assert sample_keys(["a.jpg", "a.json", "dir/b.c.png", "README", "a.jpg"]) == ["a", "dir/b", "a"]
 
 
 def test_a_read_error_is_its_cause_in_a_few_words():
-    assert error_cause(ValueError("unexpected end of data @ <_io.BufferedReader name='x.tar'>\nmore")) == "unexpected end of data"
-    assert error_cause(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "x.tar")) == "No such file or directory"
+    truncated = ValueError("unexpected end of data @ <_io.BufferedReader name='x.tar'>\nmore")
+    assert error_cause(truncated) == "unexpected end of data"
+    missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "x.tar")
+    assert error_cause(missing) == "No such file or directory"
     assert error_cause(KeyError()) == "KeyError"
 
 

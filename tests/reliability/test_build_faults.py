@@ -100,7 +100,8 @@ def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
     data = bytearray(flipped.read_bytes())
     data[700] ^= 1  # same size: only the hash tells
     flipped.write_bytes(bytes(data))
-    assert check_shards(out) == [f"{truncated}: 10240 bytes, recorded {len(clean.joinpath(truncated.name).read_bytes())}"]
+    recorded_size = len(clean.joinpath(truncated.name).read_bytes())
+    assert check_shards(out) == [f"{truncated}: 10240 bytes, recorded {recorded_size}"]
     assert check_shards(out, full_hash=True)[1:] == [f"{flipped}: SHA-256 differs from the record"]
 
     result = _build(faces, out)
@@ -184,7 +185,8 @@ def test_verify_names_each_problem(clean, tmp_path):
 def _rename_keys(shard: Path) -> None:
     """The shard with every key changed, same length: another valid shard of the same size (as one of
     another build can be: tar sizes are multiples of 10240 bytes)."""
-    samples = [(raw["__key__"], {k: v for k, v in raw.items() if not k.startswith("__")}) for raw in raw_samples([str(shard)])]
+    samples = [(raw["__key__"], {k: v for k, v in raw.items() if not k.startswith("__")})
+               for raw in raw_samples([str(shard)])]
     size = shard.stat().st_size
     writer = ShardWriter(shard)
     for key, members in samples:
@@ -211,13 +213,18 @@ FAULTS = {  # damage, the line stats/preview/verify give (verify: another, when 
     "a shard more": (lambda out: shutil.copy(out / "train-000000.tar", out / "train-000009.tar"),
                      "train-000009.tar: a shard that is not in stats.json", None),
     "a shard swapped": (lambda out: _rename_keys(out / "train-000001.tar"),
-                        "train-000001.tar: keys differ from the manifest's: 4 missing", "SHA-256 differs from the record"),
-    "manifest rewritten": (_rewrite_manifest, "manifest.parquet: differs from its record (manifest_sha256 in stats.json)", None),
-    "manifest garbage": (lambda out: (out / fmt.MANIFEST).write_bytes(b"garbage" * 100), "manifest.parquet: does not read", None),
+                        "train-000001.tar: keys differ from the manifest's: 4 missing",
+                        "SHA-256 differs from the record"),
+    "manifest rewritten": (_rewrite_manifest,
+                           "manifest.parquet: differs from its record (manifest_sha256 in stats.json)", None),
+    "manifest garbage": (lambda out: (out / fmt.MANIFEST).write_bytes(b"garbage" * 100),
+                         "manifest.parquet: does not read", None),
     "build.json edited": (lambda out: _edit_json(out / fmt.BUILD_INFO, res=256),
                           "build.json: differs from the build recorded in stats.json (in: res)", None),
-    "stats.json not an object": (lambda out: (out / fmt.STATS).write_text("[]"), "stats.json: is not a JSON object", None),
-    "build.json not an object": (lambda out: (out / fmt.BUILD_INFO).write_text("[]"), "build.json: is not a JSON object", None),
+    "stats.json not an object": (lambda out: (out / fmt.STATS).write_text("[]"),
+                                 "stats.json: is not a JSON object", None),
+    "build.json not an object": (lambda out: (out / fmt.BUILD_INFO).write_text("[]"),
+                                 "build.json: is not a JSON object", None),
 }
 
 

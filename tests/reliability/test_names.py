@@ -55,8 +55,9 @@ def test_build_takes_any_file_name(tmp_path, celeba_images):
     root = tmp_path / "src"
     long_dir = root / ("d" * 200) / ("e" * 200)
     long_dir.mkdir(parents=True)
-    names = [NOT_UTF8, "a b.jpg", "a_b.jpg", "ü.jpg", "é.jpg", os.path.join(long_dir.relative_to(root), "f" * 240 + ".jpg")]
-    for name, image in zip(names, celeba_images):
+    names = [NOT_UTF8, "a b.jpg", "a_b.jpg", "ü.jpg", "é.jpg",
+             os.path.join(long_dir.relative_to(root), "f" * 240 + ".jpg")]
+    for name, image in zip(names, celeba_images, strict=False):
         shutil.copy(image, os.fsencode(root) + b"/" + os.fsencode(name))
     result = build(BuildConfig(source=str(root), out=str(tmp_path / "ds"), res=128, workers=1, progress=False,
                                split=(1.0, 0.0, 0.0)))

@@ -39,7 +39,8 @@ def celeba(tmp_path_factory, celeba_dir) -> dict:
     others = [name for name, _ in rows if name not in taken][:len(names)]
     root = tmp_path_factory.mktemp("identity")
     identities = [ident for ident in chosen for _ in range(3)]
-    (root / "identity.txt").write_text("".join(f"{name} {ident}\n" for name, ident in zip(names, identities)))
+    (root / "identity.txt").write_text("".join(f"{name} {ident}\n"
+                                               for name, ident in zip(names, identities, strict=True)))
     return {"root": root, "names": names, "others": others}
 
 
@@ -47,7 +48,7 @@ def _make_faces(celeba: dict, celeba_dir: Path, folder: str, images: list[str]) 
     """A CelebA-layout folder of real files (so a test can change one): the i-th name holds ``images[i]``."""
     root = celeba["root"] / folder
     (root / "img_align_celeba").mkdir(parents=True)
-    for name, image in zip(celeba["names"], images):
+    for name, image in zip(celeba["names"], images, strict=True):
         shutil.copyfile(celeba_dir / "img_align_celeba" / image, root / "img_align_celeba" / name)
     shutil.copyfile(celeba["root"] / "identity.txt", root / "identity_CelebA.txt")
     return root
@@ -242,7 +243,8 @@ BAD_LANDMARKS = {  # how the file is spoiled, what the one line says after "--la
     "ok all null": (lambda f: f.assign(ok=None), ": row 1 ("),
     "100 points": (lambda f: f.assign(points=[np.arange(100.0) if i == 3 else p for i, p in enumerate(f["points"])]),
                    ": row 4 ("),
-    "two rows of one source": (lambda f: pd.concat([f, f.iloc[[3]].assign(points=[f["points"][3] + 1.0])], ignore_index=True),
+    "two rows of one source": (lambda f: pd.concat([f, f.iloc[[3]].assign(points=[f["points"][3] + 1.0])],
+                                                   ignore_index=True),
                                ": rows 4 and 13 give "),
 }
 BAD_LANDMARKS_SAY = {  # the rest of the line, where it says what is wrong

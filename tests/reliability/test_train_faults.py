@@ -54,7 +54,8 @@ def dataset(root: Path) -> Path:
 
 def write_manifest(data: Path) -> None:
     rows = [(member.name.split(".")[0], shard.name)
-            for shard in sorted(data.glob("*.tar")) for member in tarfile.open(shard) if member.name.endswith(f".{MASKED}")]
+            for shard in sorted(data.glob("*.tar")) for member in tarfile.open(shard)
+            if member.name.endswith(f".{MASKED}")]
     pd.DataFrame(rows, columns=["key", "shard"]).to_parquet(data / MANIFEST, index=False)
 
 
@@ -90,7 +91,7 @@ def checkpoint_tensors_equal(a: Path, b: Path) -> None:
                 walk(x[key], y[key], f"{where}.{key}")
         elif isinstance(x, (list, tuple)):
             assert len(x) == len(y), where
-            for i, (u, v) in enumerate(zip(x, y)):
+            for i, (u, v) in enumerate(zip(x, y, strict=True)):
                 walk(u, v, f"{where}[{i}]")
         elif isinstance(x, torch.Tensor):
             assert torch.equal(x, y), where
@@ -136,7 +137,8 @@ def test_train_and_evaluate_refuse_a_dataset_that_differs_from_its_records(tmp_p
     assert calls[1:] == [(False, ("val",))]  # no hashes without --verify-data
 
 
-@pytest.mark.parametrize("fault", ["a shard more", "a shard swapped", "stats.json not an object", "not in the manifest"])
+@pytest.mark.parametrize("fault", ["a shard more", "a shard swapped", "stats.json not an object",
+                                   "not in the manifest"])
 def test_train_and_evaluate_refuse_shards_that_are_not_the_recorded_ones(tmp_path, fault):
     data = dataset(tmp_path / "data")
     write_manifest(data)

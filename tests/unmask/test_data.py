@@ -62,7 +62,7 @@ def test_skipping_batches_resumes_the_same_order(dataset_dir):
         full = list(loader(dataset_dir, num_workers=workers).epoch(3))
         tail = list(loader(dataset_dir, num_workers=workers).epoch(3, skip_batches=3))
         assert len(tail) == len(full) - 3
-        for x, y in zip(full[3:], tail):
+        for x, y in zip(full[3:], tail, strict=True):
             assert x["key"] == y["key"] and torch.equal(x["masked"], y["masked"])
 
 
@@ -78,7 +78,8 @@ def test_ranks_split_the_data(dataset_dir):
 def test_eval_batches_cover_the_split_once(dataset_dir):
     single = keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3))
     assert len(single) == 4
-    split = [keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3, rank=r, world_size=3)) for r in range(3)]
+    split = [keys(eval_batches(dataset_dir, "val", resolution=32, batch_size=3, rank=r, world_size=3))
+             for r in range(3)]
     assert sorted(sum(split, [])) == sorted(single)
     assert list(eval_batches(dataset_dir, "test", resolution=32, batch_size=3)) == []
 

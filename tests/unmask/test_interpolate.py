@@ -21,7 +21,8 @@ def runs(dataset_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.hub, "get_dir", lambda: str(hub))
         opts = dict(data_dir=dataset_dir, device="cpu", progress=False)
-        train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}), RunOptions(run_dir=root / "recon", stage="gan", **opts))
+        train(tiny_config(**{"train.steps": 2, "loss.adv": 0.0}),
+              RunOptions(run_dir=root / "recon", stage="gan", **opts))
         train(tiny_config(**{"train.steps": 2}), RunOptions(run_dir=root / "gan", stage="all",
                                                             init_generator=root / "recon", **opts))
         train(tiny_config(**{"train.steps": 1, "generator.use_map": False}),
@@ -81,7 +82,8 @@ def test_refuses_other_architectures_weights_and_existing_runs(runs, tmp_path):
 def test_cli_writes_the_run_and_reports_errors_in_one_line(runs, tmp_path):
     cli = CliRunner()
     out = tmp_path / "blend"
-    result = cli.invoke(main, ["interpolate", str(runs / "recon"), str(runs / "gan"), "--weight", "0.3", "-o", str(out)])
+    result = cli.invoke(main, ["interpolate", str(runs / "recon"), str(runs / "gan"), "--weight", "0.3",
+                               "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "run.json").read_text())["interpolation"]["weight"] == 0.3
     again = cli.invoke(main, ["interpolate", str(runs / "recon"), str(runs / "one_stage"), "--weight", "0.3",

@@ -90,7 +90,8 @@ def test_unmask_a_real_face_photo_pastes_back_only_near_the_map(tiny_run, celeba
         ys, xs = np.nonzero(result.map)
         margin = 0.25 * photo.shape[0]
         far = np.ones_like(changed)
-        far[max(0, int(ys.min() - margin)):int(ys.max() + margin), max(0, int(xs.min() - margin)):int(xs.max() + margin)] = False
+        far[max(0, int(ys.min() - margin)):int(ys.max() + margin),
+            max(0, int(xs.min() - margin)):int(xs.max() + margin)] = False
         assert not changed[far].any()
     else:
         assert not changed.any()
@@ -160,17 +161,21 @@ def test_outputs_mirror_the_input_tree_and_never_share_a_name(tmp_path):
 
 def test_outputs_of_faces_comparisons_and_folders_never_meet(tmp_path):
     photos = tmp_path / "photos"
-    for rel in ("a.jpg", "a_face00.jpg", "a_FACE3_MAP.jpg", "a_compare.jpg", "results.jsonl/e.jpg", "sub/results.jsonl/f.jpg"):
+    for rel in ("a.jpg", "a_face00.jpg", "a_FACE3_MAP.jpg", "a_compare.jpg", "results.jsonl/e.jpg",
+                "sub/results.jsonl/f.jpg"):
         _touch(photos / rel)
     plan, skipped = plan_outputs([photos], tmp_path / "out")
     out = {p.source.relative_to(photos).as_posix(): p for p in plan}
     assert out["a.jpg"].image.name == "a.png" and out["a.jpg"].face(0, "crop").name == "a_face00.png"
-    assert out["a.jpg"].face(12, "output").name == "a_face12_unmasked.png" and out["a.jpg"].compare.name == "a_compare.png"
+    assert out["a.jpg"].face(12, "output").name == "a_face12_unmasked.png"
+    assert out["a.jpg"].compare.name == "a_compare.png"
     # a_face00.png is a.jpg's first face's crop, a_FACE3_MAP.png its fourth face's map (ignoring case).
-    assert out["a_face00.jpg"].image.name == "a_face00.jpg.png" and out["a_FACE3_MAP.jpg"].image.name == "a_FACE3_MAP.jpg.png"
+    assert out["a_face00.jpg"].image.name == "a_face00.jpg.png"
+    assert out["a_FACE3_MAP.jpg"].image.name == "a_FACE3_MAP.jpg.png"
     assert out["a_compare.jpg"].image.name == "a_compare.jpg.png"
     assert out["sub/results.jsonl/f.jpg"].image == tmp_path / "out/sub/results.jsonl/f.png"  # only the top one is taken
-    assert skipped == [(str(photos / "results.jsonl/e.jpg"), f"its outputs would go into {tmp_path / 'out/results.jsonl'}, "
+    assert skipped == [(str(photos / "results.jsonl/e.jpg"),
+                        f"its outputs would go into {tmp_path / 'out/results.jsonl'}, "
                         "the results file: rename its folder")]
     names = [str(q).casefold() for p in plan for q in (p.image, p.map, p.compare, *(p.face(k, kind) for k in range(12)
                                                                               for kind in ("crop", "output", "map")))]
@@ -261,14 +266,16 @@ def test_predict_cli_records_every_face_and_writes_crops_maps_and_comparisons(ti
     photo = _read(photos / "group.jpg")
     h, w = photo.shape[:2]
     for k, face in enumerate(faces):
-        assert face["input"] == str(photos / "group.jpg") and face["image"] == str(out / "group.png") and face["face"] == k
+        assert face["input"] == str(photos / "group.jpg") and face["image"] == str(out / "group.png")
+        assert face["face"] == k
         x0, y0, x1, y1 = face["box"]
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and len(face["points"]) == 5
         assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face["points"][:2])  # the eyes are in the box
         assert 0 <= face["coverage"] <= 1 and face["seconds"] > 0
         crop, output, crop_map = (_read(out / f"group_face{k:02d}{suffix}.png") for suffix in ("", "_unmasked", "_map"))
         assert crop.shape == output.shape == (64, 64, 3) and crop_map.shape == (64, 64)
-        assert set(np.unique(crop_map)) <= {0, 255} and face["coverage"] >= (crop_map > 0).mean() - 1e-6  # of the part on the photo
+        # the coverage is of the part on the photo
+        assert set(np.unique(crop_map)) <= {0, 255} and face["coverage"] >= (crop_map > 0).mean() - 1e-6
     sheet = _read(out / "group_compare.png")
     assert sheet.shape[0] == h and 3 * w < sheet.shape[1] < 3.1 * w
     np.testing.assert_array_equal(sheet[:, :w], photo)
@@ -276,14 +283,14 @@ def test_predict_cli_records_every_face_and_writes_crops_maps_and_comparisons(ti
     assert not list(out.glob("blank_*"))
 
     again = tmp_path / "again"
-    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again), "--checkpoint", str(tiny_run),
-                                    "--max-faces", "1"])
+    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again),
+                                    "--checkpoint", str(tiny_run), "--max-faces", "1"])
     assert res.exit_code == 0 and "1 unmasked (1 faces)" in res.output, res.output
     (only,) = [json.loads(line) for line in (again / "results.jsonl").read_text().splitlines()]
     assert only["box"] == faces[0]["box"] and sorted(p.name for p in again.iterdir()) == [
         "group.png", "group_map.png", "results.jsonl"]
-    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again), "--checkpoint", str(tiny_run),
-                                    "--min-face", "5000"])
+    res = CliRunner().invoke(main, ["predict", str(photos / "group.jpg"), "-o", str(again),
+                                    "--checkpoint", str(tiny_run), "--min-face", "5000"])
     assert res.exit_code == 1 and "no face of at least 5000 px (--min-face" in res.output, res.output
     for bad in (["--max-faces", "0"], ["--min-face", "0"], ["--max-faces", "1000"]):
         res = CliRunner().invoke(main, ["predict", str(photos), "-o", str(again), "--checkpoint", str(tiny_run), *bad])
@@ -325,5 +332,6 @@ def test_predict_cli_says_in_one_line_when_the_results_file_cannot_be_written(ti
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(out), "--checkpoint", str(tiny_run)])
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
-    assert res.output.strip().splitlines()[-1] == f"Error: cannot write {out / 'results.jsonl'}: No space left on device"
+    last_line = res.output.strip().splitlines()[-1]
+    assert last_line == f"Error: cannot write {out / 'results.jsonl'}: No space left on device"
     assert (out / f"{celeba_images[2].stem}.png").is_file()  # the images were written before

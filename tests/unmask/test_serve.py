@@ -112,7 +112,8 @@ def test_the_page_its_script_and_its_limits_are_served(client):
 def test_a_real_photo_is_unmasked_and_refilled_only_inside_the_edited_map(client, uploaded, unmasker):
     photo = load_image(PHOTO, max_side=None)
     h, w = photo.shape[:2]
-    assert (uploaded["width"], uploaded["height"]) == (w, h) and (uploaded["map_width"], uploaded["map_height"]) == (w, h)
+    assert (uploaded["width"], uploaded["height"]) == (w, h)
+    assert (uploaded["map_width"], uploaded["map_height"]) == (w, h)
     (face,) = uploaded["faces"]
     x0, y0, x1, y1 = face["box"]
     assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and face["coverage"] == 0
@@ -148,7 +149,8 @@ def test_only_the_faces_whose_part_of_the_map_changed_run_again(client, unmasker
     for index, face in enumerate(answer["faces"]):
         x0, y0, x1, y1 = face["box"]
         edited = np.zeros((answer["map_height"], answer["map_width"]), np.uint8)
-        edited[round((y0 + y1) / 2) - 3:round((y0 + y1) / 2) + 3, round((x0 + x1) / 2) - 3:round((x0 + x1) / 2) + 3] = 255
+        centre_y, centre_x = round((y0 + y1) / 2), round((x0 + x1) / 2)
+        edited[centre_y - 3:centre_y + 3, centre_x - 3:centre_x + 3] = 255
         response = client.post(f"/api/photos/{answer['id']}/refill", content=png(edited))
         assert response.status_code == 200
         assert refilled == [tuple(round(v) for v in face["box"])], index  # this face only
@@ -185,10 +187,12 @@ def test_a_bad_map_or_photo_id_is_refused_with_its_reason(client, uploaded):
     url = f"/api/photos/{uploaded['id']}/refill"
     size = f"{uploaded['map_width']}x{uploaded['map_height']}"
     cases = [
-        (client.post(url, content=png(np.zeros((100, 80), np.uint8))), 422, f"the map is 80x100 px; this photo's map is {size} px"),
+        (client.post(url, content=png(np.zeros((100, 80), np.uint8))), 422,
+         f"the map is 80x100 px; this photo's map is {size} px"),
         (client.post(url, content=need_photo().read_bytes()), 422, "the map must be a PNG image, not JPEG"),
         (client.post(url, content=b"\x89PNG not really"), 422, "the map is not a readable PNG image"),
-        (client.post(url, content=png_header_only(30_000, 20_000)), 422, f"the map is 30000x20000 px; this photo's map is {size} px"),
+        (client.post(url, content=png_header_only(30_000, 20_000)), 422,
+         f"the map is 30000x20000 px; this photo's map is {size} px"),
         (client.post(url, content=b""), 400, "empty map"),
         (client.post("/api/photos/0123abcd/refill", content=b"x"), 404, "unknown photo id '0123abcd'"),
         (client.get("/api/photos/0123abcd/result.png"), 404, "unknown photo id '0123abcd'"),

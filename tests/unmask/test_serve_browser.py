@@ -1,7 +1,8 @@
 """``unmask serve`` in a real browser: headless Chromium (Debian's chromium and chromium-driver) driven by
 selenium. The page says why a file that is not a photo is refused; then a real photo is uploaded, a stroke
 painted on its map and partly erased, stage 2 re-run and the result downloaded, which must differ from
-the photo only inside the edited map (as the page holds it) and its paste margin. Skips, saying how to install, without a browser; CI installs one (.ci/run)."""
+the photo only inside the edited map (as the page holds it) and its paste margin. Skips, saying how to
+install, without a browser; CI installs one (.ci/run)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def stroke(driver, canvas, start: tuple[float, float], end: tuple[float, float])
     """Drag the pointer over the canvas between two points given in map pixels."""
     rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
     scale = rect[0] / int(canvas.get_attribute("width"))
-    to_centre = [(p * scale - size / 2) for p, size in zip(start, rect)]  # selenium's offsets start at the centre
+    # selenium's offsets start at the centre
+    to_centre = [(p * scale - size / 2) for p, size in zip(start, rect, strict=True)]
     ActionChains(driver).move_to_element_with_offset(canvas, *map(round, to_centre)).click_and_hold() \
         .move_by_offset(round((end[0] - start[0]) * scale), round((end[1] - start[1]) * scale)).release().perform()
 

@@ -57,7 +57,8 @@ Groups (the part before the slash):
   ``verify/<probe_type>/accuracy`` (at the 0.6 threshold), ``verify/<probe_type>/tar_far_1`` and
   ``verify/<probe_type>/tar_far_0.1`` (TAR at FAR 1% / 0.1%, thresholds set on the ground-truth
   probes), ``verify/<probe_type>/genuine_distance`` and ``impostor_distance`` (mean embedding
-  distance of its genuine / impostor pairs), ``verify/<probe_type>/n_invalid`` (pairs whose probe has no embedding: rejections);
+  distance of its genuine / impostor pairs), ``verify/<probe_type>/n_invalid`` (pairs whose probe
+  has no embedding: rejections);
   probe types ``ground_truth`` (the unmasked crop), ``masked`` (the input) and the methods;
   ``verify/n_probes``, ``verify/n_pairs``, ``verify/n_skipped`` (probes with no other photo of their
   identity), ``verify/n_gallery``, ``verify/threshold_far_1``, ``verify/threshold_far_0.1``.

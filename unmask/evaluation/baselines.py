@@ -37,7 +37,7 @@ class Baseline:
 
     def batch(self, images: np.ndarray, maps: np.ndarray, radius: int = DEFAULT_RADIUS) -> np.ndarray:
         """N x H x W x 3 uint8 images, N x H x W maps -> N x H x W x 3 uint8 outputs."""
-        return np.stack([self(image, mask_map, radius) for image, mask_map in zip(images, maps)])
+        return np.stack([self(image, mask_map, radius) for image, mask_map in zip(images, maps, strict=True)])
 
 
 BASELINES: dict[str, Baseline] = {}

@@ -83,7 +83,7 @@ def training_chart(runs: Sequence[Path], stage: str, path: Path) -> Path | None:
     fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     last_step = max(float(t["step"].max()) for _, *tables in logs for t in tables if t is not None)
-    for ax, (kind, column, title) in zip(axes, panels):
+    for ax, (kind, column, title) in zip(axes, panels, strict=False):
         shown = 0
         for i, (name, train, val) in enumerate(logs):
             color = COLORS[i % len(COLORS)]
@@ -109,7 +109,7 @@ def training_chart(runs: Sequence[Path], stage: str, path: Path) -> Path | None:
         ax.axis("off")
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:  # the first panel may lack a run: collect from all
-        pairs = {lbl: h for ax in axes[:len(panels)] for h, lbl in zip(*ax.get_legend_handles_labels())}
+        pairs = {lbl: h for ax in axes[:len(panels)] for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True)}
         labels, handles = list(pairs), list(pairs.values())
     fig.suptitle(f"{STAGE_TITLES.get(stage, stage)}: training curves (faint: per step; line: moving average)",
                  fontsize=11)
@@ -137,8 +137,8 @@ def methods_chart(table: pd.DataFrame, title: str, path: Path) -> Path | None:
     fig = Figure(figsize=(5.2 * len(metrics) + 2.6, 0.5 * len(methods) + 1.6), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True).ravel()
     ys = np.arange(len(methods))[::-1]
-    for ax, (metric, label) in zip(axes, metrics):
-        for y, method in zip(ys, methods):
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        for y, method in zip(ys, methods, strict=True):
             values = _finite(table[key(method, metric)]) if key(method, metric) in table else np.array([])
             if not values.size:
                 ax.text(0.02, y, "n/a", va="center", transform=ax.get_yaxis_transform(), color="#777777")
@@ -209,7 +209,8 @@ def coverage_chart(table: pd.DataFrame, title: str, path: Path, metric: str = "p
     if "coverage" not in table or not len(table):
         return None
     edges = COVERAGE_EDGES
-    names = [f"<{edges[1]:.0%}"] + [f"{a:.0%}-{b:.0%}" for a, b in zip(edges[1:-2], edges[2:-1])] + [f">{edges[-2]:.0%}"]
+    names = ([f"<{edges[1]:.0%}"] + [f"{a:.0%}-{b:.0%}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)]
+             + [f">{edges[-2]:.0%}"])
     bins = pd.cut(table["coverage"].astype(float), list(edges), labels=names, include_lowest=True)
     counts = bins.value_counts()
     order = [n for n in names if counts.get(n, 0)]

@@ -114,7 +114,8 @@ def load_evaluations(inputs: Sequence[str | Path]) -> list[Evaluation]:
             name, path = "", find_metrics(text)
         raw = path.read_bytes()
         if raw in given:
-            raise ValueError(f"{given[raw]} and {text} are the same evaluation (identical metrics.json): give each once")
+            raise ValueError(f"{given[raw]} and {text} are the same evaluation (identical metrics.json): "
+                             "give each once")
         given[raw] = text
         try:
             data = json.loads(raw)
@@ -373,7 +374,8 @@ def paired_table(evaluations: Sequence[Evaluation], reference: str, methods: Seq
         return frames[evaluation.path]
 
     ref_frame = per_image(ref.evaluation)
-    rows = [r for r in method_rows(evaluations, methods) if (r.evaluation.path, r.group) != (ref.evaluation.path, ref.group)]
+    rows = [r for r in method_rows(evaluations, methods)
+            if (r.evaluation.path, r.group) != (ref.evaluation.path, ref.group)]
     cells: dict[int, dict[str, str]] = {}
     counts: dict[int, dict[str, int]] = {}
     for i, row in enumerate(rows):

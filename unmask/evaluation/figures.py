@@ -80,7 +80,7 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], titles: Sequence[
     width = columns * tile
     header = np.hstack([text_strip(t, tile, tile, TITLE_COLOR) for t in titles])
     parts = ([text_strip(heading, width, tile, TITLE_COLOR)] if heading else []) + [header]
-    for panels, label in zip(rows, labels):
+    for panels, label in zip(rows, labels, strict=True):
         if len(panels) != columns:
             raise ValueError(f"a row has {len(panels)} panels for {columns} titles")
         parts.append(text_strip(label, width, tile))

@@ -90,7 +90,7 @@ def iter_eval_batches(data: Path, split: str, resolution: int, batch_size: int,
 
 
 def _collate(items: list[tuple[dict[str, Any], dict[str, Any], np.ndarray | None]]) -> EvalBatch:
-    samples, info, landmarks = zip(*items)
+    samples, info, landmarks = zip(*items, strict=True)
     return EvalBatch(
         masked=np.stack([s["masked"] for s in samples]), unmasked=np.stack([s["unmasked"] for s in samples]),
         gt_map=np.stack([s["map"] for s in samples]).astype(bool), info=list(info), landmarks=list(landmarks),

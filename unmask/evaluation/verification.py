@@ -65,7 +65,8 @@ def probe_protocol(samples: pd.DataFrame, probes: list[str], seed: int,
         "max_probes": len(probes), "n_probes": n_probes, "n_skipped": len(skipped), "skipped_probes": skipped,
         "n_selected_no_identity": int(len(probes) - known), "n_pairs": int(len(protocol)),
         "n_missing_impostors": int(impostors * n_probes - n_impostor),
-        "n_probes_all": attrs.get("n_probes"), "n_gallery": len(identity.gallery_keys(protocol)) if len(protocol) else 0,
+        "n_probes_all": attrs.get("n_probes"),
+        "n_gallery": len(identity.gallery_keys(protocol)) if len(protocol) else 0,
     })
     protocol.attrs = attrs
     return protocol
@@ -118,15 +119,15 @@ class IdentityScores:
         rows = self._embed([images[i] for _, images, idx in groups for i in idx],
                            [landmarks[i] for _, _, idx in groups for i in idx])
         starts = np.cumsum([0] + [len(idx) for _, _, idx in groups])
-        for i, row in zip(wanted, rows[:len(wanted)]):
+        for i, row in zip(wanted, rows[:len(wanted)], strict=True):
             self.reference[keys[i]] = row
         if not chosen:
             return
         reference = np.stack([self.reference[keys[i]] for i in chosen])
-        for (name, _, _), start in zip(groups[1:], starts[1:]):
+        for (name, _, _), start in zip(groups[1:], starts[1:], strict=False):
             method_rows = rows[start:start + len(chosen)]
             distance = np.asarray(identity.id_distance(method_rows, reference), np.float64).reshape(-1)
-            for i, row, d in zip(chosen, method_rows, distance):
+            for i, row, d in zip(chosen, method_rows, distance, strict=True):
                 self.embeddings.setdefault(name, {})[keys[i]] = row
                 self.distances.setdefault(name, {})[keys[i]] = float(d)
 

@@ -103,7 +103,7 @@ class LPIPSAlex(nn.Module):
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """``(N,)`` distances of two float batches ``(N, 3, H, W)`` in [-1, 1]."""
         total = 0
-        for f0, f1, lin in zip(self.features(x0), self.features(x1), self.lins):
+        for f0, f1, lin in zip(self.features(x0), self.features(x1), self.lins, strict=True):
             f0 = f0 / (f0.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             f1 = f1 / (f1.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + lin((f0 - f1) ** 2).mean(dim=(1, 2, 3))

@@ -86,7 +86,7 @@ def per_image_scores(preds, targets) -> dict[str, np.ndarray]:
     targets = _inputs.map_batch(targets, "targets")
     if preds.shape != targets.shape:
         raise ValueError(f"preds {preds.shape} and targets {targets.shape} differ in shape")
-    counts = [confusion_counts(p, t) for p, t in zip(preds, targets)]
+    counts = [confusion_counts(p, t) for p, t in zip(preds, targets, strict=True)]
     return {name: np.array([getattr(c, name) for c in counts], np.float64) for name in SCORES}
 
 

@@ -78,7 +78,8 @@ class Generator(nn.Module):
         in_ch = 4 if cfg.use_map else 3
         n = len(w)
         self.encoder = nn.ModuleList(
-            GeBlock(c_in, c_out, cfg, pool=i < n - 1) for i, (c_in, c_out) in enumerate(zip([in_ch] + w[:-1], w))
+            GeBlock(c_in, c_out, cfg, pool=i < n - 1)
+            for i, (c_in, c_out) in enumerate(zip([in_ch] + w[:-1], w, strict=True))
         )
         self.bottleneck = nn.Sequential(*(DilatedBlock(w[-1], d, cfg.leaky_slope) for d in cfg.dilations))
         # Decoder block j takes the skip of encoder block n-1-j and narrows to the width one scale up.
@@ -86,7 +87,7 @@ class Generator(nn.Module):
         in_widths = [w[-1]] + out_widths[:-1]
         self.decoder = nn.ModuleList(
             DecoderBlock(c_in, w[n - 1 - j], c_out, cfg.leaky_slope, upsample=j > 0)
-            for j, (c_in, c_out) in enumerate(zip(in_widths, out_widths))
+            for j, (c_in, c_out) in enumerate(zip(in_widths, out_widths, strict=True))
         )
         self.to_rgb = nn.Sequential(nn.Conv2d(w[0], 3, 1), nn.Tanh())
 
@@ -103,7 +104,7 @@ class Generator(nn.Module):
             features, x = block(x)
             skips.append(features)
         x = self.bottleneck(x)
-        for block, skip in zip(self.decoder, reversed(skips)):
+        for block, skip in zip(self.decoder, reversed(skips), strict=True):
             x = block(x, skip)
         return self.to_rgb(x)
 

@@ -61,7 +61,8 @@ class MSeg(nn.Module):
     def __init__(self, cfg: MSegConfig, in_channels: int = 3) -> None:
         super().__init__()
         w = widths(cfg.base_width, cfg.width_mults)
-        self.encoder = nn.ModuleList(SeBlock(c_in, c_out, cfg) for c_in, c_out in zip([in_channels] + w[:-1], w))
+        self.encoder = nn.ModuleList(SeBlock(c_in, c_out, cfg)
+                                     for c_in, c_out in zip([in_channels] + w[:-1], w, strict=True))
         # Sd block i upsamples to the scale of encoder block 5 - i and narrows to its input width.
         self.decoder = nn.ModuleList(SdBlock(w[i], w[i], w[i - 1]) for i in range(len(w) - 1, 0, -1))
         self.output = SdOutputBlock(w[0], w[0])
@@ -79,7 +80,7 @@ class MSeg(nn.Module):
         for block in self.encoder:
             features, x = block(x)
             skips.append(features)
-        for block, skip in zip(self.decoder, reversed(skips[1:])):
+        for block, skip in zip(self.decoder, reversed(skips[1:]), strict=True):
             x = block(x, skip)
         return self.output(x, skips[0])
 

@@ -218,14 +218,15 @@ def refill(unmasker: Unmasker, edited: EditedPhoto, new_map: np.ndarray) -> np.n
     the last run (a face whose map is back to the first prediction takes its first output again); the
     others keep theirs. EditError (422) when the edit changes no face."""
     faces = []
-    for first, last, crop_map in zip(edited.first, edited.faces, crop_maps(edited, new_map, unmasker.resolution)):
+    new_crop_maps = crop_maps(edited, new_map, unmasker.resolution)
+    for first, last, crop_map in zip(edited.first, edited.faces, new_crop_maps, strict=True):
         if np.array_equal(crop_map, last.crop_map):
             faces.append(last)
         elif np.array_equal(crop_map, first.crop_map):
             faces.append(first)
         else:
             faces.append(unmasker.refill_crop(first, crop_map))
-    if all(now is last for now, last in zip(faces, edited.faces)):
+    if all(now is last for now, last in zip(faces, edited.faces, strict=True)):
         raise EditError(422, "the edit changes no face's map since the last run: paint or erase over a face "
                              "(the map counts only on each face's crop, around its box)")
     edited.faces = faces  # one worker thread runs every refill, one at a time

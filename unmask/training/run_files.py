@@ -51,7 +51,7 @@ class TsvLog:
             old_columns = lines[0].split("\t") if lines else []
             if "step" in old_columns and set(old_columns) <= set(columns):
                 # lines[-1] is "" or the row a killed run was writing: never kept
-                rows = [dict(zip(old_columns, line.split("\t"))) for line in lines[1:-1]
+                rows = [dict(zip(old_columns, line.split("\t"), strict=True)) for line in lines[1:-1]
                         if len(line.split("\t")) == len(old_columns)]
                 kept = ["\t".join(row.get(c, "") for c in columns) for row in rows
                         if int(row["step"]) <= keep_until_step]
@@ -110,7 +110,8 @@ class SkippedLog:
         others = []
         if self.path.is_file():
             lines = self.path.read_text().splitlines()
-            others = [line for line in lines[1:] if not line.startswith(f"{self.stage}\t")] if lines[:1] == [header] else []
+            others = ([line for line in lines[1:] if not line.startswith(f"{self.stage}\t")]
+                      if lines[:1] == [header] else [])
         mine = ["\t".join(str(row[c]) for c in self.COLUMNS) for row in self.rows]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path, "\n".join([header, *others, *mine]) + "\n")
@@ -135,7 +136,7 @@ def write_metrics(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
 def save_sample_grid(path: Path, panels: list[torch.Tensor], rows: int) -> None:
     """One row per sample, one column per panel (uint8 Bx3xHxW RGB tensors)."""
     columns = [to_nhwc(p[:rows]) for p in panels]
-    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in zip(*columns)], axis=0)
+    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in zip(*columns, strict=True)], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png_atomic(path, cv2.cvtColor(np.ascontiguousarray(grid), cv2.COLOR_RGB2BGR))
 

@@ -122,7 +122,7 @@ class Stage:
         """Losses averaged over ranks, as floats; raises before any backward pass if one is not finite."""
         names = list(losses)
         values = self.rt.mean(torch.stack([losses[n].detach().float() for n in names])).tolist()
-        out = dict(zip(names, values))
+        out = dict(zip(names, values, strict=True))
         if not all(math.isfinite(v) for v in values):
             raise NonFiniteLossError(
                 f"stage {self.name}: non-finite loss at step {step + 1}: {out}. Training stopped; the last "

@@ -68,7 +68,7 @@ def test_charts_are_the_same_bytes_for_the_same_inputs(evaluated, tmp_path):
     first = evaluation_charts(table, "e", tmp_path / "a")
     second = evaluation_charts(table, "e", tmp_path / "b")
     assert [p.name for p in first] == [p.name for p in second] and first
-    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second))
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
 
 
 def test_methods_chart_shows_the_bootstrap_interval_of_the_mean(tmp_path):

@@ -82,7 +82,7 @@ def test_every_declared_metrics_file_holds_only_numbers_within_its_budget(traine
     declared = declared_metrics()
     assert set(declared) == set(BUDGETS), f"a stage declares metrics with no budget here: {set(declared)}"
     checked = []
-    for stage_name, path in declared["train"]:
+    for _stage_name, path in declared["train"]:
         run, file = re.fullmatch(r"runs/(\w+)/(\w+_metrics\.json)", path).groups()
         produced = trained["recon_only" if run == "recon_only" else "default"] / file
         checked.append(_numbers_only(produced, BUDGETS["train"]))

@@ -164,10 +164,10 @@ def test_identity_hook_with_a_stand_in_embedding(tmp_path, eval_dataset, two_sta
     # by hand: the ground-truth probes' genuine distance, from the crops the evaluation reads
     protocol = identity.load_protocol(tmp_path / "out" / VERIFY_PROTOCOL_FILE)
     crops = {info["key"]: crop for batch in iter_eval_batches(eval_dataset, "test", EVAL_RES, batch_size=4)
-             for info, crop in zip(batch.info, batch.unmasked)}
+             for info, crop in zip(batch.info, batch.unmasked, strict=True)}
     genuine = protocol[protocol["genuine"]]
     by_hand = [np.linalg.norm(mean_colour([crops[p]])[0] - mean_colour([crops[g]])[0])
-               for p, g in zip(genuine["probe_key"], genuine["gallery_key"])]
+               for p, g in zip(genuine["probe_key"], genuine["gallery_key"], strict=True)]
     assert len(genuine) == summary["verify/n_probes"]  # one genuine pair per probe
     assert summary["verify/ground_truth/genuine_distance"] == pytest.approx(np.mean(by_hand), rel=1e-9)
 

@@ -128,8 +128,8 @@ def test_verify_uses_ground_truth_thresholds_for_all_types():
     # mappings key -> vector work as well as aligned arrays
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t2 = idn.verify({"masked": dict(zip(["p1", "p2", "p3", "p4"], masked))}, {"gA": gallery[0], "gB": gallery[1]},
-                        protocol, thresholds_from={0.01: 9.0, 0.001: 9.0})
+        t2 = idn.verify({"masked": dict(zip(["p1", "p2", "p3", "p4"], masked, strict=True))},
+                        {"gA": gallery[0], "gB": gallery[1]}, protocol, thresholds_from={0.01: 9.0, 0.001: 9.0})
     assert t2.iloc[0]["accuracy"] == 0.625 and t2.iloc[0]["thresholds_from"] == "given"
     with pytest.raises(ValueError, match="aligned"):
         idn.verify({"gt": gt[:3]}, gallery, protocol)

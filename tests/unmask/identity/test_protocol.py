@@ -34,8 +34,8 @@ def test_pairs_are_genuine_other_photo_and_distinct_impostors():
     samples = make_samples()
     k = 3
     p = idn.build_protocol(samples, seed=0, impostors=k)
-    source = dict(zip(samples["key"], samples["source"]))
-    ident = dict(zip(samples["key"], samples["identity"]))
+    source = dict(zip(samples["key"], samples["source"], strict=True))
+    ident = dict(zip(samples["key"], samples["identity"], strict=True))
     assert list(p.columns) == idn.PROTOCOL_COLUMNS and p["genuine"].dtype == bool
     assert p.attrs["n_probes"] == len(samples) == 48 and p.attrs["n_skipped"] == 0
     assert len(p) == len(samples) * (1 + k)

@@ -80,7 +80,7 @@ def test_fid_grows_with_perturbation(image_set):
 
 def test_result_counts_and_one_image_at_a_time(image_set):
     acc = metrics.get("fid").accumulator(feature_extractor=TinyFeatureNet())
-    for pred, target in zip(image_set[:10], image_set[:10]):
+    for pred, target in zip(image_set[:10], image_set[:10], strict=True):
         acc.update(pred, target)
     result = acc.result()
     assert result.value == pytest.approx(0.0, abs=1e-6)

@@ -76,7 +76,7 @@ def test_ssim_matches_skimage_reference(image):
 def test_batches_equal_single_images(image):
     preds = np.stack([image + 5, image, np.clip(image.astype(int) + 9, 0, 255).astype(np.uint8)])
     targets = np.stack([image, image, image])
-    pairs = list(zip(preds, targets))
+    pairs = list(zip(preds, targets, strict=True))
     np.testing.assert_allclose(fidelity.psnr_batch(preds, targets), [fidelity.psnr(p, t) for p, t in pairs])
     np.testing.assert_allclose(fidelity.ssim_batch(preds, targets), [fidelity.ssim(p, t) for p, t in pairs])
     # torch uint8 (N, 3, H, W) batches are accepted too

@@ -32,7 +32,8 @@ def test_features_are_imagenet_normalised_and_truncated():
     model.load_state_dict({k: v for k, v in torchvision_like_state().items() if k.startswith("features.")})
     image = torch.rand(1, 3, 32, 32) * 2 - 1
     relu1_1, relu2_1 = model(image, ("relu1_1", "relu2_1"))
-    x = ((image + 1) / 2 - torch.tensor(vgg.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(vgg.IMAGENET_STD).view(1, 3, 1, 1)
+    x = (((image + 1) / 2 - torch.tensor(vgg.IMAGENET_MEAN).view(1, 3, 1, 1))
+         / torch.tensor(vgg.IMAGENET_STD).view(1, 3, 1, 1))
     assert torch.allclose(relu1_1, torch.relu(model.features[0](x)), atol=1e-6)
     assert relu2_1.shape == (1, 128, 16, 16)
     loss = PerceptualLoss(model, ("relu1_1", "relu2_1"), (1.0, 1.0))

@@ -158,7 +158,7 @@ def test_channels_last_trains_the_same_networks_in_nhwc(dataset_dir):
         losses[channels_last] = [stage.train_step(batch, step) for step in range(2)]
         conv = next(p for p in stage.networks["generator"].parameters() if p.dim() == 4)
         assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
-    for plain, nhwc in zip(losses[False], losses[True]):  # other kernels, the same computation
+    for plain, nhwc in zip(losses[False], losses[True], strict=True):  # other kernels, the same computation
         assert nhwc == pytest.approx(plain, rel=1e-4)
 
 

@@ -38,7 +38,7 @@ def test_shares_choose_that_many_images_and_zero_is_identity(dataset_dir):
     changed = 0
     for step in range(10):
         out = photometric(b["masked"], b["map"], recolor=0.5, jitter=0.0, seed=0, rank=0, step=step)
-        changed += sum(not torch.equal(o, m) for o, m in zip(out, b["masked"]))
+        changed += sum(not torch.equal(o, m) for o, m in zip(out, b["masked"], strict=True))
     assert 25 <= changed <= 55  # about half of 80 images
 
 
