@@ -30,6 +30,7 @@ _ = [  # called by a framework
 _ = [  # attributes set for a library to read
     anything.writeable,  # numpy: array.flags.writeable = False (read-only arrays)
     anything.show_default,  # click.Option, in maskgen.clitools.DataclassDefault
+    anything.human_readable_name,  # click.Parameter's, overridden in maskgen.clitools.DeprecatedOption
     anything.mtime, anything.uname, anything.gname,  # tarfile.TarInfo of the shards' members (maskgen.shard)
     anything.MAX_IMAGE_PIXELS,  # PIL.Image's decompression-bomb limit (maskgen.source)
     anything.benchmark,  # torch.backends.cudnn.benchmark (unmask.training.runtime)

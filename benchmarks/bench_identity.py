@@ -2,9 +2,13 @@
 
     python benchmarks/bench_identity.py [N_IDENTITIES]
 """
-import sys, time
+import sys
+import time
 from pathlib import Path
-import numpy as np, pandas as pd
+
+import numpy as np
+import pandas as pd
+
 from maskgen.compose import image_to_triplets
 from unmask import identity as idn
 from unmask.identity.embedding import _model as load_face_model

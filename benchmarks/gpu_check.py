@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_unmask import bench_loader, bench_speed, median_seconds, perceptual_for_timing, synthetic_batch  # noqa: E402
+
 from unmask.config import preset  # noqa: E402
 from unmask.training.runtime import Runtime, autocast_dtype  # noqa: E402
 

@@ -46,8 +46,8 @@ def measure(stage_name: str, res: int, batch: int, steps: int, warmup: int, thre
     import statistics
 
     import torch
-
     from bench_unmask import perceptual_for_timing, synthetic_batch
+
     from unmask.config import preset
     from unmask.training.runtime import Runtime
     from unmask.training.stages import GanStage, SegStage
@@ -84,8 +84,8 @@ def measure_in_child(stage: str, res: int, batch: int, args: argparse.Namespace)
 
 def sizes(resolutions: list[int]) -> dict[str, Any]:
     import torch
-
     from bench_unmask import gflops, params_m
+
     from unmask.config import preset
     from unmask.models import Generator, MSeg, PatchDiscriminator
 

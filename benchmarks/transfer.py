@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from maskgen.format import MAP, MASKED  # noqa: E402
 from maskgen.reader import decode_image, decode_meta, iter_raw_samples  # noqa: E402
 from unmask.checkpoint import load_models  # noqa: E402
-from unmask.tensors import images_to_model  # noqa: E402
 from unmask.metrics.segmentation import confusion_counts  # noqa: E402
+from unmask.tensors import images_to_model  # noqa: E402
 
 BATCH = 64
 

@@ -127,9 +127,11 @@ def main(verbose: int) -> None:
 @click.option("--seed", cls=BUILD, type=int)
 @click.option("--workers", cls=BUILD, type=int, help="Worker processes; -1 = all cores.")
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
-@click.option("--mask-types", default=None, callback=_parse_weights, help="Types to use, optionally weighted: 'surgical,kn95' or "
+@click.option("--mask-types", default=None, callback=_parse_weights,
+              help="Types to use, optionally weighted: 'surgical,kn95' or "
               "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
-@click.option("--wear", default=None, callback=_parse_weights, help="How masks are worn, optionally weighted: correct, nose (nose "
+@click.option("--wear", default=None, callback=_parse_weights,
+              help="How masks are worn, optionally weighted: correct, nose (nose "
               "uncovered), mouth (nose and mouth uncovered: on the chin), chin (chin uncovered) "
               f"[default: {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEAR_WEIGHTS.items())}].")
 @click.option("--templates", type=click.Path(exists=True, path_type=Path), multiple=True,
@@ -137,13 +139,15 @@ def main(verbose: int) -> None:
 @click.option("--template-share", type=float, default=None, callback=_template_share,
               help="Share of samples that take a pack template, the rest the built-in masks "
               "[default with --templates: 1, packs only].")
-@click.option("--split", cls=BUILD, callback=_parse_split, show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
+@click.option("--split", cls=BUILD, callback=_parse_split,
+              show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
               help="train/val/test fractions (ignored when CelebA's list_eval_partition.txt is present).")
 @click.option("--jpeg-quality", cls=BUILD, type=int)
 @click.option("--face-scale", cls=BUILD, type=float, help="Face size in the crop.")
 @click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="landmarks.parquet of an earlier build of the same source: its faces are not detected again.")
-@click.option("--part", default=None, callback=_parse_part, help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
+@click.option("--part", default=None, callback=_parse_part,
+              help="Build part K of N (1-based, e.g. 3/8) for multi-machine builds.")
 @click.option("--backend", cls=BUILD, type=click.Choice(["loky", "dask"]),
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
@@ -151,7 +155,8 @@ def main(verbose: int) -> None:
 def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, templates, template_share, split,
           jpeg_quality, face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
-    from .build import BuildConfig, BuildError, build as run_build
+    from .build import BuildConfig, BuildError
+    from .build import build as run_build
     from .compose import MaskOptions
 
     try:
@@ -182,7 +187,8 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def combine(dataset) -> None:
     """Merge the parts of a dataset built with --part into one manifest."""
-    from .build import BuildError, combine as run_combine
+    from .build import BuildError
+    from .build import combine as run_combine
 
     try:
         stats = run_combine(dataset)
@@ -206,7 +212,8 @@ def _finished(dataset: Path) -> None:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-n", default=16, show_default=True, callback=_preview_option, help="Samples to show.")
 @click.option("-o", "--output", default="grid.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
-              callback=_preview_option, help="The sheet's file (missing folders are made); its suffix gives the format (.png, .jpg, ...).")
+              callback=_preview_option,
+              help="The sheet's file (missing folders are made); its suffix gives the format (.png, .jpg, ...).")
 @click.option("--split", type=click.Choice(list(fmt.SPLITS)), default=None)
 @click.option("--columns", default=2, show_default=True, callback=_preview_option)
 def preview(dataset, n, output, split, columns) -> None:
@@ -267,7 +274,8 @@ def _stats_text(s: dict) -> str:
              "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),
              *[f"by {name}: " + ", ".join(f"{k} {v}" for k, v in s[f"by_{name}"].items())
                for name in ("wear", "generator") if f"by_{name}" in s],  # datasets made before: no such counts
-             "coverage: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(s["coverage"].items(), key=lambda kv: int(kv[0][1:]))),
+             "coverage: " + ", ".join(f"{k} {v:.3f}"
+                                      for k, v in sorted(s["coverage"].items(), key=lambda kv: int(kv[0][1:]))),
              f"upsampled crops: {s['upsampled']}",
              f"failures: {s['failures']} ({100 * s['failure_rate']:.2f}%)"
              + ("; " + ", ".join(f"{k}: {v}" for k, v in s["failure_reasons"].items()) if s["failures"] else "")]

@@ -16,17 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import appearance
-from . import packs, textures
+from . import appearance, packs, textures
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
 from .face_points import estimate_yaw
-from .landmarks import locate
 from .format import WEARS, YAW_THRESHOLD
+from .landmarks import locate
 from .mask import DEFAULT_WEAR_WEIGHTS, composite, face_anchors, narrowed, warp_template
 from .source import load_image, source_key
-
 
 
 def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, float], known: tuple[str, ...],
@@ -307,8 +305,9 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
 
 def encode(triplet: Triplet, jpeg_quality: int = 95) -> dict[str, bytes]:
     """Sample members as bytes (see maskgen.format)."""
-    from . import format as fmt
     import json
+
+    from . import format as fmt
 
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     ok1, masked = cv2.imencode(".jpg", cv2.cvtColor(triplet.masked, cv2.COLOR_RGB2BGR), jpeg)

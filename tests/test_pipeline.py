@@ -84,7 +84,8 @@ def test_every_option_dvc_yaml_passes_exists_on_its_command():
     config as the command reads it, with params.yaml and with each paper configuration."""
     from maskgen.cli import main as maskgen_main
     from maskgen.clitools import DeprecatedOption
-    from unmask.cli import main as unmask_main, train_config
+    from unmask.cli import main as unmask_main
+    from unmask.cli import train_config
 
     exp = _exp()
     params = yaml.safe_load(exp.PARAMS.read_text())
@@ -179,8 +180,8 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
     _run([dvc, "repro"], work, env)
 
     metrics = json.loads((work / "eval" / "default" / "metrics.json").read_text())
-    for key in ("two_stage/psnr", "two_stage/ssim", "one_stage/psnr", "recon_only/psnr", "telea_pred_map/psnr", "seg/dice",
-                "seg/pixel_accuracy"):
+    for key in ("two_stage/psnr", "two_stage/ssim", "one_stage/psnr", "recon_only/psnr", "telea_pred_map/psnr",
+                "seg/dice", "seg/pixel_accuracy"):
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["two_stage/fid"] is None  # no Inception weights here: null with a reason, not a number
     assert metrics["photos/count"] == 2 and 0 <= metrics["photos/dice"] <= 1  # the labelled photos, scored

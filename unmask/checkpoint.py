@@ -19,11 +19,10 @@ truncated, random bytes, another torch file, the other stage's, another format) 
 from __future__ import annotations
 
 import io
-import sys
-
 import pickle
 import random
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any

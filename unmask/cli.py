@@ -13,10 +13,21 @@ import click
 
 from maskgen.clitools import DeprecatedNames, Group, dataclass_default
 from unmask.config import AMP_MODES, GAN_MAPS, PRESETS, Config
-from unmask.config_options import (CONFIG_OPTIONS, assignments_option, build_config, config_option, deprecated_option,
-                                   file_gives, load_config, one_line, optims_option, with_dataset_resolution)
+from unmask.config_options import (
+    CONFIG_OPTIONS,
+    assignments_option,
+    build_config,
+    config_option,
+    deprecated_option,
+    file_gives,
+    load_config,
+    one_line,
+    optims_option,
+    with_dataset_resolution,
+)
 from unmask.outputs import MAX_FACE_INDEX, MAX_FACES, MIN_FACE
 from unmask.training.options import RunOptions
+
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--offline", is_flag=True,
@@ -107,7 +118,8 @@ def train_config(args: list[str]) -> Config:
               help="Fail at the start without the pretrained files the run needs: VGG19, FID's Inception "
                    "(train.require_pretrained; alone: true).")
 @click.option("--keep-checkpoints", is_flag=True,
-              help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt (e.g. for --init-generator).")
+              help="Keep each periodic checkpoint as RUN/checkpoints/{stage}-{step:06d}.pt "
+                   "(e.g. for --init-generator).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", callback=assignments_option,
               help="Any config value, e.g. --set gan_optim.betas=[0.5,0.99]. Repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
@@ -328,14 +340,16 @@ def weights_check() -> None:
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Run directory (checkpoints/seg.pt + gan.pt).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 opens the page (no login) to the network.")
+              help="Address to listen on: 127.0.0.1 is this machine only; "
+                   "0.0.0.0 opens the page (no login) to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="0: any free port.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def serve(checkpoint: Path, host: str, port: int, device: str) -> None:
     """A local web page: drop a photo, correct each face's predicted map with a brush, re-run stage 2
     and download the result. Needs the serve extra (pip install -e '.[serve]')."""
     try:
-        from unmask.serve.app import ANY_ADDRESS, listen, serve as serve_page
+        from unmask.serve.app import ANY_ADDRESS, listen
+        from unmask.serve.app import serve as serve_page
     except ModuleNotFoundError as exc:
         if exc.name not in ("starlette", "uvicorn"):
             raise

@@ -53,7 +53,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from maskgen.files import read_json_object
 from maskgen.format import BUILD_INFO, MANIFEST, MAP, MASKED, STATS, UNMASKED, shard_glob
 from maskgen.reader import (
-    BadSample, BadShard, RawSample, decode_image, error_cause, list_shards, member_names, raw_samples, sample_count,
+    BadSample,
+    BadShard,
+    RawSample,
+    decode_image,
+    error_cause,
+    list_shards,
+    member_names,
+    raw_samples,
+    sample_count,
     sample_keys,
 )
 from maskgen.verify import RecordError, check_shards, first_problem, keys_by_shard, keys_problem, read_manifest

@@ -17,7 +17,6 @@ from unmask.metrics.fidelity import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from unmask.models.vgg import VGG19Features
 
 
-
 def dice_coefficient(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Soft Dice per image (shape B). ``smooth`` makes two empty maps a perfect match."""
     dims = tuple(range(1, prob.dim()))

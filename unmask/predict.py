@@ -44,18 +44,26 @@ import cv2
 import numpy as np
 import torch
 
-from maskgen.align import (DEFAULT_FACE_SCALE, align_face, canonical_points, inside_photo, map_to_crop,
-                           map_to_photo, paste_back, resize_matrix, crop_points_to_source)
+from maskgen.align import (
+    DEFAULT_FACE_SCALE,
+    align_face,
+    canonical_points,
+    crop_points_to_source,
+    inside_photo,
+    map_to_crop,
+    map_to_photo,
+    paste_back,
+    resize_matrix,
+)
 from maskgen.face_points import five_points
-from maskgen.landmarks import NoFace, detect_all
 from maskgen.files import write_bytes_atomic, write_png_atomic
+from maskgen.landmarks import NoFace, detect_all
 from maskgen.source import BadImage, error_text, load_image
 
 from .checkpoint import load_models
 from .config import Config
 from .models import Generator, MSeg
-from .outputs import (  # noqa: F401  (plan_outputs and the names: unmask.predict's API, with Unmasker)
-    MAX_FACES, MIN_FACE, PlannedOutput, PredictError, PredictSummary, plan_outputs, shown)
+from .outputs import MAX_FACES, MIN_FACE, PlannedOutput, PredictError, PredictSummary, plan_outputs, shown  # noqa: F401  (plan_outputs and the names: unmask.predict's API, with Unmasker)
 from .tensors import images_to_model, quantize, to_nhwc
 
 log = logging.getLogger(__name__)

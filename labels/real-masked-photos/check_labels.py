@@ -12,7 +12,6 @@ import collections
 import sys
 from pathlib import Path
 
-
 MINIMUMS = {"total": 60, "cloth_printed": 15, "n95+kn95": 10}
 
 

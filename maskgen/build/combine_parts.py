@@ -10,7 +10,12 @@ import pandas as pd
 
 from .. import format as fmt
 from ..files import (
-    clean_temporaries, exclusive_lock, read_json_object, write_csv_atomic, write_json_atomic, write_parquet_atomic,
+    clean_temporaries,
+    exclusive_lock,
+    read_json_object,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
 )
 from ..verify import manifest_digest, record_mismatch
 from .compose_phase import UNRECORDED

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from maskgen import appearance
+from maskgen import appearance, textures
 from maskgen import templates as tpl
-from maskgen import textures
 from maskgen.compose import MaskOptions, encode, image_to_triplets
 
 
@@ -133,8 +132,8 @@ def test_styles_differ_and_keep_their_outline():
 
 def test_every_texture_renders(faces):
     """Each texture in TEXTURES gets drawn on a face with both of its colours visible."""
-    from maskgen.compose import MaskChoice
     from maskgen.align import align_face
+    from maskgen.compose import MaskChoice
     from maskgen.landmarks import locate
     from maskgen.mask import composite, face_anchors
     from maskgen.source import load_image

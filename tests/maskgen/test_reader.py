@@ -10,12 +10,20 @@ import os
 import numpy as np
 import pytest
 
+from maskgen import files
 from maskgen import format as fmt
 from maskgen.compose import encode, image_to_triplets
-from maskgen import files
 from maskgen.files import HOST, atomic_output, clean_temporaries, temporaries, temporary_path, write_json_atomic
 from maskgen.reader import (
-    BadSample, BadShard, count_samples, decode, error_cause, iter_raw_samples, list_shards, member_names, raw_samples,
+    BadSample,
+    BadShard,
+    count_samples,
+    decode,
+    error_cause,
+    iter_raw_samples,
+    list_shards,
+    member_names,
+    raw_samples,
     sample_keys,
 )
 from maskgen.shard import ShardWriter

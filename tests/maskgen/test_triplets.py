@@ -5,9 +5,9 @@ import pytest
 
 from maskgen.compose import MaskOptions, encode, image_to_triplets
 from maskgen.face_points import five_points
+from maskgen.format import WEARS
 from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
-from maskgen.format import WEARS
 from maskgen.templates import MASK_TYPES
 
 

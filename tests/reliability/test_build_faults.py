@@ -31,7 +31,6 @@ from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
 from maskgen.reader import raw_samples
 from maskgen.shard import ShardWriter
 from maskgen.verify import check_shards
-
 from tests.reliability.faults import dataset_files
 
 ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
@@ -424,11 +423,11 @@ def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp
 def test_landmarks_far_outside_the_image_are_a_failure_not_a_hang():
     """A corrupt or foreign landmarks file (``--landmarks``) can put a point anywhere: aligning to
     1e12 never ends. Such a source is a failure with a reason; its true landmarks still compose."""
-    from tests.testdata import CELEBA
     from maskgen.compose import MaskOptions
     from maskgen.landmarks import locate
     from maskgen.source import content_digest, load_image
     from maskgen.workers import compose_task
+    from tests.testdata import CELEBA
 
     path = CELEBA / "img_align_celeba" / "000002.jpg"
     if not path.is_file():

@@ -54,7 +54,8 @@ PACKS = {  # name: (masks.cfg, template image, expected message)
     "transparent": (ANCHORS, np.zeros((100, 100, 4), np.uint8), "fully transparent"),
     "no_alpha": (ANCHORS, OPAQUE[..., :3], "expected an RGBA PNG"),
     # a '%' is part of a file name (no interpolation): read as it is, and this one is not there
-    "percent_name": (ANCHORS + "template = templates/50%off.png\n", OPAQUE, r"template image for \[surgical\] not found"),
+    "percent_name": (ANCHORS + "template = templates/50%off.png\n", OPAQUE,
+                     r"template image for \[surgical\] not found"),
 }
 
 
@@ -286,12 +287,15 @@ BUILD_ARGS = ["build", "--source", "{source}", "--out", "{out}", "--no-progress"
 
 
 @pytest.mark.parametrize("error,expected", [
-    (RuntimeError("boom\n  on two lines"), "Error: RuntimeError: boom on two lines (run with --debug for the traceback)"),
+    (RuntimeError("boom\n  on two lines"),
+     "Error: RuntimeError: boom on two lines (run with --debug for the traceback)"),
     (EOFError("Ran out of input"), "Error: EOFError: Ran out of input (run with --debug for the traceback)"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/train-000001.tar"),
      f"Error: /data/train-000001.tar: {os.strerror(errno.ENOSPC)}"),
-    (PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/x"), f"Error: /data/x: {os.strerror(errno.EACCES)}"),
-    (OSError(errno.EROFS, os.strerror(errno.EROFS), "/ro/x", None, "/ro/y"), f"Error: /ro/x -> /ro/y: {os.strerror(errno.EROFS)}"),
+    (PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/x"),
+     f"Error: /data/x: {os.strerror(errno.EACCES)}"),
+    (OSError(errno.EROFS, os.strerror(errno.EROFS), "/ro/x", None, "/ro/y"),
+     f"Error: /ro/x -> /ro/y: {os.strerror(errno.EROFS)}"),
     (IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), "/data/stats.json"),
      f"Error: /data/stats.json: {os.strerror(errno.EISDIR)}"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), f"Error: {os.strerror(errno.ENOSPC)} (ENOSPC;"),
@@ -427,7 +431,8 @@ main()
 
 
 @pytest.mark.parametrize("body,debug,code,last_line", [
-    ("raise RuntimeError('not\\nexpected')", False, 1, "Error: RuntimeError: not expected (run with --debug for the traceback)"),
+    ("raise RuntimeError('not\\nexpected')", False, 1,
+     "Error: RuntimeError: not expected (run with --debug for the traceback)"),
     ("raise RuntimeError('not expected')", True, 1, "RuntimeError: not expected"),
     ("os.kill(os.getpid(), signal.SIGINT); time.sleep(30)", False, EXIT_INTERRUPTED, "interrupted"),
 ])

@@ -31,7 +31,8 @@ def test_resume_of_nothing_is_refused_and_says_how_to_start(tmp_path):
     for run, cause in [(tmp_path / "typo", "does not exist"), (empty, "holds no run (no config.yaml, no checkpoint)")]:
         result = invoke("train", "--data", data, "--out", run, "--resume", *TINY)
         assert result.exit_code == 1
-        assert one_line(result.output) == f"Error: --resume: {run} {cause}; to start a new run there, leave out --resume"
+        expected = f"Error: --resume: {run} {cause}; to start a new run there, leave out --resume"
+        assert one_line(result.output) == expected
     assert not (tmp_path / "typo").exists() and list(empty.iterdir()) == []
     assert invoke("train", "--data", data, "--out", empty, "--stage", "seg", *TINY).exit_code == 0  # as told
 
@@ -82,8 +83,9 @@ def built(tmp_path_factory, celeba_dir) -> Path:
 
     faces = make_celeba_subset(tmp_path_factory.mktemp("faces"), celeba_dir, 1, 2)
     out = tmp_path_factory.mktemp("built") / "ds"
-    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(faces), "--out", str(out), "--resolution", "128",
-                                               "--pairs", "4", "--workers", "1", "--no-progress"])
+    result = CliRunner().invoke(maskgen_main, ["build", "--source", str(faces), "--out", str(out),
+                                               "--resolution", "128", "--pairs", "4", "--workers", "1",
+                                               "--no-progress"])
     assert result.exit_code == 0, result.output
     return out
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.unmask.testutils import write_split
 from tests.reliability.faults import invoke, one_line
+from tests.unmask.testutils import write_split
 from unmask.predict import PredictError, plan_outputs
 from unmask.training.runtime import DeviceError, resolve_device
 

@@ -25,12 +25,12 @@ import pandas as pd
 import pytest
 import torch
 
+import unmask.data
 from maskgen.format import MANIFEST, MAP, MASKED
+from tests.reliability.faults import fill_the_disk, invoke, one_line
 from tests.testdata import REPO
 from tests.unmask.testutils import interrupt_at, rewrite_member, tiny_config, write_split
-import unmask.data
 from unmask import checkpoint as ckpt
-from tests.reliability.faults import fill_the_disk, invoke, one_line
 from unmask.data import DataError, TrainLoader
 from unmask.training.loop import train
 from unmask.training.options import RunOptions

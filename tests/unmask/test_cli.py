@@ -7,8 +7,8 @@ import yaml
 from click.testing import CliRunner
 
 from unmask import checkpoint as ckpt
-from unmask.training import stages as stages_module
 from unmask.cli import main
+from unmask.training import stages as stages_module
 
 TINY = ["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--num-workers", "0",
         "--device", "cpu", "--no-progress"]
@@ -105,8 +105,8 @@ def test_config_file_options_and_errors(dataset_dir, tmp_path):
 def test_each_option_and_its_deprecated_name_set_its_config_key(tmp_path, monkeypatch, names, value, change):
     """Each option sets the config key it is named after; its former name (hidden from --help) sets the same
     and warns once, naming the option and key to use instead."""
-    from unmask.config_options import CONFIG_OPTIONS
     from unmask.config import diff, preset
+    from unmask.config_options import CONFIG_OPTIONS
     from unmask.training import loop
 
     received = []

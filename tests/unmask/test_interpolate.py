@@ -6,11 +6,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.unmask.testutils import tiny_config
 from unmask import checkpoint as ckpt
 from unmask.cli import main
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
-from tests.unmask.testutils import tiny_config
 
 
 @pytest.fixture(scope="module")

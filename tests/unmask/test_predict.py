@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from maskgen.compose import image_to_triplets
 from maskgen.landmarks import NoFace
 from maskgen.source import load_image
+from tests.maskgen.test_bad_input import LIMIT_W, png_header_only
+from tests.unmask.testutils import tiny_config
 from unmask.cli import main
 from unmask.predict import Unmasker, grow_maps, plan_outputs
 from unmask.training.loop import train
 from unmask.training.options import RunOptions
-from tests.maskgen.test_bad_input import LIMIT_W, png_header_only
-from tests.unmask.testutils import tiny_config
 
 
 @pytest.fixture(scope="module")

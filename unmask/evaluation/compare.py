@@ -26,9 +26,27 @@ from unmask import metrics
 from unmask.identity import GROUND_TRUTH_PROBE
 
 from . import (
-    ID_DISTANCE, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, METRICS_FILE,
-    ONE_STAGE, PER_IMAGE_FILE, PRED_MAP, PROTOCOL, SEG, SEG_METRICS, TWO_STAGE, VERIFY, baseline_method, key,
-    method_label, method_order, probe_type, split_key, verify_key,
+    ID_DISTANCE,
+    ID_MATCH_RATE,
+    IMAGE_METRICS,
+    MAP_COVERAGE,
+    MASKED_PROBE,
+    METRICS_FILE,
+    ONE_STAGE,
+    PER_IMAGE_FILE,
+    PRED_MAP,
+    PROTOCOL,
+    SEG,
+    SEG_METRICS,
+    TWO_STAGE,
+    VERIFY,
+    baseline_method,
+    key,
+    method_label,
+    method_order,
+    probe_type,
+    split_key,
+    verify_key,
 )
 
 # Verification columns of the method table -> the metric of ``verify/<probe_type>/<metric>``

@@ -41,8 +41,21 @@ from unmask.metrics import fid as fid_metric
 from unmask.training.runtime import resolve_device  # DeviceError: a ValueError, one line from the CLI
 
 from . import (
-    DATA, FIGURES_DIR, INPUT, METRICS_FILE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PROTOCOL, SEG, SUMMARY_FILE,
-    VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label, probe_type,
+    DATA,
+    FIGURES_DIR,
+    INPUT,
+    METRICS_FILE,
+    PER_IMAGE_FILE,
+    PHOTOS,
+    PHOTOS_FILE,
+    PROTOCOL,
+    SEG,
+    SUMMARY_FILE,
+    VERIFY_FILE,
+    VERIFY_PAIRS_FILE,
+    VERIFY_PROTOCOL_FILE,
+    method_label,
+    probe_type,
 )
 from .figures import FigureSamples
 from .labels import PhotoLabel, labels_csv, load_photo_labels
@@ -51,10 +64,22 @@ from .options import EvalOptions
 from .photos import evaluate_photos, labelled_photos
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
 from .scores import (
-    PSNR_SSIM_PROTOCOL, MethodScores, Results, SegScores, fid_features, image_metric_plan, mean_score, summary,
+    PSNR_SSIM_PROTOCOL,
+    MethodScores,
+    Results,
+    SegScores,
+    fid_features,
+    image_metric_plan,
+    mean_score,
+    summary,
 )
 from .verification import (
-    IdentityScores, probe_protocol, scan_identities, select_identity_keys, verification_reason, verify_scores,
+    IdentityScores,
+    probe_protocol,
+    scan_identities,
+    select_identity_keys,
+    verification_reason,
+    verify_scores,
 )
 
 

@@ -25,7 +25,15 @@ from unmask.predict import Unmasker, grow_maps
 from unmask.tensors import images_to_model
 
 from . import (
-    GT_MAP, INPUT, MAP_NAMES, ONE_STAGE, PRED_MAP, RECON_ONLY, TWO_STAGE, TWO_STAGE_GT_MAP, baseline_method,
+    GT_MAP,
+    INPUT,
+    MAP_NAMES,
+    ONE_STAGE,
+    PRED_MAP,
+    RECON_ONLY,
+    TWO_STAGE,
+    TWO_STAGE_GT_MAP,
+    baseline_method,
     method_order,
 )
 from . import baselines as baseline_registry

@@ -20,13 +20,38 @@ from maskgen.files import write_text_atomic
 from unmask.identity import GROUND_TRUTH_PROBE
 
 from . import (
-    FIGURES_DIR, ID_DISTANCE, ID_MATCH_RATE, INPUT, MASKED_PROBE, PER_IMAGE_FILE, PHOTOS, PHOTOS_FILE, PRED_MAP,
-    TWO_STAGE, VERIFY_PROTOCOL_FILE, baseline_method, key, method_label, method_order, probe_type, split_key,
+    FIGURES_DIR,
+    ID_DISTANCE,
+    ID_MATCH_RATE,
+    INPUT,
+    MASKED_PROBE,
+    PER_IMAGE_FILE,
+    PHOTOS,
+    PHOTOS_FILE,
+    PRED_MAP,
+    TWO_STAGE,
+    VERIFY_PROTOCOL_FILE,
+    baseline_method,
+    key,
+    method_label,
+    method_order,
+    probe_type,
+    split_key,
     verify_key,
 )
 from .compare import (
-    HEADERS, VERIFY_NOTE, Evaluation, Footnotes, format_value, has_verification, load_evaluations, method_table,
-    protocol_lines, seg_table, table_head, verification_lines,
+    HEADERS,
+    VERIFY_NOTE,
+    Evaluation,
+    Footnotes,
+    format_value,
+    has_verification,
+    load_evaluations,
+    method_table,
+    protocol_lines,
+    seg_table,
+    table_head,
+    verification_lines,
 )
 from .photos import GROUPINGS, WORST_PHOTOS_FILE, label_breakdown
 from .samples import is_turned

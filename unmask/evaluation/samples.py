@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from maskgen.format import YAW_THRESHOLD
-from maskgen.format import MAP
+from maskgen.format import MAP, YAW_THRESHOLD
 from maskgen.reader import decode_image, decode_meta
 from unmask.data import resized_sample, split_samples
 

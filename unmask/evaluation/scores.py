@@ -18,17 +18,30 @@ import numpy as np
 import torch
 
 from unmask import metrics
+from unmask.identity import GROUND_TRUTH_PROBE
 from unmask.metrics import brisque as brisque_metric
 from unmask.metrics import fid as fid_metric
 from unmask.metrics import fidelity
 from unmask.metrics import lpips as lpips_metric
 from unmask.metrics import niqe as niqe_metric
 
-from unmask.identity import GROUND_TRUTH_PROBE
-
 from . import (
-    DATA, ID_MATCH_RATE, IMAGE_METRICS, MAP_COVERAGE, MASKED_PROBE, ONE_STAGE, PHOTOS, PRED_MAP, RECON_ONLY, SEG,
-    SEG_METRICS, TWO_STAGE, INPUT, baseline_method, key, verify_key,
+    DATA,
+    ID_MATCH_RATE,
+    IMAGE_METRICS,
+    INPUT,
+    MAP_COVERAGE,
+    MASKED_PROBE,
+    ONE_STAGE,
+    PHOTOS,
+    PRED_MAP,
+    RECON_ONLY,
+    SEG,
+    SEG_METRICS,
+    TWO_STAGE,
+    baseline_method,
+    key,
+    verify_key,
 )
 from .methods import Method
 from .samples import EvalBatch

@@ -10,15 +10,34 @@ Rows without an embedding are NaN, never dropped, and count as "no match" everyw
 """
 
 from .embedding import (
-    DEFAULT_PADDING, EMBEDDING_DIM, MATCH_THRESHOLD, MIN_IMAGE_SIDE, MODEL_FILE, embed, embed_with_reasons,
-    embedding_problem, id_distance,
+    DEFAULT_PADDING,
+    EMBEDDING_DIM,
+    MATCH_THRESHOLD,
+    MIN_IMAGE_SIDE,
+    MODEL_FILE,
+    embed,
+    embed_with_reasons,
+    embedding_problem,
+    id_distance,
 )
 from .protocol import (
-    PROTOCOL_COLUMNS, PROTOCOL_FORMAT, build_protocol, gallery_keys, load_protocol, probe_keys, save_protocol,
+    PROTOCOL_COLUMNS,
+    PROTOCOL_FORMAT,
+    build_protocol,
+    gallery_keys,
+    load_protocol,
+    probe_keys,
+    save_protocol,
 )
 from .verification import (
-    DEFAULT_FARS, GROUND_TRUTH_PROBE, CoarseFARWarning, far_thresholds, id_match_rate, pair_distances,
-    verification_metrics, verify,
+    DEFAULT_FARS,
+    GROUND_TRUTH_PROBE,
+    CoarseFARWarning,
+    far_thresholds,
+    id_match_rate,
+    pair_distances,
+    verification_metrics,
+    verify,
 )
 
 __all__ = [

@@ -39,8 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _inputs, brisque as _brisque, fid as _fid, fidelity, niqe as _niqe, segmentation
+from . import _inputs, fidelity, segmentation
+from . import brisque as _brisque
+from . import fid as _fid
 from . import lpips as _lpips
+from . import niqe as _niqe
 from . import sharpness as _sharpness
 from ._inputs import to_uint8
 

@@ -25,8 +25,8 @@ import logging
 import os
 import queue
 import socket
-import tempfile
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
@@ -44,8 +44,17 @@ from starlette.staticfiles import StaticFiles
 from maskgen.clitools import EXIT_INTERRUPTED, INTERRUPTED
 
 from ..predict import Unmasker
-from .editing import (MAX_PHOTO_PIXELS, EditError, EditedPhoto, PhotoCache, open_photo, png_bytes, read_map, refill,
-                      warm_up)
+from .editing import (
+    MAX_PHOTO_PIXELS,
+    EditedPhoto,
+    EditError,
+    PhotoCache,
+    open_photo,
+    png_bytes,
+    read_map,
+    refill,
+    warm_up,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from maskgen.align import map_to_crop
 from maskgen.landmarks import NoFace
 from maskgen.source import MAX_PIXELS, BadImage, load_image
 
-from ..predict import FacesTooSmall, FaceResult, Unmasker
+from ..predict import FaceResult, FacesTooSmall, Unmasker
 
 EDIT_MAX_SIDE = 2048  # px: the longer side of the map the page paints on
 CACHE_PHOTOS = 4  # photos kept for re-runs; an older one is uploaded again

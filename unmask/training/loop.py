@@ -17,16 +17,22 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from maskgen.files import clean_temporaries
+from maskgen.reader import list_shards
 from unmask import checkpoint as ckpt
 from unmask import weights
 from unmask.config import Config
-from maskgen.files import clean_temporaries
-from maskgen.reader import list_shards
 from unmask.data import DataError, TrainLoader, check_dataset, dataset_fingerprint, eval_batches
-from unmask.training.run_files import (
-    SkippedLog, TsvLog, final_metrics, log_path, save_sample_grid, update_run_json, write_metrics,
-)
 from unmask.training.options import RunError, RunOptions
+from unmask.training.run_files import (
+    SkippedLog,
+    TsvLog,
+    final_metrics,
+    log_path,
+    save_sample_grid,
+    update_run_json,
+    write_metrics,
+)
 from unmask.training.runtime import Runtime, compile_problem, runtime_session, seed_everything
 from unmask.training.stages import Stage, build_stage, lr_at, resolve_perceptual
 
@@ -58,7 +64,8 @@ def _validate(stage: Stage, cfg: Config, opts: RunOptions, rt: Runtime
             panels = batch_panels
     stage.train(True)
     names = list(stage.val_sums)
-    totals = rt.sum(torch.stack([sums.get(n, torch.zeros((), device=rt.device)).double() for n in names] + [count.double()]))
+    zero = torch.zeros((), device=rt.device)
+    totals = rt.sum(torch.stack([sums.get(n, zero).double() for n in names] + [count.double()]))
     n = totals[-1].item()
     skipped = rt.gather(skipped)
     if n == 0:  # no validation split

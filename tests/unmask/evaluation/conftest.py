@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from maskgen.build import BuildConfig, build
-
 from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
 

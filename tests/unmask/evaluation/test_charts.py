@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from unmask.evaluation import PER_IMAGE_FILE, TWO_STAGE, key

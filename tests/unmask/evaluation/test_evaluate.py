@@ -9,14 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 from unmask.evaluation import (
-    FIGURES_DIR, IMAGE_METRICS, METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, SEG_METRICS, key, method_order,
+    FIGURES_DIR,
+    IMAGE_METRICS,
+    METRICS_FILE,
+    PER_IMAGE_FILE,
+    PROTOCOL,
+    SEG_METRICS,
+    key,
+    method_order,
 )
 from unmask.evaluation.evaluate import evaluate
 from unmask.evaluation.options import EvalOptions
 from unmask.metrics import fid as fid_metric
-
-from tests.unmask.evaluation.testutils import EVAL_RES, write_tiny_run
 
 METHODS = ["two_stage", "two_stage_gt_map", "one_stage", "telea_pred_map", "telea_gt_map", "ns_pred_map",
            "ns_gt_map", "input"]

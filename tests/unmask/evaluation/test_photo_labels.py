@@ -17,8 +17,8 @@ from unmask.evaluation import FIGURES_DIR, PHOTOS_FILE, PROTOCOL, SUMMARY_FILE
 from unmask.evaluation.cli import evaluate as evaluate_command
 from unmask.evaluation.cli import report
 from unmask.evaluation.evaluate import evaluate
-from unmask.evaluation.options import EvalOptions
 from unmask.evaluation.labels import load_photo_labels
+from unmask.evaluation.options import EvalOptions
 from unmask.evaluation.photos import WORST_PHOTOS_FILE, evaluate_photos
 from unmask.evaluation.scores import SUMMARY, SUMMARY_BUDGET
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unmask.evaluation.testutils import EVAL_RES
 from unmask.evaluation import PHOTOS_FILE
 from unmask.evaluation.evaluate import evaluate
 from unmask.evaluation.options import EvalOptions
 from unmask.evaluation.photos import evaluate_photos
 from unmask.predict import Unmasker
-
-from tests.unmask.evaluation.testutils import EVAL_RES
 
 # small photos, quick to detect: two with a face the HOG detector finds, one without
 PHOTOS = ("0376.jpg", "0404.jpg", "0427.jpg")

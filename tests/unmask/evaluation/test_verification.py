@@ -16,16 +16,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.unmask.evaluation.testutils import EVAL_RES
 from unmask import identity as idn
 from unmask.evaluation import (
-    METRICS_FILE, PER_IMAGE_FILE, PROTOCOL, VERIFY_FILE, VERIFY_PAIRS_FILE, VERIFY_PROTOCOL_FILE, method_label,
+    METRICS_FILE,
+    PER_IMAGE_FILE,
+    PROTOCOL,
+    VERIFY_FILE,
+    VERIFY_PAIRS_FILE,
+    VERIFY_PROTOCOL_FILE,
+    method_label,
 )
 from unmask.evaluation.cli import compare, evaluate, report
 from unmask.evaluation.evaluate import evaluate as run_evaluation
 from unmask.evaluation.methods import Methods
 from unmask.evaluation.options import EvalOptions
-
-from tests.unmask.evaluation.testutils import EVAL_RES
 
 MARK = (1, 2, 3)
 N = 4  # identity samples: the first N of the split in key order

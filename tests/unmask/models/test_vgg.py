@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from tests.unmask.testutils import TORCHVISION_CONVS, TORCHVISION_KEYS, torchvision_like_state
 from unmask.losses import PerceptualLoss
 from unmask.models import vgg
 from unmask.models.vgg import VGG19Features, find_vgg19_weights, load_vgg19_features
-from tests.unmask.testutils import TORCHVISION_CONVS, TORCHVISION_KEYS, torchvision_like_state
 
 
 def test_parameter_names_are_torchvision_names():

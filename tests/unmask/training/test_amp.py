@@ -7,6 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.unmask.testutils import interrupt_at, tiny_config
 from unmask import checkpoint as ckpt
 from unmask.cli import main
 from unmask.data import TrainLoader
@@ -15,7 +16,6 @@ from unmask.training.loop import train
 from unmask.training.options import RunOptions
 from unmask.training.runtime import DeviceError, Runtime, autocast_dtype
 from unmask.training.stages import GanStage, SegStage
-from tests.unmask.testutils import interrupt_at, tiny_config
 
 CPU = torch.device("cpu")
 

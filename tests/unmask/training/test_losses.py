@@ -6,7 +6,13 @@ import torch.nn.functional as F
 
 from unmask.config import LossConfig
 from unmask.losses import (
-    dice_loss, generator_losses, lsgan_d_loss, lsgan_g_loss, reconstruction_loss, segmentation_losses, ssim,
+    dice_loss,
+    generator_losses,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    reconstruction_loss,
+    segmentation_losses,
+    ssim,
 )
 
 

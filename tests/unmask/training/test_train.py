@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from maskgen.files import sha256_of
+from tests.unmask.testutils import interrupt_at, tiny_config, torchvision_like_state, write_split
 from unmask import checkpoint as ckpt
 from unmask import weights as unmask_weights
-from unmask.training import stages as stages_module
 from unmask.data import TrainLoader
+from unmask.training import stages as stages_module
 from unmask.training.loop import train
 from unmask.training.options import NonFiniteLossError, RunError, RunOptions
 from unmask.training.runtime import Runtime
 from unmask.training.stages import GanStage, SegStage, lr_at
-from tests.unmask.testutils import interrupt_at, tiny_config, torchvision_like_state, write_split
 
 
 def options(dataset_dir, run_dir, **kw):
@@ -196,7 +196,8 @@ def test_outputs_and_load_models(dataset_dir, tmp_path, no_vgg):
     assert out.shape == (1, 3, 64, 64)
     # the stage-2 checkpoint alone carries the M-Seg it trained with
     _, mseg_from_gan, _ = ckpt.load_models(ckpt.checkpoint_path(tmp_path, "gan"))
-    assert all(torch.equal(a, b) for a, b in zip(mseg.state_dict().values(), mseg_from_gan.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(mseg.state_dict().values(), mseg_from_gan.state_dict().values(),
+                                                     strict=True))
 
 
 def test_validation_reports_the_evaluation_metrics(dataset_dir, tmp_path, no_vgg):
