@@ -5,6 +5,7 @@ import pytest
 
 from maskgen.compose import MaskOptions, encode, image_to_triplets
 from maskgen.face_points import five_points
+from maskgen.face_points import CHIN, MOUTH, NOSE_TIP
 from maskgen.format import WEARS
 from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
@@ -16,7 +17,6 @@ def faces(celeba_images):
     return celeba_images[:: max(1, len(celeba_images) // 24)][:24]
 
 
-NOSE_TIP, CHIN, MOUTH = 30, 8, slice(48, 68)
 
 
 def _check_triplet(t, res):
