@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from maskgen.compose import MaskOptions, encode, image_to_triplets
-from maskgen.face_points import five_points
-from maskgen.face_points import CHIN, MOUTH, NOSE_TIP
+from maskgen.face_points import CHIN, MOUTH, NOSE_TIP, five_points
 from maskgen.format import WEARS
 from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
