@@ -5,7 +5,7 @@ in a fresh process so CPU time and memory are measured whole, and prints medians
 landmarks; "warm" runs take them from the cold run's landmarks.parquet (maskgen build --landmarks), as a
 rebuild at another resolution or seed does.
 
-    python benchmarks/bench_maskgen.py [--source DIR] [--res 256 512] [--runs 3] [--limit N] [--stages N]
+    python benchmarks/bench_maskgen.py [--source DIR] [--resolution 256 512] [--runs 3] [--limit N] [--stages N]
                                        [--rows]
 
 ``--rows`` adds "rows" runs: the source gets a ``list_landmarks_align_celeba.txt`` in CelebA's format
@@ -129,7 +129,7 @@ def time_stages(source: Path, res: int, limit: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
-    ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--resolution", "--res", dest="res", type=int, nargs="+", default=[256, 512])  # --res: former name
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ap.add_argument("--workers", type=int, default=-1)

@@ -39,6 +39,7 @@ from unmask.data import TrainLoader  # noqa: E402
 from unmask.losses import PerceptualLoss  # noqa: E402
 from unmask.models import Generator, MSeg, PatchDiscriminator  # noqa: E402
 from unmask.models.vgg import VGG19Features, find_vgg19_weights, load_vgg19_features  # noqa: E402
+from unmask.tensors import images_to_model  # noqa: E402
 from unmask.training.runtime import Runtime  # noqa: E402
 from unmask.training.stages import GanStage, SegStage  # noqa: E402
 
@@ -110,7 +111,7 @@ def bench_speed(cfg: Config, rt: Runtime, res: int, batch: int, repeats: int, wa
 
     mseg, generator = seg.networks["mseg"].eval(), gan.networks["generator"].eval()
     one = {k: (v[:1].to(rt.device) if torch.is_tensor(v) else v[:1]) for k, v in data.items()}
-    masked = one["masked"].float() / 127.5 - 1.0
+    masked = images_to_model(one["masked"])
 
     @torch.no_grad()
     def infer() -> torch.Tensor:

@@ -22,8 +22,16 @@ import cv2
 import numpy as np
 
 from .face_points import CHIN, MIN_EYE_DISTANCE, NOSE_BRIDGE, box_from_five_points, eye_centers, five_points
+from .moved import forwarder
 
 log = logging.getLogger(__name__)
+
+# The face geometry moved to maskgen.face_points; its former names here warn for one release.
+__getattr__ = forwarder(__name__, {"maskgen.face_points": (
+    "BOX_DROP", "BOX_SCALE", "JAW", "LEFT_EYE", "LOWER_LIP_BOTTOM", "MOUTH", "MOUTH_LEFT", "MOUTH_RIGHT",
+    "NOSE_BOTTOM", "NOSE_TIP", "RIGHT_EYE", "UPPER_LIP_TOP", "alignment_problem", "estimate_yaw", "far_outside",
+    "landmark_problem",
+)})
 
 DETECT_MAX_SIDE = 800  # HOG runs on a copy no larger than this; landmarks use full resolution
 

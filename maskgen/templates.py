@@ -18,6 +18,18 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .moved import forwarder
+
+# Colours and textures moved to maskgen.textures, packs to maskgen.packs; their former names here warn for
+# one release.
+__getattr__ = forwarder(__name__, {
+    "maskgen.textures": (
+        "COLORS", "PART_COLORS", "PATTERN_VARIANTS", "TEXTURES", "TWO_ACCENT_TEXTURES", "TYPE_COLORS",
+        "TYPE_TEXTURE_WEIGHTS", "accent_color", "part_color", "second_pattern", "texture_pattern", "third_color",
+    ),
+    "maskgen.packs": ("load_pack", "pack_digest"),
+})
+
 MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "gas")
 DEFAULT_TYPE_WEIGHTS = {"surgical": 0.35, "n95": 0.15, "kn95": 0.2, "cloth": 0.2, "gas": 0.1}
 

@@ -46,7 +46,8 @@ def overrides(tree: dict, prefix: str = "") -> list[str]:
 
 def current_names(tree: dict, where: str, base: dict) -> dict:
     """``tree`` (overrides of the params ``base``) with each former key under its new name, one warning line
-    for each; a dropped key's value must be that of its replacement (else SystemExit, naming ``where``)."""
+    for each; a former key given with its new one, or a dropped key whose value is not its replacement's, is
+    a SystemExit naming ``where``."""
     out = {section: dict(values) if isinstance(values, dict) else values for section, values in tree.items()}
     for old, new in {**RENAMED_PARAMS, **DROPPED_PARAMS}.items():
         (section, key), (new_section, new_key) = old.split("."), new.split(".")
@@ -57,9 +58,11 @@ def current_names(tree: dict, where: str, base: dict) -> dict:
             if value != merged(base, out)[new_section][new_key]:
                 sys.exit(f"{where}: {old} ({value}) is gone: training takes the dataset's crop size, {new}")
             print(f"warning: {where}: {old} is deprecated and unused: training takes {new}", file=sys.stderr)
+        elif new_key in (out.get(new_section) or {}):
+            sys.exit(f"{where}: {old} is the former name of {new}: give {new} only")
         else:
             print(f"warning: {where}: {old} is deprecated, use {new}", file=sys.stderr)
-            out.setdefault(new_section, {}).setdefault(new_key, value)
+            out.setdefault(new_section, {})[new_key] = value
     return out
 
 

@@ -117,6 +117,8 @@ def test_former_params_keys_in_a_configuration_are_read_as_the_new_ones(capsys):
         "warning: old.yaml: train.res is deprecated and unused: training takes data.resolution"]
     with pytest.raises(SystemExit, match="train.res \\(64\\) is gone: training takes the dataset's crop size"):
         exp.current_names({"train": {"res": 64}}, "old.yaml", params)
+    with pytest.raises(SystemExit, match="train.alpha is the former name of train.adv: give train.adv only"):
+        exp.current_names({"train": {"alpha": 0.2, "adv": 0.3}}, "both.yaml", params)
 
 
 def _merge(base: dict, over: dict) -> dict:

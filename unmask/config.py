@@ -128,12 +128,12 @@ class TrainConfig:
     # Weights and activations in NHWC layout (channels_last), the layout oneDNN and tensor cores take without a
     # transpose. Off: its kernels round differently, so turning it on changes every number a run produces (the
     # default run's must not change), and on a GPU it is not measured yet. On an idle CPU at the default
-    # pipeline's size: stage 1 about as fast, stage 2 ~0.86x the step time (README "GPUs").
+    # pipeline's size: stage 1 about as fast, stage 2 ~0.86x the step time (docs/gpus.md).
     channels_last: bool = False
     # torch.compile of the trained networks (inductor: C++ on the CPU, Triton on CUDA). Off: it needs a compiler,
     # the first steps pay its compilation (7-10 minutes per stage on a busy 2-core CPU), and its fused kernels
     # round differently (the default run's numbers must not change). Measured on the CPU at the default pipeline's
-    # size once compiled, under heavy load (noisy): 0.56x / 0.67x the step time of stage 1 / 2 (README "GPUs").
+    # size once compiled, under heavy load (noisy): 0.56x / 0.67x the step time of stage 1 / 2 (docs/gpus.md).
     compile: bool = False
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
     val_max_batches: int | None = None  # None = the whole validation split

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import warnings
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -73,6 +74,17 @@ SampleId = tuple[str, str]  # (shard file name, key): how a bad sample is named 
 
 class DataError(ValueError):
     """The dataset is not as recorded: a shard missing, short or unreadable; the message names it."""
+
+
+def __getattr__(name: str) -> Any:
+    # images_to_uint8 became unmask.tensors.quantize (the one quantiser); the old name warns for one release
+    if name == "images_to_uint8":
+        warnings.warn("unmask.data.images_to_uint8 is deprecated, use unmask.tensors.quantize", DeprecationWarning,
+                      stacklevel=2)
+        from unmask.tensors import quantize
+
+        return quantize
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sample_id(raw: RawSample) -> SampleId:

@@ -63,7 +63,15 @@ from maskgen.source import BadImage, error_text, load_image
 from .checkpoint import load_models
 from .config import Config
 from .models import Generator, MSeg
-from .outputs import MAX_FACES, MIN_FACE, PlannedOutput, PredictError, PredictSummary, plan_outputs, shown  # noqa: F401  (plan_outputs and the names: unmask.predict's API, with Unmasker)
+from .outputs import (  # noqa: F401  (unmask.predict's API, with Unmasker)
+    MAX_FACES,
+    MIN_FACE,
+    PlannedOutput,
+    PredictError,
+    PredictSummary,
+    plan_outputs,
+    shown,
+)
 from .tensors import images_to_model, quantize, to_nhwc
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from .compose_phase import UNRECORDED
 from .options import BuildError
 from .output_folder import COMBINED, PART_FILES, io_problem, part_file, part_tag
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 COMBINE_LOCK = "combine.lock"  # in .work: combine runs once at a time, whichever part finishes it
 

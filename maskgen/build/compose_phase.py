@@ -19,7 +19,7 @@ from .options import BuildConfig
 from .parallel import parallel
 from .plan import Shard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 TASK_SIZE = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
 UNRECORDED = "no recorded size and SHA-256"  # a shard record written before records had them

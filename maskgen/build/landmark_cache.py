@@ -27,7 +27,7 @@ from ..source import SourceImage
 from .options import BuildConfig, BuildError
 from .parallel import parallel
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 LANDMARK_CHUNK = 128  # sources per cached landmark result
 LANDMARK_COLUMNS = ("source", "ok", "reason", "method", "n_faces", "points")  # with sha256, in landmarks.parquet

@@ -27,7 +27,7 @@ from .. import format as fmt
 from ..files import TMP_MARK, create_exclusive, json_bytes, read_json_object, temporary_path
 from .options import CONTENT_KEYS, BuildConfig, BuildError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 COMBINED = (fmt.MANIFEST, fmt.FAILURES, fmt.LANDMARKS, fmt.STATS)  # what combine writes
 

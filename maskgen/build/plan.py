@@ -15,7 +15,7 @@ from .. import format as fmt
 from ..source import SourceImage, content_digest, source_key
 from .options import BuildConfig, BuildError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 # Sources hashed at once: each read waits on the disk when the cache is cold (a first build, a network file
 # system); a few threads overlap those waits (hashlib and reads release the GIL).

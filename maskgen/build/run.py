@@ -21,7 +21,7 @@ from .output_folder import io_problem, part_file, part_owns, part_tag, prepare_o
 from .parallel import backend_context
 from .plan import content_fingerprint, name_fingerprint, plan_shards, quotas, source_digests, unique_keys
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("maskgen.build")  # one name in the log lines, whichever step writes
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The builder's shortcuts for numpy routines must give exactly numpy's results: the dataset's bytes
+"""The build's shortcuts for numpy routines must give exactly numpy's results: the dataset's bytes
 depend on them (the same seed gives the same draws, the same light plane)."""
 
 from __future__ import annotations

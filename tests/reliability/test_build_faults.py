@@ -1,5 +1,5 @@
-"""Faults during and after a build: damaged shards, `maskgen verify`, parts building into one folder at
-once, a full disk, kill -9 at random moments. Every case ends byte-identical to a clean build."""
+"""Faults during and after a build: damaged shards, parts building into one folder at once, a full disk, kill -9
+at random moments, landmarks that cannot place a crop. Every case ends byte-identical to a clean build."""
 
 from __future__ import annotations
 
@@ -8,51 +8,24 @@ import io
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import maskgen.files
 import maskgen.shard
 from maskgen import format as fmt
 from maskgen.build import BuildConfig, BuildError, build
 from maskgen.build.output_folder import io_problem
-from maskgen.cli import main
 from maskgen.files import HOST, create_exclusive, exclusive_lock, json_bytes
-from maskgen.reader import raw_samples
-from maskgen.shard import ShardWriter
 from maskgen.verify import check_shards
-from tests.reliability.faults import dataset_files
-
-ARGS = dict(res=128, seed=2, shard_size=4)  # 12 faces, one pair each: 3 train shards and 1 val shard
-CLI_ARGS = ["--resolution", "128", "--seed", "2", "--shard-size", "4", "--workers", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory, celeba_dir) -> Path:
-    from tests.testdata import make_celeba_subset
-
-    return make_celeba_subset(tmp_path_factory.mktemp("faces"), celeba_dir, 4, 3)
-
-
-def _build(faces: Path, out: Path, **kwargs):
-    return build(BuildConfig(source=str(faces), out=str(out), workers=1, progress=False, **ARGS, **kwargs))
-
-
-@pytest.fixture(scope="module")
-def clean(faces, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("clean") / "ds"
-    _build(faces, out)
-    return out
+from tests.reliability.faults import ARGS, CLI_ARGS, build_small, cli, dataset_files, error_line
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
@@ -77,23 +50,11 @@ def _build_command(faces: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "maskgen.cli", "build", "--source", str(faces), "--out", str(out), *CLI_ARGS]
 
 
-def _cli(*args: str):
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res
-
-
-def _error_line(res) -> str:
-    errors = [line for line in res.output.splitlines() if line.startswith("Error")]
-    assert res.exit_code == 1 and len(errors) == 1, res.output
-    return errors[0]
-
-
 # --- verified reuse ------------------------------------------------------------------------------------------
 
 def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
     out = tmp_path / "ds"
-    _build(faces, out)
+    build_small(faces, out)
     truncated, flipped = out / "train-000001.tar", out / "val-000000.tar"
     truncated.write_bytes(truncated.read_bytes()[:10240])  # at a member boundary: still a readable tar
     data = bytearray(flipped.read_bytes())
@@ -103,7 +64,7 @@ def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
     assert check_shards(out) == [f"{truncated}: 10240 bytes, recorded {recorded_size}"]
     assert check_shards(out, full_hash=True)[1:] == [f"{flipped}: SHA-256 differs from the record"]
 
-    result = _build(faces, out)
+    result = build_small(faces, out)
     assert (result.shards_rebuilt, result.shards_written, result.shards_reused) == (2, 2, 2)
     assert "train-000001.tar does not match its record" in caplog.text
     assert dataset_files(out) == dataset_files(clean)  # stats.json's digests are the records, not the damaged files'
@@ -112,147 +73,16 @@ def test_damaged_shards_are_rebuilt_not_reused(faces, clean, tmp_path, caplog):
 
 def test_records_of_an_older_maskgen_mean_a_rebuild(faces, clean, tmp_path, caplog):
     out = tmp_path / "ds"
-    _build(faces, out)
+    build_small(faces, out)
     for sidecar in (out / fmt.WORK_DIR).glob("*.tar.json"):
         record = json.loads(sidecar.read_text())
         del record["tar"]
         sidecar.write_text(json.dumps(record))
-    assert "has no recorded size and SHA-256" in _error_line(_cli("combine", out))
-    result = _build(faces, out)
+    assert "has no recorded size and SHA-256" in error_line(cli("combine", out))
+    result = build_small(faces, out)
     assert result.shards_rebuilt == result.shards_written == 4
     assert caplog.text.count("no recorded size and SHA-256") == 1
     assert dataset_files(out) == dataset_files(clean)
-
-
-# --- maskgen verify --------------------------------------------------------------------------------------------
-
-def _replace_shard(out: Path, name: str, samples: list[tuple[str, dict[str, bytes]]]) -> None:
-    """Write a shard and record it in stats.json, as if the build had made it: only its content is wrong."""
-    writer = ShardWriter(out / name)
-    for key, members in samples:
-        writer.write(key, members)
-    record = writer.commit()
-    stats = json.loads((out / fmt.STATS).read_text())
-    stats["shards"][name], stats["shard_sizes"][name] = record["sha256"], record["bytes"]
-    (out / fmt.STATS).write_text(json.dumps(stats))
-
-
-def test_verify_names_each_problem(clean, tmp_path):
-    assert _cli("verify", clean).exit_code == 0 and _cli("verify", "--quick", clean).exit_code == 0
-    out = tmp_path / "ds"
-    shutil.copytree(clean, out)
-    samples = [({k: v for k, v in raw.items() if not k.startswith("__")}, raw["__key__"])
-               for raw in raw_samples([str(out / "train-000000.tar")])]
-    (a, key_a), (b, key_b), (c, key_c), (d, key_d) = samples
-    gray_map = cv2.imencode(".png", np.full((128, 128), 128, np.uint8))[1].tobytes()
-    color_map = cv2.imencode(".png", np.zeros((128, 128, 3), np.uint8))[1].tobytes()
-    small = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
-    _replace_shard(out, "train-000000.tar", [
-        (key_a, {k: v for k, v in a.items() if k != fmt.MAP}),
-        (key_b, {**b, fmt.MAP: gray_map, fmt.MASKED: b"not an image"}),
-        (key_c, {**c, fmt.MAP: color_map, fmt.UNMASKED: small}),
-        ("stranger_00", d),
-    ])
-    (out / "train-000001.tar").unlink()
-    zeros = out / "train-000002.tar"
-    zeros.write_bytes(b"\0" * zeros.stat().st_size)  # the size recorded, not the hash: an empty tar
-    (out / "test-000000.tar").write_bytes((out / "val-000000.tar").read_bytes())
-
-    res = _cli("verify", out)
-    shard = out / "train-000000.tar"
-    expected = [
-        f"{shard}: {key_a}: no map.png member",
-        f"{shard}: {key_b}: masked.jpg does not decode",
-        f"{shard}: {key_b}: map.png has values other than 0 and 255",
-        f"{shard}: {key_c}: unmasked.jpg is 64x64x3 uint8, expected 128x128x3 uint8",
-        f"{shard}: {key_c}: map.png is 128x128x3 uint8, expected 128x128 uint8",
-        f"{shard}: stranger_00: json names key '{key_d}'",
-        f"{shard}: keys differ from the manifest's: 1 missing (e.g. {key_d}), 1 not in it (e.g. stranger_00)",
-        f"{out / 'train-000001.tar'}: missing",
-        f"{out / 'train-000002.tar'}: SHA-256 differs from the record",
-        f"{zeros}: 0 samples, manifest.parquet lists 1: the shard is incomplete (maskgen build rebuilds it)",
-        f"{out / 'test-000000.tar'}: a shard that is not in stats.json",
-    ]
-    lines = res.output.splitlines()
-    assert sorted(lines[:-1]) == sorted(expected), res.output
-    assert _error_line(res) == f"Error: {out}: {len(expected)} problems (4 shards, 7 samples checked)"
-    quick = _cli("verify", "--quick", out)
-    assert quick.exit_code == 1 and f"{out / 'train-000001.tar'}: missing" in quick.output
-    assert f"{shard}: {key_a}" not in quick.output  # samples are not read
-
-
-def _rename_keys(shard: Path) -> None:
-    """The shard with every key changed, same length: another valid shard of the same size (as one of
-    another build can be: tar sizes are multiples of 10240 bytes)."""
-    samples = [(raw["__key__"], {k: v for k, v in raw.items() if not k.startswith("__")})
-               for raw in raw_samples([str(shard)])]
-    size = shard.stat().st_size
-    writer = ShardWriter(shard)
-    for key, members in samples:
-        writer.write("9" + key[1:], members)
-    writer.commit()
-    assert shard.stat().st_size == size
-
-
-def _edit_json(path: Path, **changes) -> None:
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
-
-
-def _rewrite_manifest(out: Path) -> None:
-    manifest = pd.read_parquet(out / fmt.MANIFEST)
-    manifest.loc[0, "coverage"] += 0.01
-    manifest.to_parquet(out / fmt.MANIFEST, index=False)
-
-
-FAULTS = {  # damage, the line stats/preview/verify give (verify: another, when it finds more by reading the bytes)
-    "no build.json": (lambda out: (out / fmt.BUILD_INFO).unlink(), "not a maskgen dataset (no build.json)", None),
-    "no manifest": (lambda out: (out / fmt.MANIFEST).unlink(), "manifest.parquet: missing", None),
-    "no stats.json": (lambda out: (out / fmt.STATS).unlink(), "stats.json: missing", None),
-    "a shard missing": (lambda out: (out / "val-000000.tar").unlink(), "val-000000.tar: missing", None),
-    "a shard more": (lambda out: shutil.copy(out / "train-000000.tar", out / "train-000009.tar"),
-                     "train-000009.tar: a shard that is not in stats.json", None),
-    "a shard swapped": (lambda out: _rename_keys(out / "train-000001.tar"),
-                        "train-000001.tar: keys differ from the manifest's: 4 missing",
-                        "SHA-256 differs from the record"),
-    "manifest rewritten": (_rewrite_manifest,
-                           "manifest.parquet: differs from its record (manifest_sha256 in stats.json)", None),
-    "manifest garbage": (lambda out: (out / fmt.MANIFEST).write_bytes(b"garbage" * 100),
-                         "manifest.parquet: does not read", None),
-    "build.json edited": (lambda out: _edit_json(out / fmt.BUILD_INFO, res=256),
-                          "build.json: differs from the build recorded in stats.json (in: res)", None),
-    "stats.json not an object": (lambda out: (out / fmt.STATS).write_text("[]"),
-                                 "stats.json: is not a JSON object", None),
-    "build.json not an object": (lambda out: (out / fmt.BUILD_INFO).write_text("[]"),
-                                 "build.json: is not a JSON object", None),
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_stats_preview_and_verify_refuse_a_dataset_that_is_not_as_recorded(clean, tmp_path, fault):
-    damage, message, read_message = FAULTS[fault]
-    out = tmp_path / "ds"
-    shutil.copytree(clean, out)
-    damage(out)
-    for command in (["stats", out], ["preview", out, "-o", tmp_path / "grid.png"]):
-        assert message in _error_line(_cli(*command))
-    assert not (tmp_path / "grid.png").exists()
-    res = _cli("verify", out)
-    assert res.exit_code == 1 and (read_message or message) in res.output.splitlines()[0], res.output
-    if read_message is None:  # a problem of the records: one line for it, then the summary
-        assert len(res.output.splitlines()) == 2, res.output
-
-
-def test_combine_and_build_name_a_json_file_that_is_not_an_object(faces, clean, tmp_path):
-    out = tmp_path / "ds"
-    shutil.copytree(clean, out)
-    (out / fmt.BUILD_INFO).write_text("[]")
-    assert _error_line(_cli("combine", out)) == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object"
-    line = _error_line(_cli("build", "--source", faces, "--out", out, *CLI_ARGS))
-    assert line == f"Error: {out / fmt.BUILD_INFO}: is not a JSON object: choose an empty folder or delete {out}"
-
-
-def test_combine_on_a_folder_that_is_not_a_build(tmp_path):
-    assert "is not a maskgen build folder" in _error_line(_cli("combine", tmp_path))
 
 
 # --- parts building into one folder at once ----------------------------------------------------------------
@@ -272,7 +102,7 @@ def test_a_part_removes_only_its_own_leftovers(faces, tmp_path):
                out / f"{fmt.STATS}.tmp-otherhost-4242-0a0b0c0d"]  # combine's: only the combine lock's holder writes it
     for p in kept + removed:
         p.write_bytes(b"half")
-    _build(faces, out, part=(0, 2))
+    build_small(faces, out, part=(0, 2))
     assert [p.exists() for p in kept + removed] == [True] * len(kept) + [False] * len(removed)
 
 
@@ -281,7 +111,7 @@ def test_a_part_already_being_built_is_refused(faces, tmp_path):
     (out / fmt.WORK_DIR).mkdir(parents=True)
     with exclusive_lock(out / fmt.WORK_DIR / "part-001-of-002.lock"):
         with pytest.raises(BuildError, match="another process is building part 2/2"):
-            _build(faces, out, part=(1, 2))
+            build_small(faces, out, part=(1, 2))
 
 
 @pytest.mark.parametrize("hard_links", [True, False])
@@ -316,17 +146,17 @@ def test_a_part_is_finished_only_when_all_its_files_are_written(faces, clean, tm
         commit(tmp, path)
 
     monkeypatch.setattr(maskgen.files, "commit_temporary", recorded)
-    _build(faces, out, part=(1, 2), landmarks=landmarks)
+    build_small(faces, out, part=(1, 2), landmarks=landmarks)
     tag = "part-001-of-002"
     assert [n for n in written if n.startswith(tag) and "-landmarks-" not in n][-1] == f"{tag}-manifest.parquet"
     # Part 2 as if still writing its files (or killed while an older maskgen, which wrote the manifest
     # first, did): part 1's combine waits for it instead of failing on the missing file.
     aside = tmp_path / "landmarks.parquet"
     (out / fmt.WORK_DIR / f"{tag}-landmarks.parquet").rename(aside)
-    assert not _build(faces, out, part=(0, 2), landmarks=landmarks).complete
+    assert not build_small(faces, out, part=(0, 2), landmarks=landmarks).complete
     assert not (out / fmt.MANIFEST).exists()
     aside.rename(out / fmt.WORK_DIR / f"{tag}-landmarks.parquet")
-    assert _cli("combine", out).exit_code == 0 and check_shards(out, full_hash=True) == []
+    assert cli("combine", out).exit_code == 0 and check_shards(out, full_hash=True) == []
     # pyarrow's FileNotFoundError has no errno or file name: the path is its message
     assert io_problem(FileNotFoundError("ds/.work/x.parquet")) == "ds/.work/x.parquet: No such file or directory"
 
@@ -340,7 +170,7 @@ def test_parts_built_at_once_equal_parts_built_one_after_the_other(faces, clean,
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     for k in range(2):
-        _build(faces, apart, part=(k, 2), landmarks=str(landmarks))
+        build_small(faces, apart, part=(k, 2), landmarks=str(landmarks))
     assert sorted(_outputs(together)) == sorted(_outputs(apart))
     assert {".".join(name.split(".")[1:]) for name in _outputs(apart)} >= {"tar", "parquet", "json", "csv"}
     assert dataset_files(together) == dataset_files(apart)  # shards, manifest, stats, failures, landmarks, the records
@@ -379,7 +209,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identi
     measure = _Disk(float("inf"))
     for module in (maskgen.files, maskgen.shard):
         monkeypatch.setattr(module, "open", measure.open, raising=False)
-    _build(faces, tmp_path / "measured")
+    build_small(faces, tmp_path / "measured")
     assert dataset_files(tmp_path / "measured") == dataset_files(clean)  # the patched writes write what open's do
     # Full early (during the first shards), late (during combine's outputs), and in between.
     for i, free in enumerate((30_000, measure.used // 2, measure.used - 2_000)):
@@ -387,11 +217,11 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_finishes_identi
         disk = _Disk(free)
         for module in (maskgen.files, maskgen.shard):
             monkeypatch.setattr(module, "open", disk.open, raising=False)
-        line = _error_line(_cli("build", "--source", faces, "--out", out, *CLI_ARGS))
+        line = error_line(cli("build", "--source", faces, "--out", out, *CLI_ARGS))
         assert line.startswith(f"Error: {out}/") and line.endswith(": No space left on device"), line
         _assert_no_torn_files(out)
         monkeypatch.undo()
-        _build(faces, out)
+        build_small(faces, out)
         assert dataset_files(out) == dataset_files(clean), free
 
 
@@ -416,7 +246,7 @@ def test_kill_9_at_random_moments_then_rerun_is_byte_identical(faces, clean, tmp
             killed += 1
         _assert_shards_whole(out)
     assert killed >= 2
-    _build(faces, out)
+    build_small(faces, out)
     assert dataset_files(out) == dataset_files(clean)
 
 
