@@ -81,6 +81,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def imported_from(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` statement in ``package`` imports from."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imports_of(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, str]]:
     """(line, absolute module name) for every import statement anywhere in the tree."""
     found = []
@@ -93,12 +102,7 @@ def imports_of(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, 
         elif isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
+            prefix = imported_from(node, package)
             # `from . import x` may import a submodule x: record both spellings
             found.append((node.lineno, prefix))
             found += [(node.lineno, f"{prefix}.{alias.name}") for alias in node.names]
@@ -245,12 +249,7 @@ def import_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[:len(base) - node.level + 1]
-                    prefix = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    prefix = node.module or ""
+                prefix = imported_from(node, package)
                 for alias in node.names:
                     targets.add(f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in sources else prefix)
             elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) \
