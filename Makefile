@@ -36,12 +36,13 @@ quickstart: install data-link
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc metrics show
 
+# Over every core (pytest-xdist: one worker process per core, tests spread between them).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # The everyday loop: everything but the tests marked slow (end-to-end runs); under 2 minutes on 2 cores.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 # ruff (pyproject.toml: E, W, F, I, B) and vulture (dead code; vulture_whitelist.py lists real entry points).
 lint: install
