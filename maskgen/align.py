@@ -38,10 +38,20 @@ class AlignedFace:
     landmarks: np.ndarray  # (68, 2) in crop pixels
     matrix: np.ndarray  # (2, 3) source -> crop
     scale: float  # crop pixels per source pixel; > 1 means the crop was upsampled
+    face_scale: float = DEFAULT_FACE_SCALE  # the framing it was cut at (the face's size in the crop)
 
     @property
     def upsampled(self) -> bool:
         return self.scale > 1.0 + 1e-6
+
+
+def framing(face_scale: float | tuple[float, float], rng: np.random.Generator) -> float:
+    """The face scale of one sample: ``face_scale`` itself, or a draw from the range (low, high) given,
+    uniform and rounded to 3 decimals so that the sample's json records it exactly."""
+    if isinstance(face_scale, (tuple, list)):
+        low, high = face_scale
+        return round(float(rng.uniform(low, high)), 3)
+    return float(face_scale)
 
 
 def canonical_points(res: int, face_scale: float = DEFAULT_FACE_SCALE) -> np.ndarray:
@@ -77,11 +87,14 @@ def crop_points_to_source(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
-               face_scale: float = DEFAULT_FACE_SCALE, fill: str = "reflect") -> AlignedFace:
+               face_scale: float = DEFAULT_FACE_SCALE, fill: str = "reflect", margin: int = 0) -> AlignedFace:
     """Crop the face in ``image`` (RGB uint8) given its 68 landmarks to a res x res aligned face;
-    ``fill`` (a key of ``FILLS``): what lies where the crop reaches past the image."""
+    ``fill`` (a key of ``FILLS``): what lies where the crop reaches past the image. ``margin``: the crop
+    reaches that many pixels further on every side at the same framing, a (res + 2 margin) square whose
+    centre res x res is the usual crop (prediction's context: a mask runs past the face crop)."""
     border = FILLS[fill]
-    matrix = similarity_transform(five_points(landmarks), canonical_points(res, face_scale))
+    size = res + 2 * margin
+    matrix = similarity_transform(five_points(landmarks), canonical_points(res, face_scale) + margin)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if not (np.all(np.isfinite(matrix)) and scale > 0):  # collapsed points: a NaN warp hangs OpenCV
         raise ValueError("degenerate landmarks (no finite alignment: the points are not spread out)")
@@ -89,16 +102,17 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, res: int = 256,
         # warpAffine does not low-pass; shrink first with area averaging to avoid aliasing.
         pre = 2.0 * scale
         h, w = image.shape[:2]
-        size = (max(1, round(w * pre)), max(1, round(h * pre)))
-        src = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        fx, fy = size[0] / w, size[1] / h
+        shrunk = (max(1, round(w * pre)), max(1, round(h * pre)))
+        src = cv2.resize(image, shrunk, interpolation=cv2.INTER_AREA)
+        fx, fy = shrunk[0] / w, shrunk[1] / h
         warp = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
-        crop = cv2.warpAffine(src, warp, (res, res), flags=cv2.INTER_LINEAR, borderMode=border)
+        crop = cv2.warpAffine(src, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
     elif scale <= 1:
-        crop = cv2.warpAffine(image, matrix, (res, res), flags=cv2.INTER_LINEAR, borderMode=border)
+        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
     else:
-        crop = _upsampling_warp(image, matrix, res, scale, border)
-    return AlignedFace(image=crop, landmarks=transform_points(landmarks, matrix), matrix=matrix, scale=scale)
+        crop = _upsampling_warp(image, matrix, size, scale, border)
+    return AlignedFace(image=crop, landmarks=transform_points(landmarks, matrix), matrix=matrix, scale=scale,
+                       face_scale=face_scale)
 
 
 def _upsampling_warp(image: np.ndarray, matrix: np.ndarray, res: int, scale: float,

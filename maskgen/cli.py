@@ -38,6 +38,22 @@ def _build_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
+class FaceScale(click.ParamType):
+    """--face-scale: one framing (0.72) or a range drawn from per sample (0.6-0.8)."""
+    name = "SCALE|LOW-HIGH"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parts = tuple(float(v) for v in value.split("-"))
+        except ValueError:
+            parts = ()
+        if len(parts) not in (1, 2):
+            self.fail(f"use a number such as 0.72 or a range such as 0.6-0.8 (got {value!r})", param, ctx)
+        return parts[0] if len(parts) == 1 else parts
+
+
 # click.option(..., cls=BUILD): BuildConfig's default, and its check
 BUILD = functools.partial(DataclassDefault, dataclass=_build_config, callback=_build_option)
 
@@ -143,7 +159,8 @@ def main(verbose: int) -> None:
               show=lambda fractions: "/".join(f"{100 * f:g}" for f in fractions),
               help="train/val/test fractions (ignored when CelebA's list_eval_partition.txt is present).")
 @click.option("--jpeg-quality", cls=BUILD, type=int)
-@click.option("--face-scale", cls=BUILD, type=float, help="Face size in the crop.")
+@click.option("--face-scale", cls=BUILD, type=FaceScale(),
+              help="Face size in the crop (the framing), or a range LOW-HIGH drawn from per sample.")
 @click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="landmarks.parquet of an earlier build of the same source: its faces are not detected again.")
 @click.option("--part", default=None, callback=_parse_part,

@@ -256,6 +256,7 @@ class SampleMeta:
     coverage: float  # fraction of crop pixels in the map
     res: int
     scale: float  # crop pixels per source pixel
+    face_scale: float  # the framing: the face's size in the crop (maskgen build --face-scale)
     upsampled: bool
     landmark_method: str
     seed: int
@@ -282,6 +283,12 @@ def sample_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(key.encode()),)))
 
 
+def framing_rng(seed: int, key: str) -> np.random.Generator:
+    """The sample's framing draw (``maskgen.align.framing``): a stream of its own, so that a fixed framing
+    leaves every other draw of the sample as it was."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(key.encode()), 1)))
+
+
 def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, source: str = "",
                  identity: str | None = None, split: str | None = None, landmark_method: str = "") -> Triplet:
     """Put one sampled mask on an aligned face."""
@@ -298,7 +305,8 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
         template=choice.template.name, color=choice.color, texture=choice.texture,
         variant=choice.variant, wear=choice.wear, generator=choice.generator, yaw=round(yaw, 4),
         coverage=round(cv2.countNonZero(binary) / binary.size, 6),
-        res=res, scale=round(face.scale, 4), upsampled=face.upsampled, landmark_method=landmark_method,
+        res=res, scale=round(face.scale, 4), face_scale=face.face_scale, upsampled=face.upsampled,
+        landmark_method=landmark_method,
         seed=seed, landmarks=np.round(face.landmarks, 2).tolist(), **camera.meta())
     return Triplet(masked=masked, unmasked=unmasked, map=binary, meta=meta)
 

@@ -43,7 +43,7 @@ SPLITS = ("train", "val", "test")
 # Reversible: maskgen.source.encode_name / decode_name.
 MANIFEST_COLUMNS = (
     "key", "shard", "split", "source", "identity", "mask_type", "color", "texture",
-    "variant", "wear", "generator", "coverage", "yaw", "upsampled",
+    "variant", "wear", "generator", "coverage", "yaw", "upsampled", "face_scale",
 )
 FAILURE_COLUMNS = ("source", "stage", "reason")
 

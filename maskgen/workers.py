@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import align_face
-from .compose import MaskOptions, encode, make_triplet
+from .align import align_face, framing
+from .compose import MaskOptions, encode, framing_rng, make_triplet
 from .face_points import alignment_problem
 from .landmarks import NoFace, locate
 from .source import BadImage, error_text, load_image, read_source
@@ -45,25 +45,31 @@ def landmark_chunk(items: list[tuple[str, str, str | None, list | None, list | N
     return records
 
 
-def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float, seed: int,
-                  jpeg_quality: int) -> list[tuple]:
-    """Compose samples; specs of one source are consecutive so its image is read and aligned once, from
-    bytes of the content digest the build recorded for it (``spec["sha256"]``, see ``landmark_chunk``)."""
+def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float | tuple[float, float],
+                 seed: int, jpeg_quality: int) -> list[tuple]:
+    """Compose samples; specs of one source are consecutive so its image is read once (and aligned once at a
+    fixed framing), from bytes of the content digest the build recorded for it (``spec["sha256"]``, see
+    ``landmark_chunk``). ``face_scale``: one framing, or a range (low, high) drawn from per sample."""
     single_threaded()
-    out, cache_rel, face, error = [], None, None, None
+    out, cache_rel, image, face, error = [], None, None, None, None
     for spec in specs:
+        scale = framing(face_scale, framing_rng(seed, spec["key"]))
         if spec["source"] != cache_rel:
-            cache_rel, face, error = spec["source"], None, None
+            cache_rel, image, face, error = spec["source"], None, None, None
             try:
                 image = load_image(spec["path"], data=read_source(spec["path"], spec["sha256"]))
                 problem = alignment_problem(spec["points"], image.shape)  # NaN, endless or degenerate warps
                 if problem:
                     raise BadImage(problem)
-                face = align_face(image, np.asarray(spec["points"], np.float64).reshape(68, 2), res, face_scale)
             except BadImage as err:
-                error = str(err)
+                error, image = str(err), None
             except Exception as err:
-                error = f"align failed: {error_text(err, spec['path'])}"
+                error, image = f"align failed: {error_text(err, spec['path'])}", None
+        if image is not None and (face is None or face.face_scale != scale):
+            try:
+                face = align_face(image, np.asarray(spec["points"], np.float64).reshape(68, 2), res, scale)
+            except Exception as err:
+                error, face = f"align failed: {error_text(err, spec['path'])}", None
         if face is None:
             out.append((spec["key"], None, error))
             continue

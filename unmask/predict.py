@@ -81,6 +81,14 @@ log = logging.getLogger(__name__)
 # blurs a little. Measured on the 75 labelled photos (128 px model): the share of each label's pixels
 # left outside the filled region falls from 12.6% to 9.8% with 1 px; 2 px repaints three times more face.
 MAP_GROWTH = 1 / 128
+# A photo's face is cut out with this share of the training crop R added on every side (the canvas), at the
+# training framing: masks run past the face crop (their sides on close-ups, a gaiter on the neck), and both
+# stages are convolutional, so they map and fill the larger square as they do the crop. A map that still
+# reaches the canvas's edge is predicted again with the wider margin. Measured on the labelled photos: see
+# docs/unmask/predict.md.
+CONTEXT_MARGIN = 0.25
+WIDE_MARGIN = 0.75
+EDGE_BAND = 2  # px: a map within this distance of the canvas's edge reaches it
 MAP_DILATION = 0.02  # of the crop size: the pasted region reaches this far past the filled one
 COMPARE_MAX_SIDE = 1024  # px: each panel of NAME_compare.png (input | map overlay | output) at most this size
 MAP_TINT_RGB, MAP_TINT_ALPHA = (255, 0, 0), 0.45  # the map overlay: red, as the evaluation's photo figures
@@ -101,18 +109,32 @@ class FaceResult:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in photo pixels (the detector's box, clipped to the photo)
     points: np.ndarray  # 5 x 2 float, photo pixels: eyes, nose tip, mouth corners (maskgen's five_points)
     matrix: np.ndarray  # 2 x 3, photo -> crop similarity
-    crop_input: np.ndarray  # R x R x 3 uint8: the aligned crop fed to the networks (past the photo: its edge repeated)
-    valid: np.ndarray  # R x R uint8 0/255: the crop pixels that lie on the photo (the only ones pasted back)
-    crop_map: np.ndarray  # R x R uint8 0/255: stage 1's map (or the edited one after refill); stage 2 filled it
+    # The crops are S x S, S = R + 2 * margin: the training crop (its centre R x R) and the context around it.
+    crop_input: np.ndarray  # S x S x 3 uint8: the aligned crop fed to the networks (past the photo: its edge repeated)
+    valid: np.ndarray  # S x S uint8 0/255: the crop pixels that lie on the photo (the only ones pasted back)
+    crop_map: np.ndarray  # S x S uint8 0/255: stage 1's map (or the edited one after refill); stage 2 filled it
     # grown by MAP_GROWTH (``grow_maps``), and the paste reaches MAP_DILATION further
-    crop_output: np.ndarray  # R x R x 3 uint8: stage 2's output
-    coverage: float  # share of the crop's pixels on the photo that the map covers
+    crop_output: np.ndarray  # S x S x 3 uint8: stage 2's output
+    coverage: float  # share of the face crop's (the centre R x R's) pixels on the photo that the map covers
     seconds: float  # alignment and both stages (or stage 2 alone after refill) for this face
+    margin: int = 0  # px added on every side of the R x R training crop (``CONTEXT_MARGIN``, ``WIDE_MARGIN``)
+
+    @property
+    def map_at_crop_edge(self) -> bool:
+        """The map reaches the crop's edge where the crop lies on the photo: mask may go on past it."""
+        return _reaches_edge(self.crop_map)
+
+    @property
+    def map_at_photo_edge(self) -> bool:
+        """The map reaches the photo's edge: the mask may go on past the photo, where nothing can be filled."""
+        return _reaches_edge(self.crop_map, self.valid)
 
     def record(self) -> dict:
         """The face for results.jsonl (JSON types, photo pixels)."""
         return {"box": [int(v) for v in self.box], "points": np.round(self.points, 2).tolist(),
-                "coverage": round(float(self.coverage), 6), "seconds": round(float(self.seconds), 4)}
+                "coverage": round(float(self.coverage), 6), "seconds": round(float(self.seconds), 4),
+                "crop_size": int(self.crop_map.shape[0]), "map_at_crop_edge": self.map_at_crop_edge,
+                "map_at_photo_edge": self.map_at_photo_edge}
 
 
 @dataclass
@@ -129,10 +151,13 @@ class UnmaskResult:
 
 class Unmasker:
     """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given. ``threshold``
-    overrides M-Seg's own (set on the validation split when it was trained)."""
+    overrides M-Seg's own (set on the validation split when it was trained). ``context``: the margins
+    (shares of R) a photo's face is cut out with, tried in turn while the map reaches the crop's edge;
+    ``(0,)`` gives the bare training crop."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
-                 face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None):
+                 face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None,
+                 context: Sequence[float] = (CONTEXT_MARGIN, WIDE_MARGIN)):
         self.generator = generator.to(device).eval()
         self.mseg = mseg.to(device).eval() if mseg is not None else None
         self.config = config
@@ -140,6 +165,7 @@ class Unmasker:
         self.resolution = config.train.resolution
         self.face_scale = face_scale
         self.threshold = threshold
+        self.margins = sorted({canvas_margin(self.resolution, share) for share in context} or {0})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", maps_given: bool = False,
@@ -178,7 +204,7 @@ class Unmasker:
         binary = _binary_maps(self.predict_maps(crops) if maps is None else maps)
         x = self._to_model(crops)
         if self.generator.use_map:
-            region = _grow(binary) if grow else binary
+            region = _grow(binary, self.resolution) if grow else binary
             out = self.generator(x, torch.from_numpy(region > 0).float()[:, None].to(self.device))
         else:
             out = self.generator(x)
@@ -216,14 +242,17 @@ class Unmasker:
 
     def _unmask_face(self, photo: np.ndarray, landmarks: np.ndarray, box: tuple[int, ...]) -> FaceResult:
         start = time.perf_counter()
-        face = align_face(photo, landmarks, self.resolution, self.face_scale, fill="edge")
-        valid = inside_photo(face.matrix, self.resolution, photo.shape)
-        crop_map = np.minimum(self.predict_maps(face.image[None])[0], valid)  # past the photo nothing is masked
+        for margin in self.margins:  # the narrowest context that holds the whole map
+            face = align_face(photo, landmarks, self.resolution, self.face_scale, fill="edge", margin=margin)
+            valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
+            crop_map = np.minimum(self.predict_maps(face.image[None])[0], valid)  # past the photo nothing is masked
+            if not _reaches_edge(crop_map):
+                break
         (out,), _ = self.unmask_crops(face.image[None], crop_map[None])
         h, w = photo.shape[:2]
         clipped = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
         return FaceResult(clipped, five_points(landmarks), face.matrix, face.image, valid, crop_map, out,
-                          _coverage(crop_map, valid), time.perf_counter() - start)
+                          _coverage(crop_map, valid, margin), time.perf_counter() - start, margin)
 
     def _unmask_aligned(self, photo: np.ndarray) -> UnmaskResult:
         """An aligned crop of any size: resized to the training resolution, its output resized back."""
@@ -249,11 +278,12 @@ class Unmasker:
     def refill(self, photo: str | Path | np.ndarray, face: FaceResult, edited_map: np.ndarray) -> FaceResult:
         """``face`` with stage 2 run again on ``edited_map`` (uint8 0/255 or bool; > 127 masked). A map of
         the photo's size (H x W) is drawn on the photo and carried onto the crop, even when the photo is
-        R x R itself (for an aligned input the two coincide); otherwise an R x R map is the crop's
-        (``refill_crop``). ValueError naming both sizes for any other shape."""
+        the crop's size itself (for an aligned input the two coincide); otherwise a map of the crop's size
+        (S x S, ``FaceResult``) is the crop's (``refill_crop``). ValueError naming both sizes for any other
+        shape."""
         photo = _photo(photo)
         edited = _binary(edited_map)
-        r, (h, w) = self.resolution, photo.shape[:2]
+        r, (h, w) = face.crop_map.shape[0], photo.shape[:2]
         if edited.shape == (h, w):
             return self.refill_crop(face, map_to_crop(np.ascontiguousarray(edited), face.matrix, r))
         if edited.shape == (r, r):
@@ -262,16 +292,17 @@ class Unmasker:
         raise ValueError(f"edited map is {size}: draw it at the photo's size ({w}x{h}) or the crop's ({r}x{r})")
 
     def refill_crop(self, face: FaceResult, crop_map: np.ndarray) -> FaceResult:
-        """``face`` with stage 2 run again on ``crop_map``, drawn on its crop (R x R, uint8 0/255 or bool;
-        > 127 masked) whatever the photo's size. Only the crop's pixels on the photo count."""
+        """``face`` with stage 2 run again on ``crop_map``, drawn on its crop (S x S, ``FaceResult``; uint8
+        0/255 or bool; > 127 masked) whatever the photo's size. Only the crop's pixels on the photo count."""
         crop_map = _binary(crop_map)
-        r = self.resolution
+        r = face.crop_map.shape[0]
         if crop_map.shape != (r, r):
             raise ValueError(f"crop map is {'x'.join(map(str, crop_map.shape[::-1]))}: the crop is {r}x{r}")
         start = time.perf_counter()
         crop_map = np.where((crop_map > 127) & (face.valid > 0), 255, 0).astype(np.uint8)
         (out,), _ = self.unmask_crops(face.crop_input[None], crop_map[None])
-        return dataclasses.replace(face, crop_map=crop_map, crop_output=out, coverage=_coverage(crop_map, face.valid),
+        return dataclasses.replace(face, crop_map=crop_map, crop_output=out,
+                                   coverage=_coverage(crop_map, face.valid, face.margin),
                                    seconds=time.perf_counter() - start)
 
     def paste(self, photo: str | Path | np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
@@ -285,7 +316,7 @@ class Unmasker:
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
         for i in order:
             face = faces[i]
-            region = cv2.dilate(grow_maps(face.crop_map), disc) / 255.0
+            region = cv2.dilate(grow_maps(face.crop_map, self.resolution), disc) / 255.0
             result = paste_back(result, face.crop_output, face.matrix, region=region, valid=face.valid)
         return result
 
@@ -296,7 +327,7 @@ class Unmasker:
         shape = _photo(photo).shape
         union = np.zeros(shape[:2], np.uint8)
         for face in faces:
-            crop_map = grow_maps(face.crop_map) if filled else face.crop_map
+            crop_map = grow_maps(face.crop_map, self.resolution) if filled else face.crop_map
             union |= map_to_photo(crop_map, face.matrix, shape)
         return union
 
@@ -310,17 +341,18 @@ def _binary_maps(maps: np.ndarray) -> np.ndarray:
     return np.where(_binary(maps) > 127, 255, 0).astype(np.uint8)
 
 
-def grow_maps(maps: np.ndarray) -> np.ndarray:
-    """The region stage 2 fills: maps (R x R or N x R x R, uint8 > 127 or bool: masked) grown by
-    ``MAP_GROWTH`` of their size R (at least a pixel), as uint8 0/255 of the same shape."""
-    return _grow(_binary_maps(maps))
+def grow_maps(maps: np.ndarray, resolution: int | None = None) -> np.ndarray:
+    """The region stage 2 fills: maps (S x S or N x S x S, uint8 > 127 or bool: masked) grown by
+    ``MAP_GROWTH`` of the training crop's size ``resolution`` (by default S; at least a pixel), as uint8
+    0/255 of the same shape."""
+    return _grow(_binary_maps(maps), resolution)
 
 
-def _grow(binary: np.ndarray) -> np.ndarray:
+def _grow(binary: np.ndarray, resolution: int | None = None) -> np.ndarray:
     """``grow_maps`` of maps already uint8 0/255."""
     if not binary.size:
         return binary
-    radius = max(1, round(MAP_GROWTH * binary.shape[-1]))
+    radius = max(1, round(MAP_GROWTH * (resolution or binary.shape[-1])))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
     flat = binary.reshape(-1, *binary.shape[-2:])
     return np.stack([cv2.dilate(m, disc) for m in flat]).reshape(binary.shape)
@@ -340,7 +372,33 @@ def _binary(edited_map: np.ndarray) -> np.ndarray:
     return edited.astype(np.uint8) * 255 if edited.dtype == bool else edited.astype(np.uint8, copy=False)
 
 
-def _coverage(crop_map: np.ndarray, valid: np.ndarray) -> float:
+def canvas_margin(resolution: int, share: float) -> int:
+    """``share`` of the training crop's size in px, rounded so that the canvas stays a multiple of 32 (the
+    networks halve it five times)."""
+    return 16 * round(share * resolution / 16)
+
+
+def _reaches_edge(crop_map: np.ndarray, valid: np.ndarray | None = None) -> bool:
+    """Whether the map comes within ``EDGE_BAND`` px of the crop's edge (``valid`` None) or of the edge of
+    the crop's part on the photo (``valid``: where the crop lies on the photo; its own edge then counts only
+    where it is the photo's, not the crop's)."""
+    masked = crop_map > 127
+    if valid is None:
+        band = np.ones(masked.shape, bool)
+        band[EDGE_BAND:-EDGE_BAND, EDGE_BAND:-EDGE_BAND] = False
+        return bool((masked & band).any())
+    on_photo = (valid > 0).astype(np.uint8)
+    if on_photo.all():
+        return False
+    kernel = np.ones((2 * EDGE_BAND + 1,) * 2, np.uint8)
+    near_photo_edge = cv2.dilate(1 - on_photo, kernel) > 0  # the photo's edge: next to crop pixels off it
+    return bool((masked & near_photo_edge).any())
+
+
+def _coverage(crop_map: np.ndarray, valid: np.ndarray, margin: int = 0) -> float:
+    """The share of the face crop's (the centre R x R's) pixels on the photo that the map covers."""
+    if margin:
+        crop_map, valid = crop_map[margin:-margin, margin:-margin], valid[margin:-margin, margin:-margin]
     inside = valid > 0
     return float((crop_map[inside] > 0).mean()) if inside.any() else 0.0
 

@@ -43,7 +43,7 @@ class BuildConfig:
     mask: MaskOptions = field(default_factory=MaskOptions)
     split: tuple[float, float, float] = DEFAULT_FRACTIONS
     jpeg_quality: int = 95
-    face_scale: float = DEFAULT_FACE_SCALE
+    face_scale: float | tuple[float, float] = DEFAULT_FACE_SCALE  # one framing, or a range drawn per sample
     part: tuple[int, int] = (0, 1)  # (k, n), k in 0..n-1
     landmarks: str | None = None  # a landmarks.parquet of an earlier build of this source: skips detection
     backend: str = "loky"  # joblib backend; "dask" with scheduler=ADDRESS for a cluster
@@ -75,7 +75,8 @@ class BuildConfig:
                     "template_digests": [pack_digest(pack) for pack in self.mask.templates],
                     "res": self.res, "pairs": self.pairs, "seed": self.seed, "shard_size": self.shard_size,
                     "mask": asdict(self.mask), "split": list(self.split), "jpeg_quality": self.jpeg_quality,
-                    "face_scale": self.face_scale, "parts": self.part[1], "format_version": 1}
+                    "face_scale": list(self.face_scale) if isinstance(self.face_scale, tuple) else self.face_scale,
+                    "parts": self.part[1], "format_version": 1}
         return json.loads(json.dumps(identity))  # as it reads back from build.json
 
 
@@ -114,8 +115,13 @@ def _jpeg_quality_problem(value: Any) -> str | None:
 
 def _face_scale_problem(value: Any) -> str | None:
     low, high = FACE_SCALE_RANGE
-    return None if isinstance(value, numbers.Real) and low <= value <= high else \
-        f"must be in {low:g}..{high:g}, the face's size in the crop (default {DEFAULT_FACE_SCALE:g}; got {value})"
+    values = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    fits = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and low <= v <= high for v in values)
+    shown = "-".join(f"{v:g}" if isinstance(v, numbers.Real) else repr(v) for v in values)
+    if fits and values[0] <= values[-1]:
+        return None
+    return (f"must be in {low:g}..{high:g}, the face's size in the crop, or a range LOW-HIGH of such values drawn "
+            f"from per sample (default {DEFAULT_FACE_SCALE:g}; got {shown})")
 
 
 def _part_problem(value: Any) -> str | None:

@@ -84,7 +84,8 @@ def test_unmask_a_real_face_photo_pastes_back_only_near_the_map(tiny_run, celeba
     photo = load_image(celeba_images[1])
     result = unmasker(photo)
     assert not result.aligned and result.image.shape == photo.shape and result.map.shape == photo.shape[:2]
-    assert result.crop_output.shape == (64, 64, 3)
+    size = result.crop_map.shape[0]  # the training crop and its context (CONTEXT_MARGIN, WIDE_MARGIN)
+    assert size in [64 + 2 * margin for margin in unmasker.margins] and result.crop_output.shape == (size, size, 3)
     changed = np.any(result.image != photo, axis=2)
     if result.map.any():
         ys, xs = np.nonzero(result.map)
@@ -273,9 +274,11 @@ def test_predict_cli_records_every_face_and_writes_crops_maps_and_comparisons(ti
         assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face["points"][:2])  # the eyes are in the box
         assert 0 <= face["coverage"] <= 1 and face["seconds"] > 0
         crop, output, crop_map = (_read(out / f"group_face{k:02d}{suffix}.png") for suffix in ("", "_unmasked", "_map"))
-        assert crop.shape == output.shape == (64, 64, 3) and crop_map.shape == (64, 64)
-        # the coverage is of the part on the photo
-        assert set(np.unique(crop_map)) <= {0, 255} and face["coverage"] >= (crop_map > 0).mean() - 1e-6
+        size, m = face["crop_size"], (face["crop_size"] - 64) // 2  # the crop and the context around it
+        assert crop.shape == output.shape == (size, size, 3) and crop_map.shape == (size, size) and size > 64
+        # the coverage is of the face crop's part on the photo
+        assert set(np.unique(crop_map)) <= {0, 255} and face["coverage"] >= (crop_map[m:-m, m:-m] > 0).mean() - 1e-6
+        assert isinstance(face["map_at_crop_edge"], bool) and isinstance(face["map_at_photo_edge"], bool)
     sheet = _read(out / "group_compare.png")
     assert sheet.shape[0] == h and 3 * w < sheet.shape[1] < 3.1 * w
     np.testing.assert_array_equal(sheet[:, :w], photo)

@@ -18,7 +18,16 @@ from maskgen.landmarks import NoFace, detect_all
 from maskgen.source import load_image
 from tests.unmask.testutils import tiny_config
 from unmask.models import Generator, MSeg
-from unmask.predict import MAP_DILATION, FaceResult, Unmasker, UnmaskResult, grow_maps
+from unmask.predict import (
+    CONTEXT_MARGIN,
+    MAP_DILATION,
+    WIDE_MARGIN,
+    FaceResult,
+    Unmasker,
+    UnmaskResult,
+    canvas_margin,
+    grow_maps,
+)
 
 RES = 64
 GROUP = "0761.jpg"  # three people side by side (two found by HOG, one by BlazeFace only)
@@ -28,9 +37,10 @@ FEATHER = 0.03  # paste_back's default seam, of the crop size
 
 @pytest.fixture(scope="module")
 def unmasker() -> Unmasker:
+    """Faces cut out at the bare training crop (no context): the geometry of the paste, crop by crop."""
     torch.manual_seed(0)
     cfg = tiny_config(**{"train.resolution": RES})
-    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg)
+    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg, context=(0,))
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +232,79 @@ def test_an_aligned_crop_is_one_face_covering_it(unmasker, group):
     assert result.aligned and face.box == (0, 0, RES, RES) and (face.valid == 255).all()
     np.testing.assert_array_equal(result.image, face.crop_output)
     np.testing.assert_allclose(face.matrix, [[1, 0, 0], [0, 1, 0]])
+
+
+# --- context: the face crop and what lies around it -------------------------------------------------------
+
+class _FixedMaps(torch.nn.Module):
+    """A stage 1 that draws the same shape on every crop, in shares of its size: ``"blob"`` a disc in the
+    middle (inside the face crop), ``"lower"`` the whole lower part (a gaiter running off every edge)."""
+
+    def __init__(self, shape: str):
+        super().__init__()
+        self.shape = shape
+
+    def predict_map(self, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        ys, xs = torch.meshgrid(torch.arange(h) / h, torch.arange(w) / w, indexing="ij")
+        inside = ((ys - 0.5) ** 2 + (xs - 0.5) ** 2 < 0.1 ** 2) if self.shape == "blob" else ys > 0.6
+        return inside.float().expand(n, 1, h, w).clone()
+
+
+def _context_unmasker(shape: str) -> Unmasker:
+    torch.manual_seed(0)
+    cfg = tiny_config(**{"train.resolution": RES})
+    return Unmasker(Generator(cfg.generator), _FixedMaps(shape), cfg)
+
+
+@pytest.fixture(scope="module")
+def one_face(real_masked_dir) -> np.ndarray:
+    return load_image(real_masked_dir / ONE_FACE, max_side=None)
+
+
+def test_a_face_is_cut_out_with_context_around_the_training_crop(one_face):
+    unmasker = _context_unmasker("blob")
+    (face,) = unmasker(one_face).faces
+    margin = canvas_margin(RES, CONTEXT_MARGIN)
+    assert face.margin == margin > 0 and face.crop_input.shape == (RES + 2 * margin,) * 2 + (3,)
+    assert (RES + 2 * margin) % 32 == 0  # the networks halve it five times
+    (found,) = detect_all(one_face)
+    bare = align_face(one_face, found.points, RES, fill="edge")
+    assert bare.scale <= 1  # a plain warp: the centre of the larger crop is the training crop exactly
+    np.testing.assert_array_equal(face.crop_input[margin:-margin, margin:-margin], bare.image)
+    # The coverage counts the face crop (the centre), not the context.
+    centre = face.crop_map[margin:-margin, margin:-margin]
+    assert face.coverage == pytest.approx((centre > 0).mean())
+    record = face.record()
+    assert record["crop_size"] == RES + 2 * margin and not record["map_at_crop_edge"]
+    assert not record["map_at_photo_edge"]
+
+
+def test_a_map_that_reaches_the_crop_s_edge_is_predicted_again_wider_and_filled_past_the_face_crop(one_face):
+    unmasker = _context_unmasker("lower")
+    photo = cv2.copyMakeBorder(one_face, 400, 400, 400, 400, cv2.BORDER_CONSTANT, value=(90, 120, 150))
+    result = unmasker(photo)
+    (face,) = result.faces
+    assert face.margin == canvas_margin(RES, WIDE_MARGIN) > canvas_margin(RES, CONTEXT_MARGIN)
+    assert (face.valid > 0).all()  # the crop lies on the photo: its edge is the crop's
+    assert face.map_at_crop_edge and face.record()["map_at_crop_edge"]  # even the widest crop does not hold it
+    assert not face.map_at_photo_edge
+    # The photo changes outside the face crop's footprint: the whole map is filled, not a square of it.
+    m = face.margin
+    footprint = np.zeros(face.crop_map.shape, np.uint8)
+    footprint[m:-m, m:-m] = 255
+    outside_face_crop = map_to_photo(footprint, face.matrix, photo.shape) == 0
+    changed = _changed(result.image, photo)
+    assert changed[outside_face_crop].sum() > 0.5 * changed[~outside_face_crop].sum()
+    assert (result.map > 0)[outside_face_crop].any()
+
+
+def test_a_map_cut_by_the_photo_s_edge_is_reported(edge_photo):
+    (face,) = _context_unmasker("lower")(edge_photo).faces
+    assert face.map_at_photo_edge and face.record()["map_at_photo_edge"]
+    (face,) = _context_unmasker("blob")(edge_photo).faces
+    assert not face.map_at_photo_edge
+
+
+def test_bare_crops_keep_the_training_crop_s_size(unmasker, group_result):
+    assert all(face.margin == 0 and face.crop_map.shape == (RES, RES) for face in group_result.faces)

@@ -48,9 +48,14 @@ def lower_face(resolution: int) -> np.ndarray:
 
 def first_maps(monkeypatch, unmasker: Unmasker, *maps: np.ndarray) -> None:
     """Stage 1 predicts ``maps`` in turn, over and over: with as many maps as faces, each face of a photo
-    (unmasked largest first, one at a time) has its own."""
+    (unmasked largest first, one at a time) has its own. Each map is of the face crop, centred in the larger
+    crop prediction cuts out (the context around it unmasked)."""
     turns = itertools.cycle(maps)
-    monkeypatch.setattr(unmasker, "predict_maps", lambda crops: np.stack([next(turns) for _ in crops]))
+
+    def predicted(crops: np.ndarray) -> np.ndarray:
+        return np.stack([np.pad(m, (crops.shape[1] - m.shape[0]) // 2) for m in (next(turns) for _ in crops)])
+
+    monkeypatch.setattr(unmasker, "predict_maps", predicted)
 
 
 class Refills:
@@ -97,7 +102,7 @@ def test_a_stroke_changes_only_the_stroked_pixels_of_each_crop_map(monkeypatch):
     response = refill(client, answer, np.maximum(first_map, stroke))
     assert response.status_code == 200, response.text
     (pasted,) = refills.pasted
-    stroked = map_to_crop(stroke, face.matrix, unmasker.resolution) > 0
+    stroked = map_to_crop(stroke, face.matrix, face.crop_map.shape[0]) > 0
     assert stroked.any() and (pasted[0].crop_map[stroked] == 255).all()
     np.testing.assert_array_equal(pasted[0].crop_map[~stroked], face.crop_map[~stroked])  # every other pixel kept
 
@@ -124,7 +129,7 @@ def test_erasing_where_one_face_s_map_spills_over_another_runs_that_face_again(u
     response = refill(client, answer, np.where(spill, 0, first_map).astype(np.uint8))
     assert response.status_code == 200, response.text
     assert refills.boxes == [small.box]  # the face whose map it was; the other one's map is unchanged
-    erased = map_to_crop(spill.astype(np.uint8) * 255, small.matrix, r) > 0
+    erased = map_to_crop(spill.astype(np.uint8) * 255, small.matrix, small.crop_map.shape[0]) > 0
     assert erased.any() and not refills.pasted[0][1].crop_map[erased].any()
 
 
@@ -164,7 +169,7 @@ def test_a_photo_of_the_crop_s_size_is_edited_in_photo_coordinates(monkeypatch):
     x0, y0, x1, y1 = face.box
     dab[y0 + 4:y0 + 10, x0 + 15:x1 - 15] = 255  # the forehead
     assert refill(client, answer, np.maximum(first_map, dab)).status_code == 200
-    want = np.where(map_to_crop(dab, face.matrix, 128) > 0, 255, face.crop_map)
+    want = np.where(map_to_crop(dab, face.matrix, face.crop_map.shape[0]) > 0, 255, face.crop_map)
     np.testing.assert_array_equal(refills.pasted[0][0].crop_map, np.minimum(want, face.valid))
 
 

@@ -196,7 +196,7 @@ def read_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.where(values >= 128, 255, 0).astype(np.uint8)
 
 
-def crop_maps(edited: EditedPhoto, new_map: np.ndarray, resolution: int) -> list[np.ndarray]:
+def crop_maps(edited: EditedPhoto, new_map: np.ndarray) -> list[np.ndarray]:
     """Each face's crop map for the page's map ``new_map`` (at the edit size): its first crop map with the
     map pixels the page changed carried onto the crop (nearest neighbour, as maskgen.align.map_to_crop),
     with their new values, on the crop's pixels that lie on the photo; every other pixel exactly kept."""
@@ -208,7 +208,7 @@ def crop_maps(edited: EditedPhoto, new_map: np.ndarray, resolution: int) -> list
         change = cv2.resize(change, (edited.photo.shape[1], edited.photo.shape[0]), interpolation=cv2.INTER_NEAREST)
     maps = []
     for face in edited.first:
-        carried = np.where(face.valid > 0, map_to_crop(change, face.matrix, resolution), KEPT)
+        carried = np.where(face.valid > 0, map_to_crop(change, face.matrix, face.crop_map.shape[0]), KEPT)
         maps.append(np.where(carried == KEPT, face.crop_map, np.where(carried == PAINTED, 255, 0)).astype(np.uint8))
     return maps
 
@@ -218,7 +218,7 @@ def refill(unmasker: Unmasker, edited: EditedPhoto, new_map: np.ndarray) -> np.n
     the last run (a face whose map is back to the first prediction takes its first output again); the
     others keep theirs. EditError (422) when the edit changes no face."""
     faces = []
-    new_crop_maps = crop_maps(edited, new_map, unmasker.resolution)
+    new_crop_maps = crop_maps(edited, new_map)
     for first, last, crop_map in zip(edited.first, edited.faces, new_crop_maps, strict=True):
         if np.array_equal(crop_map, last.crop_map):
             faces.append(last)
