@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,11 @@ class FaceScale(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
+        ends = re.fullmatch(r"\s*(-?[^-\s]+)\s*-\s*(-?[^-\s]+)\s*", value)
         try:
-            parts = tuple(float(v) for v in value.split("-"))
+            return tuple(float(v) for v in ends.groups()) if ends else float(value)
         except ValueError:
-            parts = ()
-        if len(parts) not in (1, 2):
             self.fail(f"use a number such as 0.72 or a range such as 0.6-0.8 (got {value!r})", param, ctx)
-        return parts[0] if len(parts) == 1 else parts
 
 
 # click.option(..., cls=BUILD): BuildConfig's default, and its check

@@ -240,3 +240,32 @@ def test_shard_bytes_equal_webdatasets_own_writer(tmp_path, key):
         for k, members in samples:
             theirs.write({"__key__": k, **members})
     assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "theirs.tar").read_bytes()
+
+
+def test_a_framing_range_draws_each_sample_s_face_scale_and_records_it(small_celeba, tmp_path):
+    """--face-scale LOW-HIGH: each sample framed at its own draw, seeded (any worker count, the same bytes), recorded
+    in its json, the manifest and build.json; the masks and everything else drawn as at a fixed framing."""
+    def built(name: str, face_scale, workers: int) -> Path:
+        out = tmp_path / name
+        build(BuildConfig(source=str(small_celeba), out=str(out), res=128, pairs=40, seed=3, workers=workers,
+                          shard_size=16, face_scale=face_scale, progress=False))
+        return out
+
+    ranged, ranged_one, fixed = built("ranged", (0.55, 0.8), 2), built("one", (0.55, 0.8), 1), built("fixed", 0.72, 1)
+    assert _digests(ranged) == _digests(ranged_one)
+    manifest = pd.read_parquet(ranged / fmt.MANIFEST)
+    assert manifest["face_scale"].between(0.55, 0.8).all() and manifest["face_scale"].nunique() > 30
+    assert (pd.read_parquet(fixed / fmt.MANIFEST)["face_scale"] == 0.72).all()
+    assert json.loads((ranged / fmt.BUILD_INFO).read_text())["face_scale"] == [0.55, 0.8]
+    samples = {s["__key__"]: s for s in iter_raw_samples(ranged)}
+    fixed_samples = {s["__key__"]: s for s in iter_raw_samples(fixed)}
+    for key, sample in samples.items():
+        meta, fixed_meta = json.loads(sample[fmt.META]), json.loads(fixed_samples[key][fmt.META])
+        assert meta["face_scale"] == manifest.set_index("key").loc[key, "face_scale"]
+        assert {k: meta[k] for k in ("mask_type", "color", "texture", "wear")} == \
+            {k: fixed_meta[k] for k in ("mask_type", "color", "texture", "wear")}
+        # the face's size in the crop follows the draw: the eye distance scales with face_scale
+        eyes = np.asarray(meta["landmarks"])[[36, 45]]
+        fixed_eyes = np.asarray(fixed_meta["landmarks"])[[36, 45]]
+        ratio = np.linalg.norm(eyes[1] - eyes[0]) / np.linalg.norm(fixed_eyes[1] - fixed_eyes[0])
+        assert ratio == pytest.approx(meta["face_scale"] / 0.72, rel=0.02)
