@@ -1,7 +1,10 @@
-"""Make the binary mask labels of labels/real-masked-photos/ (see README.md there).
+"""Make the binary mask labels of labels/real-masked-photos/ (``--set first``, PHOTOS) and of
+labels/real-masked-photos-hard/ (``--set hard``, HARD_PHOTOS); see README.md in each.
 
     PYTHONPATH=. python labels/real-masked-photos/make_labels.py \
         --photos ../shared/data/real-masked-photos --out labels/real-masked-photos [--only 0007.jpg ...]
+    PYTHONPATH=. python labels/real-masked-photos/make_labels.py --set hard \
+        --photos ../shared/data/real-masked-photos --out labels/real-masked-photos-hard
 
 For every photo in PHOTOS: 68 landmarks from ``maskgen.landmarks.detect`` (or the manual face box in
 the photo's fixes when the detector fails or picks the wrong face), a prior of the lower face built from
@@ -211,8 +214,8 @@ DROPPED: dict[str, str] = {
 
 # The hard set (labels/real-masked-photos-hard): photos chosen for the cases the model fails on, one
 # category each (CATEGORIES). photo: (mask_type, wear, category, fixes); fixes as for PHOTOS, plus
-#    "neck":  eye distances below the chin point that the mask reaches (gaiters, bandanas),
-#    "hand":  polygons that are the label itself, drawn by hand, instead of GrabCut.
+#    "neck":  eye distances below the chin point that the mask reaches (gaiters, bandanas); see prior().
+# Close-ups use "grow" 1.5 so that the probable mask reaches past the jaw line to the photo's edges.
 CATEGORIES = ("gaiter", "printed", "closeup", "respirator")
 CATEGORIES_FILE = "categories.csv"
 HARD_PHOTOS: dict[str, tuple[str, str, str, dict]] = {
@@ -432,10 +435,6 @@ def prior(shape: tuple[int, int], p: np.ndarray, wear: str, grow: float = 1.0, c
 
 def label_photo(image: np.ndarray, wear: str, fixes: dict, pts: np.ndarray | None = None) -> np.ndarray:
     h, w = image.shape[:2]
-    if "hand" in fixes:  # drawn by hand: GrabCut could not get this photo right (or found no face)
-        hand = np.zeros((h, w), np.uint8)
-        _poly(hand, fixes["hand"], 255)
-        return hand
     if pts is None:
         pts = landmarks(image, fixes)
     m = prior((h, w), pts, wear, fixes.get("grow", 1.0), fixes.get("chin_bg", 0.8), fixes.get("neck"))
