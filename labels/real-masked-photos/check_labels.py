@@ -1,25 +1,50 @@
-"""Self-check of labels/real-masked-photos/: every CSV row's PNG exists, is single-channel 8-bit, has the
+"""Self-check of labels/real-masked-photos/ (``--set first``) or labels/real-masked-photos-hard/
+(``--set hard``): every CSV row's PNG exists, is single-channel 8-bit, has the
 photo's exact size (as ``maskgen.source.load_image`` reads it, EXIF-upright, and as stored), holds only 0
-and 255, is not empty; the counts meet the issue's minimums. Prints the counts; exit 1 on any problem.
+and 255, is not empty; the counts meet the set's minimums; for the hard set also its categories.csv names every labelled
+photo once with a known category. Prints the counts; exit 1 on any problem.
 
     PYTHONPATH=. python labels/real-masked-photos/check_labels.py --photos ../shared/data/real-masked-photos
+    PYTHONPATH=. python labels/real-masked-photos/check_labels.py --set hard --photos ../shared/data/real-masked-photos
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import sys
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 MINIMUMS = {"total": 60, "cloth_printed": 15, "n95+kn95": 10}
+HARD_MINIMUMS = {"total": 60, "gaiter": 15, "printed": 15, "closeup": 10, "respirator": 10}
+
+
+def read_categories(labels: Path, photos: list[str]) -> tuple[collections.Counter, list[str]]:
+    """The hard set's categories.csv: its counts per category and its problems (a photo missing,
+    unknown or twice, an unknown category)."""
+    sys.path.insert(0, str(HERE))
+    from make_labels import CATEGORIES, CATEGORIES_FILE
+
+    with open(labels / CATEGORIES_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    named = [row["photo"] for row in rows]
+    problems = [f"{CATEGORIES_FILE}: {row['photo']}: unknown category {row['category']!r}"
+                for row in rows if row["category"] not in CATEGORIES]
+    if sorted(named) != sorted(photos):
+        problems.append(f"{CATEGORIES_FILE}: does not name each labelled photo once")
+    return collections.Counter(row["category"] for row in rows), problems
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", required=True, type=Path)
-    ap.add_argument("--labels", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--set", choices=("first", "hard"), default="first")
+    ap.add_argument("--labels", type=Path, help="the labels folder (default: the set's folder)")
     args = ap.parse_args(argv)
+    if args.labels is None:
+        args.labels = HERE if args.set == "first" else HERE.parent / "real-masked-photos-hard"
     from unmask.evaluation.labels import PhotoLabelError, load_photo_labels
 
     problems = []
@@ -34,8 +59,16 @@ def main(argv=None) -> int:
     print(f"rows: {len(rows)}")
     print("mask_type:", dict(sorted(types.items())))
     print("wear:", dict(sorted(wears.items())))
-    got = {"total": len(rows), "cloth_printed": types["cloth_printed"], "n95+kn95": types["n95"] + types["kn95"]}
-    for k, v in MINIMUMS.items():
+    if args.set == "first":
+        got = {"total": len(rows), "cloth_printed": types["cloth_printed"], "n95+kn95": types["n95"] + types["kn95"]}
+        minimums = MINIMUMS
+    else:
+        categories, category_problems = read_categories(args.labels, [item.photo.name for item in labels])
+        problems += category_problems
+        print("category:", dict(sorted(categories.items())))
+        got = {"total": len(rows), **categories}
+        minimums = HARD_MINIMUMS
+    for k, v in minimums.items():
         if got[k] < v:
             problems.append(f"{k}: {got[k]} < {v}")
     size = sum(p.stat().st_size for p in (args.labels / "masks").glob("*.png"))
