@@ -59,7 +59,7 @@ from .samples import is_turned
 REPORT_FILE = "report.md"
 BREAKDOWN_METRICS = ("psnr", "ssim")
 PHOTO_KEYS = ("count", "faces_found", "no_face_rate", "coverage", "dice", "iou", "dice_face_found", "iou_face_found",
-              "mask_left", "mask_left_face_found")
+              "mask_left")
 NO_FACE_LISTED = 20  # photos named in the report's no-face line
 
 
