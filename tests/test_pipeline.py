@@ -17,6 +17,7 @@ import yaml
 from tests.testdata import REPO, make_celeba_subset
 
 LABELS = Path("labels") / "real-masked-photos"  # the evaluate stage's --photo-labels (dvc.yaml)
+HARD_LABELS = Path("labels") / "real-masked-photos-hard"  # and its second labels set: metrics group photos_hard
 
 TINY = {
     "data": {"resolution": 128, "pairs": 36, "shard_size": 8},
@@ -128,9 +129,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _write_labels(labels: Path, photos: list[Path]) -> None:
+def _write_labels(labels: Path, photos: list[Path], category: str | None = None) -> None:
     """A labels folder as the contract (unmask.evaluation.labels) asks: an ellipse over the lower
-    middle of each photo, 0/255 at the photo's size."""
+    middle of each photo, 0/255 at the photo's size; with ``category``, that column too."""
     import cv2
     import numpy as np
     from PIL import Image
@@ -138,13 +139,13 @@ def _write_labels(labels: Path, photos: list[Path]) -> None:
     from maskgen.source import load_image
 
     (labels / "masks").mkdir(parents=True)
-    lines = ["photo,label,mask_type,wear"]
+    lines = ["photo,label,mask_type,wear" + (",category" if category else "")]
     for photo in photos:
         h, w = load_image(photo).shape[:2]
         mask = np.zeros((h, w), np.uint8)
         cv2.ellipse(mask, (w // 2, int(0.68 * h)), (w // 5, h // 6), 0, 0, 360, 255, -1)
         Image.fromarray(mask).save(labels / "masks" / f"{photo.stem}.png")
-        lines.append(f"{photo.name},masks/{photo.stem}.png,surgical,correct")
+        lines.append(f"{photo.name},masks/{photo.stem}.png,surgical,correct" + (f",{category}" if category else ""))
     (labels / "labels.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -172,6 +173,7 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
     for p in sorted(real_masked_dir.glob("*.jpg"))[:2]:
         (photos / p.name).symlink_to(p)
     _write_labels(work / LABELS, sorted(photos.iterdir()))
+    _write_labels(work / HARD_LABELS, sorted(photos.iterdir())[:1], category="closeup")
     (work / "data_manifests").mkdir()
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -187,6 +189,7 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["two_stage/fid"] is None  # no Inception weights here: null with a reason, not a number
     assert metrics["photos/count"] == 2 and 0 <= metrics["photos/dice"] <= 1  # the labelled photos, scored
+    assert metrics["photos_hard/count"] == 1 and 0 <= metrics["photos_hard/dice_category_closeup"] <= 1  # apart
     assert (work / "reports" / "default" / "report.md").is_file()
     stats = json.loads((work / "data_manifests" / "default.json").read_text())
     assert stats["samples"] == 36
@@ -195,6 +198,7 @@ def test_tiny_pipeline_reproduces_and_reports_metrics(tmp_path, celeba_dir, real
     shown_metrics = json.loads(shown)[""]["data"]["eval/default/summary.json"]["data"]
     assert shown_metrics["psnr"] == metrics["two_stage/psnr"]
     assert shown_metrics["photo_dice"] == metrics["photos/dice"]
+    assert shown_metrics["photo_dice_hard"] == metrics["photos_hard/dice"]
     assert "eval/default/metrics.json" not in json.loads(shown)[""]["data"]  # an output, not a metric
     # What a person reads: a few KB, every value a number or "-" (null)
     table = _run([dvc, "metrics", "show"], work, env).stdout

@@ -29,7 +29,9 @@ This module is the one place for the names of the results. An evaluation directo
   source, then one column per per-image score, named like the metrics.json keys.
 * ``photos.parquet`` (with ``--photos``): one row per photo: ``file``, ``face`` (found), ``coverage_pred``
   (share of the photo in the predicted map), ``reason`` (why no face); with ``--photo-labels`` also
-  ``mask_type``, ``wear``, ``coverage_label``, ``dice``, ``iou`` (0 when no face was found).
+  ``mask_type``, ``wear``, ``coverage_label``, ``dice``, ``iou`` (0 when no face was found), ``mask_left``,
+  and ``category`` when the labels have that column. With several ``--photo-labels`` sets, each further
+  set ``<name>`` has its own ``photos_<name>.parquet`` (``photos_file``).
 * with ``--identity``, when the samples carry identities: ``verification_protocol.csv`` (+ its
   ``.json`` sidecar: seed, impostors, counts, a digest of the samples) the pairs of the face
   verification protocol (``unmask.identity.build_protocol``), ``verify.csv`` (one row per probe
@@ -71,7 +73,11 @@ Groups (the part before the slash):
   ``dice_face_found``, ``iou_face_found`` (means over the photos with a face), ``mask_left``,
   ``mask_left_face_found`` (the share of a label's pixels stage 2 left unfilled), ``coverage_label``, and per
   mask type and wear (``labels.MASK_TYPES``, ``labels.WEARS``) ``n_mask_<type>``, ``dice_mask_<type>``,
-  ``iou_mask_<type>``, ``n_wear_<wear>``, ``dice_wear_<wear>``, ``iou_wear_<wear>`` (null when none).
+  ``iou_mask_<type>``, ``n_wear_<wear>``, ``dice_wear_<wear>``, ``iou_wear_<wear>`` (null when none); with a
+  ``category`` column in the labels, per category present ``n_category_<c>``, ``dice_category_<c>``,
+  ``iou_category_<c>``.
+* ``photos_<name>``: the same for each further labelled set (``--photo-labels`` given again; ``<name>``:
+  ``labels.label_set_names``, e.g. ``photos_hard`` for ``labels/real-masked-photos-hard``).
 """
 
 from __future__ import annotations
@@ -108,6 +114,17 @@ VERIFY_FILE = "verify.csv"
 VERIFY_PAIRS_FILE = "verify_pairs.parquet"
 MASKED_PROBE = "masked"  # the other reference probe, unmask.identity.GROUND_TRUTH_PROBE, is the protocol's
 VERIFY_METRICS = ("accuracy", "tar_far_1", "tar_far_0.1", "genuine_distance", "impostor_distance", "n_invalid")
+
+
+def photos_group(label_set: str | None = None) -> str:
+    """The group of a labelled photo set: ``photos`` for the first (or no labels), ``photos_<name>``
+    for each further one (``labels.label_set_names``)."""
+    return f"{PHOTOS}_{label_set}" if label_set else PHOTOS
+
+
+def photos_file(label_set: str | None = None) -> str:
+    """The per-photo table of a labelled photo set: ``photos.parquet``, ``photos_<name>.parquet``."""
+    return f"{photos_group(label_set)}.parquet"
 
 
 def probe_type(method: str) -> str:

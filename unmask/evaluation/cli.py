@@ -19,7 +19,7 @@ import click
 
 from maskgen.clitools import DataclassDefault, dataclass_default
 
-from . import METRICS_FILE, PER_IMAGE_FILE, PHOTOS_FILE, SUMMARY_FILE, method_order
+from . import METRICS_FILE, PER_IMAGE_FILE, PHOTOS, SUMMARY_FILE, method_order, photos_file
 from .baselines import BASELINES
 
 
@@ -77,12 +77,15 @@ def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
               help="Comma-separated inpainting baselines, or 'none'.")
 @click.option("--inpaint-radius", cls=EVAL, type=COUNT, help="cv2.inpaint radius of the baselines (px).")
 @click.option("--photos", type=EXISTING_DIR, help="Folder of real masked photos: detection, both stages, paste-back.")
-@click.option("--photo-labels", type=click.Path(path_type=Path),
+@click.option("--photo-labels", type=click.Path(path_type=Path), multiple=True,
               help="Hand-drawn mask labels of the --photos (a folder with labels.csv, or the CSV: photo,label,"
-                   "mask_type,wear; label PNGs 0/255 at the photo's size): Dice and IoU of the predicted map per "
-                   "photo, by mask type and by wear. Only the labelled photos are evaluated.")
+                   "mask_type,wear[,category]; label PNGs 0/255 at the photo's size): Dice, IoU and mask left per "
+                   "photo, by mask type, by wear and by category. Only the labelled photos are evaluated. "
+                   "Repeatable: each set is scored and reported apart (a further set's metrics group is "
+                   "photos_<name>, <name> its folder name less the words it shares with the first's).")
 @click.option("--max-photos", type=COUNT,
-              help="Use only the first N photos (sorted by name; with --photo-labels the first N labelled ones).")
+              help="Use only the first N photos (sorted by name; with --photo-labels the first N labelled ones "
+                   "of each set).")
 @click.option("--identity", is_flag=True,
               help="Identity preservation: face-recognition distance of each output to its ground truth, and face "
                    "verification (accuracy, TAR at FAR 1%/0.1%) against other photos of the same and other "
@@ -102,7 +105,7 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
              out_dir: Path | None,
              resolution: int | None, batch_size: int | None, max_samples: int | None, device: str | None,
              fid_weights: Path | None, lpips_weights: tuple[Path, Path] | None, baselines: str | None,
-             inpaint_radius: int | None, photos: Path | None, photo_labels: Path | None, max_photos: int | None,
+             inpaint_radius: int | None, photos: Path | None, photo_labels: tuple[Path, ...], max_photos: int | None,
              identity: bool,
              identity_max_samples: int | None, identity_seed: int | None, impostors: int | None,
              figures: bool | None, sheet_rows: int | None, failures: int | None, progress: bool) -> None:
@@ -110,7 +113,7 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
     from .evaluate import evaluate as run_evaluation
     from .options import EvalOptions
 
-    if photo_labels is not None and photos is None:  # each fine alone: exit 1 (maskgen.clitools)
+    if photo_labels and photos is None:  # each fine alone: exit 1 (maskgen.clitools)
         raise click.ClickException("--photo-labels requires --photos (the folder the labelled photos are in)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     given = {k: v for k, v in {  # None: not given, EvalOptions' default
@@ -137,22 +140,34 @@ def evaluate(data_dir: Path, split: str | None, checkpoint: Path, one_stage: Pat
 
     click.echo(json.dumps(summarize(summary), indent=1))
     click.echo(f"wrote {out_dir / SUMMARY_FILE}, {out_dir / METRICS_FILE} and {out_dir / PER_IMAGE_FILE}")
-    if photos is not None and (out_dir / PHOTOS_FILE).is_file():
-        _tell_photos(photos, out_dir / PHOTOS_FILE)
+    if photos is not None:
+        lines = [_photos_line(group, out_dir / photos_file(name)) for group, name in _photo_sets(summary)]
+        lines = [line for line in lines if line is not None]
+        for usable, text in lines:
+            if usable:
+                click.echo(text)
+        unusable = [text for usable, text in lines if not usable]
+        if unusable:
+            raise click.ClickException(f"no usable photo in {photos}: {'; '.join(unusable)}")
 
 
-def _tell_photos(photos: Path, table_path: Path) -> None:
-    """One line on the real photos; exit 1 when none could be used (their reasons are in the table)."""
+def _photo_sets(record: dict) -> list[tuple[str, str | None]]:
+    """(scores group, labels set name) of each photo table the evaluation wrote (one without labels)."""
+    sets = ((record.get("protocol") or {}).get("photos") or {}).get("label_sets") or {}
+    return [(group, entry["name"]) for group, entry in sets.items()] or [(PHOTOS, None)]
+
+
+def _photos_line(group: str, table_path: Path) -> tuple[bool, str] | None:
+    """(whether any photo was used, one line on the real photos of a set); None without a table."""
     import pandas as pd
 
+    if not table_path.is_file():
+        return None
     table = pd.read_parquet(table_path)
     used = int(table["face"].sum())
     reasons = table.loc[~table["face"], "reason"].fillna("").str.split(":").str[0].value_counts()
     skipped = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
-    line = f"photos: {used} of {len(table)} used" + (f" ({skipped}; see {table_path})" if skipped else "")
-    if used == 0:
-        raise click.ClickException(f"no usable photo in {photos}: {line}")
-    click.echo(line)
+    return used > 0, f"{group}: {used} of {len(table)} used" + (f" ({skipped}; see {table_path})" if skipped else "")
 
 
 @click.command()

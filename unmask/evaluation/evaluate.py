@@ -27,6 +27,7 @@ FID features (2048 floats per image and method) accumulate; figures keep a bound
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -55,15 +56,18 @@ from . import (
     VERIFY_PAIRS_FILE,
     VERIFY_PROTOCOL_FILE,
     method_label,
+    photos_file,
+    photos_group,
     probe_type,
 )
 from .figures import FigureSamples
-from .labels import PhotoLabel, labels_csv, load_photo_labels
+from .labels import PhotoLabel, label_set_names, labels_csv, load_photo_labels
 from .methods import Methods
 from .options import EvalOptions
-from .photos import evaluate_photos, labelled_photos
+from .photos import evaluate_photos, labelled_photos, worst_photos_file
 from .samples import META_COLUMNS, EvalBatch, iter_eval_batches, native_resolution
 from .scores import (
+    MAX_FURTHER_PHOTO_SETS,
     PSNR_SSIM_PROTOCOL,
     MethodScores,
     Results,
@@ -89,8 +93,14 @@ class EvaluationPass:
     def __init__(self, opts: EvalOptions) -> None:
         self.opts = opts
         # the labels first: a bad label fails in seconds, before models load or files are written
-        self.photo_labels: list[PhotoLabel] | None = (
-            None if opts.photo_labels is None else load_photo_labels(opts.photo_labels, opts.photos))
+        names = label_set_names(opts.photo_labels)
+        if len(names) > 1 + MAX_FURTHER_PHOTO_SETS:
+            raise ValueError(f"at most {1 + MAX_FURTHER_PHOTO_SETS} labels sets (--photo-labels), got {len(names)}: "
+                             "summary.json has room for no more (scores.SUMMARY_BUDGET)")
+        # name (None: the first set) -> (its labels.csv, its labels)
+        self.photo_sets: dict[str | None, tuple[Path, list[PhotoLabel]]] = {
+            name: (labels_csv(labels), load_photo_labels(labels, opts.photos))
+            for name, labels in zip(names, opts.photo_labels, strict=True)}
         self.device = resolve_device(opts.device)
         self.shards = list_shards(opts.data, opts.split)
         if not self.shards:
@@ -239,21 +249,26 @@ class EvaluationPass:
         return protocol
 
     def photos_protocol(self) -> dict[str, Any] | None:
+        """The photo folder and each labels set: ``labels`` the first (None without labels), ``label_sets``
+        every set by its scores group (``photos``, ``photos_<name>``)."""
         opts = self.opts
         if opts.photos is None:
             return None
-        out: dict[str, Any] = {"dir": str(opts.photos), "max_photos": opts.max_photos, "labels": None}
-        if self.photo_labels is not None:
-            out["labels"] = {
-                "file": str(labels_csv(opts.photo_labels)), "labelled": len(self.photo_labels),
-                "evaluated": len(labelled_photos(self.photo_labels, opts.max_photos)),
+        sets = {}
+        for name, (csv_path, labels) in self.photo_sets.items():
+            sets[photos_group(name)] = {
+                "name": name, "file": str(csv_path), "labelled": len(labels),
+                "evaluated": len(labelled_photos(labels, opts.max_photos)),
+                "table": photos_file(name),
                 "photos": "the labelled photos sorted by file name, the first max_photos of them",
                 "scores": "Dice and IoU of the predicted map pasted back onto the photo (Unmasker, map > 0) "
                           "against the label (> 0), over the whole photo (unmask.metrics.segmentation); "
                           "a photo with no face found scores 0",
                 "worst_figure": f"the {opts.failures} photos with a face found and the lowest Dice",
+                "worst_figure_file": worst_photos_file(name),
             }
-        return out
+        return {"dir": str(opts.photos), "max_photos": opts.max_photos, "labels": sets.get(PHOTOS),
+                "label_sets": sets}
 
     def identity_protocol(self) -> dict[str, Any]:
         opts, ids = self.opts, self.id_scores
@@ -308,28 +323,42 @@ class EvaluationPass:
         for name in {VERIFY_PROTOCOL_FILE, VERIFY_PROTOCOL_FILE + ".json", VERIFY_FILE, VERIFY_PAIRS_FILE} - written:
             (out / name).unlink(missing_ok=True)
 
+    def write_photos(self, results: Results, figure_dir: Path | None) -> list[str]:
+        """The real photos: without labels one group, ``photos``; with labels one group per set. Writes each
+        set's table; tables of an earlier evaluation into the same directory that this one does not rewrite
+        are removed. Returns the figure files written."""
+        opts = self.opts
+        written, figure_files = set(), []
+        sets: dict[str | None, list[PhotoLabel] | None] = {
+            name: labels for name, (_, labels) in self.photo_sets.items()} or {None: None}
+        if opts.photos is None:
+            reason = "no real photos (--photos, --photo-labels)"
+            results.put(PHOTOS, {"dice": (None, reason), "iou": (None, reason)})
+        elif self.methods.mseg is None or self.methods.two_stage is None:
+            reason = "real photos need a two-stage checkpoint (M-Seg and FU-Net)"
+            for name in sets:
+                results.put(photos_group(name), {metric: (None, reason)
+                                                 for metric in ("count", "no_face_rate", "dice", "iou")})
+        else:
+            for name, labels in sets.items():
+                scores, photo_table, files = evaluate_photos(self.methods.two_stage, opts.photos, opts.max_photos,
+                                                             2 * opts.sheet_rows, figure_dir, labels, opts.failures,
+                                                             name)
+                results.put(photos_group(name), scores)
+                write_parquet_atomic(opts.out / photos_file(name), photo_table)
+                written.add(photos_file(name))
+                figure_files += files
+        for stale in {PHOTOS_FILE, *(p.name for p in opts.out.glob(photos_file("*")))} - written:
+            (opts.out / stale).unlink(missing_ok=True)
+        return figure_files
+
     def write(self) -> dict[str, Any]:
         opts = self.opts
         opts.out.mkdir(parents=True, exist_ok=True)
         results = self.results()
         figure_dir = opts.out / FIGURES_DIR if opts.figures else None
         figure_files = self.chosen.write(figure_dir, self.resolution) if self.chosen is not None else []
-        if opts.photos is not None:
-            if self.methods.mseg is None or self.methods.two_stage is None:
-                reason = "real photos need a two-stage checkpoint (M-Seg and FU-Net)"
-                results.put(PHOTOS, {name: (None, reason) for name in ("count", "no_face_rate", "dice", "iou")})
-                (opts.out / PHOTOS_FILE).unlink(missing_ok=True)
-            else:
-                scores, photo_table, written = evaluate_photos(self.methods.two_stage, opts.photos, opts.max_photos,
-                                                               2 * opts.sheet_rows, figure_dir, self.photo_labels,
-                                                               opts.failures)
-                results.put(PHOTOS, scores)
-                write_parquet_atomic(opts.out / PHOTOS_FILE, photo_table)
-                figure_files += written
-        else:
-            reason = "no real photos (--photos, --photo-labels)"
-            results.put(PHOTOS, {"dice": (None, reason), "iou": (None, reason)})
-            (opts.out / PHOTOS_FILE).unlink(missing_ok=True)
+        figure_files += self.write_photos(results, figure_dir)
         write_parquet_atomic(opts.out / PER_IMAGE_FILE, self.per_image())
         self.write_verification()
         record = {**results.values, PROTOCOL: self.protocol(results, figure_files)}

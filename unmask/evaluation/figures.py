@@ -220,17 +220,17 @@ class FigureSamples:
         return written
 
 
-def write_photo_sheet(figure_dir: Path, shown: list[tuple[dict[str, Any], np.ndarray, Any]], resolution: int) -> str:
-    """``photos.png``: for each (photo row, photo, ``UnmaskResult``) the photo, the aligned crop, the
-    predicted map, the output crop and the pasted-back photo; returns the file name."""
+def write_photo_sheet(path: Path, shown: list[tuple[dict[str, Any], np.ndarray, Any]], resolution: int) -> str:
+    """``path`` (``photos.png``): for each (photo row, photo, ``UnmaskResult``) the photo, the aligned crop,
+    the predicted map, the output crop and the pasted-back photo; returns the file name."""
     labels = [f"{row['file']} map {row['coverage_pred']:.0%} of the photo"
               + (f" Dice {row['dice']:.3f}" if "dice" in row else "") for row, _, _ in shown]
     sheet = contact_sheet(
         [[photo, r.crop_input, r.crop_map, r.crop_output, r.image] for _, photo, r in shown],
         ["photo", "aligned crop", "predicted map", "output crop", "pasted back"],
         labels, tile_size(resolution), "real masked photos")
-    write_png(figure_dir / "photos.png", sheet)
-    return "photos.png"
+    write_png(path, sheet)
+    return path.name
 
 
 LABEL_COLOR_RGB = (0, 255, 0)  # the hand-drawn label's contour

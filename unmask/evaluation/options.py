@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import baselines as baseline_registry
+from .labels import label_set_names
 
 
 @dataclass
@@ -29,8 +30,11 @@ class EvalOptions:
     baselines: tuple[str, ...] = tuple(baseline_registry.BASELINES)
     inpaint_radius: int = baseline_registry.DEFAULT_RADIUS
     photos: Path | None = None
-    photo_labels: Path | None = None  # labels.csv, or its folder (see ``labels``); needs ``photos``
-    max_photos: int | None = None  # without labels: the first N photos by name; with: the first N labelled ones
+    # labels sets, each labels.csv or its folder (see ``labels``), scored apart; needs ``photos``. One path is
+    # taken as a set of one, None as none.
+    photo_labels: tuple[Path, ...] = ()
+    max_photos: int | None = None  # without labels: the first N photos by name; with: the first N labelled ones of
+    # each set
     identity: bool = False
     identity_max_samples: int | None = 200  # identity samples: the first N of the split in key order; None: all
     identity_seed: int = 0  # seed of the verification protocol
@@ -42,8 +46,14 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         self.data, self.checkpoint, self.out = Path(self.data), Path(self.checkpoint), Path(self.out)
-        if self.photo_labels is not None and self.photos is None:
+        if self.photo_labels is None:
+            self.photo_labels = ()
+        elif isinstance(self.photo_labels, (str, Path)):
+            self.photo_labels = (self.photo_labels,)
+        self.photo_labels = tuple(Path(labels) for labels in self.photo_labels)
+        if self.photo_labels and self.photos is None:
             raise ValueError("photo_labels (--photo-labels) requires photos (--photos)")
+        label_set_names(self.photo_labels)  # two sets of one name fail before any work
         for name in self.baselines:
             baseline_registry.get(name)  # unknown names fail before any work
         if self.batch_size < 1:

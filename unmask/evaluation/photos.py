@@ -5,9 +5,13 @@ see ``labels``) the Dice and IoU of the predicted map pasted back onto the photo
 Scoring with labels: per photo, ``result.map > 0`` against ``label > 0`` over the whole photo
 (``unmask.metrics.segmentation``); a photo where no face is found has no predicted map and scores
 Dice 0 and IoU 0: it is counted, never dropped. The reported values are means over the photos,
-overall, per mask type and per wear (``label_breakdown``). ``mask_left``: the share of a label's pixels
-outside the region stage 2 filled (the map grown by ``unmask.predict.MAP_GROWTH``), i.e. mask still
-visible in the output (1 where no face is found); Dice alone hides a thin rim of mask left round the map.
+overall, per mask type, per wear and, where the labels have that column, per category
+(``label_breakdown``). ``mask_left``: the share of a label's pixels outside the region stage 2 filled
+(the map grown by ``unmask.predict.MAP_GROWTH``), i.e. mask still visible in the output (1 where no
+face is found); Dice alone hides a thin rim of mask left round the map.
+
+Several labels sets are scored one at a time, each under its name (``labels.label_set_names``): its own
+scores group, table and figures (``photos_group``, ``photos_file``, ``worst_photos_file``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from maskgen.source import IMAGE_EXTENSIONS, BadImage, load_image
 from unmask.metrics import segmentation
 
 from .figures import WorstK, label_overlay, write_photo_sheet, write_worst_photos
-from .labels import MASK_TYPES, WEARS, PhotoLabel, read_label
+from . import photos_group
+from .labels import CATEGORY, MASK_TYPES, WEARS, PhotoLabel, read_label
 from .scores import Scores
 
 if TYPE_CHECKING:
@@ -34,10 +39,32 @@ if TYPE_CHECKING:
 
 PHOTO_COLUMNS = ("file", "face", "coverage_pred", "reason")
 LABEL_COLUMNS = ("mask_type", "wear", "coverage_label", "dice", "iou", "mask_left")
-WORST_PHOTOS_FILE = "photos_worst_dice.png"
 NO_LABELS = "no labelled photos (--photo-labels)"
-# metrics.json keys of the breakdowns: photos/dice_mask_<type>, photos/n_wear_<wear>, ...
+# metrics.json keys of the breakdowns: photos/dice_mask_<type>, photos/n_wear_<wear>, ... (every value of the
+# contract, null where none); then photos/dice_category_<category>, ... (the categories present)
 GROUPINGS = {"mask": ("mask_type", MASK_TYPES), "wear": ("wear", WEARS)}
+CATEGORY_GROUPING = "category"
+
+
+def worst_photos_file(label_set: str | None = None) -> str:
+    """The lowest-Dice figure of a labels set: ``photos_worst_dice.png``, ``photos_<name>_worst_dice.png``."""
+    return f"{photos_group(label_set)}_worst_dice.png"
+
+
+def photo_sheet_file(label_set: str | None = None) -> str:
+    """The contact sheet of a labels set (or of the unlabelled photos): ``photos.png``, ``photos_<name>.png``."""
+    return f"{photos_group(label_set)}.png"
+
+
+WORST_PHOTOS_FILE = worst_photos_file()
+
+
+def groupings(table: pd.DataFrame) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The breakdowns of a labelled photo table: by mask type and wear, and by category (sorted) where it has
+    that column."""
+    if CATEGORY not in table.columns:
+        return dict(GROUPINGS)
+    return {**GROUPINGS, CATEGORY_GROUPING: (CATEGORY, tuple(sorted(table[CATEGORY].dropna().unique())))}
 
 
 def list_photos(photo_dir: Path, max_photos: int | None = None) -> list[Path]:
@@ -64,14 +91,14 @@ def face_box(result: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int] |
 
 def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None, sheet_rows: int,
                     figure_dir: Path | None, labels: Sequence[PhotoLabel] | None = None,
-                    worst: int = 8) -> tuple[Scores, pd.DataFrame, list[str]]:
+                    worst: int = 8, label_set: str | None = None) -> tuple[Scores, pd.DataFrame, list[str]]:
     """Run ``Unmasker`` on real masked photos: detection, alignment, both stages, paste-back.
 
     Without ``labels``: the first ``max_photos`` photos of ``photo_dir`` by name; counts photos
     without a detectable face (``NoFace``). With ``labels`` (``labels.load_photo_labels``): the
     labelled photos (``labelled_photos``), each also scored against its label, and the ``worst``
-    photos with a face found by Dice drawn in ``WORST_PHOTOS_FILE``. Returns (scores, one row per
-    photo, figure files written)."""
+    photos with a face found by Dice drawn in ``worst_photos_file(label_set)``. Returns (scores, one
+    row per photo, figure files written)."""
     items: list[tuple[Path, PhotoLabel | None]]
     if labels is None:
         items = [(path, None) for path in list_photos(photo_dir, max_photos)]
@@ -86,6 +113,8 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
             truth = read_label(label.label)
             row.update(mask_type=label.mask_type, wear=label.wear, coverage_label=float(truth.mean()),
                        dice=0.0, iou=0.0, mask_left=1.0)  # no face found: no predicted map, all mask left
+            if label.category is not None:
+                row[CATEGORY] = label.category
         try:
             photo = load_image(path)
             result = unmasker(photo, aligned=False)
@@ -107,12 +136,15 @@ def evaluate_photos(unmasker: Unmasker, photo_dir: Path, max_photos: int | None,
                 shown.append((row, photo, result))
         rows.append(row)
     columns = list(PHOTO_COLUMNS) + (list(LABEL_COLUMNS) if labels is not None else [])
+    if labels is not None and any(label.category is not None for label in labels):
+        columns.append(CATEGORY)
     table = pd.DataFrame(rows, columns=columns)
     written = []
     if figure_dir is not None and shown:
-        written.append(write_photo_sheet(figure_dir, shown, unmasker.resolution))
+        written.append(write_photo_sheet(figure_dir / photo_sheet_file(label_set), shown, unmasker.resolution))
     if figure_dir is not None and worst_k.items():
-        written.append(write_worst_photos(figure_dir / WORST_PHOTOS_FILE, worst_k.items(), unmasker.resolution))
+        written.append(write_worst_photos(figure_dir / worst_photos_file(label_set), worst_k.items(),
+                                          unmasker.resolution))
     return photo_scores(table), table, written
 
 
@@ -153,7 +185,7 @@ def photo_scores(table: pd.DataFrame) -> Scores:
             None, no_faces),
         "coverage_label": (float(table["coverage_label"].mean()), None),
     })
-    for prefix, (column, order) in GROUPINGS.items():
+    for prefix, (column, order) in groupings(table).items():
         groups = label_breakdown(table, column, order)
         for group in order:
             present = group in groups.index

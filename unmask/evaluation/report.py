@@ -53,7 +53,7 @@ from .compare import (
     table_head,
     verification_lines,
 )
-from .photos import GROUPINGS, WORST_PHOTOS_FILE, label_breakdown
+from .photos import WORST_PHOTOS_FILE, groupings, label_breakdown
 from .samples import is_turned
 
 REPORT_FILE = "report.md"
@@ -116,13 +116,25 @@ def photo_label_table(table: pd.DataFrame, column: str, order: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def _label_sets(evaluation: Evaluation) -> dict[str, dict | None]:
+    """Scores group -> its labels set in the protocol (None: photos without labels); an evaluation made
+    before several sets has its one set under ``labels``."""
+    photos = evaluation.protocol.get("photos") or {}
+    sets = photos.get("label_sets") or {PHOTOS: photos.get("labels")}
+    return {group: entry for group, entry in sets.items() if key(group, "count") in evaluation.values}
+
+
 def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
-    """The photo counts, and with labels the Dice/IoU tables by mask type and wear, the photos with
-    no face found and the worst-Dice figure (a relative path among ``figures``)."""
-    if key(PHOTOS, "count") not in evaluation.values:
-        return []
+    """Per labels set (or the photos without labels): the photo counts, and with labels the Dice/IoU tables
+    by mask type, wear and category, the photos with no face found and the worst-Dice figure (a relative
+    path among ``figures``)."""
+    return [line for group, labels in _label_sets(evaluation).items()
+            for line in _photo_set(evaluation, group, labels, figures)]
+
+
+def _photo_set(evaluation: Evaluation, group: str, labels: dict | None, figures: Sequence[Path]) -> list[str]:
     cells = []
-    for flat in [key(PHOTOS, k) for k in PHOTO_KEYS]:
+    for flat in [key(group, k) for k in PHOTO_KEYS]:
         if flat not in evaluation.values:
             continue
         value = evaluation.values[flat]
@@ -132,9 +144,9 @@ def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
                  else format_value(metric.split("_")[0], value) if metric.startswith(("dice", "iou")) else f"{value:g}")
         cells.append(f"- {metric.replace('_', ' ')}: {shown}")
     photos = evaluation.protocol.get("photos") or {}
-    parts = [f"#### {evaluation.name}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
-    labels = photos.get("labels")
-    path = evaluation.directory / PHOTOS_FILE
+    title = evaluation.name if group == PHOTOS else f"{evaluation.name}, {group}"
+    parts = [f"#### {title}: real masked photos (`{photos.get('dir', '?')}`)", "", *cells, ""]
+    path = evaluation.directory / (labels or {}).get("table", PHOTOS_FILE)
     if not labels or not path.is_file():
         return parts
     table = pd.read_parquet(path)
@@ -142,16 +154,16 @@ def _photos(evaluation: Evaluation, figures: Sequence[Path] = ()) -> list[str]:
         return parts
     parts += [f"Labels `{labels.get('file', '?')}`: {labels.get('evaluated', '?')} of {labels.get('labelled', '?')} "
               f"labelled photos evaluated. {str(labels.get('scores', '')).capitalize()}.", ""]
-    for column, order in GROUPINGS.values():
-        parts += [f"##### {evaluation.name}: Dice and IoU by {column.replace('_', ' ')}", "",
+    for column, order in groupings(table).values():
+        parts += [f"##### {title}: Dice and IoU by {column.replace('_', ' ')}", "",
                   photo_label_table(table, column, order), ""]
     missed = table.loc[~table["face"].astype(bool), "file"].tolist()
     if missed:
         listed = ", ".join(missed[:NO_FACE_LISTED]) + (", ..." if len(missed) > NO_FACE_LISTED else "")
         parts += [f"No face found (scored 0): {len(missed)} photos: {listed}", ""]
-    worst = [f for f in figures if f.name == WORST_PHOTOS_FILE]
+    worst = [f for f in figures if f.name == labels.get("worst_figure_file", WORST_PHOTOS_FILE)]
     if worst:
-        caption = f"{evaluation.name}: {labels.get('worst_figure', 'the photos with the lowest Dice')}"
+        caption = f"{title}: {labels.get('worst_figure', 'the photos with the lowest Dice')}"
         parts += [f"![{caption}]({worst[0].as_posix()})", "",
                   "Green: the label's outline; red: the predicted map pasted back onto the photo.", ""]
     return parts
@@ -379,7 +391,9 @@ def report_markdown(evaluations: Sequence[Evaluation], out_dir: Path, title: str
         if p.get("warning"):
             parts += [f"- **{e.name}** warning: {p['warning']}"]
     parts.append("")
-    figures = [(e, [f for f in files if f.name != WORST_PHOTOS_FILE]) for e, files in figures]  # shown above
+    shown = {e.name: {(labels or {}).get("worst_figure_file", WORST_PHOTOS_FILE) for labels in _label_sets(e).values()}
+             for e, _ in figures}
+    figures = [(e, [f for f in files if f.name not in shown[e.name]]) for e, files in figures]  # shown above
     if any(files for _, files in figures):
         parts += ["## Figures", ""]
         for evaluation, files in figures:

@@ -41,6 +41,8 @@ from . import (
     TWO_STAGE,
     baseline_method,
     key,
+    photos_group,
+    split_key,
     verify_key,
 )
 from .methods import Method
@@ -216,7 +218,13 @@ def mean_score(values: list[float], reason: str = "no samples") -> tuple[float |
 # summary.json: short name -> flat metrics.json key. Only numbers (or null) and few of them, so that
 # `dvc metrics show / diff` and `dvc exp show` read at a glance; everything else stays in metrics.json.
 # The names are stable: experiments are compared by them. A key the evaluation did not produce is null.
-SUMMARY_BUDGET = 25
+# The labelled real photos' headline numbers (--photo-labels): photo_<metric> of the first labels set, and
+# photo_<metric>_<name> of each further set <name> (``summary`` adds those after ``SUMMARY``).
+PHOTO_SUMMARY = {"photo_dice": "dice", "photo_iou": "iou", "photo_mask_left": "mask_left"}
+# 26 fixed keys and two further labels sets of 3: what `dvc metrics show` still prints legibly, with room for
+# the hard set (labels/real-masked-photos-hard) and one more
+MAX_FURTHER_PHOTO_SETS = 2
+SUMMARY_BUDGET = 32
 SUMMARY = {
     "psnr": key(TWO_STAGE, "psnr"),
     "ssim": key(TWO_STAGE, "ssim"),
@@ -241,16 +249,27 @@ SUMMARY = {
     "verify_acc": verify_key(TWO_STAGE, "accuracy"),
     "verify_acc_masked": verify_key(MASKED_PROBE, "accuracy"),
     "verify_acc_gt": verify_key(GROUND_TRUTH_PROBE, "accuracy"),
-    "photo_dice": key(PHOTOS, "dice"),  # real photos against their hand-drawn labels (--photo-labels)
-    "photo_iou": key(PHOTOS, "iou"),
+    **{short: key(PHOTOS, metric) for short, metric in PHOTO_SUMMARY.items()},
 }
-assert len(SUMMARY) <= SUMMARY_BUDGET
+assert len(SUMMARY) + MAX_FURTHER_PHOTO_SETS * len(PHOTO_SUMMARY) <= SUMMARY_BUDGET
+
+
+def further_photo_sets(values: dict) -> list[str]:
+    """The names of the further labels sets whose scores ``values`` hold (groups ``photos_<name>``), in order."""
+    prefix = f"{PHOTOS}_"  # the groups photos_group names
+    names = [group.removeprefix(prefix) for group, _ in map(split_key, values) if group.startswith(prefix)]
+    return list(dict.fromkeys(names))
 
 
 def summary(values: dict) -> dict[str, float | None]:
-    """summary.json from the flat metrics.json values (numbers or null, in ``SUMMARY``'s order)."""
+    """summary.json from the flat metrics.json values (numbers or null): ``SUMMARY``'s keys in order, then
+    each further labels set's ``PHOTO_SUMMARY`` keys with its name appended."""
+    flat_keys = dict(SUMMARY)
+    for name in further_photo_sets(values):
+        flat_keys.update({f"{short}_{name}": key(photos_group(name), metric)
+                          for short, metric in PHOTO_SUMMARY.items()})
     out = {}
-    for name, flat in SUMMARY.items():
+    for name, flat in flat_keys.items():
         value = values.get(flat)
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         out[name] = float(value) if number else None
