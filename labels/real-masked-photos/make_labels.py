@@ -217,7 +217,6 @@ DROPPED: dict[str, str] = {
 #    "neck":  eye distances below the chin point that the mask reaches (gaiters, bandanas); see prior().
 # Close-ups use "grow" 1.5 so that the probable mask reaches past the jaw line to the photo's edges.
 CATEGORIES = ("gaiter", "printed", "closeup", "respirator")
-CATEGORIES_FILE = "categories.csv"
 HARD_PHOTOS: dict[str, tuple[str, str, str, dict]] = {
     "0003.jpg": ("cloth_printed", "correct", "printed", {}),
     "0008.jpg": ("cloth", "correct", "gaiter", {'neck': 2.5, 'bg': [[(0, 0), (177, 0), (177, 112), (0, 112)]]}),
@@ -537,15 +536,14 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="photo names to (re)make; the CSV is still written for all")
     args = ap.parse_args(argv)
     from maskgen.source import load_image
-    from unmask.evaluation.labels import LABEL_COLUMNS, MASK_TYPES, WEARS
+    from unmask.evaluation.labels import CATEGORY, LABEL_COLUMNS, MASK_TYPES, WEARS
 
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
-    rows, categories = [], []
+    rows = []
     for name, (mtype, wear, category, fixes) in sorted(photo_table(args.set).items()):
         assert mtype in MASK_TYPES and wear in WEARS, name
         png = f"masks/{Path(name).stem}.png"
-        rows.append((name, png, mtype, wear))
-        categories.append((name, category))
+        rows.append((name, png, mtype, wear) + ((category,) if args.set == "hard" else ()))
         if args.only and name not in args.only:
             continue
         image = load_image(args.photos / name)
@@ -554,13 +552,8 @@ def main(argv=None) -> int:
         print(name, mtype, wear, f"{(label > 0).mean():.3f}", file=sys.stderr)
     with open(args.out / "labels.csv", "w", newline="") as f:
         wr = csv.writer(f, lineterminator="\n")
-        wr.writerow(LABEL_COLUMNS)
+        wr.writerow(LABEL_COLUMNS + ((CATEGORY,) if args.set == "hard" else ()))  # the hard case: a 5th column
         wr.writerows(rows)
-    if args.set == "hard":  # the evaluator's CSV keeps its four columns; the hard case is beside it
-        with open(args.out / CATEGORIES_FILE, "w", newline="") as f:
-            wr = csv.writer(f, lineterminator="\n")
-            wr.writerow(("photo", "category"))
-            wr.writerows(categories)
     return 0
 
 
