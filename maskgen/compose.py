@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import appearance, neckwear, occluders, packs, prints, textures
+from . import appearance, neckwear, packs, prints, textures
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
@@ -25,9 +25,8 @@ from .face_points import estimate_yaw
 from .format import WEARS, YAW_THRESHOLD
 from .landmarks import locate
 from .mask import DEFAULT_WEAR_WEIGHTS, composite, face_anchors, narrowed, warp_template
+from .occluders import DEFAULT_OCCLUDER_SHARE, DEFAULT_OCCLUDER_WEIGHTS, OCCLUDERS, occlude
 from .source import load_image, source_key
-
-occluders_mod = occluders  # MaskOptions.create takes an argument of the module's name
 
 
 def _weights(given: dict[str, float] | list[str] | None, defaults: dict[str, float], known: tuple[str, ...],
@@ -70,8 +69,8 @@ class MaskOptions:
     # Occluders in front of the mask (maskgen.occluders) on occluder_share of the samples; prints on
     # print_share of the printable masks (maskgen.prints); creases on fold_share of the fabric ones
     # (maskgen.appearance.crease_shading). 0 leaves the masks exactly as they were without them.
-    occluder_weights: tuple[tuple[str, float], ...] = tuple(sorted(occluders.DEFAULT_OCCLUDER_WEIGHTS.items()))
-    occluder_share: float = occluders.DEFAULT_OCCLUDER_SHARE
+    occluder_weights: tuple[tuple[str, float], ...] = tuple(sorted(DEFAULT_OCCLUDER_WEIGHTS.items()))
+    occluder_share: float = DEFAULT_OCCLUDER_SHARE
     print_share: float = prints.DEFAULT_PRINT_SHARE
     fold_share: float = appearance.DEFAULT_FOLD_SHARE
 
@@ -93,7 +92,7 @@ class MaskOptions:
             raise ValueError(f"--template-share {problem}")
         if not 0.0 <= float(light_match) <= 1.0:
             raise ValueError(f"light_match must be in 0..1 (got {light_match})")
-        shares = {"occluder_share": (occluder_share, occluders_mod.DEFAULT_OCCLUDER_SHARE),
+        shares = {"occluder_share": (occluder_share, DEFAULT_OCCLUDER_SHARE),
                   "print_share": (print_share, prints.DEFAULT_PRINT_SHARE),
                   "fold_share": (fold_share, appearance.DEFAULT_FOLD_SHARE)}
         shares = {name: default if given is None else float(given) for name, (given, default) in shares.items()}
@@ -114,8 +113,7 @@ class MaskOptions:
             raise ValueError("--wear chin: gaiters and bandanas cover the chin; give another wear or mask type")
         return cls(type_weights=type_weights, wear_weights=wear_weights,
                    templates=resolved, template_share=share, light_match=light_match,
-                   occluder_weights=_weights(occluders, occluders_mod.DEFAULT_OCCLUDER_WEIGHTS,
-                                             occluders_mod.OCCLUDERS, "occluder"), **shares)
+                   occluder_weights=_weights(occluders, DEFAULT_OCCLUDER_WEIGHTS, OCCLUDERS, "occluder"), **shares)
 
 
 @lru_cache(maxsize=None)  # a build uses a handful of packs; reloading one costs seconds
@@ -383,7 +381,7 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
         front = feature_rng(seed, key, "occluder")
         if front.random() < options.occluder_share:
             name = _pick(options.occluder_weights, front)
-            hidden = occluders.occlude(name, unmasked, masked, binary, face.landmarks, front)
+            hidden = occlude(name, unmasked, masked, binary, face.landmarks, front)
             if hidden is not None:
                 unmasked, masked, binary, occluded = hidden
                 occluder = name

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .templates import SUPERSAMPLE, MaskTemplate, smooth_noise
+from .templates import MaskTemplate, smooth_noise
 from .textures import COLORS
 
 PRINT_MODES = ("figures", "logo", "photo")
@@ -33,6 +33,10 @@ INKS = tuple(COLORS.values()) + ((250, 210, 40), (240, 120, 30), (40, 170, 80), 
 FIGURES = ("star", "heart", "smiley", "cat", "flower")
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX)
+# Prints are drawn at the template level's own size with anti-aliased edges (sub-pixel coordinates), not
+# supersampled: the warp smooths them further, and a print per sample must cost little.
+SUPERSAMPLE = 1
+PHOTO_STEP = 4  # a made-up photo is smooth: computed this much coarser, then enlarged
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,9 @@ def _logo(canvas: np.ndarray, rng: np.random.Generator, base, centre, width: flo
 
 def _made_up_photo(rng: np.random.Generator, shape: tuple[int, int], factor: float) -> np.ndarray:
     """A photograph-like picture (float32 RGB): smooth colour fields with soft blobs of other colours."""
+    full = shape
+    shape = (max(2, shape[0] // PHOTO_STEP), max(2, shape[1] // PHOTO_STEP))
+    factor = factor / PHOTO_STEP
     h, w = shape
     colours = np.array([INKS[int(i)] for i in rng.integers(len(INKS), size=4)], np.float32)
     weights = np.stack([smooth_noise(rng, shape, max(2.0, 40 * factor)) for _ in range(3)], -1)
@@ -182,8 +189,8 @@ def _made_up_photo(rng: np.random.Generator, shape: tuple[int, int], factor: flo
         rx, ry = rng.uniform(0.08, 0.3) * w, rng.uniform(0.08, 0.3) * h
         blob = np.exp(-(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2) ** 2)[..., None]
         out = out * (1 - blob) + blob * np.asarray(INKS[int(rng.integers(len(INKS)))], np.float32)
-    out *= (1 + 0.08 * smooth_noise(rng, shape, max(1.0, 3 * factor)))[..., None]  # the picture's detail
-    return out.astype(np.float32)
+    out *= (1 + 0.08 * smooth_noise(rng, shape, 1.0))[..., None]  # the picture's detail
+    return cv2.resize(out.astype(np.float32), (full[1], full[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _photo_patch(photo: np.ndarray, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

@@ -49,7 +49,7 @@ TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo, p
 PATTERN_VARIANTS = 8  # distinct random layouts per texture; cached, so textures cost nothing per sample
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=512)  # textures x variants x template shapes x levels: the neck coverings' shape doubles them
 def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
                     factor: float = 1.0) -> np.ndarray:
     """A (H, W) float32 pattern in [0, 1] (0 = base colour, 1 = accent) for a template scaled by ``factor``.
