@@ -102,10 +102,15 @@ def draw(kind: str) -> tpl.MaskTemplate:
     if kind == "bandana":  # a stitched hem along the hanging edges, set in from the cut edge
         tpl._line(detail, outline[len(outline) // 3:] * [1, 1], -0.12, 2.0)
     body = np.clip(_down(body_big), 0, 1)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # The smooth fields are computed on a grid FIELD_STEP times coarser and interpolated, as for the other
+    # templates (templates._draw); xx, yy are in full-size pixels.
+    step = tpl.FIELD_STEP
+    gh, gw = h // step, w // step
+    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32) * step + (step - 1) / 2
     u = (xx - cx) / half_w
     v = (yy - float(b[1])) / span  # 0 at the nose bridge, 1 at the bottom anchors
-    dist = cv2.distanceTransform((body > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    dist = cv2.resize(cv2.distanceTransform((body > 0.5).astype(np.uint8), cv2.DIST_L2, 5), (gw, gh),
+                      interpolation=cv2.INTER_AREA)
     au = np.minimum(np.abs(u), 1.2)
     gauss = tpl._gauss
     chin = 0.62  # where the fabric leaves the chin, of b->bottom (on aligned crops the chin sits at ~0.55-0.7)
@@ -124,8 +129,8 @@ def draw(kind: str) -> tpl.MaskTemplate:
             relief += strength * (0.12 * gauss(t + 0.014, 0.012) - 0.2 * gauss(t - 0.012, 0.014))
         relief += 0.1 * gauss(dist - 5, 3.0) * (v < 0.2) - 0.14 * gauss(dist - 13, 2.5) * (v < 0.2)  # rolled top
         grain = 0.05 * tpl.smooth_noise(rng, (h, w), 0.7) + 0.06 * tpl.smooth_noise(rng, (h, w), 26)
-        knit = 0.03 * np.sin(xx * (2 * np.pi / 3.5)).astype(np.float32)  # knit ribs, about 1 mm
-        grain = grain + knit
+        ribs = 0.03 * np.sin(np.arange(w, dtype=np.float32) * (2 * np.pi / 3.5))  # knit ribs, about 1 mm
+        grain = grain + ribs[None, :]
     else:
         form = 1.0 - 0.28 * au ** 2.4 - 0.12 * np.clip(v - 0.6, 0, 1)
         form -= 0.12 * gauss(v - chin - 0.04, 0.07) * np.clip(1.1 - au, 0, 1)  # hanging off the chin
@@ -139,6 +144,7 @@ def draw(kind: str) -> tpl.MaskTemplate:
                 relief += reach * (0.08 * gauss(d + 3, 2.5) - 0.12 * gauss(d - 3, 2.5))
         grain = 0.04 * tpl.smooth_noise(rng, (h, w), 0.7) + 0.05 * tpl.smooth_noise(rng, (h, w), 20)
     contact = 1.0 - 0.18 * np.exp(-dist / 6.0)
-    shade = (_down(detail) + 1.0) * form * relief * contact * (1.0 + grain)
+    smooth = cv2.resize((form * relief * contact).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    shade = (_down(detail) + 1.0) * smooth * (1.0 + grain)
     return tpl.MaskTemplate(name=kind, mask_type=kind, variant="front", alpha=body.astype(np.float32),
                             shade=np.clip(shade, 0.2, 1.6).astype(np.float32), anchors=an)
