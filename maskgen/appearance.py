@@ -157,3 +157,52 @@ def sample_look(rng: np.random.Generator) -> Look:
 def with_relief(shade: np.ndarray, relief: float) -> np.ndarray:
     """1 + relief * (shade - 1): a sample's mask shows more or less of its drawn shading."""
     return cv2.addWeighted(shade, relief, shade, 0.0, 1.0 - relief)
+
+
+# --- folds and creases of fabric masks ----------------------------------------------------------
+
+FOLD_TYPES = ("cloth", "gaiter", "bandana")  # soft fabric, creased by wear, washing and folding
+DEFAULT_FOLD_SHARE = 0.5  # of the fabric masks
+FOLD_COUNT = (2, 6)  # creases on a creased mask
+FOLD_DEPTH = (0.15, 0.32)  # a crease's shadow, of the fabric's light
+
+
+def choose_folds(kind: str, share: float, rng: np.random.Generator) -> tuple[int, int]:
+    """(creases, seed) for a mask of ``kind``: creases on ``share`` of the fabric ones, else 0; draws from
+    ``rng`` only for fabric kinds."""
+    if kind not in FOLD_TYPES or share <= 0.0:
+        return 0, 0
+    u, count = float(rng.random()), int(rng.integers(FOLD_COUNT[0], FOLD_COUNT[1] + 1))
+    seed = int(rng.integers(2 ** 31))
+    return (count, seed) if u < share else (0, 0)
+
+
+def crease_shading(count: int, seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """A multiplicative shading (float32, ``shape``, about 1) of ``count`` creases across a mask's box:
+    each a lit ridge beside a shadowed fold, mostly across the mask or fanning from its sides (where the
+    ear loops pull), with a soft rumple of the cloth between them."""
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    size = float(max(h, w))
+    lit = np.zeros(shape, np.float32)
+    dark = np.zeros(shape, np.float32)
+    width = max(1, int(round(size * 0.025)))
+    for _ in range(count):
+        if rng.random() < 0.5:  # across: from one side to the other, a little slanted
+            y = rng.uniform(0.2, 0.9) * h
+            p, q = np.array([0.0, y]), np.array([float(w), y + rng.uniform(-0.25, 0.25) * h])
+        else:  # from a side towards the middle
+            side = 0.0 if rng.random() < 0.5 else float(w)
+            p = np.array([side, rng.uniform(0.1, 0.7) * h])
+            q = np.array([w / 2 + rng.uniform(-0.15, 0.15) * w, p[1] + rng.uniform(-0.1, 0.4) * h])
+        normal = np.array([q[1] - p[1], p[0] - q[0]]) / max(float(np.hypot(*(q - p))), 1e-6)
+        offset = normal * width
+        depth = float(rng.uniform(*FOLD_DEPTH))
+        cv2.line(lit, tuple(int(v) for v in p - offset), tuple(int(v) for v in q - offset), depth * 0.6, width,
+                 cv2.LINE_AA)
+        cv2.line(dark, tuple(int(v) for v in p + offset), tuple(int(v) for v in q + offset), depth, width, cv2.LINE_AA)
+    sigma = max(0.6, size * 0.01)
+    # the fold's crease is sharp, the lit slope rising to it broad
+    field = 1.0 + cv2.GaussianBlur(lit, (0, 0), 3 * sigma) * 2.0 - cv2.GaussianBlur(dark, (0, 0), sigma)
+    rumple = cv2.resize(rng.standard_normal((4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return (field * (1.0 + 0.04 * rumple)).astype(np.float32)

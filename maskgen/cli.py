@@ -108,11 +108,12 @@ def _parse_weights(_ctx: click.Context, param: click.Parameter, value: str | Non
     return weights
 
 
-def _template_share(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+def _share(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    """--template-share, --occluder-share, --print-share, --fold-share: a share of samples, 0..1."""
     if value is not None:
-        from .compose import template_share_problem
+        from .compose import share_problem
 
-        _checked(template_share_problem(value))
+        _checked(share_problem(value))
     return value
 
 
@@ -144,14 +145,26 @@ def main(verbose: int) -> None:
 @click.option("--shard-size", cls=BUILD, type=int, help="Samples per tar shard.")
 @click.option("--mask-types", default=None, callback=_parse_weights,
               help="Types to use, optionally weighted: 'surgical,kn95' or "
-              "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas.")
+              "'surgical=0.5,n95=0.2,kn95=0.2,cloth=0.1'. Types: surgical, n95, kn95, cloth, gas, gaiter, "
+              "bandana, sports [default: maskgen.templates.DEFAULT_TYPE_WEIGHTS; the first five alone mix as "
+              "before the others came].")
+@click.option("--occluders", default=None, callback=_parse_weights,
+              help="What may hide part of the mask, optionally weighted: hand, hair, phone "
+              "[default: hand=0.45,hair=0.35,phone=0.2].")
+@click.option("--occluder-share", type=float, default=None, callback=_share,
+              help="Share of samples with an occluder in front of the mask, 0..1 [default: 0.1].")
+@click.option("--print-share", type=float, default=None, callback=_share,
+              help="Share of cloth masks, gaiters and bandanas printed with figures, a logo or a photo "
+              "[default: 0.3].")
+@click.option("--fold-share", type=float, default=None, callback=_share,
+              help="Share of cloth masks, gaiters and bandanas with creases [default: 0.5].")
 @click.option("--wear", default=None, callback=_parse_weights,
               help="How masks are worn, optionally weighted: correct, nose (nose "
               "uncovered), mouth (nose and mouth uncovered: on the chin), chin (chin uncovered) "
               f"[default: {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEAR_WEIGHTS.items())}].")
 @click.option("--templates", type=click.Path(exists=True, path_type=Path), multiple=True,
               help="A MaskTheFace-format template pack (folder with masks.cfg); repeat to mix several.")
-@click.option("--template-share", type=float, default=None, callback=_template_share,
+@click.option("--template-share", type=float, default=None, callback=_share,
               help="Share of samples that take a pack template, the rest the built-in masks "
               "[default with --templates: 1, packs only].")
 @click.option("--split", cls=BUILD, callback=_parse_split,
@@ -168,8 +181,9 @@ def main(verbose: int) -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.1:8786.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, templates, template_share, split,
-          jpeg_quality, face_scale, landmarks, part, backend, scheduler, no_progress) -> None:
+def build(source, out, res, pairs, seed, workers, shard_size, mask_types, occluders, occluder_share, print_share,
+          fold_share, wear, templates, template_share, split, jpeg_quality, face_scale, landmarks, part, backend,
+          scheduler, no_progress) -> None:
     """Build WebDataset shards of (masked, unmasked, map) triplets from face photos."""
     from .build import BuildConfig, BuildError
     from .build import build as run_build
@@ -180,7 +194,9 @@ def build(source, out, res, pairs, seed, workers, shard_size, mask_types, wear, 
                  "split": split, "face_scale": face_scale, "backend": backend}  # None: not given, the default
         config = BuildConfig(
             source=str(source), out=str(out), pairs=pairs,
-            mask=MaskOptions.create(mask_types, list(templates), wear=wear, template_share=template_share),
+            mask=MaskOptions.create(mask_types, list(templates), wear=wear, template_share=template_share,
+                                    occluders=occluders, occluder_share=occluder_share, print_share=print_share,
+                                    fold_share=fold_share),
             part=part, landmarks=str(landmarks) if landmarks else None, scheduler=scheduler,
             progress=not no_progress, **{k: v for k, v in given.items() if v is not None})
         start = time.perf_counter()
@@ -289,7 +305,8 @@ def _stats_text(s: dict) -> str:
              "by mask type: " + ", ".join(f"{k} {v}" for k, v in s["by_mask_type"].items()),
              "by variant: " + ", ".join(f"{k} {v}" for k, v in s["by_variant"].items()),
              *[f"by {name}: " + ", ".join(f"{k} {v}" for k, v in s[f"by_{name}"].items())
-               for name in ("wear", "generator") if f"by_{name}" in s],  # datasets made before: no such counts
+               for name in ("wear", "generator", "print", "occluder") if f"by_{name}" in s],  # older datasets: none
+             *([f"creased: {s['folds']}"] if "folds" in s else []),
              "coverage: " + ", ".join(f"{k} {v:.3f}"
                                       for k, v in sorted(s["coverage"].items(), key=lambda kv: int(kv[0][1:]))),
              f"upsampled crops: {s['upsampled']}",

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import appearance, packs, textures
+from . import appearance, neckwear, packs, prints, textures
 from . import templates as tpl
 from .align import DEFAULT_FACE_SCALE, AlignedFace, align_face
 from .cartridges import add_cartridges
@@ -24,6 +25,7 @@ from .face_points import estimate_yaw
 from .format import WEARS, YAW_THRESHOLD
 from .landmarks import locate
 from .mask import DEFAULT_WEAR_WEIGHTS, composite, face_anchors, narrowed, warp_template
+from .occluders import DEFAULT_OCCLUDER_SHARE, DEFAULT_OCCLUDER_WEIGHTS, OCCLUDERS, occlude
 from .source import load_image, source_key
 
 
@@ -52,6 +54,9 @@ def template_share_problem(share: float) -> str | None:
     return None if 0.0 <= share <= 1.0 else f"must be in 0..1 (got {share:g})"
 
 
+share_problem = template_share_problem  # the same range for every share option (--occluder-share, ...)
+
+
 @dataclass(frozen=True)
 class MaskOptions:
     """How masks are chosen and worn. Picklable, so it travels to worker processes as it is."""
@@ -61,12 +66,21 @@ class MaskOptions:
     templates: tuple[str, ...] = ()  # MaskTheFace-format packs (resolved folders), mixed with the built-in masks
     template_share: float = 1.0  # of the samples that take a pack template, when packs are given
     light_match: float = 0.8
+    # Occluders in front of the mask (maskgen.occluders) on occluder_share of the samples; prints on
+    # print_share of the printable masks (maskgen.prints); creases on fold_share of the fabric ones
+    # (maskgen.appearance.crease_shading). 0 leaves the masks exactly as they were without them.
+    occluder_weights: tuple[tuple[str, float], ...] = tuple(sorted(DEFAULT_OCCLUDER_WEIGHTS.items()))
+    occluder_share: float = DEFAULT_OCCLUDER_SHARE
+    print_share: float = prints.DEFAULT_PRINT_SHARE
+    fold_share: float = appearance.DEFAULT_FOLD_SHARE
 
     @classmethod
     def create(cls, mask_types: dict[str, float] | list[str] | None = None,
                templates: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None,
                light_match: float = 0.8, wear: dict[str, float] | list[str] | None = None,
-               template_share: float | None = None) -> "MaskOptions":
+               template_share: float | None = None, occluders: dict[str, float] | list[str] | None = None,
+               occluder_share: float | None = None, print_share: float | None = None,
+               fold_share: float | None = None) -> "MaskOptions":
         """Checked options: unknown names, bad weights and unreadable packs raise ValueError or
         FileNotFoundError here, before a build writes anything."""
         packs = [templates] if isinstance(templates, (str, Path)) else list(templates or [])
@@ -78,12 +92,28 @@ class MaskOptions:
             raise ValueError(f"--template-share {problem}")
         if not 0.0 <= float(light_match) <= 1.0:
             raise ValueError(f"light_match must be in 0..1 (got {light_match})")
+        shares = {"occluder_share": (occluder_share, DEFAULT_OCCLUDER_SHARE),
+                  "print_share": (print_share, prints.DEFAULT_PRINT_SHARE),
+                  "fold_share": (fold_share, appearance.DEFAULT_FOLD_SHARE)}
+        shares = {name: default if given is None else float(given) for name, (given, default) in shares.items()}
+        for name, value in shares.items():
+            problem = share_problem(value)
+            if problem:
+                raise ValueError(f"--{name.replace('_', '-')} {problem}")
         resolved = tuple(str(Path(p).resolve()) for p in packs)
         for pack in resolved:
             _pack(pack)  # loads and checks it (cached for the build)
-        return cls(type_weights=_weights(mask_types, tpl.DEFAULT_TYPE_WEIGHTS, tpl.MASK_TYPES, "mask type"),
-                   wear_weights=_weights(wear, DEFAULT_WEAR_WEIGHTS, WEARS, "wear"),
-                   templates=resolved, template_share=share, light_match=light_match)
+        # A list of the first five types mixes them as before the others came (the same weights, bit for bit).
+        listed = isinstance(mask_types, (list, tuple)) and set(mask_types) <= set(tpl.ORIGINAL_TYPE_WEIGHTS)
+        type_weights = _weights(mask_types, tpl.ORIGINAL_TYPE_WEIGHTS if listed else tpl.DEFAULT_TYPE_WEIGHTS,
+                                tpl.MASK_TYPES, "mask type")
+        wear_weights = _weights(wear, DEFAULT_WEAR_WEIGHTS, WEARS, "wear")
+        if {k for k, w in type_weights if w > 0} <= set(neckwear.NECK_TYPES) and \
+                {k for k, w in wear_weights if w > 0} == {"chin"}:
+            raise ValueError("--wear chin: gaiters and bandanas cover the chin; give another wear or mask type")
+        return cls(type_weights=type_weights, wear_weights=wear_weights,
+                   templates=resolved, template_share=share, light_match=light_match,
+                   occluder_weights=_weights(occluders, DEFAULT_OCCLUDER_WEIGHTS, OCCLUDERS, "occluder"), **shares)
 
 
 @lru_cache(maxsize=None)  # a build uses a handful of packs; reloading one costs seconds
@@ -109,6 +139,9 @@ class MaskChoice:
     variant: str = "front"  # head turn: front, left or right (the warp follows the jaw either way)
     wear: str = "correct"  # see maskgen.format.WEARS
     generator: str = BUILTIN  # or the pack's folder name
+    art: prints.Print | None = None  # a printed figure, logo or photo instead of the texture
+    folds: int = 0  # creases (appearance.crease_shading)
+    fold_seed: int = 0
 
     def _accent(self, rng: np.random.Generator) -> tuple[int, int, int]:
         """The accent colour; without one (direct API use), one drawn as ``choose_mask`` would."""
@@ -131,6 +164,8 @@ class MaskChoice:
             level, _ = tpl.scaled_for(self.template, float(np.linalg.norm(anchors[2] - anchors[0])))
             return warp_template(level, tpl.float_rgb(level), anchors, (res, res))
         rng = rng if rng is not None else np.random.default_rng(0)
+        if self.template.mask_type in neckwear.NECK_TYPES:  # down the neck, off the crop's bottom edge
+            anchors = neckwear.reach_neck(anchors, res)
         low, high = tpl.FIT_RANGE.get(self.template.mask_type, (1.0, 1.0))
         anchors = narrowed(anchors, low + (high - low) * float(rng.random()))  # one draw for every kind
         target_width = float(np.linalg.norm(anchors[2] - anchors[0]))
@@ -153,9 +188,11 @@ class MaskChoice:
                   look: appearance.Look, base: list[float], accent: list[float], third: tuple | None
                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """A drawn template warped onto the anchors in its colours: (rgb, alpha, box) as ``place``."""
+        if self.art is not None:
+            return self._printed(level, factor, anchors, res, look)
         if self.texture == "solid":
             shade, alpha, box = warp_template(level, level.shade, anchors, (res, res))
-            shade = appearance.with_relief(shade, look.relief)
+            shade = self._creased(appearance.with_relief(shade, look.relief))
             return cv2.merge([shade * c for c in base]), alpha, box
         pattern = textures.texture_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
         second = textures.second_pattern(self.texture, self.pattern_variant, level.alpha.shape, factor)
@@ -170,8 +207,25 @@ class MaskChoice:
                     for b, a in zip(base, accent, strict=True)]
         if third is not None:
             channels = [cv2.scaleAdd(second, float(t - b), ch) for ch, b, t in zip(channels, base, third, strict=True)]
-        shade = appearance.with_relief(shade, look.relief)
+        shade = self._creased(appearance.with_relief(shade, look.relief))
         rgb = cv2.multiply(cv2.merge(channels), cv2.merge([shade, shade, shade]))
+        return rgb, alpha, box
+
+    def _creased(self, shade: np.ndarray) -> np.ndarray:
+        """The warped shading with this sample's creases, if any."""
+        if not self.folds:
+            return shade
+        return cv2.multiply(shade, appearance.crease_shading(self.folds, self.fold_seed, shade.shape[:2]))
+
+    def _printed(self, level: tpl.MaskTemplate, factor: float, anchors: np.ndarray, res: int, look: appearance.Look
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """A printed mask: the print (on the base colour) warped with the shading, as ``_coloured``."""
+        art = prints.draw_print(self.art, textures.COLORS[self.color], level, factor)
+        layers = cv2.merge([level.shade, *cv2.split(art)])
+        warped, alpha, box = warp_template(level, layers, anchors, (res, res))
+        shade, *colour = cv2.split(warped)
+        shade = self._creased(appearance.with_relief(shade, look.relief))
+        rgb = cv2.merge([cv2.multiply(ch, shade, scale=gain) for ch, gain in zip(colour, look.base_gain, strict=True)])
         return rgb, alpha, box
 
 
@@ -227,6 +281,8 @@ def choose_mask(options: MaskOptions, rng: np.random.Generator, yaw: float) -> M
         template = groups[base].get(variant, groups[base].get("front", next(iter(groups[base].values()))))
         return MaskChoice(template, "template", "template", variant=variant, wear=wear, generator=Path(pack).name)
     kind = _pick(weights, rng)
+    if wear == "chin" and kind in neckwear.NECK_TYPES:  # a neck covering cannot leave the chin out
+        wear = "correct"
     color = str(rng.choice(textures.TYPE_COLORS[kind]))
     texture = textures.TEXTURES[_draw_index(_texture_cdf(kind), rng)]
     pattern_variant = int(rng.integers(textures.PATTERN_VARIANTS))
@@ -266,6 +322,11 @@ class SampleMeta:
     camera_blur: float = 0.0  # Gaussian blur sigma, px
     camera_jpeg: int = 0  # JPEG quality
     camera_cast: float = 0.0  # white balance: red gain 1 + cast, blue gain 1 - cast
+    print: str = "none"  # a printed figure, logo or photo (maskgen.prints.PRINT_MODES): texture "print"
+    print_source: str = ""  # the source image a photo print was cut from ("" when made up)
+    folds: int = 0  # creases drawn on the fabric (0 = none)
+    occluder: str = "none"  # in front of the mask (maskgen.occluders.OCCLUDERS)
+    occluded: float = 0.0  # the share of the mask's pixels it hides (they are not in the map)
 
     def as_dict(self) -> dict:
         return dict(vars(self))  # flat fields: no need for dataclasses.asdict's deep copy
@@ -283,23 +344,49 @@ def sample_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(key.encode()),)))
 
 
-def framing_rng(seed: int, key: str) -> np.random.Generator:
-    """The sample's framing draw (``maskgen.align.framing``): a stream of its own, so that a fixed framing
-    leaves every other draw of the sample as it was."""
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(key.encode()), 1)))
+def feature_rng(seed: int, key: str, feature: str) -> np.random.Generator:
+    """A generator for one later-added feature of a sample (prints, creases, occluders): a stream apart from
+    ``sample_rng``'s, so that with the feature off every other choice of the sample stays as it was."""
+    return np.random.default_rng(np.random.SeedSequence(
+        entropy=seed, spawn_key=(zlib.crc32(key.encode()), zlib.crc32(feature.encode()))))
 
 
 def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, source: str = "",
-                 identity: str | None = None, split: str | None = None, landmark_method: str = "") -> Triplet:
-    """Put one sampled mask on an aligned face."""
+                 identity: str | None = None, split: str | None = None, landmark_method: str = "",
+                 photo: tuple[str, Callable[[], np.ndarray | None]] | None = None) -> Triplet:
+    """Put one sampled mask on an aligned face.
+
+    ``photo``: (its source name, a loader) of another image that a photo print is cut from; without
+    one, photo prints are made up (``maskgen.prints``). It is loaded only when a sample takes one.
+    """
     rng = sample_rng(seed, key)
     yaw = estimate_yaw(face.landmarks)
     choice = choose_mask(options, rng, yaw)
+    print_source = ""
+    if choice.generator == BUILTIN:
+        fabric = feature_rng(seed, key, "fabric")
+        art = prints.choose_print(choice.template.mask_type, options.print_share, fabric)
+        if art is not None and art.mode == "photo" and photo is not None:
+            picture = photo[1]()
+            if picture is not None:  # an unreadable image: the print is made up
+                print_source, art = photo[0], replace(art, photo=picture)
+        folds, fold_seed = appearance.choose_folds(choice.template.mask_type, options.fold_share, fabric)
+        choice = replace(choice, art=art, folds=folds, fold_seed=fold_seed,
+                         texture="print" if art is not None else choice.texture)
     res = face.image.shape[0]
     anchors = face_anchors(face.landmarks, choice.wear)
     rgb, alpha, box = choice.place(anchors, res, rng)
     masked, binary = composite(face.image, rgb, alpha, box, options.light_match)
-    masked, unmasked, camera = appearance.apply_camera(face.image, masked, binary, box, rng)
+    unmasked, occluder, occluded = face.image, "none", 0.0
+    if options.occluder_share > 0:
+        front = feature_rng(seed, key, "occluder")
+        if front.random() < options.occluder_share:
+            name = _pick(options.occluder_weights, front)
+            hidden = occlude(name, unmasked, masked, binary, face.landmarks, front)
+            if hidden is not None:
+                unmasked, masked, binary, occluded = hidden
+                occluder = name
+    masked, unmasked, camera = appearance.apply_camera(unmasked, masked, binary, box, rng)
     meta = SampleMeta(
         key=key, source=source, identity=identity, split=split, mask_type=choice.template.mask_type,
         template=choice.template.name, color=choice.color, texture=choice.texture,
@@ -307,7 +394,9 @@ def make_triplet(face: AlignedFace, options: MaskOptions, seed: int, key: str, s
         coverage=round(cv2.countNonZero(binary) / binary.size, 6),
         res=res, scale=round(face.scale, 4), face_scale=face.face_scale, upsampled=face.upsampled,
         landmark_method=landmark_method,
-        seed=seed, landmarks=np.round(face.landmarks, 2).tolist(), **camera.meta())
+        seed=seed, landmarks=np.round(face.landmarks, 2).tolist(), **camera.meta(),
+        print=choice.art.mode if choice.art is not None else "none", print_source=print_source, folds=choice.folds,
+        occluder=occluder, occluded=round(occluded, 4))
     return Triplet(masked=masked, unmasked=unmasked, map=binary, meta=meta)
 
 

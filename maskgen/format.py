@@ -7,15 +7,17 @@ A dataset directory ``OUT`` holds
 
   - ``masked.jpg``   RGB, uint8, res x res: the face wearing the synthetic mask
   - ``unmasked.jpg`` RGB, uint8, res x res: the same aligned face without the mask
-  - ``map.png``      single channel uint8, 0 or 255: 255 where the mask covers the face
-                     (template alpha >= 0.5 after warping); outside it masked == unmasked before
+  - ``map.png``      single channel uint8, 0 or 255: 255 where the mask is seen on the face
+                     (template alpha >= 0.5 after warping, less what an occluder in front of it
+                     hides, see ``maskgen.occluders``); outside it masked == unmasked before
                      JPEG encoding
   - ``json``         metadata, see ``SampleMeta`` in ``maskgen.compose``
 
   Keys contain no dots (WebDataset splits member names at the first dot).
 * ``manifest.parquet``  one row per sample (columns: ``MANIFEST_COLUMNS``)
 * ``failures.csv``      one row per skipped source (columns: ``FAILURE_COLUMNS``)
-* ``stats.json``        compact summary: counts by split, mask type, wear and generator, coverage
+* ``stats.json``        compact summary: counts by split, mask type, wear, generator, print and occluder, creased
+  masks (``folds``), coverage
   quantiles, failures; the record of every shard: ``shards`` (its SHA-256) and ``shard_sizes`` (its
   size in bytes), as written (``maskgen verify`` and ``maskgen.verify.check_shards`` compare with them)
 * ``landmarks.parquet`` per source: ok, reason, method, n_faces and the 68 landmarks (136 floats, x0 y0 x1 ...)
@@ -43,7 +45,8 @@ SPLITS = ("train", "val", "test")
 # Reversible: maskgen.source.encode_name / decode_name.
 MANIFEST_COLUMNS = (
     "key", "shard", "split", "source", "identity", "mask_type", "color", "texture",
-    "variant", "wear", "generator", "coverage", "yaw", "upsampled", "face_scale",
+    "variant", "wear", "generator", "coverage", "yaw", "upsampled", "face_scale", "print", "print_source", "folds",
+    "occluder", "occluded",
 )
 FAILURE_COLUMNS = ("source", "stage", "reason")
 

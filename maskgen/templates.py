@@ -30,8 +30,13 @@ __getattr__ = forwarder(__name__, {
     "maskgen.packs": ("load_pack", "pack_digest"),
 })
 
-MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "gas")
-DEFAULT_TYPE_WEIGHTS = {"surgical": 0.35, "n95": 0.15, "kn95": 0.2, "cloth": 0.2, "gas": 0.1}
+MASK_TYPES = ("surgical", "n95", "kn95", "cloth", "gas", "gaiter", "bandana", "sports")
+# The first five types, as they were mixed before the others came (``--mask-types surgical,n95,kn95,cloth,gas``
+# still mixes them so), scaled down to make room for the neck coverings (maskgen.neckwear) and sports masks.
+ORIGINAL_TYPE_WEIGHTS = {"surgical": 0.35, "n95": 0.15, "kn95": 0.2, "cloth": 0.2, "gas": 0.1}
+NEW_TYPE_WEIGHTS = {"gaiter": 0.08, "bandana": 0.05, "sports": 0.04}
+DEFAULT_TYPE_WEIGHTS = {**{k: round(w * (1 - sum(NEW_TYPE_WEIGHTS.values())), 4)
+                           for k, w in ORIGINAL_TYPE_WEIGHTS.items()}, **NEW_TYPE_WEIGHTS}
 
 # A drawn mask's width against the face's (its sides' distance from the b-e line), drawn per sample:
 # cup respirators come in sizes, and many sit well inside the cheeks; the others reach the jaw.
@@ -96,7 +101,7 @@ def _down(canvas: np.ndarray) -> np.ndarray:
 
 def _outline(kind: str, an: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f = an
-    if kind in ("surgical", "cloth"):
+    if kind in ("surgical", "cloth", "sports"):
         sag = 14 if kind == "surgical" else 4
         top = np.vstack([_curve(a, (a + b) / 2 + [0, -sag * 0.3], b), _curve(b, (b + c) / 2 + [0, -sag * 0.3], c)[1:]])
         right = _curve(c, (c + f) / 2 + [18, 0], f)[1:]
@@ -138,7 +143,12 @@ def _gauss(x: np.ndarray, width: float) -> np.ndarray:
 
 # How many drawn styles each kind comes in (chosen per sample, see ``choose_style``), and how often
 # each appears: N95s with and without an exhalation valve, KN95s with a valve now and then.
-STYLE_WEIGHTS = {"surgical": (1.0,), "n95": (0.65, 0.35), "kn95": (0.85, 0.15), "cloth": (1.0,), "gas": (1.0,)}
+STYLE_WEIGHTS = {"surgical": (1.0,), "n95": (0.65, 0.35), "kn95": (0.85, 0.15), "cloth": (1.0,), "gas": (1.0,),
+                 "gaiter": (1.0,), "bandana": (1.0,), "sports": (1.0,)}
+# A sports mask's two exhalation valves, one on each cheek: centre (fractions of the half width from the
+# middle, of the height from the nose bridge) and radius in template pixels.
+SPORTS_VALVES = ((-0.5, 0.56), (0.5, 0.56))
+SPORTS_VALVE_RADIUS = 42.0
 
 
 def choose_style(kind: str, rng: np.random.Generator) -> int:
@@ -203,6 +213,11 @@ def _draw(kind: str) -> MaskTemplate:
                 draw_circle(detail, b + t * (e - b) + [dx, 0], 2.0, -0.2)
     elif kind == "cloth":
         loops(6.5, 40)
+    elif kind == "sports":  # neoprene: a wide strap each side, two round valves on the cheeks
+        for y in (a[1] + 20, d[1] + 10):
+            _cord(cords, cord_shade, np.array([[a[0] - 45, y - 6], [a[0] + 5, y]]), 10)
+            _cord(cords, cord_shade, np.array([[c[0] - 5, y], [c[0] + 45, y - 6]]), 10)
+        _line(detail, outline, -0.16, 5)  # the bound edge's stitching
     elif kind == "gas":
         _line(detail, outline, -0.3, 8)
         # The filter cartridges are drawn on the crop, after the warp (maskgen.cartridges).
@@ -271,6 +286,20 @@ def _draw(kind: str) -> MaskTemplate:
         weave = np.outer(np.sin(np.arange(h, dtype=np.float32) * period),
                          np.sin(np.arange(w, dtype=np.float32) * period))
         grain = 0.035 * weave + 0.04 * smooth_noise(rng, (h, w), 0.8) + 0.08 * smooth_noise(rng, (h, w), 22)
+    elif kind == "sports":
+        ds = xx - (cx + 4 * np.sin(np.pi * np.clip(v, 0, 1)))  # the moulded centre seam
+        relief += 0.07 * _gauss(ds + 3, 3) - 0.2 * _gauss(ds - 1, 1.8)
+        relief += 0.05 * (dist < 14) - 0.14 * _gauss(dist - 14, 1.4)  # bound edge
+        for du, dv in SPORTS_VALVES:  # raised valve housings: lit crown, shadowed rim, a grille of slots
+            r = np.hypot(xx - (cx + du * half_w), yy - (top + dv * height))
+            inside = np.clip((SPORTS_VALVE_RADIUS - r) / 2 + 0.5, 0, 1)
+            crown = 0.14 * _gauss(r - 0.35 * SPORTS_VALVE_RADIUS, 0.3 * SPORTS_VALVE_RADIUS)
+            slots = (np.sin((xx - cx) * 0.9) > 0.3) * (r < 0.6 * SPORTS_VALVE_RADIUS)
+            # dark moulded plastic, whatever the fabric's colour: the valve reads as a part of its own
+            relief *= 1 - inside * (0.55 - 1.2 * crown + 0.15 * slots)
+            relief += 0.25 * _gauss(r - SPORTS_VALVE_RADIUS + 3, 1.8) - 0.3 * _gauss(r - SPORTS_VALVE_RADIUS - 3, 2.5) \
+                - 0.15 * _gauss(r - 0.62 * SPORTS_VALVE_RADIUS, 1.5)
+        grain = 0.03 * smooth_noise(rng, (h, w), 0.9) + 0.04 * smooth_noise(rng, (h, w), 28)
     else:  # gas: rubbery, little grain
         grain = 0.02 * smooth_noise(rng, (h, w), 1.0) + 0.03 * smooth_noise(rng, (h, w), 30)
 
@@ -319,6 +348,10 @@ def builtin_template(kind: str, style: int = 0) -> MaskTemplate:
 
 @lru_cache(maxsize=None)
 def _builtin(kind: str, style: int) -> MaskTemplate:
+    from . import neckwear  # it draws with this module's helpers
+
+    if kind in neckwear.NECK_TYPES:
+        return neckwear.draw(kind)
     return _with_valve(_builtin(kind, 0)) if style else _draw(kind)
 
 

@@ -1,5 +1,6 @@
 """Textures and colours of drawn masks: the named colours and which mask types come in them, and the
-patterns (stripes, checks, dots, floral, plaid, camo) multiplied into a drawn template's colour per sample."""
+patterns (stripes, checks, dots, floral, plaid, camo, paisley) multiplied into a drawn template's colour per
+sample. (Printed figures, logos and photos: ``maskgen.prints``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .templates import CANVAS_H, CANVAS_W, SUPERSAMPLE, draw_circle, smooth_noise
 
-TEXTURES = ("solid", "stripes", "checks", "dots", "floral", "plaid", "camo")
+TEXTURES = ("solid", "stripes", "checks", "dots", "floral", "plaid", "camo", "paisley")
 TWO_ACCENT_TEXTURES = ("plaid", "camo")  # a third colour: see ``second_pattern``
 
 # Named colours (RGB) and which types come in them.
@@ -26,23 +27,29 @@ TYPE_COLORS = {
     "kn95": ("white", "black", "grey", "pink", "blue", "navy", "beige"),
     "cloth": tuple(COLORS),
     "gas": ("black", "dark_grey", "olive", "teal", "grey"),
+    "gaiter": ("black", "navy", "grey", "dark_grey", "olive", "red", "blue", "teal", "beige", "purple"),
+    "bandana": ("red", "navy", "black", "blue", "olive", "white", "purple", "teal"),
+    "sports": ("black", "dark_grey", "grey", "navy", "red", "blue", "white", "olive"),
 }
 # Filter cartridges (maskgen.cartridges): black or grey organic-vapour cans, magenta P100 pancakes, yellow
 # and olive combination cartridges; a felt pad's retainer ring takes one too (the felt has its own colours).
 # A respirator's rubber body is rarely the same colour.
 PART_COLORS = {"gas": ("white", "pink", "purple", "grey", "black", "yellow", "olive", "beige")}
-TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo
-    "surgical": (0.9, 0.04, 0.02, 0.02, 0.02, 0, 0),
-    "n95": (1.0, 0, 0, 0, 0, 0, 0),
-    "kn95": (0.8, 0.05, 0.05, 0.03, 0.03, 0, 0.04),
-    "cloth": (0.26, 0.12, 0.1, 0.12, 0.14, 0.16, 0.1),
-    "gas": (0.9, 0, 0, 0, 0, 0, 0.1),
+TYPE_TEXTURE_WEIGHTS = {  # solid, stripes, checks, dots, floral, plaid, camo, paisley
+    "surgical": (0.9, 0.04, 0.02, 0.02, 0.02, 0, 0, 0),
+    "n95": (1.0, 0, 0, 0, 0, 0, 0, 0),
+    "kn95": (0.8, 0.05, 0.05, 0.03, 0.03, 0, 0.04, 0),
+    "cloth": (0.26, 0.12, 0.1, 0.12, 0.14, 0.16, 0.1, 0),
+    "gas": (0.9, 0, 0, 0, 0, 0, 0.1, 0),
+    "gaiter": (0.4, 0.15, 0, 0.05, 0.05, 0.05, 0.25, 0.05),
+    "bandana": (0.15, 0, 0.05, 0.05, 0.05, 0.1, 0.05, 0.55),  # paisley, above all
+    "sports": (0.7, 0.1, 0, 0, 0, 0, 0.2, 0),
 }
 
 PATTERN_VARIANTS = 8  # distinct random layouts per texture; cached, so textures cost nothing per sample
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=512)  # textures x variants x template shapes x levels: the neck coverings' shape doubles them
 def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CANVAS_H, CANVAS_W),
                     factor: float = 1.0) -> np.ndarray:
     """A (H, W) float32 pattern in [0, 1] (0 = base colour, 1 = accent) for a template scaled by ``factor``.
@@ -69,6 +76,8 @@ def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CA
     elif texture in TWO_ACCENT_TEXTURES:
         return _two_patterns(texture, variant, tuple(shape), float(factor))[0]
     else:
+        if texture == "paisley":  # motifs a few centimetres long: three times a dot's spacing
+            period *= 3
         canvas = np.zeros((h * SUPERSAMPLE, w * SUPERSAMPLE), np.float32)
         full_h, full_w = h / factor, w / factor
         jitter = rng.uniform(-0.25, 0.25, size=(int(full_h / period) + 2, int(full_w / period) + 2, 2)) * period
@@ -78,6 +87,8 @@ def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CA
                 cy = (i * period + jitter[i, j, 1]) * factor
                 if texture == "dots":
                     draw_circle(canvas, (cx, cy), period * 0.18 * factor, 1.0)
+                elif texture == "paisley":
+                    _paisley(canvas, (cx, cy), 0.95 * period * factor, float(rng.uniform(0, 2 * np.pi)))
                 else:  # floral: five petals around a centre
                     r = period * 0.16 * factor
                     for k in range(5):
@@ -88,6 +99,30 @@ def texture_pattern(texture: str, variant: int = 0, shape: tuple[int, int] = (CA
     out = out.astype(np.float32)
     out.flags.writeable = False
     return out
+
+
+def _paisley(canvas: np.ndarray, centre: tuple[float, float], size: float, angle: float) -> None:
+    """A paisley motif on a supersampled canvas: a teardrop (a round head, a tail curling off it) with a
+    ring and a dot inside, and a few dots round it, as printed on bandanas."""
+    cx, cy = centre
+    ux, uy = np.cos(angle), np.sin(angle)  # towards the tail
+    head = size * 0.22
+    points = []  # the teardrop's outline: the head's far half, then the tail's two edges to its curled tip
+    for t in np.linspace(np.pi / 2, 3 * np.pi / 2, 12):
+        points.append((cx + head * (np.cos(t) * ux - np.sin(t) * -uy), cy + head * (np.cos(t) * uy + np.sin(t) * ux)))
+    for s in np.linspace(0, 1, 10):
+        along, curl = head + s * size * 0.45, (s ** 2) * size * 0.18
+        width = head * (1 - s) ** 1.3
+        points.insert(0, (cx + along * ux - (width + curl) * uy, cy + along * uy + (width + curl) * ux))
+        points.append((cx + along * ux - (-width + curl) * uy, cy + along * uy + (-width + curl) * ux))
+    scale = SUPERSAMPLE * 16
+    pts = np.round(np.array(points) * scale).astype(np.int32)
+    cv2.fillPoly(canvas, [pts], 1.0, lineType=cv2.LINE_AA, shift=4)
+    draw_circle(canvas, (cx, cy), head * 0.62, 0.0)
+    draw_circle(canvas, (cx, cy), head * 0.3, 1.0)
+    for k in range(5):
+        t = angle + np.pi * (0.6 + 0.2 * k)
+        draw_circle(canvas, (cx + 1.45 * head * np.cos(t), cy + 1.45 * head * np.sin(t)), head * 0.12, 1.0)
 
 
 def _bands(rng: np.random.Generator, coord: np.ndarray, repeat: float, n: int) -> np.ndarray:

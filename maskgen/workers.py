@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .align import align_face, framing
-from .compose import MaskOptions, encode, framing_rng, make_triplet
+from .compose import MaskOptions, encode, feature_rng, make_triplet
 from .face_points import alignment_problem
 from .landmarks import NoFace, locate
 from .source import BadImage, error_text, load_image, read_source
@@ -45,6 +45,17 @@ def landmark_chunk(items: list[tuple[str, str, str | None, list | None, list | N
     return records
 
 
+def _photo_loader(photo: dict):
+    """Loads another source image for a photo print, from bytes of its recorded digest; None when it is not
+    a readable image (the print is then made up)."""
+    def load() -> np.ndarray | None:
+        try:
+            return load_image(photo["path"], data=read_source(photo["path"], photo["sha256"]))
+        except (BadImage, OSError):
+            return None
+    return load
+
+
 def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: float | tuple[float, float],
                  seed: int, jpeg_quality: int) -> list[tuple]:
     """Compose samples; specs of one source are consecutive so its image is read once (and aligned once at a
@@ -53,7 +64,7 @@ def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: 
     single_threaded()
     out, cache_rel, image, face, error = [], None, None, None, None
     for spec in specs:
-        scale = framing(face_scale, framing_rng(seed, spec["key"]))
+        scale = framing(face_scale, feature_rng(seed, spec["key"], "framing"))
         if spec["source"] != cache_rel:
             cache_rel, image, face, error = spec["source"], None, None, None
             try:
@@ -73,10 +84,12 @@ def compose_task(specs: list[dict], options: MaskOptions, res: int, face_scale: 
         if face is None:
             out.append((spec["key"], None, error))
             continue
+        photo = spec.get("photo")
         try:
             triplet = make_triplet(face, options, seed, spec["key"], source=spec["source"],
                                    identity=spec["identity"], split=spec["split"],
-                                   landmark_method=spec["method"])
+                                   landmark_method=spec["method"],
+                                   photo=None if photo is None else (photo["source"], _photo_loader(photo)))
             out.append((spec["key"], encode(triplet, jpeg_quality), triplet.meta.as_dict()))
         except Exception as err:
             out.append((spec["key"], None, f"mask failed: {error_text(err, spec['path'])}"))

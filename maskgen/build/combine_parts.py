@@ -111,6 +111,9 @@ def summarize(manifest: pd.DataFrame, failures: pd.DataFrame, info: dict, shard_
         "by_variant": {k: int(v) for k, v in manifest["variant"].value_counts().sort_index().items()},
         "by_wear": {k: int(v) for k, v in manifest["wear"].value_counts().sort_index().items()},
         "by_generator": {k: int(v) for k, v in manifest["generator"].value_counts().sort_index().items()},
+        **{f"by_{name}": {k: int(v) for k, v in manifest[name].value_counts().sort_index().items()}
+           for name in ("print", "occluder") if name in manifest},
+        "folds": int((manifest["folds"].astype(int) > 0).sum()) if "folds" in manifest and len(manifest) else 0,
         "coverage": quantiles,
         "upsampled": int(manifest["upsampled"].astype(bool).sum()) if len(manifest) else 0,
         "sources_used": sources_ok,

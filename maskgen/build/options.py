@@ -63,7 +63,8 @@ class BuildConfig:
         mask = self.mask
         try:  # the checks of MaskOptions.create, for options made without it (packs are loaded once)
             MaskOptions.create(dict(mask.type_weights), list(mask.templates), mask.light_match,
-                               dict(mask.wear_weights), mask.template_share if mask.templates else None)
+                               dict(mask.wear_weights), mask.template_share if mask.templates else None,
+                               dict(mask.occluder_weights), mask.occluder_share, mask.print_share, mask.fold_share)
         except (ValueError, FileNotFoundError) as err:
             raise BuildError(str(err)) from None
 

@@ -98,9 +98,23 @@ class Shard:
     samples: list[dict]
 
 
+def photo_source(seed: int, key: str, own: str, every: list[SourceImage]) -> SourceImage | None:
+    """Another source image that a sample's photo print is cut from (maskgen.prints): picked from the whole
+    source's list by the sample's key and seed alone, so that it is the same in every part and worker count."""
+    if len(every) < 2:
+        return None
+    index = int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()[:12], 16) % len(every)
+    if every[index].rel == own:
+        index = (index + 1) % len(every)
+    return every[index]
+
+
 def plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[str, dict], split_of: dict[str, str],
-                 quota: dict[str, int] | None, keys: dict[str, str], digests: dict[str, str | None]) -> list[Shard]:
+                 quota: dict[str, int] | None, keys: dict[str, str], digests: dict[str, str | None],
+                 every: list[SourceImage] | None = None) -> list[Shard]:
+    """The part's shards; ``every``: all the source's images (all parts), that photo prints are cut from."""
     k, n_parts = config.part
+    every = sorted(every or images, key=lambda im: im.rel)
     shards = []
     for split in fmt.SPLITS:
         in_split = [im for im in images if split_of[im.rel] == split]
@@ -114,10 +128,14 @@ def plan_shards(config: BuildConfig, images: list[SourceImage], usable: dict[str
         for im in in_split:
             record = usable.get(im.rel)
             for v in range(counts.get(im.rel, 0)):
-                samples.append({"key": f"{keys[im.rel]}_{v:02d}", "path": str(im.path), "sha256": digests[im.rel],
+                key = f"{keys[im.rel]}_{v:02d}"
+                other = photo_source(config.seed, key, im.rel, every)
+                samples.append({"key": key, "path": str(im.path), "sha256": digests[im.rel],
                                 "source": im.rel,
                                 "identity": im.identity, "split": split, "points": record["points"],
-                                "method": record["method"]})
+                                "method": record["method"],
+                                "photo": None if other is None else
+                                {"path": str(other.path), "sha256": digests.get(other.rel), "source": other.rel}})
         for i in range(0, len(samples), config.shard_size):
             name = fmt.shard_name(split, i // config.shard_size, None if n_parts == 1 else k)
             shards.append(Shard(name, samples[i:i + config.shard_size]))

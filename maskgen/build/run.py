@@ -99,7 +99,7 @@ def _build_part(config: BuildConfig, listing: SourceListing, out: Path, work: Pa
         failures += [{"source": r["source"], "stage": "landmarks", "reason": r["reason"]}
                      for r in landmarks if not r["ok"]]
         usable = {r["source"]: r for r in landmarks if r["ok"]}
-        shards = plan_shards(config, mine, usable, split_of, quota, keys, digests)
+        shards = plan_shards(config, mine, usable, split_of, quota, keys, digests, listing.images)
         compose = phase_compose(config, shards, out, work)
     failures += compose.failures
     for f in failures:

@@ -8,6 +8,7 @@ from maskgen.face_points import CHIN, MOUTH, NOSE_TIP, five_points
 from maskgen.format import WEARS
 from maskgen.landmarks import detect, from_five_points
 from maskgen.source import load_image
+from maskgen.neckwear import NECK_TYPES
 from maskgen.templates import MASK_TYPES
 
 
@@ -28,8 +29,10 @@ def _check_triplet(t, res):
     assert not np.any(changed & ~inside)
     # ... and inside it the mask really replaces the face.
     assert changed[inside].mean() > 0.9
-    # A face mask covers a plausible share of an aligned face crop (a mask on the chin less).
-    assert (0.02 if t.meta.wear == "mouth" else 0.05) < t.meta.coverage < 0.40
+    # A face mask covers a plausible share of an aligned face crop (a mask on the chin less, a neck
+    # covering more: it runs down to the crop's bottom edge; an occluder hides some of it).
+    low = (0.02 if t.meta.wear == "mouth" else 0.05) * (1 - t.meta.occluded)
+    assert low < t.meta.coverage < (0.6 if t.meta.mask_type in NECK_TYPES else 0.40)
     assert abs(t.meta.coverage - inside.mean()) < 1e-6
     lm = np.asarray(t.meta.landmarks)
     assert lm.shape == (68, 2) and np.all((lm >= 0) & (lm < res))
@@ -42,6 +45,8 @@ def _check_triplet(t, res):
     # MaskTheFace's gas mask seen from the side); the nose tip only when worn correctly or below the
     # chin; the mouth unless it sits on the chin; the chin tip unless lifted off it.
     assert covered(lm[36:48]) == 0 or t.meta.generator != "builtin"
+    if t.meta.occluder != "none":  # a hand, hair or a phone hides part of the mask: its pixels are not in the map
+        return
     wear = t.meta.wear
     assert (covered(lm[NOSE_TIP]) == 1) == (wear in ("correct", "chin")), wear
     if wear == "mouth":
@@ -73,6 +78,8 @@ def test_every_mask_type(faces, kind):
 @pytest.mark.parametrize("wear", WEARS)
 def test_every_wear_on_every_mask_type(faces, wear):
     for kind in MASK_TYPES:
+        if wear == "chin" and kind in NECK_TYPES:  # they cover the chin: refused (test_real_photo_masks.py)
+            continue
         opts = MaskOptions.create([kind], wear=[wear])
         for i, path in enumerate(faces[:3]):
             (t,) = image_to_triplets(path, n=1, res=128, seed=i, options=opts)
