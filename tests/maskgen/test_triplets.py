@@ -7,8 +7,8 @@ from maskgen.compose import MaskOptions, encode, image_to_triplets
 from maskgen.face_points import CHIN, MOUTH, NOSE_TIP, five_points
 from maskgen.format import WEARS
 from maskgen.landmarks import detect, from_five_points
-from maskgen.source import load_image
 from maskgen.neckwear import NECK_TYPES
+from maskgen.source import load_image
 from maskgen.templates import MASK_TYPES
 
 

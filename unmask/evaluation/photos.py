@@ -29,8 +29,8 @@ from maskgen.landmarks import NoFace
 from maskgen.source import IMAGE_EXTENSIONS, BadImage, load_image
 from unmask.metrics import segmentation
 
-from .figures import WorstK, label_overlay, write_photo_sheet, write_worst_photos
 from . import photos_group
+from .figures import WorstK, label_overlay, write_photo_sheet, write_worst_photos
 from .labels import CATEGORY, MASK_TYPES, WEARS, PhotoLabel, read_label
 from .scores import Scores
 
