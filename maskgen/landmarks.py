@@ -43,6 +43,17 @@ SAME_FACE_OVERLAP = 0.2
 # this many times its area: then the first covered only part of the face (BlazeFace's short range on the eyes
 # of a face its full range sees whole).
 PART_OF_FACE_AREA = 2.0
+# Small faces of group photos: when the whole-photo passes found no face, several, or only faces whose box side
+# is under SMALL_FACE_SHARE of the photo's shorter side, ``detect_all`` also runs BlazeFace's short range on
+# overlapping tiles (``blazeface.detect_faces_tiled``) of half the shorter side, within TILE_SIDE_RANGE px.
+# A portrait's one large face skips it (its time stays that of the whole-photo passes).
+SMALL_FACE_SHARE = 0.35
+TILE_SIDE_RANGE = (128, 256)
+# A tile's faces are kept from this score (MediaPipe's 0.5 takes hands, shirt prints and coats of the group photos
+# for faces, at 0.5 to 0.63) and up to this share of the tile's side (a larger face is the whole-photo passes'; the
+# larger tile boxes there lay on bodies).
+TILE_MIN_SCORE = 0.65
+TILE_MAX_FACE_SHARE = 0.5
 
 # img_align_celeba is aligned by construction: its 5 points vary by ~2 px (eyes) to ~7 px (nose)
 # around this mean (measured with HOG + the 68-point predictor on 4,639 CelebA-sample images).
@@ -204,9 +215,24 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     if not any(detected) and _cnn_detector() is not None:
         detected.append([(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), "cnn")
                          for r in _cnn_rects(small)])
-    candidates = [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))]
     found: list[FaceLandmarks] = []
     taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found
+    _take(image, [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))], found, taken)
+    if blazeface.available() and _may_hold_small_faces(image, found):
+        tile = int(np.clip(min(image.shape[:2]) // 2, *TILE_SIDE_RANGE))
+        _take(image, [(box_from_five_points(f.five_points()), "blazeface-tiles")
+                      for f in blazeface.detect_faces_tiled(image, tile, min_score=TILE_MIN_SCORE)
+                      if f.box[2] - f.box[0] <= TILE_MAX_FACE_SHARE * tile], found, taken)
+    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
+    for face in found:
+        face.n_faces = len(found)
+    return found
+
+
+def _take(image: np.ndarray, candidates: list[tuple[tuple[int, int, int, int], str]], found: list[FaceLandmarks],
+          taken: list[tuple[int, int, int, int]]) -> None:
+    """Add to ``found`` (and their landmarks' face boxes to ``taken``) the candidate boxes, in order, whose
+    landmarks pass ``_check`` and are no face already found (``detect_all``'s merging rule)."""
     for box, how in candidates:
         points = _predict(image, box)
         try:
@@ -221,10 +247,14 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
             del taken[i], found[i]
         taken.append(own)
         found.append(FaceLandmarks(points=points, box=box, method=how, n_faces=0))
-    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
-    for face in found:
-        face.n_faces = len(found)
-    return found
+
+
+def _may_hold_small_faces(image: np.ndarray, found: list[FaceLandmarks]) -> bool:
+    """Whether the photo may hold faces too small for the whole-photo passes (``SMALL_FACE_SHARE``)."""
+    if len(found) != 1:
+        return True
+    box = found[0].box
+    return max(box[2] - box[0], box[3] - box[1]) < SMALL_FACE_SHARE * min(image.shape[:2])
 
 
 def _box_area(box: tuple[int, ...]) -> int:
