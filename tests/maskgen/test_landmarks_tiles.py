@@ -1,4 +1,4 @@
-"""detect_all's tiled BlazeFace pass: more of a crowd's small faces, none on the body under a face, none for portraits."""
+"""detect_all's tiled BlazeFace pass: more of a crowd's small faces, none on the body under a face or in portraits."""
 
 import cv2
 import pytest
