@@ -216,9 +216,12 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     BlazeFace's short- and full-range ones (masked faces HOG misses), then dlib's CNN only when none
     of these found a face. Candidates are taken in ``detect``'s order: HOG's boxes first (the 68-point
     predictor was trained on them), then BlazeFace's short range, then its full range, each largest
-    first. One whose landmarks fail ``detect``'s checks is dropped; one whose landmarks' face box lies
-    more than ``SAME_FACE_OVERLAP`` inside a face already taken is that face again, and replaces it only
-    when its box is over ``PART_OF_FACE_AREA`` times larger. ``n_faces`` of each is the number found.
+    first. One whose landmarks fail ``detect``'s checks, or a BlazeFace box scored under ``CHEST_MAX_SCORE`` on
+    the chest under a face already taken (``_on_chest_below``), is dropped; one whose landmarks' face box lies
+    more than ``SAME_FACE_OVERLAP`` (or whose detector box more than ``SAME_FACE_BOX_OVERLAP``) inside a face
+    already taken is that face again, and replaces it only when its box is over ``PART_OF_FACE_AREA`` times
+    larger. Small faces of group photos come from tiles after these (``SMALL_FACE_SHARE``).
+    ``n_faces`` of each is the number found.
     """
     from . import blazeface
 
