@@ -21,6 +21,9 @@ import numpy as np
 
 MIN_SCORE = 0.5  # MediaPipe's default
 NMS_IOU = 0.3
+# ``detect_faces_tiled``: tiles overlap by this share of their side, so that a face cut by one tile's edge
+# lies whole in its neighbour.
+TILE_OVERLAP = 0.3
 RAW_SCORE_LIMIT = 80.0  # sigmoid input clip (float32 overflow beyond ~88)
 
 
@@ -164,3 +167,27 @@ def detect_faces(image: np.ndarray, kind: str = "short", min_score: float = MIN_
     return [Face(box=(box.reshape(2, 2) * to_image - offset).ravel(), keypoints=pts * to_image - offset, score=score)
             for box, pts, score in _weighted_nms(boxes, points, scores[keep])
             if box[2] > box[0] and box[3] > box[1]]
+
+
+def detect_faces_tiled(image: np.ndarray, tile: int, kind: str = "short", min_score: float = MIN_SCORE) -> list[Face]:
+    """Faces in overlapping square tiles of side ``tile`` px covering an RGB uint8 image, each tile run through the
+    model on its own (a face small in the photo is large in its tile), duplicates across tiles merged by the
+    weighted NMS; best first. [] when the model is not installed."""
+    h, w = image.shape[:2]
+    step = max(1, round(tile * (1 - TILE_OVERLAP)))
+    starts = [list(range(0, max(1, side - tile + 1), step)) for side in (w, h)]
+    for side, positions in zip((w, h), starts, strict=True):
+        if positions[-1] + tile < side:
+            positions.append(side - tile)  # the last tile ends at the image's edge
+    faces = []
+    for y in starts[1]:
+        for x in starts[0]:
+            offset = np.array([x, y], np.float64)
+            for face in detect_faces(np.ascontiguousarray(image[y:y + tile, x:x + tile]), kind, min_score):
+                faces.append(Face(box=face.box + np.tile(offset, 2), keypoints=face.keypoints + offset,
+                                  score=face.score))
+    if not faces:
+        return []
+    merged = _weighted_nms(np.stack([f.box for f in faces]), np.stack([f.keypoints for f in faces]),
+                           np.array([f.score for f in faces]))
+    return [Face(box=box, keypoints=points, score=score) for box, points, score in merged]

@@ -39,10 +39,40 @@ DETECT_MAX_SIDE = 800  # HOG runs on a copy no larger than this; landmarks use f
 # (``detect_all``). On the group photos of real-masked-photos, second boxes on one face (on an eye, an ear,
 # half a turned face) overlap by 0.26 to 1.0, faces side by side by at most 0.14.
 SAME_FACE_OVERLAP = 0.2
+# ... or when this share of the smaller one's detector box lies inside the other's: BlazeFace on a tile and on
+# the whole photo put two boxes on one man's face in 0885 whose landmarks parted (0.19 of the landmark box, 0.34 of
+# the detector box); the detector boxes of distinct faces kept on the group photos, CelebA, wild-faces and the
+# labelled photos overlap by at most 0.2.
+SAME_FACE_BOX_OVERLAP = 0.3
 # Of two boxes on one face, the first found is kept (``detect``'s order of detectors) unless the other is over
 # this many times its area: then the first covered only part of the face (BlazeFace's short range on the eyes
 # of a face its full range sees whole).
 PART_OF_FACE_AREA = 2.0
+# Small faces of group photos: when the whole-photo passes found no face, several, or only faces whose box side
+# is under SMALL_FACE_SHARE of the photo's shorter side, ``detect_all`` also runs BlazeFace's short range on
+# overlapping tiles (``blazeface.detect_faces_tiled``) of half the shorter side, within TILE_SIDE_RANGE px.
+# A portrait's one large face skips it (its time stays that of the whole-photo passes).
+SMALL_FACE_SHARE = 0.35
+TILE_SIDE_RANGE = (128, 256)
+# A tile's faces are kept from this score (MediaPipe's 0.5 takes hands, shirt prints and coats of the group photos
+# for faces, at 0.5 to 0.63) and up to this share of the tile's side (a larger face is the whole-photo passes'; the
+# larger tile boxes there lay on bodies).
+TILE_MIN_SCORE = 0.65
+TILE_MAX_FACE_SHARE = 0.5
+# A tile's face no larger than a face found above it, and within this many of that face's heights below it (its
+# centre within that face's width), lies on that person's body: on the group photos such were coats, hands and
+# badges, whereas a person behind is higher in the photo, and one in front larger.
+BODY_DEPTH = 4.0
+# A BlazeFace box scored under CHEST_MAX_SCORE just under a face found before it (its top within CHEST_GAP of that
+# face's heights below its bottom, its centre within a face width of that face's centre) and CHEST_SIZE times that
+# face's width is that person's chest: on the group photos the whole-photo short range took two bent-over workers'
+# coats for faces so (0858, 0920; scores 0.55, 0.56, gaps 0.16 and 0.23, 1.5 to 1.6 times the face). True faces
+# there of that shape scored 0.72 and over; true faces scored under 0.6 lay a face height or more lower.
+# (Evidence in the image did not separate them: the eyes' darkness against the cheek, the gradients in the eye
+# regions and a second BlazeFace run on the box's crop gave coats values within the true faces' range.)
+CHEST_MAX_SCORE = 0.6
+CHEST_GAP = (-0.25, 0.5)
+CHEST_SIZE = (1.2, 2.5)
 
 # img_align_celeba is aligned by construction: its 5 points vary by ~2 px (eyes) to ~7 px (nose)
 # around this mean (measured with HOG + the 68-point predictor on 4,639 CelebA-sample images).
@@ -186,45 +216,90 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     BlazeFace's short- and full-range ones (masked faces HOG misses), then dlib's CNN only when none
     of these found a face. Candidates are taken in ``detect``'s order: HOG's boxes first (the 68-point
     predictor was trained on them), then BlazeFace's short range, then its full range, each largest
-    first. One whose landmarks fail ``detect``'s checks is dropped; one whose landmarks' face box lies
-    more than ``SAME_FACE_OVERLAP`` inside a face already taken is that face again, and replaces it only
-    when its box is over ``PART_OF_FACE_AREA`` times larger. ``n_faces`` of each is the number found.
+    first. One whose landmarks fail ``detect``'s checks, or a BlazeFace box scored under ``CHEST_MAX_SCORE`` on
+    the chest under a face already taken (``_on_chest_below``), is dropped; one whose landmarks' face box lies
+    more than ``SAME_FACE_OVERLAP`` (or whose detector box more than ``SAME_FACE_BOX_OVERLAP``) inside a face
+    already taken is that face again, and replaces it only when its box is over ``PART_OF_FACE_AREA`` times
+    larger. Small faces of group photos come from tiles after these (``SMALL_FACE_SHARE``).
+    ``n_faces`` of each is the number found.
     """
     from . import blazeface
 
     rects, method, scale, small = _hog_faces(image, upsample_limit)
-    detected = [[(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method)
+    detected = [[(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), method, None)
                  for r in rects]]
     if blazeface.available():
         for kind in ("short", "full"):
-            detected.append([(box_from_five_points(f.five_points()), f"blazeface-{kind}")
+            detected.append([(box_from_five_points(f.five_points()), f"blazeface-{kind}", f.score)
                              for f in blazeface.detect_faces(image, kind)])
     else:
         _warn_once(BLAZEFACE_MISSING)
     if not any(detected) and _cnn_detector() is not None:
-        detected.append([(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), "cnn")
+        detected.append([(tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), "cnn", None)
                          for r in _cnn_rects(small)])
-    candidates = [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))]
     found: list[FaceLandmarks] = []
     taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found
-    for box, how in candidates:
+    _take(image, [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))], found, taken)
+    if blazeface.available() and _may_hold_small_faces(image, found):
+        tile = int(np.clip(min(image.shape[:2]) // 2, *TILE_SIDE_RANGE))
+        _take(image, [(box_from_five_points(f.five_points()), "blazeface-tiles", f.score)
+                      for f in blazeface.detect_faces_tiled(image, tile, min_score=TILE_MIN_SCORE)
+                      if f.box[2] - f.box[0] <= TILE_MAX_FACE_SHARE * tile
+                      and not any(_on_body_below(f.box, face.box) for face in found)], found, taken)
+    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
+    for face in found:
+        face.n_faces = len(found)
+    return found
+
+
+def _take(image: np.ndarray, candidates: list[tuple[tuple[int, int, int, int], str, float | None]],
+          found: list[FaceLandmarks], taken: list[tuple[int, int, int, int]]) -> None:
+    """Add to ``found`` (and their landmarks' face boxes to ``taken``) the candidate boxes (with their detector's
+    score, None for dlib's), in order, whose landmarks pass ``_check``, that lie on no found face's chest
+    (``_on_chest_below``) and are no face already found (``detect_all``'s merging rule)."""
+    for box, how, score in candidates:
+        if score is not None and score < CHEST_MAX_SCORE and any(_on_chest_below(box, f.box) for f in found):
+            continue
         points = _predict(image, box)
         try:
             _check(points, image)
         except NoFace:
             continue
         own = box_from_five_points(five_points(points))
-        same = [i for i, other in enumerate(taken) if _share_inside(own, other) > SAME_FACE_OVERLAP]
+        same = [i for i, other in enumerate(taken) if _share_inside(own, other) > SAME_FACE_OVERLAP
+                or _share_inside(box, found[i].box) > SAME_FACE_BOX_OVERLAP]
         if same and not all(_box_area(own) > PART_OF_FACE_AREA * _box_area(taken[i]) for i in same):
             continue
         for i in reversed(same):  # a box on part of this face (the eyes only) gives way to it
             del taken[i], found[i]
         taken.append(own)
         found.append(FaceLandmarks(points=points, box=box, method=how, n_faces=0))
-    found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
-    for face in found:
-        face.n_faces = len(found)
-    return found
+
+
+def _on_body_below(box, face_box) -> bool:
+    """Whether ``box`` (x0, y0, x1, y1) lies on the body under the face in ``face_box`` (``BODY_DEPTH``)."""
+    height = face_box[3] - face_box[1]
+    centre_x = (box[0] + box[2]) / 2
+    return bool(box[2] - box[0] <= face_box[2] - face_box[0] and face_box[0] <= centre_x <= face_box[2]
+                and face_box[3] <= box[1] <= face_box[3] + BODY_DEPTH * height)
+
+
+def _on_chest_below(box, face_box) -> bool:
+    """Whether ``box`` (x0, y0, x1, y1) lies where the chest under the face in ``face_box`` is (``CHEST_GAP``,
+    ``CHEST_SIZE``)."""
+    width, height = face_box[2] - face_box[0], face_box[3] - face_box[1]
+    gap = (box[1] - face_box[3]) / max(1, height)
+    offset = abs(box[0] + box[2] - face_box[0] - face_box[2]) / 2
+    return bool(CHEST_GAP[0] <= gap <= CHEST_GAP[1] and offset <= width
+                and CHEST_SIZE[0] * width <= box[2] - box[0] <= CHEST_SIZE[1] * width)
+
+
+def _may_hold_small_faces(image: np.ndarray, found: list[FaceLandmarks]) -> bool:
+    """Whether the photo may hold faces too small for the whole-photo passes (``SMALL_FACE_SHARE``)."""
+    if len(found) != 1:
+        return True
+    box = found[0].box
+    return max(box[2] - box[0], box[3] - box[1]) < SMALL_FACE_SHARE * min(image.shape[:2])
 
 
 def _box_area(box: tuple[int, ...]) -> int:
