@@ -14,9 +14,10 @@ Python API::
     result.image, result.map                   # the unmasked photo; the union of every face's map (photo size)
     for face in result.faces:                  # largest first: FaceResult
         face.box, face.points, face.coverage   # detector box, 5 points (photo pixels), share of the crop masked
-        face.crop_input, face.crop_map, face.crop_output, face.valid   # R x R crops; valid: on the photo
+        face.crop_input, face.crop_map, face.crop_output, face.valid   # S x S crops: the R x R training crop
+                                               # and context around it (face.margin px a side); valid: on the photo
     fixed = unmasker.refill(photo, result.faces[0], edited_map)  # stage 2 again on a map drawn by hand:
-                                               # H x W (the photo's) or else R x R (the crop's); else ValueError
+                                               # H x W (the photo's) or else S x S (the crop's); else ValueError
     fixed = unmasker.refill_crop(result.faces[0], crop_map)      # on a map of the crop, whatever the photo
     image = unmasker.paste(photo, [fixed] + result.faces[1:])    # every face pasted back
 
@@ -185,8 +186,8 @@ class Unmasker:
 
     @torch.no_grad()
     def predict_maps(self, crops: np.ndarray) -> np.ndarray:
-        """Stage 1 on aligned crops (N x R x R x 3 uint8) -> maps (N x R x R uint8 0/255); zeros for a
-        generator that takes no map."""
+        """Stage 1 on aligned crops (N x S x S x 3 uint8, S a multiple of 32: the training crop R, or R and
+        context) -> maps (N x S x S uint8 0/255); zeros for a generator that takes no map."""
         x = self._to_model(crops)
         if self.mseg is None:
             if self.generator.use_map:
@@ -197,7 +198,7 @@ class Unmasker:
     @torch.no_grad()
     def unmask_crops(self, crops: np.ndarray, maps: np.ndarray | None = None, grow: bool = True
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Aligned crops (N x R x R x 3 uint8, R = training resolution) -> (outputs, maps 0/255); stage 1
+        """Aligned crops (N x S x S x 3 uint8, as ``predict_maps``) -> (outputs, maps 0/255); stage 1
         predicts the maps unless they are given (uint8 > 127 or bool: masked). Stage 2 fills each map
         grown by ``MAP_GROWTH`` (``grow=False``: the map as it is, e.g. an exact ground-truth map); the
         maps returned are not grown."""
