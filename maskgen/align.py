@@ -200,6 +200,22 @@ def _extend_inside(crop: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where((inside[..., None] > 0) | (count == 0), crop, mean)
 
 
+def map_reaches_edge(crop_map: np.ndarray, band: int, valid: np.ndarray | None = None) -> bool:
+    """Whether a binary map drawn on a crop (> 127: set) comes within ``band`` px of the crop's edge
+    (``valid`` None) or of the photo's edge (``valid``, ``inside_photo``: the crop's pixels on the photo; the
+    crop's own edge then counts only where the photo goes on past it)."""
+    masked = crop_map > 127
+    if valid is None:
+        ring = np.ones(masked.shape, bool)
+        ring[band:-band, band:-band] = False
+        return bool((masked & ring).any())
+    on_photo = (valid > 0).astype(np.uint8)
+    if on_photo.all():
+        return False
+    near_photo_edge = cv2.dilate(1 - on_photo, np.ones((2 * band + 1,) * 2, np.uint8)) > 0  # next to pixels off it
+    return bool((masked & near_photo_edge).any())
+
+
 def map_to_crop(photo_map: np.ndarray, matrix: np.ndarray, res: int) -> np.ndarray:
     """A binary map drawn on the photo, carried onto the res x res crop (nearest neighbour, 0 past the photo)."""
     return cv2.warpAffine(photo_map, matrix, (res, res), flags=cv2.INTER_NEAREST, borderValue=0)

@@ -51,6 +51,7 @@ from maskgen.align import (
     canonical_points,
     crop_points_to_source,
     inside_photo,
+    map_reaches_edge,
     map_to_crop,
     map_to_photo,
     paste_back,
@@ -123,12 +124,12 @@ class FaceResult:
     @property
     def map_at_crop_edge(self) -> bool:
         """The map reaches the crop's edge where the crop lies on the photo: mask may go on past it."""
-        return _reaches_edge(self.crop_map)
+        return map_reaches_edge(self.crop_map, EDGE_BAND)
 
     @property
     def map_at_photo_edge(self) -> bool:
         """The map reaches the photo's edge: the mask may go on past the photo, where nothing can be filled."""
-        return _reaches_edge(self.crop_map, self.valid)
+        return map_reaches_edge(self.crop_map, EDGE_BAND, self.valid)
 
     def record(self) -> dict:
         """The face for results.jsonl (JSON types, photo pixels)."""
@@ -247,7 +248,7 @@ class Unmasker:
             face = align_face(photo, landmarks, self.resolution, self.face_scale, fill="edge", margin=margin)
             valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
             crop_map = np.minimum(self.predict_maps(face.image[None])[0], valid)  # past the photo nothing is masked
-            if not _reaches_edge(crop_map):
+            if not map_reaches_edge(crop_map, EDGE_BAND):
                 break
         (out,), _ = self.unmask_crops(face.image[None], crop_map[None])
         h, w = photo.shape[:2]
@@ -377,23 +378,6 @@ def canvas_margin(resolution: int, share: float) -> int:
     """``share`` of the training crop's size in px, rounded so that the canvas stays a multiple of 32 (the
     networks halve it five times)."""
     return 16 * round(share * resolution / 16)
-
-
-def _reaches_edge(crop_map: np.ndarray, valid: np.ndarray | None = None) -> bool:
-    """Whether the map comes within ``EDGE_BAND`` px of the crop's edge (``valid`` None) or of the edge of
-    the crop's part on the photo (``valid``: where the crop lies on the photo; its own edge then counts only
-    where it is the photo's, not the crop's)."""
-    masked = crop_map > 127
-    if valid is None:
-        band = np.ones(masked.shape, bool)
-        band[EDGE_BAND:-EDGE_BAND, EDGE_BAND:-EDGE_BAND] = False
-        return bool((masked & band).any())
-    on_photo = (valid > 0).astype(np.uint8)
-    if on_photo.all():
-        return False
-    kernel = np.ones((2 * EDGE_BAND + 1,) * 2, np.uint8)
-    near_photo_edge = cv2.dilate(1 - on_photo, kernel) > 0  # the photo's edge: next to crop pixels off it
-    return bool((masked & near_photo_edge).any())
 
 
 def _coverage(crop_map: np.ndarray, valid: np.ndarray, margin: int = 0) -> float:
