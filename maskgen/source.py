@@ -283,15 +283,22 @@ def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9A-Fa-f]+>")
+
+
 def error_text(err: BaseException, path: str | Path) -> str:
     """``Type: message`` of an error met reading ``path``, without the path: failures.csv names the
-    source by its relative path, and an absolute one would tie the dataset to the machine it was built on."""
+    source by its relative path, and an absolute one would tie the dataset to the machine it was built on.
+    Nor with an object's repr (a memory address): the same failure gives the same bytes in every build."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return f"{type(err).__name__}: {err.strerror}"
     text = str(err)
     path = Path(path)
     for form in sorted({os.fspath(p) for p in (path, path.absolute(), path.parent.absolute())}, key=len, reverse=True):
         text = text.replace(repr(form), "").replace(form, "")
+    # An object's default repr (PIL's "cannot identify image file <_io.BytesIO object at 0x7f...>") holds a memory
+    # address, which differs between runs: failures.csv and landmarks.parquet would not be byte-reproducible.
+    text = _OBJECT_REPR.sub("", text)
     return f"{type(err).__name__}: {' '.join(text.split())}".rstrip(": ")
 
 
