@@ -325,7 +325,10 @@ def load_image(path: str | Path, max_side: int | None = MAX_SIDE, data: bytes | 
     (``read_source``); then ``path`` only names it."""
     path = Path(path)
     try:
-        if (path.stat().st_size if data is None else len(data)) == 0:
+        status = path.stat() if data is None else None
+        if status is not None and not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+            raise BadImage("not a regular file")  # a FIFO or a device: never read (it may block or not end)
+        if (status.st_size if status is not None else len(data)) == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the size
