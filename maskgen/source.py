@@ -8,8 +8,8 @@ CelebA is recognised in its official layouts:
 The annotation files may sit next to the image folder, in the dataset root, or in the official
 ``Anno/`` and ``Eval/`` sub-folders; ``list_eval_partition.txt`` and ``identity_CelebA.txt`` are
 optional. Any other folder is scanned recursively for jpg/png/webp/bmp images. A bad annotation row
-skips its image; a partition file with no valid row, or with two partitions for one image, stops the
-build (``AnnotationError``).
+skips its image; a partition or identity file with no valid row, or with two partitions (identities) for
+one image, stops the build (``AnnotationError``).
 
 Every entry that looks like an image but is not read (a dangling or looping link, a folder named
 ``*.jpg``, another image format, a folder that cannot be listed) is a problem with a reason, so it
@@ -146,6 +146,17 @@ def _read_partition(path: Path, problems: list) -> dict[str, list[str]]:
     return rows
 
 
+def _read_identities(path: Path, problems: list) -> dict[str, list[str]]:
+    """CelebA's identity rows (``NAME ID``, the ID a whole number), checked as the partition file is: a file
+    without one such row, or two identities for one image, is refused (a garbled file would otherwise put the
+    images under identities it does not give, and the split by identity with them)."""
+    rows = _read_rows(path, 2, 0, problems, unique=True)
+    if not any(values and values[0].isdigit() for values in rows.values()):
+        raise AnnotationError(f"{path}: no valid row (expected lines 'IMAGE IDENTITY', the identity a whole "
+                              "number)")
+    return rows
+
+
 def _landmark_header_lines(path: Path) -> int:
     """CelebA landmark files start with a count line and a column header line."""
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # as _annotation_lines
@@ -238,14 +249,18 @@ def discover(source: str | Path) -> SourceListing:
             partition = _read_partition(part_path, problems)
     id_path = _find_annotation(root, image_dir, IDENTITY_FILE)
     if id_path:
-        identity = _read_rows(id_path, 2, 0, problems)
+        identity = _read_identities(id_path, problems)
 
     images = []
     for path in files:
         name = path.name
         item = SourceImage(path=path, rel=relative_name(path, image_dir))
         if name in identity:
-            item.identity = identity[name][0] if identity[name] else None
+            row = identity[name]
+            if not row or not row[0].isdigit():
+                problems.append((item.rel, f"malformed identity row for {name}"))
+                continue
+            item.identity = row[0]
         if name in partition:
             row = partition[name]
             if not row or row[0] not in PARTITION_NAMES:
@@ -283,15 +298,22 @@ def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9A-Fa-f]+>")
+
+
 def error_text(err: BaseException, path: str | Path) -> str:
     """``Type: message`` of an error met reading ``path``, without the path: failures.csv names the
-    source by its relative path, and an absolute one would tie the dataset to the machine it was built on."""
+    source by its relative path, and an absolute one would tie the dataset to the machine it was built on.
+    Nor with an object's repr (a memory address): the same failure gives the same bytes in every build."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return f"{type(err).__name__}: {err.strerror}"
     text = str(err)
     path = Path(path)
     for form in sorted({os.fspath(p) for p in (path, path.absolute(), path.parent.absolute())}, key=len, reverse=True):
         text = text.replace(repr(form), "").replace(form, "")
+    # An object's default repr (PIL's "cannot identify image file <_io.BytesIO object at 0x7f...>") holds a memory
+    # address, which differs between runs: failures.csv and landmarks.parquet would not be byte-reproducible.
+    text = _OBJECT_REPR.sub("", text)
     return f"{type(err).__name__}: {' '.join(text.split())}".rstrip(": ")
 
 
@@ -303,7 +325,10 @@ def load_image(path: str | Path, max_side: int | None = MAX_SIDE, data: bytes | 
     (``read_source``); then ``path`` only names it."""
     path = Path(path)
     try:
-        if (path.stat().st_size if data is None else len(data)) == 0:
+        status = path.stat() if data is None else None
+        if status is not None and not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+            raise BadImage("not a regular file")  # a FIFO or a device: never read (it may block or not end)
+        if (status.st_size if status is not None else len(data)) == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the size

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,16 +25,24 @@ from pathlib import Path
 import pandas as pd
 
 from . import format as fmt
+from .build_record import parts_problem, read_part_records
 from .files import read_json_object, sha256_of
 from .reader import BadShard, error_cause, member_names, sample_keys
+
+
+MISSING = "missing"
+NOT_REGULAR = "not a regular file"
 
 
 def record_mismatch(path: Path, size: int | None, sha256: str | None) -> str | None:
     """How the file differs from its record (None: it matches); a None size or hash is not compared."""
     try:
-        actual = path.stat().st_size
+        status = path.stat()
     except FileNotFoundError:
-        return "missing"
+        return MISSING
+    if not stat.S_ISREG(status.st_mode):  # a FIFO or a device would block or never end the reads below
+        return NOT_REGULAR
+    actual = status.st_size
     if size is not None and actual != size:
         return f"{actual} bytes, recorded {size}"
     if sha256 is not None and sha256_of(path) != sha256:
@@ -136,6 +145,11 @@ def _records(dataset: Path) -> tuple[_Records | None, list[str]]:
         differs = sorted(k for k in set(info) | set(recorded) if info.get(k) != recorded.get(k))
         problems.append(f"{dataset / fmt.BUILD_INFO}: differs from the build recorded in {fmt.STATS} "
                         f"(in: {', '.join(differs)})")
+    records, unread = read_part_records(dataset / fmt.WORK_DIR)
+    disagreement = None if problems else parts_problem(info, records)  # (build.json edited: said above)
+    problems += unread
+    if disagreement:
+        problems.append(f"{dataset}: its parts were built with other arguments: {disagreement}")
     if has_digest and manifest_digest(manifest) != stats["manifest_sha256"]:
         problems.append(f"{dataset / fmt.MANIFEST}: differs from its record (manifest_sha256 in {fmt.STATS})")
     if problems:
@@ -201,7 +215,7 @@ def verify(dataset: str | Path, *, quick: bool = False) -> Report:
         path = dataset / name
         mismatch = record_mismatch(path, records.sizes.get(name), records.digests[name])
         found = [f"{path}: {mismatch}"] if mismatch else []
-        if quick or mismatch == "missing":
+        if quick or mismatch in (MISSING, NOT_REGULAR):
             return found, 0
         return _check_samples(path, records.info["res"], records.keys_of.get(name, []), found)
 

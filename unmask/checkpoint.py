@@ -19,10 +19,12 @@ truncated, random bytes, another torch file, the other stage's, another format) 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import random
 import shutil
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -103,12 +105,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """The checkpoint at ``path`` (of ``stage`` when given), loaded with ``weights_only``; anything
     else is a ``CheckpointError``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such file, expected {EXPECTED}")
+    if not path.is_file():  # a folder, a FIFO, /dev/zero: never read (a read would block or not end)
+        raise CheckpointError(f"{path}: not a checkpoint (not a regular file), expected {EXPECTED}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: an empty file, expected {EXPECTED}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on an old pickle: the one line below says what it is
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch reports a bad file with many types (RuntimeError, EOFError, ...)
         raise CheckpointError(f"{path}: {_unreadable(path, exc)}, expected {EXPECTED}") from exc
     if not isinstance(payload, dict):
@@ -195,7 +201,8 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[C
     path = Path(path)
     if path.is_dir():
         files = [(checkpoint_path(path, stage), stage) for stage in STAGES]
-        loaded = [(f, load_checkpoint(f, stage=stage)) for f, stage in files if f.is_file()]
+        # Whatever is under a checkpoint's name is loaded (or refused): not skipped as if the stage were absent.
+        loaded = [(f, load_checkpoint(f, stage=stage)) for f, stage in files if os.path.lexists(f)]
         if not loaded:
             raise FileNotFoundError(f"no checkpoints in {path / CHECKPOINT_DIR}")
     else:
@@ -253,6 +260,8 @@ def resume_problem(path: str | Path, state: dict[str, Any], cfg: Config, data_ke
 def gan_checkpoint_file(path: str | Path) -> Path:
     """The stage-2 checkpoint of a run directory, or ``path`` itself when it is a file; it must exist."""
     file = checkpoint_path(path, "gan") if Path(path).is_dir() else Path(path)
+    if file.exists() and not file.is_file():
+        raise CheckpointError(f"{file}: not a checkpoint (not a regular file), expected {EXPECTED}")
     if not file.is_file():
         raise FileNotFoundError(f"no stage-2 checkpoint at {file}")
     return file

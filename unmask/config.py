@@ -228,11 +228,16 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"gan_optim.lr=2e-4"`` -> ``("gan_optim.lr", 0.0002)``; the value is parsed as YAML."""
+    """``"gan_optim.lr=2e-4"`` -> ``("gan_optim.lr", 0.0002)``; the value is parsed as YAML (ValueError, one
+    line naming the key, when it is not YAML)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:  # e.g. "[0.5," (the message's first line says what the parser met)
+        problem = str(getattr(exc, "problem", None) or "").strip()
+        raise ValueError(f"{key.strip()}: {raw!r} is not valid YAML" + (f" ({problem})" if problem else "")) from None
     if isinstance(value, str):  # YAML reads "1e-3" as a string; numbers are meant here
         try:
             value = float(value)

@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 from maskgen.files import atomic_output, exclusive_lock
@@ -178,12 +179,18 @@ class Status:
 
 
 def _look(path: Path) -> tuple[bool, str | None]:
-    """(present, why its bytes are not the expected ones); a file removed meanwhile (by a fetch replacing it,
-    under the lock) is absent."""
+    """(present, why it is not the expected bytes); a file removed meanwhile (by a fetch replacing it, under the
+    lock) or a link to nothing is absent. Something else under the name (a folder, a link loop, a FIFO) is
+    present and refused with the reason: never opened, so it neither stops nor blocks its users."""
     try:
+        mode = path.stat().st_mode
+        if not S_ISREG(mode):
+            return True, f"refused {path}: {'a folder' if S_ISDIR(mode) else 'not a regular file'}, not the weights"
         return True, file_problem(path)
     except FileNotFoundError:
         return False, None
+    except OSError as error:  # a link loop, no permission
+        return True, f"refused {path}: {error.strerror or error}"
 
 
 _ignored: set[tuple[str, str]] = set()  # (alias, why): each said once per process
@@ -249,7 +256,11 @@ def fetch(name: str) -> Path:
             return path
         removed = None
         if present:  # not these bytes: never used, and out of the way of the download
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as error:  # a folder: not ours to empty
+                raise WeightsError(f"{problem}; it cannot be replaced ({error.strerror or error}): "
+                                   "remove it") from None
             removed = f"{problem} (removed)"
             log.warning("%s", removed)
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import format as fmt
+from ..build_record import parts_problem, read_part_records
 from ..files import (
     clean_temporaries,
     exclusive_lock,
@@ -67,6 +68,12 @@ def _combine(out: Path, work: Path, info: dict, quiet: bool) -> dict | None:
         if not quiet:
             log.warning("%s: parts not finished yet: %s", out, ", ".join(missing))
         return None
+    records, problems = read_part_records(work)
+    disagreement = parts_problem(info, records)
+    if problems or disagreement:
+        raise BuildError(f"{out}: " + (problems[0] if problems else
+                                       f"{disagreement}: combine only the parts of one build (maskgen build "
+                                       "with the same arguments for every --part)"))
     manifest = pd.concat([pd.read_parquet(part_file(work, t, "manifest")) for t in tags], ignore_index=True)
     manifest = manifest.sort_values(["split", "shard", "key"], kind="stable").reset_index(drop=True)
     failures = pd.concat([pd.read_csv(part_file(work, t, "failures"), dtype=str, keep_default_na=False)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import format as fmt
+from ..build_record import differing_options, packs_by_content
 from ..files import TMP_MARK, create_exclusive, json_bytes, read_json_object, temporary_path
 from .options import CONTENT_KEYS, BuildConfig, BuildError
 
@@ -88,14 +89,7 @@ def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None])
         raise BuildError(f"{err}: choose an empty folder or delete {out}") from None
     if previous == identity:
         return
-    recorded, wanted = _options_spread(previous), _options_spread(identity)
-    packs_by_content = all(isinstance(info.get("template_digests"), list) for info in (previous, identity))
-    if packs_by_content:
-        # A pack is its files and its folder's name (the manifest's generator column), not where it lies: the
-        # same pack at another path (another machine's copy) is the same build.
-        for spread in (recorded, wanted):
-            spread["mask.templates"] = [Path(str(pack)).name for pack in spread.get("mask.templates") or []]
-    differs = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    differs = differing_options(previous, identity)
     if not differs:
         return
     if set(differs) <= set(CONTENT_KEYS) and not set(CONTENT_KEYS) & set(previous):
@@ -116,20 +110,11 @@ def _check_same_build(out: Path, identity: dict, digests: dict[str, str | None])
                                                        identity["template_digests"], strict=False) if old != new]
         raise BuildError(f"{out} was built with other files in template pack {', '.join(changed)} (its masks.cfg or "
                          f"images differ from the ones recorded): restore them, or {how}")
-    if packs_by_content and {"template_digests", "mask.templates"} & set(differs):
+    if packs_by_content(previous, identity) and {"template_digests", "mask.templates"} & set(differs):
         differs = [k for k in differs if k not in ("template_digests", "mask.templates")]
         differs.append(f"template packs, by folder name (the manifest's generator) and content: {_packs(previous)} "
                        f"then, {_packs(identity)} now")
     raise BuildError(f"{out} holds a dataset built with other arguments (differs in: {', '.join(differs)}); {how}")
-
-
-def _options_spread(info: dict) -> dict:
-    """A build.json identity with its mask options spread out (``mask.light_match``), so that a difference
-    names the option, not just "mask"."""
-    mask = info.get("mask")
-    if not isinstance(mask, dict):
-        return dict(info)
-    return {**{k: v for k, v in info.items() if k != "mask"}, **{f"mask.{k}": v for k, v in mask.items()}}
 
 
 def _packs(info: dict) -> str:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from .. import format as fmt
-from ..files import Temporary, clean_temporaries, exclusive_lock, write_csv_atomic, write_parquet_atomic
+from ..build_record import part_record_name
+from ..files import (
+    Temporary,
+    clean_temporaries,
+    exclusive_lock,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from ..source import SourceListing, discover
 from ..splits import assign_splits
 from .combine_parts import combine
@@ -73,6 +81,8 @@ def build(config: BuildConfig) -> BuildResult:
             removed = clean_temporaries(out, work, left_over=left_over)
             if removed:
                 log.info("removed %d temporary files left by an interrupted build", removed)
+            # What this part was built with: combine and verify refuse parts of other builds copied in beside it.
+            write_json_atomic(work / part_record_name(part_tag(config.part)), identity, default=str)
             return _build_part(config, listing, out, work, known, digests, mismatched)
     except OSError as err:
         raise BuildError(io_problem(err)) from None

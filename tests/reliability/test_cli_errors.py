@@ -230,6 +230,8 @@ def _train(tmp_path: Path, data: Path, *args: str):
     (["--set", "train.batch_size=many"], "'--set': train.batch_size: expected a number"),
     (["--set", "train.nope=1"], "'--set': train.nope: no such config key"),
     (["--set", "gan_optim.betas=[0.5]"], "'--set': gan_optim.betas: needs 2 entries"),
+    (["--set", "gan_optim.betas=[0.5,"], "'--set': gan_optim.betas: '[0.5,' is not valid YAML"),
+    (["--set", "train.seed={"], "'--set': train.seed: '{' is not valid YAML"),
 ])
 def test_train_options_are_usage_errors_before_the_run_folder(tmp_path, args, message):
     code, error = _train(tmp_path, tmp_path, *args)

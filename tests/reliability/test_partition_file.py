@@ -90,3 +90,36 @@ def test_an_annotation_that_is_not_a_file_is_refused_not_ignored(celeba, tmp_pat
     assert result.output.splitlines() == [f"Error: {path} is not a readable file ({what}): make it the annotation "
                                           "file or remove it"]
     assert not out.exists()
+
+
+# --- identity_CelebA.txt: checked as the partition file is ------------------------------------------------------
+
+def _identities(root: Path, text: str) -> Path:
+    path = root / "identity_CelebA.txt"
+    path.write_text(text)
+    return path
+
+
+def test_two_identities_for_one_image_name_the_image_and_both_lines(celeba):
+    root, names = celeba
+    path = _identities(root, f"{names[0]} 7\n{names[1]} 7\n{names[1]} 7\n{names[1]} 9\n")
+    with pytest.raises(AnnotationError) as caught:
+        discover(root)
+    assert str(caught.value) == f"{path}: {names[1]} has two different rows (line 2: 7; line 4: 9); keep one"
+
+
+@pytest.mark.parametrize("text", ["", "junk junk\njunk\n", "{0},7\n{1},7\n", "image_id identity\n{0} alice\n"])
+def test_an_identity_file_with_no_valid_row_is_refused(celeba, text):
+    root, names = celeba
+    path = _identities(root, text.format(*names))
+    with pytest.raises(AnnotationError, match=f"^{path}: no valid row"):
+        discover(root)
+
+
+def test_a_malformed_identity_row_skips_its_image(celeba):
+    root, names = celeba
+    _identities(root, f"{names[0]} 7\n{names[1]} 8\n{names[2]} someone\n{names[3]}\n")
+    listing = discover(root)
+    assert [im.identity for im in listing.images] == ["7", "8"]
+    assert [reason for _, reason in listing.problems if "identity row" in reason] == \
+        [f"malformed identity row for {names[2]}", f"malformed identity row for {names[3]}"]

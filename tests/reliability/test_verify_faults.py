@@ -4,7 +4,9 @@ names each problem, and stats, preview, verify and combine refuse it in one line
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import cv2
@@ -146,3 +148,23 @@ def test_combine_and_build_name_a_json_file_that_is_not_an_object(faces, clean, 
 
 def test_combine_on_a_folder_that_is_not_a_build(tmp_path):
     assert "is not a maskgen build folder" in error_line(cli("combine", tmp_path))
+
+
+def test_verify_names_a_shard_that_is_a_fifo_and_does_not_wait_on_it(clean, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(clean, out)
+    fifo = out / "val-000000.tar"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    result = {}
+    check = threading.Thread(target=lambda: result.update(res=cli("verify", out)), daemon=True)
+    check.start()
+    check.join(60)
+    if check.is_alive():  # opened for reading: a writer that closes at once lets it end
+        with open(fifo, "wb"):
+            pass
+        check.join(60)
+        pytest.fail("maskgen verify waited on a FIFO")
+    res = result["res"]
+    assert res.exit_code == 1 and f"{fifo}: not a regular file" in res.output.splitlines(), res.output
+    assert f"{fifo}: not a regular file" in error_line(cli("stats", out))
