@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from maskgen.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from maskgen.format import WEARS
 from maskgen.reader import count_samples, list_shards
 from unmask import identity, metrics
 from unmask.data import check_dataset
@@ -192,7 +193,9 @@ class EvaluationPass:
         results.put(DATA, {"count": (float(len(self.info)), None),
                            "coverage": mean_score([i["coverage"] for i in self.info])})
         no_seg = None if self.methods.mseg is not None else f"{self.opts.checkpoint} holds no stage-1 (M-Seg) model"
-        results.put(SEG, self.seg.results(no_seg))
+        results.put(SEG, {**self.seg.results(no_seg),
+                          **self.seg.breakdown("wear", [i["wear"] for i in self.info], WEARS),
+                          **self.seg.breakdown("mask", [i["mask_type"] for i in self.info], ())})
         real_stats = self.real_fid.stats("generated") if self.real_fid is not None and len(self.info) >= 2 else None
         for method in self.methods.methods:
             scores = self.scores[method.name].results(real_stats)

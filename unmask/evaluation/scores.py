@@ -10,7 +10,7 @@ ground-truth unmasked faces of the same split). Protocol of PSNR/SSIM: ``PSNR_SS
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,21 @@ class SegScores:
                    if acc.values}
         columns.update({name: np.asarray(values, np.float64) for name, values in self.columns.items() if values})
         return columns
+
+    def breakdown(self, column: str, labels: Sequence[str], order: Sequence[str]) -> Scores:
+        """Dice per group of samples (``labels``: each sample's value of ``column``, e.g. its wear), in
+        ``order`` and then any other value seen: ``dice_<column>_<value>`` and ``n_<column>_<value>``."""
+        dice = np.asarray(self.accumulators["dice"].values, np.float64)
+        out: Scores = {}
+        if len(dice) != len(labels):  # no stage 1: nothing to break down
+            return out
+        labels = np.asarray(labels, dtype=object)
+        for value in list(order) + sorted(set(labels) - set(order)):
+            chosen = labels == value
+            out[f"n_{column}_{value}"] = (float(chosen.sum()), None)
+            out[f"dice_{column}_{value}"] = ((float(dice[chosen].mean()), None) if chosen.any()
+                                             else (None, f"no sample with {column} {value}"))
+        return out
 
     def results(self, reason_without: str | None) -> dict[str, tuple[float | None, str | None]]:
         out: dict[str, tuple[float | None, str | None]] = {}
