@@ -7,6 +7,7 @@ import pytest
 from maskgen.align import align_face, canonical_points, paste_back, similarity_transform, transform_points
 from maskgen.face_points import box_from_five_points, estimate_yaw, five_points
 from maskgen.mask import face_anchors, warp_template
+from maskgen.neckwear import NECK_TYPES, reach_neck
 from maskgen.templates import MASK_TYPES, builtin_template
 
 
@@ -101,6 +102,8 @@ def test_anchors_follow_a_rotated_face():
 def test_template_anchors_land_on_face_anchors(kind):
     template = builtin_template(kind)
     dst = face_anchors(synthetic_face(cx=128, cy=110, size=70))
+    if kind in NECK_TYPES:  # down the neck: d, e, f past the crop's bottom edge (only a, b, c land on it)
+        dst = reach_neck(dst, 256)
     # A template whose only drawn pixels are small discs at its anchors shows where they land.
     probe = np.zeros_like(template.alpha)
     for x, y in template.anchors:
