@@ -60,6 +60,7 @@ from maskgen.align import (
     paste_back,
     paste_back_into,
     resize_matrix,
+    similarity_transform,
     window_matrix,
 )
 from maskgen.face_points import five_points
@@ -280,22 +281,16 @@ class Unmasker:
 
         if not self._large(photo):
             return aligned(photo, landmarks)
-        size = self.resolution + 2 * margin
-        # The face's 68-point box is about 0.6 of the training crop's side R; the crop (size px) reaches about
-        # size / R of the box over face_scale on the photo, and a window reaching that far on every side of the
-        # face's centre holds it at any rotation (checked below: else the whole photo).
-        low, high = landmarks.min(0), landmarks.max(0)
-        reach = 1.25 * (high - low).max() * size / (self.resolution * self.face_scale)
-        centre = (low + high) / 2
-        x0, y0 = np.maximum(0, np.floor(centre - reach)).astype(int)
-        x1, y1 = np.minimum(photo.shape[1::-1], np.ceil(centre + reach)).astype(int)
-        if x0 < x1 and y0 < y1:
-            face = aligned(photo[y0:y1, x0:x1], landmarks - (x0, y0))
-            matrix = window_matrix(face.matrix, -x0, -y0)
-            fx0, fy0, fx1, fy1 = crop_footprint(matrix, size, photo.shape)
-            if x0 <= fx0 and y0 <= fy0 and fx1 <= x1 and fy1 <= y1:  # it read nothing past the window
-                return dataclasses.replace(face, matrix=matrix)
-        return aligned(photo, landmarks)
+        # align_face's own fit (the template at this framing and margin) says which window the crop reads.
+        template = canonical_points(self.resolution, self.face_scale) + margin
+        matrix = similarity_transform(five_points(landmarks), template)
+        if not np.all(np.isfinite(matrix)):
+            return aligned(photo, landmarks)  # its error, as for any photo
+        x0, y0, x1, y1 = crop_footprint(matrix, self.resolution + 2 * margin, photo.shape)
+        if x0 >= x1 or y0 >= y1:
+            return aligned(photo, landmarks)  # the crop lies off the photo: edge pixels all over, as before
+        face = aligned(photo[y0:y1, x0:x1], landmarks - (x0, y0))
+        return dataclasses.replace(face, matrix=window_matrix(face.matrix, -x0, -y0))
 
     def _unmask_aligned(self, photo: np.ndarray) -> UnmaskResult:
         """An aligned crop of any size: resized to the training resolution, its output resized back."""
@@ -532,11 +527,20 @@ def _write_outputs(item: PlannedOutput, photo: np.ndarray, result: UnmaskResult,
             rgb += [(item.face(index, "crop"), face.crop_input), (item.face(index, "output"), face.crop_output)]
         if save_maps:
             gray.append((item.face(index, "map"), face.crop_map))
-    writes = [(t, cv2.cvtColor(p, cv2.COLOR_RGB2BGR)) for t, p in rgb] + gray
-    for target, pixels in writes:
+    for target, pixels, color in [(t, p, True) for t, p in rgb] + [(t, p, False) for t, p in gray]:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_png_atomic(target, pixels)
+            if not color:
+                write_png_atomic(target, pixels)
+                continue
+            # BGR for OpenCV in place, and back after: no second copy of a 100-Mpx result.
+            in_place = pixels.flags.writeable and pixels.flags.c_contiguous
+            bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR, dst=pixels) if in_place else None
+            try:
+                write_png_atomic(target, cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if bgr is None else bgr)
+            finally:
+                if bgr is not None:
+                    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
         except OSError as err:
             raise PredictError(f"cannot write {shown(target)}: {err.strerror or err} "
                                f"({done} inputs done before)") from None
