@@ -155,27 +155,93 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: 
     ``valid`` (``inside_photo``): the crop pixels that are the photo's own; the others never reach the
     photo (the interpolation at the photo's edge reads their valid neighbours instead).
     """
-    res = crop.shape[0]
-    if valid is not None:
-        crop = _extend_inside(crop, valid)
+    crop, weight = _paste_layers(crop, region, feather, valid)
     h, w = photo.shape[:2]
     inverse = cv2.invertAffineTransform(matrix)
-    weight = np.ones((res, res), np.float32) if region is None else region.astype(np.float32)
-    radius = max(1, int(feather * res))
-    border = np.zeros((res, res), np.float32)
-    border[radius:-radius, radius:-radius] = 1.0
-    weight = np.minimum(weight, border)
-    weight = cv2.GaussianBlur(weight, (0, 0), radius / 2)
     back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(weight, inverse, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
     out = photo.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+PASTE_ROWS = 512  # paste_back_into works on strips of the photo this high
+
+
+def paste_back_into(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, region: np.ndarray | None = None,
+                    feather: float = 0.03, valid: np.ndarray | None = None) -> None:
+    """``paste_back`` in place, computed only over the footprint on the photo of the part of the crop pasted
+    (``crop_footprint``): time and memory go with the pasted region's size, not the photo's. The same pixels
+    as ``paste_back`` but where OpenCV's fixed-point warp rounds a coordinate the other way in the shifted
+    window, or where the blend rounds otherwise (at most 1 apart)."""
+    crop, weight = _paste_layers(crop, region, feather, valid)
+    x0, y0, x1, y1 = crop_footprint(matrix, crop.shape[0], photo.shape, weight > 0)
+    for top in range(y0, y1, PASTE_ROWS):  # a strip at a time: a huge face's layers are never whole
+        bottom = min(y1, top + PASTE_ROWS)
+        inverse = cv2.invertAffineTransform(window_matrix(matrix, x0, top))
+        size = (x1 - x0, bottom - top)
+        back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(weight, inverse, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+        window = photo[top:bottom, x0:x1]
+        # One pass, no float copies of the window (7x faster than paste_back's blend); it rounds half-way values
+        # and divides by the weights' sum plus 1e-5, so a pixel may come out 1 apart from paste_back's.
+        window[...] = cv2.blendLinear(window, back, 1 - alpha, alpha)
+
+
+def _paste_layers(crop: np.ndarray, region: np.ndarray | None, feather: float, valid: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """What ``paste_back`` warps onto the photo: the crop (extended into its pixels off the photo) and the
+    blending weight (the region, feathered at the crop's border)."""
+    res = crop.shape[0]
+    if valid is not None:
+        crop = _extend_inside(crop, valid)
+    weight = np.ones((res, res), np.float32) if region is None else region.astype(np.float32)
+    radius = max(1, int(feather * res))
+    border = np.zeros((res, res), np.float32)
+    border[radius:-radius, radius:-radius] = 1.0
+    weight = np.minimum(weight, border)
+    return crop, cv2.GaussianBlur(weight, (0, 0), radius / 2)
+
+
+def crop_footprint(matrix: np.ndarray, res: int, photo_shape: tuple[int, ...], part: np.ndarray | None = None
+                   ) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1: the window of the photo that a res x res crop (source -> crop ``matrix``) covers, or the
+    bounding box of ``part`` of it (res x res, nonzero: in it), with a pixel's margin for bilinear interpolation
+    on either side, clipped to the photo (empty when it lies off the photo or ``part`` is empty). Outside it
+    the crop (that part) warped back onto the photo is nothing."""
+    low, high = np.zeros(2), np.full(2, res - 1.0)
+    if part is not None:
+        rows, cols = np.flatnonzero(np.any(part, axis=1)), np.flatnonzero(np.any(part, axis=0))
+        if not len(rows):
+            return 0, 0, 0, 0
+        low, high = np.array([cols[0], rows[0]], float), np.array([cols[-1], rows[-1]], float)
+    (a, b), (c, d) = low - 1, high + 1
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = transform_points(np.array([[a, b], [c, b], [a, d], [c, d]]), inverse)
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)) - 1, np.ceil(corners.max(0)) + 2
+    h, w = photo_shape[:2]
+    return int(max(0, x0)), int(max(0, y0)), int(min(w, max(0, x1))), int(min(h, max(0, y1)))
+
+
+def window_matrix(matrix: np.ndarray, x0: float, y0: float) -> np.ndarray:
+    """The source -> crop ``matrix`` for the window of the source whose top left pixel is (x0, y0)."""
+    shifted = np.array(matrix, np.float64)
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    return shifted
+
+
 def map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, photo_shape: tuple[int, ...]) -> np.ndarray:
     """A binary map drawn on the crop, carried back onto the photo (nearest neighbour, 0 outside the crop)."""
     inverse = cv2.invertAffineTransform(matrix)
     return cv2.warpAffine(crop_map, inverse, (photo_shape[1], photo_shape[0]), flags=cv2.INTER_NEAREST, borderValue=0)
+
+
+def add_map_to_photo(photo_map: np.ndarray, crop_map: np.ndarray, matrix: np.ndarray) -> None:
+    """``photo_map |= map_to_photo(crop_map, matrix, photo_map.shape)``, computed over the map's footprint
+    only (``crop_footprint``)."""
+    x0, y0, x1, y1 = crop_footprint(matrix, crop_map.shape[0], photo_map.shape, crop_map)
+    for top in range(y0, y1, PASTE_ROWS):
+        bottom = min(y1, top + PASTE_ROWS)
+        photo_map[top:bottom, x0:x1] |= map_to_photo(crop_map, window_matrix(matrix, x0, top), (bottom - top, x1 - x0))
 
 
 def inside_photo(matrix: np.ndarray, res: int, photo_shape: tuple[int, ...]) -> np.ndarray:

@@ -209,7 +209,7 @@ def detect(image: np.ndarray, upsample_limit: int = 1) -> FaceLandmarks:
     return FaceLandmarks(points=points, box=box, method=method, n_faces=len(rects))
 
 
-def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks]:
+def detect_all(image: np.ndarray, upsample_limit: int = 1, max_side: int | None = None) -> list[FaceLandmarks]:
     """Every face in an RGB uint8 image with its 68 landmarks, largest box first; [] when there is none.
 
     The detectors of ``detect``, each run in full rather than as a fallback: HOG's faces and
@@ -222,6 +222,11 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     already taken is that face again, and replaces it only when its box is over ``PART_OF_FACE_AREA`` times
     larger. Small faces of group photos come from tiles after these (``SMALL_FACE_SHARE``).
     ``n_faces`` of each is the number found.
+
+    ``max_side``: the tiles are cut from a copy of the image no larger than this, their faces carried back to
+    the image (where the 68-point predictor places the landmarks at full resolution): a 100-Mpx photo's tiles
+    then cost what a ``max_side`` one's do (they are 3,000 otherwise, 9 s), and the smallest faces the tiles
+    find are that much larger. The whole-image passes shrink the image to their own small inputs anyway.
     """
     from . import blazeface
 
@@ -241,15 +246,26 @@ def detect_all(image: np.ndarray, upsample_limit: int = 1) -> list[FaceLandmarks
     taken: list[tuple[int, int, int, int]] = []  # the landmarks' face box of each face found
     _take(image, [c for boxes in detected for c in sorted(boxes, key=lambda c: -_box_area(c[0]))], found, taken)
     if blazeface.available() and _may_hold_small_faces(image, found):
-        tile = int(np.clip(min(image.shape[:2]) // 2, *TILE_SIDE_RANGE))
-        _take(image, [(box_from_five_points(f.five_points()), "blazeface-tiles", f.score)
-                      for f in blazeface.detect_faces_tiled(image, tile, min_score=TILE_MIN_SCORE)
+        seen, factor = _tile_copy(image, max_side)
+        tile = int(np.clip(min(seen.shape[:2]) // 2, *TILE_SIDE_RANGE))
+        _take(image, [(box_from_five_points(f.five_points() * factor), "blazeface-tiles", f.score)
+                      for f in blazeface.detect_faces_tiled(seen, tile, min_score=TILE_MIN_SCORE)
                       if f.box[2] - f.box[0] <= TILE_MAX_FACE_SHARE * tile
-                      and not any(_on_body_below(f.box, face.box) for face in found)], found, taken)
+                      and not any(_on_body_below(f.box * factor, face.box) for face in found)], found, taken)
     found.sort(key=lambda f: -_box_area(f.box))  # stable: ties keep the detectors' order
     for face in found:
         face.n_faces = len(found)
     return found
+
+
+def _tile_copy(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """The image, or a copy no larger than ``max_side`` (INTER_AREA), and the image's pixels per copy pixel."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image, 1.0
+    shrink = max_side / max(h, w)
+    copy = cv2.resize(image, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+    return copy, max(h, w) / max(copy.shape[:2])
 
 
 def _take(image: np.ndarray, candidates: list[tuple[tuple[int, int, int, int], str, float | None]],

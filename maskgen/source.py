@@ -283,8 +283,16 @@ def discover(source: str | Path) -> SourceListing:
     return SourceListing(root=root, layout=layout, images=images, problems=problems)
 
 
+# An RGB image is copied into its array this many bytes at a time: ``np.asarray(img.convert("RGB"))`` holds
+# the decoded image three or four times over at once (the copy, and tobytes' chunks and their join), 1.2 GB
+# more at 100 Mpx; by strips the array is the only full-size copy beside the decoded image. Same bytes.
+STRIP_BYTES = 16 << 20
+
+
 def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
     mode = img.mode
+    if mode == "RGB":
+        return _rgb_by_strips(img)
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -296,6 +304,17 @@ def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
         img = Image.alpha_composite(background, rgba)
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _rgb_by_strips(img: Image.Image) -> np.ndarray:
+    """An RGB image's pixels (H, W, 3) uint8, copied ``STRIP_BYTES`` at a time."""
+    w, h = img.size
+    arr = np.empty((h, w, 3), np.uint8)
+    rows = max(1, STRIP_BYTES // (3 * w))
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        arr[top:bottom] = np.frombuffer(img.crop((0, top, w, bottom)).tobytes(), np.uint8).reshape(bottom - top, w, 3)
+    return arr
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9A-Fa-f]+>")

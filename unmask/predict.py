@@ -47,20 +47,26 @@ import torch
 
 from maskgen.align import (
     DEFAULT_FACE_SCALE,
+    AlignedFace,
+    add_map_to_photo,
     align_face,
     canonical_points,
+    crop_footprint,
     crop_points_to_source,
     inside_photo,
     map_reaches_edge,
     map_to_crop,
     map_to_photo,
     paste_back,
+    paste_back_into,
     resize_matrix,
+    similarity_transform,
+    window_matrix,
 )
 from maskgen.face_points import five_points
 from maskgen.files import write_bytes_atomic, write_png_atomic
 from maskgen.landmarks import NoFace, detect_all
-from maskgen.source import BadImage, error_text, load_image
+from maskgen.source import MAX_SIDE, BadImage, error_text, load_image
 
 from .checkpoint import load_models
 from .config import Config
@@ -95,6 +101,11 @@ MAP_DILATION = 0.02  # of the crop size: the pasted region reaches this far past
 COMPARE_MAX_SIDE = 1024  # px: each panel of NAME_compare.png (input | map overlay | output) at most this size
 MAP_TINT_RGB, MAP_TINT_ALPHA = (255, 0, 0), 0.45  # the map overlay: red, as the evaluation's photo figures
 BOX_RGB = (0, 255, 0)  # each face's detector box on the overlay
+# A photo whose longer side is over this is large: its faces are found on a copy of this size (``detect_all``'s
+# max_side; the dataset's detection sees no more, ``maskgen.source.MAX_SIDE``), each face is cut out of a window
+# of the photo around it, and pasted back and mapped over that window only: time and memory go with the faces,
+# not the photo (a 100-Mpx photo: docs/unmask/predict.md). Smaller photos are handled whole, as before.
+LARGE_PHOTO_SIDE = MAX_SIDE
 
 
 class FacesTooSmall(NoFace):
@@ -155,11 +166,12 @@ class Unmasker:
     """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given. ``threshold``
     overrides M-Seg's own (set on the validation split when it was trained). ``context``: the margins
     (shares of R) a photo's face is cut out with, tried in turn while the map reaches the crop's edge;
-    ``(0,)`` gives the bare training crop."""
+    ``(0,)`` gives the bare training crop. ``large_side``: photos whose longer side is over it are handled
+    face by face (``LARGE_PHOTO_SIDE``); None: every photo whole."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
                  face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None,
-                 context: Sequence[float] = (CONTEXT_MARGIN, WIDE_MARGIN)):
+                 context: Sequence[float] = (CONTEXT_MARGIN, WIDE_MARGIN), large_side: int | None = LARGE_PHOTO_SIDE):
         self.generator = generator.to(device).eval()
         self.mseg = mseg.to(device).eval() if mseg is not None else None
         self.config = config
@@ -168,6 +180,10 @@ class Unmasker:
         self.face_scale = face_scale
         self.threshold = threshold
         self.margins = sorted({canvas_margin(self.resolution, share) for share in context} or {0})
+        self.large_side = large_side
+
+    def _large(self, photo: np.ndarray) -> bool:
+        return self.large_side is not None and max(photo.shape[:2]) > self.large_side
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", maps_given: bool = False,
@@ -226,7 +242,7 @@ class Unmasker:
         is found. NoFace (with the reason) when there is no face to unmask."""
         photo = _photo(image)
         if aligned is not True:
-            found = detect_all(photo)
+            found = detect_all(photo, max_side=self.large_side)
             faces = [f for f in found if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= min_face][:max_faces]
             if faces:
                 results = [self._unmask_face(photo, f.points, f.box) for f in faces]
@@ -245,7 +261,7 @@ class Unmasker:
     def _unmask_face(self, photo: np.ndarray, landmarks: np.ndarray, box: tuple[int, ...]) -> FaceResult:
         start = time.perf_counter()
         for margin in self.margins:  # the narrowest context that holds the whole map
-            face = align_face(photo, landmarks, self.resolution, self.face_scale, fill="edge", margin=margin)
+            face = self._align(photo, landmarks, margin)
             valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
             crop_map = np.minimum(self.predict_maps(face.image[None])[0], valid)  # past the photo nothing is masked
             if not map_reaches_edge(crop_map, EDGE_BAND):
@@ -255,6 +271,26 @@ class Unmasker:
         clipped = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
         return FaceResult(clipped, five_points(landmarks), face.matrix, face.image, valid, crop_map, out,
                           _coverage(crop_map, valid, margin), time.perf_counter() - start, margin)
+
+    def _align(self, photo: np.ndarray, landmarks: np.ndarray, margin: int) -> AlignedFace:
+        """The face's crop (``align_face``, edge fill); of a large photo, cut out of a window around the face
+        (its matrix still the photo's): align_face's pre-shrink for a face much larger than the crop then
+        resizes that window, not the photo."""
+        def aligned(image: np.ndarray, points: np.ndarray) -> AlignedFace:
+            return align_face(image, points, self.resolution, self.face_scale, fill="edge", margin=margin)
+
+        if not self._large(photo):
+            return aligned(photo, landmarks)
+        # align_face's own fit (the template at this framing and margin) says which window the crop reads.
+        template = canonical_points(self.resolution, self.face_scale) + margin
+        matrix = similarity_transform(five_points(landmarks), template)
+        if not np.all(np.isfinite(matrix)):
+            return aligned(photo, landmarks)  # its error, as for any photo
+        x0, y0, x1, y1 = crop_footprint(matrix, self.resolution + 2 * margin, photo.shape)
+        if x0 >= x1 or y0 >= y1:
+            return aligned(photo, landmarks)  # the crop lies off the photo: edge pixels all over, as before
+        face = aligned(photo[y0:y1, x0:x1], landmarks - (x0, y0))
+        return dataclasses.replace(face, matrix=window_matrix(face.matrix, -x0, -y0))
 
     def _unmask_aligned(self, photo: np.ndarray) -> UnmaskResult:
         """An aligned crop of any size: resized to the training resolution, its output resized back."""
@@ -313,24 +349,33 @@ class Unmasker:
         ends on top where faces overlap (equal areas: the later in ``faces`` first, so the earlier ends on
         top, as if ``faces`` were ordered largest first)."""
         result = _photo(photo)
+        large = self._large(result)
+        if large:
+            result = result.copy()  # each face pasted into it over its window (paste_back_into)
         order = sorted(range(len(faces)), key=lambda i: (_area(faces[i].box), -i))
         radius = max(1, int(MAP_DILATION * self.resolution))
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
         for i in order:
             face = faces[i]
             region = cv2.dilate(grow_maps(face.crop_map, self.resolution), disc) / 255.0
-            result = paste_back(result, face.crop_output, face.matrix, region=region, valid=face.valid)
+            if large:
+                paste_back_into(result, face.crop_output, face.matrix, region=region, valid=face.valid)
+            else:
+                result = paste_back(result, face.crop_output, face.matrix, region=region, valid=face.valid)
         return result
 
     def photo_map(self, photo: str | Path | np.ndarray, faces: Sequence[FaceResult], filled: bool = False
                   ) -> np.ndarray:
         """The union of the faces' maps at the photo's size (uint8 0/255); ``filled``: the regions stage 2
         filled (the maps grown by ``MAP_GROWTH``) instead."""
-        shape = _photo(photo).shape
-        union = np.zeros(shape[:2], np.uint8)
+        photo = _photo(photo)
+        union = np.zeros(photo.shape[:2], np.uint8)
         for face in faces:
             crop_map = grow_maps(face.crop_map, self.resolution) if filled else face.crop_map
-            union |= map_to_photo(crop_map, face.matrix, shape)
+            if self._large(photo):
+                add_map_to_photo(union, crop_map, face.matrix)
+            else:
+                union |= map_to_photo(crop_map, face.matrix, photo.shape)
         return union
 
 
@@ -482,11 +527,20 @@ def _write_outputs(item: PlannedOutput, photo: np.ndarray, result: UnmaskResult,
             rgb += [(item.face(index, "crop"), face.crop_input), (item.face(index, "output"), face.crop_output)]
         if save_maps:
             gray.append((item.face(index, "map"), face.crop_map))
-    writes = [(t, cv2.cvtColor(p, cv2.COLOR_RGB2BGR)) for t, p in rgb] + gray
-    for target, pixels in writes:
+    for target, pixels, color in [(t, p, True) for t, p in rgb] + [(t, p, False) for t, p in gray]:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_png_atomic(target, pixels)
+            if not color:
+                write_png_atomic(target, pixels)
+                continue
+            # BGR for OpenCV in place, and back after: no second copy of a 100-Mpx result.
+            in_place = pixels.flags.writeable and pixels.flags.c_contiguous
+            bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR, dst=pixels) if in_place else None
+            try:
+                write_png_atomic(target, cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if bgr is None else bgr)
+            finally:
+                if bgr is not None:
+                    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
         except OSError as err:
             raise PredictError(f"cannot write {shown(target)}: {err.strerror or err} "
                                f"({done} inputs done before)") from None

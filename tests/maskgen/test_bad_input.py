@@ -216,3 +216,14 @@ def test_every_skipped_source_is_a_failure_row_with_a_relative_path(tmp_path, ce
 
 def _denied(path):
     raise PermissionError(13, "Permission denied", os.fspath(path))
+
+
+def test_an_rgb_image_is_read_by_strips_into_the_bytes_of_its_whole_conversion(monkeypatch, real_masked_dir):
+    from maskgen import source
+
+    monkeypatch.setattr(source, "STRIP_BYTES", 1000)  # many strips, the last one short
+    path = real_masked_dir / "0761.jpg"
+    with Image.open(path) as img:
+        expected = np.asarray(img.convert("RGB"))
+    read = load_image(path, max_side=None)
+    assert read.flags.writeable and read.flags.c_contiguous and np.array_equal(read, expected)
