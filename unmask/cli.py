@@ -221,7 +221,8 @@ def predict(inputs: tuple[Path, ...], out_dir: Path, checkpoint: Path, aligned: 
     Inputs that cannot be used are skipped with the reason; the exit status is 1 only when none is done.
     """
     from unmask.outputs import RESULTS_FILE, PredictError, plan_outputs, shown
-    from unmask.predict import Unmasker, predict_files
+    from unmask.predict import Unmasker
+    from unmask.predict_files import predict_files
     from unmask.training.runtime import DeviceError, resolve_device
 
     def report(name: str, reason: str) -> None:

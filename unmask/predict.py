@@ -13,7 +13,7 @@ Python API::
     result = unmasker("photo.jpg")             # or an RGB uint8 array; max_faces=, min_face=
     result.image, result.map                   # the unmasked photo; the union of every face's map (photo size)
     for face in result.faces:                  # largest first: FaceResult
-        face.box, face.points, face.coverage   # detector box, 5 points (photo pixels), share of the crop masked
+        face.box, face.points, face.coverage   # detector box, 5 points (photo pixels), share of the face crop masked
         face.crop_input, face.crop_map, face.crop_output, face.valid   # S x S crops: the R x R training crop
                                                # and context around it (face.margin px a side); valid: on the photo
     fixed = unmasker.refill(photo, result.faces[0], edited_map)  # stage 2 again on a map drawn by hand:
@@ -26,18 +26,16 @@ largest face's. Overlapping faces are pasted smallest first, so the largest ends
 
 For files and folders (``unmask predict``): ``plan_outputs`` (``unmask.outputs``) decides every output
 name before anything runs (mirroring the input tree, never two inputs on one name),
-``predict_files`` unmasks them one by
-one, skipping the inputs it cannot use and checking every write, and records every face in
-``OUT/results.jsonl``.
+``unmask.predict_files.predict_files`` unmasks them one by one, skipping the inputs it cannot use and
+checking every write, and records every face in ``OUT/results.jsonl``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +62,10 @@ from maskgen.align import (
     window_matrix,
 )
 from maskgen.face_points import five_points
-from maskgen.files import write_bytes_atomic, write_png_atomic
 from maskgen.landmarks import NoFace, detect_all
-from maskgen.source import MAX_SIDE, BadImage, error_text, load_image
+from maskgen.source import MAX_SIDE, load_image
 
+from . import views
 from .checkpoint import load_models
 from .config import Config
 from .models import Generator, MSeg
@@ -81,6 +79,7 @@ from .outputs import (  # noqa: F401  (unmask.predict's API, with Unmasker)
     shown,
 )
 from .tensors import images_to_model, quantize, to_nhwc
+from .views import VIEWS, WIDE_VIEW, canvas_size
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +88,7 @@ log = logging.getLogger(__name__)
 # blurs a little. Measured on the 75 labelled photos (128 px model): the share of each label's pixels
 # left outside the filled region falls from 12.6% to 9.8% with 1 px; 2 px repaints three times more face.
 MAP_GROWTH = 1 / 128
-# A photo's face is cut out with this share of the training crop R added on every side (the canvas), at the
-# training framing: masks run past the face crop (their sides on close-ups, a gaiter on the neck), and both
-# stages are convolutional, so they map and fill the larger square as they do the crop. A map that still
-# reaches the canvas's edge is predicted again with the wider margin. Measured on the labelled photos: see
-# docs/unmask/predict.md.
-CONTEXT_MARGIN = 0.25
-WIDE_MARGIN = 0.75
-EDGE_BAND = 2  # px: a map within this distance of the canvas's edge reaches it
 MAP_DILATION = 0.02  # of the crop size: the pasted region reaches this far past the filled one
-COMPARE_MAX_SIDE = 1024  # px: each panel of NAME_compare.png (input | map overlay | output) at most this size
-MAP_TINT_RGB, MAP_TINT_ALPHA = (255, 0, 0), 0.45  # the map overlay: red, as the evaluation's photo figures
-BOX_RGB = (0, 255, 0)  # each face's detector box on the overlay
 # A photo whose longer side is over this is large: its faces are found on a copy of this size (``detect_all``'s
 # max_side; the dataset's detection sees no more, ``maskgen.source.MAX_SIDE``), each face is cut out of a window
 # of the photo around it, and pasted back and mapped over that window only: time and memory go with the faces,
@@ -122,7 +110,8 @@ class FaceResult:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in photo pixels (the detector's box, clipped to the photo)
     points: np.ndarray  # 5 x 2 float, photo pixels: eyes, nose tip, mouth corners (maskgen's five_points)
     matrix: np.ndarray  # 2 x 3, photo -> crop similarity
-    # The crops are S x S, S = R + 2 * margin: the training crop (its centre R x R) and the context around it.
+    # The crops are S x S, S = R + 2 * margin: the training crop (its centre R x R) and the context around it
+    # (``unmask.views``: stage 1 sees several views of it, stage 2 fills the map from the tightest that holds it).
     crop_input: np.ndarray  # S x S x 3 uint8: the aligned crop fed to the networks (past the photo: its edge repeated)
     valid: np.ndarray  # S x S uint8 0/255: the crop pixels that lie on the photo (the only ones pasted back)
     crop_map: np.ndarray  # S x S uint8 0/255: stage 1's map (or the edited one after refill); stage 2 filled it
@@ -130,17 +119,17 @@ class FaceResult:
     crop_output: np.ndarray  # S x S x 3 uint8: stage 2's output
     coverage: float  # share of the face crop's (the centre R x R's) pixels on the photo that the map covers
     seconds: float  # alignment and both stages (or stage 2 alone after refill) for this face
-    margin: int = 0  # px added on every side of the R x R training crop (``CONTEXT_MARGIN``, ``WIDE_MARGIN``)
+    margin: int = 0  # px added on every side of the R x R training crop (for the widest view, ``unmask.views``)
 
     @property
     def map_at_crop_edge(self) -> bool:
         """The map reaches the crop's edge where the crop lies on the photo: mask may go on past it."""
-        return map_reaches_edge(self.crop_map, EDGE_BAND)
+        return map_reaches_edge(self.crop_map, views.EDGE_BAND)
 
     @property
     def map_at_photo_edge(self) -> bool:
         """The map reaches the photo's edge: the mask may go on past the photo, where nothing can be filled."""
-        return map_reaches_edge(self.crop_map, EDGE_BAND, self.valid)
+        return map_reaches_edge(self.crop_map, views.EDGE_BAND, self.valid)
 
     def record(self) -> dict:
         """The face for results.jsonl (JSON types, photo pixels)."""
@@ -164,14 +153,15 @@ class UnmaskResult:
 
 class Unmasker:
     """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given. ``threshold``
-    overrides M-Seg's own (set on the validation split when it was trained). ``context``: the margins
-    (shares of R) a photo's face is cut out with, tried in turn while the map reaches the crop's edge;
-    ``(0,)`` gives the bare training crop. ``large_side``: photos whose longer side is over it are handled
+    overrides M-Seg's own (set on the validation split when it was trained). ``views``, ``wide_view``: the
+    framings a photo's face is seen at (``unmask.views``; ``views=(1.0,), wide_view=None``: the training crop
+    alone). ``large_side``: photos whose longer side is over it are handled
     face by face (``LARGE_PHOTO_SIDE``); None: every photo whole."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
                  face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None,
-                 context: Sequence[float] = (CONTEXT_MARGIN, WIDE_MARGIN), large_side: int | None = LARGE_PHOTO_SIDE):
+                 views: Sequence[float] = VIEWS, wide_view: float | None = WIDE_VIEW,
+                 large_side: int | None = LARGE_PHOTO_SIDE):
         self.generator = generator.to(device).eval()
         self.mseg = mseg.to(device).eval() if mseg is not None else None
         self.config = config
@@ -179,7 +169,9 @@ class Unmasker:
         self.resolution = config.train.resolution
         self.face_scale = face_scale
         self.threshold = threshold
-        self.margins = sorted({canvas_margin(self.resolution, share) for share in context} or {0})
+        self.views, self.wide_view = tuple(sorted(views)), wide_view
+        widest = max(self.views + ((wide_view,) if wide_view else ()))
+        self.margin = (canvas_size(self.resolution, widest) - self.resolution) // 2
         self.large_side = large_side
 
     def _large(self, photo: np.ndarray) -> bool:
@@ -260,17 +252,21 @@ class Unmasker:
 
     def _unmask_face(self, photo: np.ndarray, landmarks: np.ndarray, box: tuple[int, ...]) -> FaceResult:
         start = time.perf_counter()
-        for margin in self.margins:  # the narrowest context that holds the whole map
-            face = self._align(photo, landmarks, margin)
-            valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
-            crop_map = np.minimum(self.predict_maps(face.image[None])[0], valid)  # past the photo nothing is masked
-            if not map_reaches_edge(crop_map, EDGE_BAND):
-                break
-        (out,), _ = self.unmask_crops(face.image[None], crop_map[None])
+        face = self._align(photo, landmarks, self.margin)
+        valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
+        crop_map = views.predict_map(face.image, valid, self.predict_maps, self.resolution, self.views,
+                                     self.wide_view)
+        out = self._fill(face.image, crop_map)
         h, w = photo.shape[:2]
         clipped = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
         return FaceResult(clipped, five_points(landmarks), face.matrix, face.image, valid, crop_map, out,
-                          _coverage(crop_map, valid, margin), time.perf_counter() - start, margin)
+                          _coverage(crop_map, valid, self.margin), time.perf_counter() - start, self.margin)
+
+    def _fill(self, canvas: np.ndarray, crop_map: np.ndarray) -> np.ndarray:
+        """Stage 2 on a face's crop (``unmask.views.fill``): the map grown by ``MAP_GROWTH`` filled."""
+        sides = self.views + ((self.wide_view,) if self.wide_view else ())
+        return views.fill(canvas, crop_map, _grow(crop_map, self.resolution),
+                          lambda crops, maps: self.unmask_crops(crops, maps)[0], self.resolution, sides)
 
     def _align(self, photo: np.ndarray, landmarks: np.ndarray, margin: int) -> AlignedFace:
         """The face's crop (``align_face``, edge fill); of a large photo, cut out of a window around the face
@@ -338,7 +334,7 @@ class Unmasker:
             raise ValueError(f"crop map is {'x'.join(map(str, crop_map.shape[::-1]))}: the crop is {r}x{r}")
         start = time.perf_counter()
         crop_map = np.where((crop_map > 127) & (face.valid > 0), 255, 0).astype(np.uint8)
-        (out,), _ = self.unmask_crops(face.crop_input[None], crop_map[None])
+        out = self._fill(face.crop_input, crop_map)
         return dataclasses.replace(face, crop_map=crop_map, crop_output=out,
                                    coverage=_coverage(crop_map, face.valid, face.margin),
                                    seconds=time.perf_counter() - start)
@@ -419,12 +415,6 @@ def _binary(edited_map: np.ndarray) -> np.ndarray:
     return edited.astype(np.uint8) * 255 if edited.dtype == bool else edited.astype(np.uint8, copy=False)
 
 
-def canvas_margin(resolution: int, share: float) -> int:
-    """``share`` of the training crop's size in px, rounded so that the canvas stays a multiple of 32 (the
-    networks halve it five times)."""
-    return 16 * round(share * resolution / 16)
-
-
 def _coverage(crop_map: np.ndarray, valid: np.ndarray, margin: int = 0) -> float:
     """The share of the face crop's (the centre R x R's) pixels on the photo that the map covers."""
     if margin:
@@ -435,112 +425,3 @@ def _coverage(crop_map: np.ndarray, valid: np.ndarray, margin: int = 0) -> float
 
 def _area(box: tuple[int, ...]) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
-
-
-# --- files and folders: names and plans in unmask.outputs; writing here -----------------------------------
-
-def map_overlay(photo: np.ndarray, photo_map: np.ndarray, faces: Sequence[FaceResult] = ()) -> np.ndarray:
-    """The photo with the map tinted red and each face's detector box outlined in green."""
-    overlay = photo.copy()
-    masked = photo_map > 0
-    overlay[masked] = ((1 - MAP_TINT_ALPHA) * overlay[masked] + MAP_TINT_ALPHA * np.float32(MAP_TINT_RGB) + 0.5
-                       ).astype(np.uint8)
-    thickness = max(1, round(max(photo.shape[:2]) / 400))
-    for face in faces:
-        cv2.rectangle(overlay, face.box[:2], (face.box[2] - 1, face.box[3] - 1), BOX_RGB, thickness)
-    return overlay
-
-
-def compare_sheet(photo: np.ndarray, result: UnmaskResult) -> np.ndarray:
-    """input | map overlay | output side by side (RGB), each panel at most ``COMPARE_MAX_SIDE`` px."""
-    panels = [photo, map_overlay(photo, result.map, result.faces), result.image]
-    h, w = photo.shape[:2]
-    scale = min(1.0, COMPARE_MAX_SIDE / max(h, w))
-    if scale < 1:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        panels = [cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels]
-    gap = np.full((panels[0].shape[0], max(2, panels[0].shape[1] // 100), 3), 255, np.uint8)
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-
-
-def predict_files(unmasker: Unmasker, plan: list[PlannedOutput], aligned: bool | None = None,
-                  on_skip: Callable[[str, str], None] | None = None, *, results: Path | None = None,
-                  max_faces: int = MAX_FACES, min_face: int = MIN_FACE, save_crops: bool = False,
-                  save_maps: bool = False, compare: bool = False) -> PredictSummary:
-    """Unmask each planned input and write its outputs: NAME.png and NAME_map.png; with ``compare``
-    NAME_compare.png; with ``save_crops`` each face's aligned crop and output crop, with ``save_maps`` its
-    crop map. An input that cannot be used (unreadable, no face, ...) is skipped with its reason and the rest
-    go on; a failed write stops the run (PredictError). ``results`` (a file): one JSON line per face (input;
-    the outputs written: image, map, compare, and the face's crop_input, crop_output, crop_map; face index,
-    box, 5 points, coverage, seconds) and per input skipped (input, skipped: reason), written when the run
-    ends, stopped or not."""
-    summary = PredictSummary()
-    records: list[dict] = []
-    finished = False
-    try:
-        for item in plan:
-            try:
-                photo = _photo(item.source)
-                result = unmasker(photo, aligned=aligned, max_faces=max_faces, min_face=min_face)
-            except (BadImage, NoFace) as err:
-                reason = str(err)
-            except Exception as err:  # a library error on a strange file must not end the run
-                reason = error_text(err, item.source)
-            else:
-                _write_outputs(item, photo, result, summary.done, save_crops, save_maps, compare)
-                written = {"image": item.image, "map": item.map, **({"compare": item.compare} if compare else {})}
-                for index, face in enumerate(result.faces):
-                    crops = {**({"crop_input": item.face(index, "crop"), "crop_output": item.face(index, "output")}
-                                if save_crops else {}),
-                             **({"crop_map": item.face(index, "map")} if save_maps else {})}
-                    records.append({"input": shown(item.source),
-                                    **{key: shown(path) for key, path in {**written, **crops}.items()},
-                                    "face": index, **face.record()})
-                summary.done += 1
-                summary.faces += len(result.faces)
-                continue
-            summary.skipped.append((shown(item.source), reason))
-            records.append({"input": shown(item.source), "skipped": reason})
-            if on_skip:
-                on_skip(shown(item.source), reason)
-        finished = True
-    finally:
-        if results is not None:
-            text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-            try:
-                results.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(results, text.encode("utf-8", "surrogateescape"))
-            except OSError as err:
-                if finished:  # else the error that stopped the run is the one to tell
-                    raise PredictError(f"cannot write {shown(results)}: {err.strerror or err}") from None
-    return summary
-
-
-def _write_outputs(item: PlannedOutput, photo: np.ndarray, result: UnmaskResult, done: int, save_crops: bool,
-                   save_maps: bool, compare: bool) -> None:
-    rgb = [(item.image, result.image)]
-    gray = [(item.map, result.map)]
-    if compare:
-        rgb.append((item.compare, compare_sheet(photo, result)))
-    for index, face in enumerate(result.faces):
-        if save_crops:
-            rgb += [(item.face(index, "crop"), face.crop_input), (item.face(index, "output"), face.crop_output)]
-        if save_maps:
-            gray.append((item.face(index, "map"), face.crop_map))
-    for target, pixels, color in [(t, p, True) for t, p in rgb] + [(t, p, False) for t, p in gray]:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not color:
-                write_png_atomic(target, pixels)
-                continue
-            # BGR for OpenCV in place, and back after: no second copy of a 100-Mpx result.
-            in_place = pixels.flags.writeable and pixels.flags.c_contiguous
-            bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR, dst=pixels) if in_place else None
-            try:
-                write_png_atomic(target, cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if bgr is None else bgr)
-            finally:
-                if bgr is not None:
-                    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
-        except OSError as err:
-            raise PredictError(f"cannot write {shown(target)}: {err.strerror or err} "
-                               f"({done} inputs done before)") from None

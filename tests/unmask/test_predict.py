@@ -84,8 +84,8 @@ def test_unmask_a_real_face_photo_pastes_back_only_near_the_map(tiny_run, celeba
     photo = load_image(celeba_images[1])
     result = unmasker(photo)
     assert not result.aligned and result.image.shape == photo.shape and result.map.shape == photo.shape[:2]
-    size = result.crop_map.shape[0]  # the training crop and its context (CONTEXT_MARGIN, WIDE_MARGIN)
-    assert size in [64 + 2 * margin for margin in unmasker.margins] and result.crop_output.shape == (size, size, 3)
+    size = result.crop_map.shape[0]  # the training crop and its context (unmask.views)
+    assert size == 64 + 2 * unmasker.margin and result.crop_output.shape == (size, size, 3)
     changed = np.any(result.image != photo, axis=2)
     if result.map.any():
         ys, xs = np.nonzero(result.map)
@@ -310,12 +310,12 @@ def test_predict_cli_fails_when_nothing_is_done(tiny_run, tmp_path):
 def test_predict_cli_stops_with_one_line_when_a_write_fails(tiny_run, celeba_images, tmp_path, monkeypatch):
     import errno
 
-    import unmask.predict
+    import unmask.predict_files
 
     def full_disk(path, image):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(unmask.predict, "write_png_atomic", full_disk)
+    monkeypatch.setattr(unmask.predict_files, "write_png_atomic", full_disk)
     res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(tmp_path / "out"),
                                     "--checkpoint", str(tiny_run)])
     assert res.exit_code == 1 and res.exception is not None and isinstance(res.exception, SystemExit)
@@ -326,12 +326,12 @@ def test_predict_cli_says_in_one_line_when_the_results_file_cannot_be_written(ti
                                                                               monkeypatch):
     import errno
 
-    import unmask.predict
+    import unmask.predict_files
 
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(unmask.predict, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr(unmask.predict_files, "write_bytes_atomic", full_disk)
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["predict", str(celeba_images[2]), "-o", str(out), "--checkpoint", str(tiny_run)])
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output

@@ -18,16 +18,8 @@ from maskgen.landmarks import NoFace, detect_all
 from maskgen.source import load_image
 from tests.unmask.testutils import tiny_config
 from unmask.models import Generator, MSeg
-from unmask.predict import (
-    CONTEXT_MARGIN,
-    MAP_DILATION,
-    WIDE_MARGIN,
-    FaceResult,
-    Unmasker,
-    UnmaskResult,
-    canvas_margin,
-    grow_maps,
-)
+from unmask.predict import MAP_DILATION, FaceResult, Unmasker, UnmaskResult, grow_maps
+from unmask.views import VIEWS, WIDE_VIEW, canvas_size
 
 RES = 64
 GROUP = "0761.jpg"  # three people side by side (two found by HOG, one by BlazeFace only)
@@ -40,7 +32,7 @@ def unmasker() -> Unmasker:
     """Faces cut out at the bare training crop (no context): the geometry of the paste, crop by crop."""
     torch.manual_seed(0)
     cfg = tiny_config(**{"train.resolution": RES})
-    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg, context=(0,))
+    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg, views=(1.0,), wide_view=None)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +206,8 @@ def test_faces_of_equal_area_are_pasted_so_that_the_first_given_ends_on_top(unma
 
 
 def test_results_jsonl_names_every_output_written_for_each_face(unmasker, real_masked_dir, tmp_path):
-    from unmask.predict import plan_outputs, predict_files
+    from unmask.predict import plan_outputs
+    from unmask.predict_files import predict_files
 
     plan, _ = plan_outputs([real_masked_dir / ONE_FACE], tmp_path / "out")
     predict_files(unmasker, plan, results=tmp_path / "out" / "results.jsonl", save_crops=True, save_maps=True,
@@ -234,18 +227,20 @@ def test_an_aligned_crop_is_one_face_covering_it(unmasker, group):
     np.testing.assert_allclose(face.matrix, [[1, 0, 0], [0, 1, 0]])
 
 
-# --- context: the face crop and what lies around it -------------------------------------------------------
+# --- context: the face crop, what lies around it, and the views of it the networks see ----------------------
 
 class _FixedMaps(torch.nn.Module):
-    """A stage 1 that draws the same shape on every crop, in shares of its size: ``"blob"`` a disc in the
-    middle (inside the face crop), ``"lower"`` the whole lower part (a gaiter running off every edge)."""
+    """A stage 1 that draws the same shape on every view, in shares of its size: ``"blob"`` a disc in the
+    middle (inside the face crop), ``"lower"`` the whole lower part (a gaiter running off every edge). It
+    records the size of each batch of views it is given."""
 
     def __init__(self, shape: str):
         super().__init__()
-        self.shape = shape
+        self.shape, self.seen = shape, []
 
     def predict_map(self, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
+        self.seen.append(tuple(x.shape))
         ys, xs = torch.meshgrid(torch.arange(h) / h, torch.arange(w) / w, indexing="ij")
         inside = ((ys - 0.5) ** 2 + (xs - 0.5) ** 2 < 0.1 ** 2) if self.shape == "blob" else ys > 0.6
         return inside.float().expand(n, 1, h, w).clone()
@@ -262,32 +257,36 @@ def one_face(real_masked_dir) -> np.ndarray:
     return load_image(real_masked_dir / ONE_FACE, max_side=None)
 
 
-def test_a_face_is_cut_out_with_context_around_the_training_crop(one_face):
+def test_a_face_is_cut_out_with_context_and_stage_1_sees_each_view_at_the_training_size(one_face):
     unmasker = _context_unmasker("blob")
     (face,) = unmasker(one_face).faces
-    margin = canvas_margin(RES, CONTEXT_MARGIN)
-    assert face.margin == margin > 0 and face.crop_input.shape == (RES + 2 * margin,) * 2 + (3,)
-    assert (RES + 2 * margin) % 32 == 0  # the networks halve it five times
+    size = canvas_size(RES, WIDE_VIEW)
+    margin = (size - RES) // 2
+    assert face.margin == unmasker.margin == margin > 0 and face.crop_input.shape == (size, size, 3)
+    assert unmasker.mseg.seen == [(len(VIEWS), 3, RES, RES)]  # every view at R x R; no wide view: the map fits
     (found,) = detect_all(one_face)
     bare = align_face(one_face, found.points, RES, fill="edge")
     assert bare.scale <= 1  # a plain warp: the centre of the larger crop is the training crop exactly
     np.testing.assert_array_equal(face.crop_input[margin:-margin, margin:-margin], bare.image)
+    # The map is the union of the views' discs: the loosest view's, largest on the crop, holds the others.
+    ys, xs = np.nonzero(face.crop_map)
+    radius = (ys.max() - ys.min() + 1) / 2
+    assert radius == pytest.approx(0.1 * RES * max(VIEWS), abs=1.5)
     # The coverage counts the face crop (the centre), not the context.
     centre = face.crop_map[margin:-margin, margin:-margin]
     assert face.coverage == pytest.approx((centre > 0).mean())
     record = face.record()
-    assert record["crop_size"] == RES + 2 * margin and not record["map_at_crop_edge"]
-    assert not record["map_at_photo_edge"]
+    assert record["crop_size"] == size and not record["map_at_crop_edge"] and not record["map_at_photo_edge"]
 
 
-def test_a_map_that_reaches_the_crop_s_edge_is_predicted_again_wider_and_filled_past_the_face_crop(one_face):
+def test_a_map_that_reaches_the_loosest_view_s_edge_adds_the_wide_view_and_is_filled_past_the_face_crop(one_face):
     unmasker = _context_unmasker("lower")
     photo = cv2.copyMakeBorder(one_face, 400, 400, 400, 400, cv2.BORDER_CONSTANT, value=(90, 120, 150))
     result = unmasker(photo)
     (face,) = result.faces
-    assert face.margin == canvas_margin(RES, WIDE_MARGIN) > canvas_margin(RES, CONTEXT_MARGIN)
+    assert unmasker.mseg.seen == [(len(VIEWS), 3, RES, RES), (1, 3, RES, RES)]
     assert (face.valid > 0).all()  # the crop lies on the photo: its edge is the crop's
-    assert face.map_at_crop_edge and face.record()["map_at_crop_edge"]  # even the widest crop does not hold it
+    assert face.map_at_crop_edge and face.record()["map_at_crop_edge"]  # even the widest view does not hold it
     assert not face.map_at_photo_edge
     # The photo changes outside the face crop's footprint: the whole map is filled, not a square of it.
     m = face.margin
@@ -297,6 +296,9 @@ def test_a_map_that_reaches_the_crop_s_edge_is_predicted_again_wider_and_filled_
     changed = _changed(result.image, photo)
     assert changed[outside_face_crop].sum() > 0.5 * changed[~outside_face_crop].sum()
     assert (result.map > 0)[outside_face_crop].any()
+    # Outside the map (grown) the crop's output is its input.
+    kept = grow_maps(face.crop_map, RES) == 0
+    np.testing.assert_array_equal(face.crop_output[kept], face.crop_input[kept])
 
 
 def test_a_map_cut_by_the_photo_s_edge_is_reported(edge_photo):
@@ -307,4 +309,5 @@ def test_a_map_cut_by_the_photo_s_edge_is_reported(edge_photo):
 
 
 def test_bare_crops_keep_the_training_crop_s_size(unmasker, group_result):
+    assert unmasker.margin == 0
     assert all(face.margin == 0 and face.crop_map.shape == (RES, RES) for face in group_result.faces)

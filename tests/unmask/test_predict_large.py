@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from maskgen import align
-from maskgen.align import align_face, add_map_to_photo, map_to_photo, paste_back, paste_back_into
+from maskgen.align import add_map_to_photo, align_face, map_to_photo, paste_back, paste_back_into
 from maskgen.landmarks import detect_all
 from maskgen.source import load_image
 from tests.unmask.testutils import tiny_config
 from unmask.models import Generator, MSeg
-from unmask.predict import LARGE_PHOTO_SIDE, Unmasker, plan_outputs, predict_files
+from unmask.predict import LARGE_PHOTO_SIDE, Unmasker, plan_outputs
+from unmask.predict_files import predict_files
 
 RES = 64
 GROUP = "0761.jpg"  # three people side by side: HOG, BlazeFace and the tiles all run
@@ -81,14 +82,15 @@ def test_a_large_photo_gives_the_faces_and_outputs_of_the_whole_photo_path(large
         assert np.array_equal(a.valid, b.valid)
         # align_face shrinks a face this much larger than the crop first: the window, not the photo, so that a
         # few crop pixels differ a little (INTER_AREA's grid starts at the window's corner)
-        assert np.abs(a.crop_input.astype(int) - b.crop_input).mean() < 0.5
+        assert np.abs(a.crop_input.astype(int) - b.crop_input).mean() < 1.0
         assert (a.crop_map != b.crop_map).mean() < 0.01
     assert (windowed.map != whole.map).mean() < 0.002
     difference = np.abs(windowed.image.astype(int) - whole.image)
     assert difference.mean() < 0.05 and np.percentile(difference, 99.9) <= 2
-    # where the whole-photo path left the photo as it was, so does the windowed one (within rounding)
+    # where the whole-photo path left the photo as it was, so does the windowed one (within rounding, and the
+    # untrained networks' answer to crops a level apart)
     untouched = (whole.image == large).all(axis=-1)
-    assert np.abs(windowed.image[untouched].astype(int) - large[untouched]).max() <= 1
+    assert np.abs(windowed.image[untouched].astype(int) - large[untouched]).max() <= 2
 
 
 def test_the_written_photo_is_the_result_and_the_result_stays_rgb(real_masked_dir, tmp_path):

@@ -42,11 +42,11 @@ PHOTO = REAL_MASKED / "0000.jpg"  # one masked face, 512 x 453
 ORIGIN = "http://127.0.0.1:7860"  # the page's own address: the Host every test request names
 
 
-def tiny_unmasker(resolution: int = 64) -> Unmasker:
+def tiny_unmasker(resolution: int = 64, **kwargs) -> Unmasker:
     """Untrained networks whose stage 1 never marks a pixel (threshold above any probability)."""
     torch.manual_seed(0)
     config = tiny_config(**{"train.resolution": resolution})
-    return Unmasker(Generator(config.generator), MSeg(config.mseg), config, threshold=1.1)
+    return Unmasker(Generator(config.generator), MSeg(config.mseg), config, threshold=1.1, **kwargs)
 
 
 def need_photo(path=PHOTO):

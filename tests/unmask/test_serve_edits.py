@@ -48,14 +48,9 @@ def lower_face(resolution: int) -> np.ndarray:
 
 def first_maps(monkeypatch, unmasker: Unmasker, *maps: np.ndarray) -> None:
     """Stage 1 predicts ``maps`` in turn, over and over: with as many maps as faces, each face of a photo
-    (unmasked largest first, one at a time) has its own. Each map is of the face crop, centred in the larger
-    crop prediction cuts out (the context around it unmasked)."""
+    (unmasked largest first, one at a time) has its own. The unmasker sees the training crop alone (BARE)."""
     turns = itertools.cycle(maps)
-
-    def predicted(crops: np.ndarray) -> np.ndarray:
-        return np.stack([np.pad(m, (crops.shape[1] - m.shape[0]) // 2) for m in (next(turns) for _ in crops)])
-
-    monkeypatch.setattr(unmasker, "predict_maps", predicted)
+    monkeypatch.setattr(unmasker, "predict_maps", lambda crops: np.stack([next(turns) for _ in crops]))
 
 
 class Refills:
@@ -71,9 +66,12 @@ class Refills:
                             paste(photo, faces))
 
 
+BARE = {"views": (1.0,), "wide_view": None}  # the training crop alone: the edits' geometry, crop by crop
+
+
 @pytest.fixture
 def unmasker() -> Unmasker:
-    return tiny_unmasker()
+    return tiny_unmasker(**BARE)
 
 
 def upload(client: TestClient, photo: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -89,7 +87,7 @@ def refill(client: TestClient, answer: dict, edited: np.ndarray):
 def test_a_stroke_changes_only_the_stroked_pixels_of_each_crop_map(monkeypatch):
     # A small face: a crop pixel is finer than a photo pixel (1.8 a side), and a round trip crop -> photo ->
     # crop by nearest neighbour changed 90 of the map's crop pixels
-    unmasker = tiny_unmasker(128)
+    unmasker = tiny_unmasker(128, **BARE)
     photo = cv2.resize(load_image(need_photo(), max_side=None), None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
     first_maps(monkeypatch, unmasker, lower_face(unmasker.resolution))
     (face,) = unmasker(photo, aligned=False).faces
@@ -153,7 +151,7 @@ def test_an_edit_outside_every_face_s_crop_is_said_and_changes_nothing(unmasker,
 
 
 def test_a_photo_of_the_crop_s_size_is_edited_in_photo_coordinates(monkeypatch):
-    unmasker = tiny_unmasker(128)
+    unmasker = tiny_unmasker(128, **BARE)
     photo = load_image(need_photo(), max_side=None)
     h, w = photo.shape[:2]
     side = min(h, w)
