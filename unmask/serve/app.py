@@ -2,14 +2,17 @@
 
     GET  /                             the page (static/index.html, static/app.js)
     GET  /api/limits                   what the page checks before uploading
-    POST /api/photos                   body: the photo's bytes -> JSON: id, sizes, faces, the map (PNG data URL)
+    POST /api/photos                   body: the photo's bytes -> JSON: id, sizes, faces, the map (soft, PNG data URL)
     GET  /api/photos/{id}/result.png   the photo with every face unmasked, as first predicted
     POST /api/photos/{id}/refill       body: the edited map (PNG at the map's size) -> the new result (PNG)
 
 Every refusal is an HTTP 4xx (503 when busy) with ``{"error": "one line"}``, which the page shows;
 anything unexpected is logged and answered with a one-line 500, never a traceback. Requests keep no
 state but the photo cache (``editing.PhotoCache``); the model runs one request at a time, on one daemon
-thread, and at most JOBS requests hold a body or wait for it (more: 503, before their body is read).
+thread, and at most JOBS requests hold a body or wait for it (more: 503, before their body is read). A
+body that stalls (BODY_IDLE_S without a byte) or drags (past BODY_TOTAL_S) is dropped with 408, so
+stalled clients cannot keep the slots; a response is written after its slot is freed, so a client slow
+to read it holds none.
 
 A local server is still reachable from any page the browser opens: a request whose Host is not one of
 the server's names (DNS rebinding) is refused by Starlette's TrustedHostMiddleware (400, plain text),
