@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from maskgen.align import map_to_crop, map_to_photo
 from maskgen.source import load_image
@@ -357,3 +359,32 @@ def test_stalled_uploads_do_not_hold_the_job_slots(tmp_path):
             sock.close()
         server.kill()
         server.communicate(timeout=30)
+
+
+def test_the_http_api_example_in_the_docs_runs_as_written(unmasker, tmp_path, monkeypatch):
+    import uvicorn
+
+    from unmask.serve.app import listen
+
+    doc = (REPO / "docs" / "unmask" / "serve.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", doc.split("## The HTTP API", 1)[1], re.S)
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(unmasker), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        (tmp_path / "photo.jpg").write_bytes(need_photo().read_bytes())
+        monkeypatch.chdir(tmp_path)
+        code = example.replace('"http://127.0.0.1:7860"', f'"http://127.0.0.1:{sock.getsockname()[1]}"')
+        assert code != example
+        exec(compile(code, "serve.md", "exec"), {"__name__": "__main__"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    photo = load_image(need_photo(), max_side=None)
+    first, refilled = (np.asarray(Image.open(tmp_path / name).convert("RGB")) for name in ("result.png",
+                                                                                           "refilled.png"))
+    assert first.shape == refilled.shape == photo.shape
+    np.testing.assert_array_equal(first, photo)  # the tiny model's empty map: nothing unmasked at first
+    assert (refilled != photo).any()  # the lower half of the face, refilled
