@@ -266,6 +266,12 @@ def test_reset_a_failed_upload_labels_and_a_tall_photo_in_the_window(server_url,
     bottom = browser.execute_script("return document.getElementById('viewport').getBoundingClientRect().bottom")
     assert bottom <= browser.execute_script("return window.innerHeight")  # the photo stays above the fold
 
+    browser.find_element(By.ID, "rerun").click()  # nothing edited yet: said above the photo, which still fits
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "changes no face" in browser.find_element(By.ID, "error").text
+    bottom = browser.execute_script("return document.getElementById('viewport').getBoundingClientRect().bottom")
+    assert bottom <= browser.execute_script("return window.innerHeight")
+
     canvas = browser.find_element(By.ID, "map")
     left, right, y, _ = face_middle(browser)
     stroke(browser, canvas, (left, y), (right, y))

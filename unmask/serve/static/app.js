@@ -48,6 +48,7 @@ function render() {
   $("queue-position").textContent = item ? `photo ${shown + 1} of ${queue.length}: ${item.name}` : "";
   $("previous").disabled = shown <= 0;
   $("next").disabled = shown >= queue.length - 1;
+  fitView(false);  // a message shown or gone moves the photo: it still ends above the fold
 }
 
 function setItem(item, state, message, error = "") {
@@ -288,7 +289,7 @@ function updateCoverage() {
 
 // ----- the view: the photo fits the window; zoom and pan move it inside its frame
 
-function fitView() {
+function fitView(reset = true) {
   const item = current();
   if (!item || !item.photo || $("views").hidden) return;
   const column = $("viewport").parentElement.clientWidth;
@@ -299,7 +300,9 @@ function fitView() {
   Object.assign($("viewport").style, {width: `${width}px`, height: `${height}px`});
   Object.assign($("stack").style, {width: `${width}px`, height: `${height}px`});
   Object.assign($("result").style, {width: `${width}px`, height: `${height}px`});
-  setZoom(1, 0, 0);
+  if (reset) setZoom(1, 0, 0);
+  else setZoom(view.zoom, view.x, view.y);
+  drawBoxes();
 }
 
 function setZoom(zoom, x, y) {
@@ -344,7 +347,7 @@ function drawBoxes() {
     context.fillText(label, x0 * sx + line, y0 * sy > letters ? y0 * sy - line : y1 * sy + letters);
   });
 }
-window.addEventListener("resize", fitView);
+window.addEventListener("resize", () => fitView(false));
 
 // ----- re-run, reset, download
 
