@@ -11,6 +11,7 @@ browser; CI installs one (.ci/run)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
 import threading
@@ -35,27 +36,38 @@ if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
     pytest.skip(f"no headless browser ({CHROMIUM}, {CHROMEDRIVER}): {INSTALL}", allow_module_level=True)
 
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.mouse_button import MouseButton  # noqa: E402
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from unmask.serve.app import create_app, listen  # noqa: E402
+from unmask.serve.editing import PhotoCache  # noqa: E402
+
+
+@contextlib.contextmanager
+def served(app):
+    """``app`` on a free port, served by uvicorn in a thread (the socket listens before the browser comes)."""
+    import uvicorn
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 @pytest.fixture
 def server_url():
-    """The page on a free port, served by uvicorn in a thread (the socket listens before the browser comes)."""
-    import uvicorn
-
-    sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_unmasker()), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with served(create_app(tiny_unmasker())) as url:
+        yield url
 
 
 @pytest.fixture
@@ -243,6 +255,12 @@ def test_undo_redo_brush_keys_zoom_pan_grow_opacity_colour_and_before_after(serv
         .release().key_up(Keys.SPACE).perform()
     after = browser.execute_script("return [view.x, view.y]")
     assert after[0] > before[0] and after[1] > before[1]
+    action = ActionBuilder(browser)  # and with the middle button held
+    action.pointer_action.move_to(canvas).pointer_down(MouseButton.MIDDLE).move_by(-30, -20) \
+        .pointer_up(MouseButton.MIDDLE)
+    action.perform()
+    middle = browser.execute_script("return [view.x, view.y]")
+    assert middle[0] < after[0] and middle[1] < after[1]
     assert browser.execute_script(MAP_PIXELS) == painted  # panning paints nothing
     keys(browser, "0")
     assert float(body(browser, "zoom")) == 1
@@ -334,3 +352,17 @@ def test_a_queue_of_photos_each_keeps_its_edits(server_url, browser):
     assert body(browser, "undo") == "3"
     browser.find_element(By.ID, "rerun").click()
     wait_for(browser, 4)  # three first results, one re-run
+
+
+def test_a_photo_the_server_has_forgotten_is_sent_again_when_re_run(browser):
+    paths = [need_photo(), need_photo(REAL_MASKED / "0001.jpg")]
+    with served(create_app(tiny_unmasker(), cache=PhotoCache(max_photos=1))) as url:  # keeps the last photo only
+        open_photo(browser, url, *paths)
+        forgotten = browser.execute_script("return current().photo.id")
+        canvas = browser.find_element(By.ID, "map")
+        left, right, y, _ = face_middle(browser)
+        stroke(browser, canvas, (left, y), (right, y))
+        browser.find_element(By.ID, "rerun").click()
+        wait_for(browser, 3)  # two first results, one re-run
+        assert browser.execute_script("return current().photo.id") != forgotten
+        assert browser.find_element(By.ID, "status").text.startswith("re-ran stage 2")
