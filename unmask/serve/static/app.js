@@ -218,6 +218,7 @@ function undo(from, to) {
 
 // Grow (or shrink, by a negative n) the map by n map pixels: a pixel is in the grown map within n of the
 // map, in the shrunk one farther than n from outside it (a two-pass chamfer distance, close to Euclidean).
+// Its edge is soft over one pixel, as the predicted map's.
 function grown(alpha, width, height, n) {
   const inside = (i) => (alpha[i] >= MAP_ON) === (n > 0);
   const far = width + height, distance = new Float32Array(alpha.length);
@@ -249,8 +250,13 @@ function grown(alpha, width, height, n) {
       distance[i] = d;
     }
   }
+  // Soft over the last pixel, as the predicted map's edges are; in the map exactly where the rule says.
   const reach = Math.abs(n), out = new Uint8Array(alpha.length);
-  for (let i = 0; i < alpha.length; i++) out[i] = (n > 0 ? distance[i] <= reach : distance[i] > reach) ? 255 : 0;
+  for (let i = 0; i < alpha.length; i++) {
+    const past = n > 0 ? reach - distance[i] : distance[i] - reach;  // >= 0 (grow), > 0 (shrink): in the map
+    const level = Math.round(Math.min(1, Math.max(0, past + 0.5)) * 255);
+    out[i] = (n > 0 ? past >= 0 : past > 0) ? Math.max(MAP_ON, level) : Math.min(MAP_ON - 1, level);
+  }
   return out;
 }
 
@@ -328,13 +334,14 @@ function zoomBy(factor, at) {
 function drawBoxes() {
   const item = current();
   if (!item || !item.photo || $("views").hidden) return;
-  const pixel = (window.devicePixelRatio || 1) * view.zoom;
+  // The canvas is zoomed with the photo: drawn at the zoomed resolution, its lines keep their screen size.
+  const screen = window.devicePixelRatio || 1, pixel = screen * view.zoom;
   const width = $("stack").clientWidth, height = $("stack").clientHeight;
   boxCanvas.width = Math.round(width * pixel);
   boxCanvas.height = Math.round(height * pixel);
   const context = boxCanvas.getContext("2d");
   const sx = boxCanvas.width / item.photo.width, sy = boxCanvas.height / item.photo.height;
-  const line = 2 * pixel, letters = 14 * pixel;
+  const line = 2 * screen, letters = 14 * screen;
   context.lineWidth = line;
   context.strokeStyle = context.fillStyle = "#ffd400";
   context.font = `${letters}px sans-serif`;
