@@ -158,7 +158,8 @@ def test_only_the_faces_whose_part_of_the_map_changed_run_again(client, unmasker
 
 
 BAD_PHOTOS = {
-    "not an image": (lambda _: b"Hello, I am a text file.\n", 422, "not a usable image: unreadable image"),
+    "not an image": (lambda _: b"Hello, I am a text file.\n", 422,
+                     "this file is not an image we can read (JPEG, PNG, WebP, BMP)"),
     "0 bytes": (lambda _: b"", 400, "empty upload: the file has 0 bytes"),
     "past the page's pixel limit": (lambda _: png_header_only(10_000, 5_001), 422,
                                     "image too large (10000x5001 px, 50,010,000 pixels): this page takes photos "
@@ -209,7 +210,7 @@ def test_an_unexpected_failure_is_logged_and_answered_in_one_line(client, upload
     edited = np.full((uploaded["map_height"], uploaded["map_width"]), 255, np.uint8)
     response = client.post(f"/api/photos/{uploaded['id']}/refill", content=png(edited))
     assert response.status_code == 500
-    assert response.json() == {"error": "internal error (RuntimeError); the server's log has the details"}
+    assert response.json() == {"error": "internal error: the server could not do this; its log has the details"}
     assert "a bug" in caplog.text  # the log has the traceback; the page a line
 
 

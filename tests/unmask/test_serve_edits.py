@@ -1,14 +1,16 @@
 """``unmask serve``'s edits of a map that is not empty: stage 1 is given a map of the test's own
 (``first_maps``), the page's edit must reach each face's crop map as a change (the stroked pixels only,
 on every face they fall on), and an edit that changes no face is said. Also: a photo of the crop's own
-size, a very long thin photo, the server's Host/Origin checks, its bound on waiting requests and Ctrl-C
-during a long job (a real ``unmask serve`` process)."""
+size, a very long thin photo and one too narrow for the face search, the smooth map the page is sent,
+the server's Host/Origin checks, its bound on waiting requests, uploads that stall (and Ctrl-C during a
+long job), the last two against a real ``unmask serve`` process."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from maskgen.align import map_to_crop, map_to_photo
 from maskgen.source import load_image
@@ -275,3 +278,111 @@ def _post_quietly(httpx2, url: str, path: Path) -> None:
         httpx2.post(url, content=path.read_bytes(), timeout=60)
     except httpx2.HTTPError:
         pass  # the server stopped under it
+
+
+@pytest.mark.parametrize("shape", [(40, 90_000), (90_000, 40)])
+def test_a_photo_too_narrow_for_the_face_search_is_refused_with_the_reason(unmasker, shape):
+    # 3.6 Mpx, within the page's limits: maskgen's face search shrinks the 40 px side to 0 px (a cv2 assertion)
+    client = TestClient(create_app(unmasker), base_url=ORIGIN)
+    response = client.post("/api/photos", content=png(np.full((*shape, 3), 128, np.uint8)))
+    size = f"{shape[1]}x{shape[0]} px"
+    assert response.status_code == 422 and response.json()["error"] == (
+        f"this photo's shape ({size}) is too narrow for the face search: crop it closer to the faces"), response.text
+
+
+def test_the_page_is_sent_a_smooth_map_that_reads_back_as_the_first_map(unmasker, monkeypatch):
+    # The 64 px crop is coarser than the face in the photo: enlarged by nearest neighbour its map's edges
+    # would be stair steps of hard pixels; resampled bilinearly they are soft, and thresholded the same map
+    first_maps(monkeypatch, unmasker, lower_face(unmasker.resolution))
+    photo = load_image(need_photo(), max_side=None)
+    (face,) = unmasker(photo, aligned=False).faces
+    client = TestClient(create_app(unmasker), base_url=ORIGIN)
+    answer, soft = upload(client, photo)
+    edge = (soft > 0) & (soft < 255)
+    assert edge.sum() > 0.5 * cv2.findContours((soft >= 128).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                               cv2.CHAIN_APPROX_NONE)[0][0].shape[0]  # soft all round
+    nearest = map_to_photo(np.minimum(face.crop_map, face.valid), face.matrix, photo.shape) > 0
+    on = soft >= 128
+    assert (on & nearest).sum() / (on | nearest).sum() > 0.9  # the same map, its edges smoothed
+    # Sent back unchanged (the page's alpha, read at the same level), it changes no face
+    response = refill(client, answer, soft)
+    assert response.status_code == 422 and "changes no face" in response.json()["error"], response.text
+
+
+PLAIN_SERVE = """
+import sys
+from tests.unmask.test_serve import tiny_unmasker
+from unmask.predict import Unmasker
+Unmasker.from_checkpoint = classmethod(lambda cls, *args, **kwargs: tiny_unmasker())
+sys.argv = ["unmask", "serve", "--checkpoint", sys.argv[1], "--port", "0"]
+from unmask.launch import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_stalled_uploads_do_not_hold_the_job_slots(tmp_path):
+    import http.client
+    import socket
+    import urllib.parse
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-c", PLAIN_SERVE, str(tmp_path)], cwd=REPO, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stalled = []
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("unmask serve: open http://"), line + server.stderr.read()
+        address = urllib.parse.urlsplit(line.split()[3])
+        for _ in range(4):  # headers and two bytes of a 100 kB body, then nothing
+            sock = socket.create_connection((address.hostname, address.port), timeout=60)
+            sock.sendall(f"POST /api/photos HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 100000\r\n"
+                         "Content-Type: image/jpeg\r\n\r\nab".encode())
+            stalled.append(sock)
+        started, photo = time.monotonic(), need_photo().read_bytes()
+        while True:
+            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+            connection.request("POST", "/api/photos", photo, {"Host": address.netloc})
+            status = connection.getresponse().status
+            connection.close()
+            if status != 503 or time.monotonic() - started > 60:
+                break
+            time.sleep(1)
+        seconds = time.monotonic() - started
+        assert status == 200 and seconds < 40, (status, seconds)
+        answer = stalled[0].recv(4096).decode()  # the stalled one is told why
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive" in answer, answer
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.kill()
+        server.communicate(timeout=30)
+
+
+def test_the_http_api_example_in_the_docs_runs_as_written(unmasker, tmp_path, monkeypatch):
+    import uvicorn
+
+    from unmask.serve.app import listen
+
+    doc = (REPO / "docs" / "unmask" / "serve.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", doc.split("## The HTTP API", 1)[1], re.S)
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(unmasker), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        (tmp_path / "photo.jpg").write_bytes(need_photo().read_bytes())
+        monkeypatch.chdir(tmp_path)
+        code = example.replace('"http://127.0.0.1:7860"', f'"http://127.0.0.1:{sock.getsockname()[1]}"')
+        assert code != example
+        exec(compile(code, "serve.md", "exec"), {"__name__": "__main__"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    photo = load_image(need_photo(), max_side=None)
+    first, refilled = (np.asarray(Image.open(tmp_path / name).convert("RGB")) for name in ("result.png",
+                                                                                           "refilled.png"))
+    assert first.shape == refilled.shape == photo.shape
+    np.testing.assert_array_equal(first, photo)  # the tiny model's empty map: nothing unmasked at first
+    assert (refilled != photo).any()  # the lower half of the face, refilled

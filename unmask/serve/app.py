@@ -2,14 +2,17 @@
 
     GET  /                             the page (static/index.html, static/app.js)
     GET  /api/limits                   what the page checks before uploading
-    POST /api/photos                   body: the photo's bytes -> JSON: id, sizes, faces, the map (PNG data URL)
+    POST /api/photos                   body: the photo's bytes -> JSON: id, sizes, faces, the map (soft, PNG data URL)
     GET  /api/photos/{id}/result.png   the photo with every face unmasked, as first predicted
     POST /api/photos/{id}/refill       body: the edited map (PNG at the map's size) -> the new result (PNG)
 
 Every refusal is an HTTP 4xx (503 when busy) with ``{"error": "one line"}``, which the page shows;
 anything unexpected is logged and answered with a one-line 500, never a traceback. Requests keep no
 state but the photo cache (``editing.PhotoCache``); the model runs one request at a time, on one daemon
-thread, and at most JOBS requests hold a body or wait for it (more: 503, before their body is read).
+thread, and at most JOBS requests hold a body or wait for it (more: 503, before their body is read). A
+body that stalls (BODY_IDLE_S without a byte) or drags (past BODY_TOTAL_S) is dropped with 408, so
+stalled clients cannot keep the slots; a response is written after its slot is freed, so a client slow
+to read it holds none.
 
 A local server is still reachable from any page the browser opens: a request whose Host is not one of
 the server's names (DNS rebinding) is refused by Starlette's TrustedHostMiddleware (400, plain text),
@@ -66,20 +69,35 @@ JOBS = 3  # requests for the model at once (one runs, the others wait), each hol
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the names a page on this machine reaches the server by
 ANY_ADDRESS = ("0.0.0.0", "::", "")  # a --host that listens on every interface: any Host then
 SHUTDOWN_GRACE_S = 1  # on Ctrl-C, how long requests may still finish; a running job is not waited for
+BODY_IDLE_S = 10  # an upload that sends nothing this long is dropped (408), freeing its job slot
+BODY_TOTAL_S = 120  # and one not all sent by then: 64 MB at about 4 Mbit/s
 
 
 def _size(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
 
 
-async def _body(request: Request, limit: int, what: str) -> bytes:
-    """The request's body, refused (413) as soon as it passes ``limit`` bytes."""
+async def _body(request: Request, limit: int, what: str, idle_s: float = BODY_IDLE_S,
+                total_s: float = BODY_TOTAL_S) -> bytes:
+    """The request's body, refused (413) as soon as it passes ``limit`` bytes, and (408) when the client
+    sends nothing for ``idle_s`` or has not sent it all within ``total_s``: a stalled client must not
+    hold one of the few job slots."""
     too_large = EditError(413, f"{what} too large: over the limit of {_size(limit)}")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + total_s
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), min(idle_s, max(left, 0)))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            stalled = f"sent nothing for {idle_s:g} s" if left > idle_s else f"took over {total_s:g} s"
+            raise EditError(408, f"the {what} did not arrive: the upload {stalled}; try again") from None
         size += len(chunk)
         if size > limit:
             raise too_large
@@ -88,12 +106,12 @@ async def _body(request: Request, limit: int, what: str) -> bytes:
 
 
 def _open_upload(data: bytes, unmasker: Unmasker, max_pixels: int) -> tuple[EditedPhoto, bytes]:
-    """An uploaded photo unmasked, and its map as PNG."""
+    """An uploaded photo unmasked, and its soft map (smooth edges) as PNG."""
     with tempfile.NamedTemporaryFile(prefix="unmask-serve-") as file:  # load_image reads files
         file.write(data)
         file.flush()
         edited = open_photo(unmasker, Path(file.name), max_pixels)
-    return edited, png_bytes(edited.map)
+    return edited, png_bytes(edited.soft_map)
 
 
 def _refilled_png(data: bytes, unmasker: Unmasker, edited: EditedPhoto) -> bytes:
@@ -174,10 +192,10 @@ def _answers_errors(handler: Handler) -> Handler:
             return Response(status_code=499)  # nobody is listening any more
         except asyncio.CancelledError:  # the server is stopping (Ctrl-C) and does not wait for this job
             return JSONResponse({"error": "the server is stopping: try again once it is started again"}, 503)
-        except Exception as err:
+        except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
-            return JSONResponse({"error": f"internal error ({type(err).__name__}); the server's log has "
-                                          "the details"}, 500)
+            return JSONResponse({"error": "internal error: the server could not do this; its log has the "
+                                          "details"}, 500)
     return answered
 
 
@@ -225,7 +243,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
                             background=BackgroundTask(warm_once))
 
     async def upload(request: Request) -> Response:
-        edited, map_png = await on_worker(request, max_upload_bytes, "photo", _open_upload, unmasker, max_pixels)
+        edited, soft_map_png = await on_worker(request, max_upload_bytes, "photo", _open_upload, unmasker, max_pixels)
         cache.add(edited)
         width, height = edited.edit_size
         return JSONResponse({
@@ -234,7 +252,7 @@ def create_app(unmasker: Unmasker, cache: PhotoCache | None = None, max_upload_b
             "map_width": width, "map_height": height,
             "faces": [{"box": [round(float(v), 1) for v in face.box], "coverage": round(float(face.coverage), 4),
                        "seconds": round(float(face.seconds), 3)} for face in edited.faces],
-            "map": "data:image/png;base64," + base64.b64encode(map_png).decode("ascii"),
+            "map": "data:image/png;base64," + base64.b64encode(soft_map_png).decode("ascii"),
         })
 
     async def result(request: Request) -> Response:

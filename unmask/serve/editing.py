@@ -6,6 +6,10 @@ as a change: the map pixels that differ from the first map are carried onto the 
 they fall on (with their new values); every other crop pixel keeps its first value exactly, so a map
 is never rebuilt by a round trip through the photo. Only the faces whose crop map changed since the
 last run run stage 2 again, and an edit that changes no face is refused with that reason.
+
+The page is sent the map soft (``soft_page_map``: each face's crop map resampled bilinearly, so its
+edges are smooth rather than the crop's pixels enlarged into stair steps); a pixel is in the map where
+that soft level is at least MAP_ON, the rule the page's own edits are read by too (``read_map``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ MAX_PHOTO_PIXELS = 50_000_000  # a photo's pixels, from its header: decoding one
 # without a face a 50-Mpx photo takes 15-25 s to say so (maskgen's own limit, MAX_PIXELS, is 200 Mpx)
 KEPT, ERASED, PAINTED = 0, 1, 2  # a map pixel the page left as it was, or changed to 0 or to 255
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAP_ON = 128  # a soft map level (or a painted alpha) at least this is in the map
+NOT_AN_IMAGE = "this file is not an image we can read (JPEG, PNG, WebP, BMP)"
 
 
 class EditError(Exception):
@@ -54,6 +60,7 @@ class EditedPhoto:
     first: list[FaceResult]  # one per face, as first predicted
     result_png: bytes  # the photo with every face unmasked (the first result), as PNG
     map: np.ndarray  # uint8 0/255 at the edit size: every face's predicted map (what the page starts from)
+    soft_map: np.ndarray | None = None  # uint8 0-255, the same map with smooth edges: what the page is sent
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     faces: list[FaceResult] = field(default_factory=list)  # as the last re-run left them (first: ``first``)
 
@@ -67,7 +74,8 @@ class EditedPhoto:
 
     @property
     def nbytes(self) -> int:
-        return self.photo.nbytes + len(self.result_png) + self.map.nbytes + 2 * sum(
+        soft = 0 if self.soft_map is None else self.soft_map.nbytes
+        return self.photo.nbytes + len(self.result_png) + self.map.nbytes + soft + 2 * sum(
             sum(getattr(face, name).nbytes for name in ("crop_input", "valid", "crop_map", "crop_output"))
             for face in self.first)  # the first faces and the last re-run's
 
@@ -106,14 +114,19 @@ def edit_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _resized_map(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A 0/255 map at ``size`` (width, height): shrunk by area then thresholded, so thin parts survive at
-    half coverage; enlarged by nearest neighbour."""
-    if (mask.shape[1], mask.shape[0]) == size:
-        return mask
-    shrink = size[0] < mask.shape[1]
-    resized = cv2.resize(mask, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
-    return np.where(resized >= 128, 255, 0).astype(np.uint8)
+def soft_page_map(faces: list[FaceResult], photo_shape: tuple[int, ...], size: tuple[int, int]) -> np.ndarray:
+    """The union of the faces' crop maps on a map of ``size`` (width, height) for a photo of ``photo_shape``,
+    each resampled bilinearly from its crop (0-255, soft at the edges; MAP_ON and above is in the map), and
+    nothing where a crop lies off the photo."""
+    soft = np.zeros((size[1], size[0]), np.uint8)
+    scale = size[0] / photo_shape[1]
+    for face in faces:
+        page_to_crop = np.hstack([face.matrix[:, :2] / scale, face.matrix[:, 2:]])  # page px -> photo px -> crop
+        on_photo = np.minimum(face.crop_map, face.valid)
+        warped = cv2.warpAffine(on_photo, page_to_crop, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderValue=0)
+        np.maximum(soft, warped, out=soft)
+    return soft
 
 
 def warm_up(unmasker: Unmasker) -> None:
@@ -151,16 +164,23 @@ def open_photo(unmasker: Unmasker, path: Path, max_pixels: int = MAX_PHOTO_PIXEL
     try:
         photo = load_image(path, max_side=None)  # full size: the result replaces the photo
     except BadImage as err:
-        raise EditError(422, f"not a usable image: {err}") from None
+        reason = NOT_AN_IMAGE if str(err).startswith("unreadable image") else f"not a usable image: {err}"
+        raise EditError(422, reason) from None
     try:
         result = unmasker(photo, aligned=False, **({} if min_face is None else {"min_face": min_face}))
+    except cv2.error:  # maskgen's face search fails on extreme shapes (a side shrunk to 0 px): a refusal here
+        height, width = photo.shape[:2]
+        raise EditError(422, f"this photo's shape ({width}x{height} px) is too narrow for the face search: crop "
+                             "it closer to the faces") from None
     except FacesTooSmall as err:  # the page has no --min-face to offer
         raise EditError(422, f"no face to unmask in this photo: faces smaller than {err.min_face} px are not "
                              f"unmasked ({err.found} found)") from None
     except NoFace as err:
         raise EditError(422, f"no face to unmask in this photo ({err})") from None
     size = edit_size(photo.shape[1], photo.shape[0])
-    return EditedPhoto(photo, list(result.faces), png_bytes(result.image), _resized_map(result.map, size))
+    soft = soft_page_map(result.faces, photo.shape, size)
+    page_map = np.where(soft >= MAP_ON, 255, 0).astype(np.uint8)
+    return EditedPhoto(photo, list(result.faces), png_bytes(result.image), page_map, soft_map=soft)
 
 
 def _png_size(data: bytes) -> str:
@@ -191,9 +211,9 @@ def read_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
         raise
     except Image.DecompressionBombError:  # PIL refuses it when opened, past twice maskgen's MAX_PIXELS
         raise EditError(422, f"the map is {_png_size(data)}; this photo's map is {size[0]}x{size[1]} px") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise EditError(422, f"the map is not a readable PNG image ({type(err).__name__})") from None
-    return np.where(values >= 128, 255, 0).astype(np.uint8)
+    except (OSError, SyntaxError, ValueError):
+        raise EditError(422, "the map is not a readable PNG image") from None
+    return np.where(values >= MAP_ON, 255, 0).astype(np.uint8)
 
 
 def crop_maps(edited: EditedPhoto, new_map: np.ndarray) -> list[np.ndarray]:
