@@ -29,7 +29,6 @@ from .build_record import parts_problem, read_part_records
 from .files import read_json_object, sha256_of
 from .reader import BadShard, error_cause, member_names, sample_keys
 
-
 MISSING = "missing"
 NOT_REGULAR = "not a regular file"
 
