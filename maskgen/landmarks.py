@@ -166,7 +166,8 @@ def _hog_faces(image: np.ndarray, upsample_limit: int) -> tuple[list, str, float
     detector = _hog_detector()
     h, w = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
-    small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
+    # at least a pixel a side: a 40 x 90000 photo shrinks its short side to 0.36 px
+    small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                   interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)  # HOG uses intensity only; gray is faster
     rects, used = [], 0

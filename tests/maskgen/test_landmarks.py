@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from maskgen.face_points import eye_centers
-from maskgen.landmarks import CELEBA_ALIGNED_PRIOR, CELEBA_ALIGNED_SHAPE, NoFace, detect, from_prior, locate
+from maskgen.landmarks import CELEBA_ALIGNED_PRIOR, CELEBA_ALIGNED_SHAPE, NoFace, detect, detect_all, from_prior, locate
 from maskgen.source import discover, load_image
 
 
@@ -60,3 +60,9 @@ def test_only_the_aligned_celeba_layout_gets_the_prior(celeba_dir, tmp_path, cel
     folder.mkdir()
     (folder / "a.jpg").write_bytes(celeba_images[0].read_bytes())
     assert discover(folder).images[0].prior5 is None
+
+
+@pytest.mark.parametrize("shape", [(40, 90_000), (90_000, 40), (1, 5000)])
+def test_a_very_long_thin_image_is_searched_without_a_library_error(shape):
+    # the HOG pass's copy no larger than DETECT_MAX_SIDE once shrank the short side to 0 px (a cv2 assertion)
+    assert detect_all(np.full((*shape, 3), 128, np.uint8)) == []

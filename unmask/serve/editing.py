@@ -168,10 +168,6 @@ def open_photo(unmasker: Unmasker, path: Path, max_pixels: int = MAX_PHOTO_PIXEL
         raise EditError(422, reason) from None
     try:
         result = unmasker(photo, aligned=False, **({} if min_face is None else {"min_face": min_face}))
-    except cv2.error:  # maskgen's face search fails on extreme shapes (a side shrunk to 0 px): a refusal here
-        height, width = photo.shape[:2]
-        raise EditError(422, f"this photo's shape ({width}x{height} px) is too narrow for the face search: crop "
-                             "it closer to the faces") from None
     except FacesTooSmall as err:  # the page has no --min-face to offer
         raise EditError(422, f"no face to unmask in this photo: faces smaller than {err.min_face} px are not "
                              f"unmasked ({err.found} found)") from None
