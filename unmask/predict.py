@@ -79,7 +79,7 @@ from .outputs import (  # noqa: F401  (unmask.predict's API, with Unmasker)
     shown,
 )
 from .tensors import images_to_model, quantize, to_nhwc
-from .views import VIEWS, WIDE_VIEW, canvas_size
+from .views import MIRROR, VIEWS, WIDE_VIEW, canvas_size
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,13 @@ class UnmaskResult:
 class Unmasker:
     """Stage 1 + stage 2 on CPU or GPU. Without a stage-1 model, maps must be given. ``threshold``
     overrides M-Seg's own (set on the validation split when it was trained). ``views``, ``wide_view``: the
-    framings a photo's face is seen at (``unmask.views``; ``views=(1.0,), wide_view=None``: the training crop
-    alone). ``large_side``: photos whose longer side is over it are handled
-    face by face (``LARGE_PHOTO_SIDE``); None: every photo whole."""
+    framings a photo's face is seen at, ``mirror``: each also mirrored (``unmask.views``; ``views=(1.0,),
+    wide_view=None, mirror=False``: the training crop alone). ``large_side``: photos whose longer side is
+    over it are handled face by face (``LARGE_PHOTO_SIDE``); None: every photo whole."""
 
     def __init__(self, generator: Generator, mseg: MSeg | None, config: Config, device: str | torch.device = "cpu",
                  face_scale: float = DEFAULT_FACE_SCALE, threshold: float | None = None,
-                 views: Sequence[float] = VIEWS, wide_view: float | None = WIDE_VIEW,
+                 views: Sequence[float] = VIEWS, wide_view: float | None = WIDE_VIEW, mirror: bool = MIRROR,
                  large_side: int | None = LARGE_PHOTO_SIDE):
         self.generator = generator.to(device).eval()
         self.mseg = mseg.to(device).eval() if mseg is not None else None
@@ -169,7 +169,7 @@ class Unmasker:
         self.resolution = config.train.resolution
         self.face_scale = face_scale
         self.threshold = threshold
-        self.views, self.wide_view = tuple(sorted(views)), wide_view
+        self.views, self.wide_view, self.mirror = tuple(sorted(views)), wide_view, mirror
         widest = max(self.views + ((wide_view,) if wide_view else ()))
         self.margin = (canvas_size(self.resolution, widest) - self.resolution) // 2
         self.large_side = large_side
@@ -255,7 +255,7 @@ class Unmasker:
         face = self._align(photo, landmarks, self.margin)
         valid = inside_photo(face.matrix, face.image.shape[0], photo.shape)
         crop_map = views.predict_map(face.image, valid, self.predict_maps, self.resolution, self.views,
-                                     self.wide_view)
+                                     self.wide_view, self.mirror)
         out = self._fill(face.image, crop_map)
         h, w = photo.shape[:2]
         clipped = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))

@@ -25,6 +25,7 @@ from maskgen.align import map_reaches_edge
 
 VIEWS = (1.0, 1.2, 1.44)  # every face is seen at these sides (of R) by stage 1: framings 0.72, 0.6, 0.5
 WIDE_VIEW = 1.7  # ... and at this one too (framing 0.42) when their map reaches the loosest one's edge
+MIRROR = True  # ... each also mirrored (left-right): what one misses the other often finds
 EDGE_BAND = 2  # px: a map within this distance of a view's edge reaches it
 
 Stage1 = Callable[[np.ndarray], np.ndarray]  # N x R x R x 3 uint8 views -> N x R x R uint8 0/255 maps
@@ -63,23 +64,34 @@ def put(view: np.ndarray, side: float, size: int, interpolation: int) -> tuple[n
 
 
 def predict_map(canvas: np.ndarray, valid: np.ndarray, stage1: Stage1, resolution: int,
-                views: Sequence[float] = VIEWS, wide_view: float | None = WIDE_VIEW) -> np.ndarray:
-    """Stage 1's map of the canvas (S x S uint8 0/255): the union of its maps of ``views`` (their pixels on
-    the photo, ``valid``), and of ``wide_view``'s where that union reaches the loosest view's edge."""
+                views: Sequence[float] = VIEWS, wide_view: float | None = WIDE_VIEW, mirror: bool = MIRROR
+                ) -> np.ndarray:
+    """Stage 1's map of the canvas (S x S uint8 0/255): the union of its maps of ``views`` (and of their
+    mirror images with ``mirror``; only pixels on the photo, ``valid``), and of ``wide_view``'s where that
+    union reaches the loosest view's edge."""
     size = canvas.shape[0]
     sides = sorted(views)
-    maps = stage1(np.stack([cut(canvas, side, resolution) for side in sides]))
     union = np.zeros((size, size), np.uint8)
-    for side, view_map in zip(sides, maps, strict=True):
-        _add(union, view_map, side)
+    _add_views(union, canvas, sides, stage1, resolution, mirror)
     union = np.minimum(union, valid)  # past the photo nothing is masked
     if wide_view is not None and wide_view > sides[-1]:
         offset, length = view_box(size, sides[-1], resolution)
         region = union[offset:offset + length, offset:offset + length]
         if map_reaches_edge(region, EDGE_BAND) and offset > 0:
-            _add(union, stage1(cut(canvas, wide_view, resolution)[None])[0], wide_view)
+            _add_views(union, canvas, [wide_view], stage1, resolution, mirror)
             union = np.minimum(union, valid)
     return union
+
+
+def _add_views(union: np.ndarray, canvas: np.ndarray, sides: Sequence[float], stage1: Stage1, resolution: int,
+               mirror: bool) -> None:
+    """``union`` |= stage 1's maps of the views ``sides`` (and of their mirror images), in one batch."""
+    crops = np.stack([cut(canvas, side, resolution) for side in sides])
+    if mirror:
+        crops = np.concatenate([crops, crops[:, :, ::-1]])
+    maps = stage1(np.ascontiguousarray(crops))
+    for k, view_map in enumerate(maps):
+        _add(union, view_map[:, ::-1] if k >= len(sides) else view_map, sides[k % len(sides)])
 
 
 def _add(union: np.ndarray, view_map: np.ndarray, side: float) -> None:

@@ -32,7 +32,7 @@ def unmasker() -> Unmasker:
     """Faces cut out at the bare training crop (no context): the geometry of the paste, crop by crop."""
     torch.manual_seed(0)
     cfg = tiny_config(**{"train.resolution": RES})
-    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg, views=(1.0,), wide_view=None)
+    return Unmasker(Generator(cfg.generator), MSeg(cfg.mseg), cfg, views=(1.0,), wide_view=None, mirror=False)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,8 @@ def test_a_face_is_cut_out_with_context_and_stage_1_sees_each_view_at_the_traini
     size = canvas_size(RES, WIDE_VIEW)
     margin = (size - RES) // 2
     assert face.margin == unmasker.margin == margin > 0 and face.crop_input.shape == (size, size, 3)
-    assert unmasker.mseg.seen == [(len(VIEWS), 3, RES, RES)]  # every view at R x R; no wide view: the map fits
+    # every view and its mirror image at R x R, in one batch; no wide view: the map fits in the loosest
+    assert unmasker.mseg.seen == [(2 * len(VIEWS), 3, RES, RES)]
     (found,) = detect_all(one_face)
     bare = align_face(one_face, found.points, RES, fill="edge")
     assert bare.scale <= 1  # a plain warp: the centre of the larger crop is the training crop exactly
@@ -284,7 +285,7 @@ def test_a_map_that_reaches_the_loosest_view_s_edge_adds_the_wide_view_and_is_fi
     photo = cv2.copyMakeBorder(one_face, 400, 400, 400, 400, cv2.BORDER_CONSTANT, value=(90, 120, 150))
     result = unmasker(photo)
     (face,) = result.faces
-    assert unmasker.mseg.seen == [(len(VIEWS), 3, RES, RES), (1, 3, RES, RES)]
+    assert unmasker.mseg.seen == [(2 * len(VIEWS), 3, RES, RES), (2, 3, RES, RES)]
     assert (face.valid > 0).all()  # the crop lies on the photo: its edge is the crop's
     assert face.map_at_crop_edge and face.record()["map_at_crop_edge"]  # even the widest view does not hold it
     assert not face.map_at_photo_edge

@@ -69,7 +69,8 @@ class Refills:
                             paste(photo, faces))
 
 
-BARE = {"views": (1.0,), "wide_view": None}  # the training crop alone: the edits' geometry, crop by crop
+# the training crop alone: the edits' geometry, crop by crop
+BARE = {"views": (1.0,), "wide_view": None, "mirror": False}
 
 
 @pytest.fixture
