@@ -68,11 +68,12 @@ def predict_map(canvas: np.ndarray, valid: np.ndarray, stage1: Stage1, resolutio
                 ) -> np.ndarray:
     """Stage 1's map of the canvas (S x S uint8 0/255): the union of its maps of ``views`` (and of their
     mirror images with ``mirror``; only pixels on the photo, ``valid``), and of ``wide_view``'s where that
-    union reaches the loosest view's edge."""
+    union reaches the loosest view's edge; of it, only the pieces that touch the training crop's own map
+    (``attached``)."""
     size = canvas.shape[0]
     sides = sorted(views)
-    union = np.zeros((size, size), np.uint8)
-    _add_views(union, canvas, sides, stage1, resolution, mirror)
+    union, own = np.zeros((size, size), np.uint8), np.zeros((size, size), np.uint8)
+    _add_views(union, canvas, sides, stage1, resolution, mirror, own)
     union = np.minimum(union, valid)  # past the photo nothing is masked
     if wide_view is not None and wide_view > sides[-1]:
         offset, length = view_box(size, sides[-1], resolution)
@@ -80,18 +81,37 @@ def predict_map(canvas: np.ndarray, valid: np.ndarray, stage1: Stage1, resolutio
         if map_reaches_edge(region, EDGE_BAND) and offset > 0:
             _add_views(union, canvas, [wide_view], stage1, resolution, mirror)
             union = np.minimum(union, valid)
-    return union
+    return attached(union, np.minimum(own, valid))
+
+
+def attached(union: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """The pieces (8-connected) of ``union`` that touch ``own``, the training crop's own map (its view at
+    side 1): a mask is one piece of fabric on the face; a piece apart from it, which only a looser view
+    sees, is something else (a dark shirt or a scarf below the chin, another person's mask). Without an own
+    map, the whole union."""
+    if not own.any():
+        return union
+    count, labels = cv2.connectedComponents((union > 0).astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return union
+    kept = np.unique(labels[own > 0])
+    return np.where(np.isin(labels, kept[kept > 0]), 255, 0).astype(np.uint8)
 
 
 def _add_views(union: np.ndarray, canvas: np.ndarray, sides: Sequence[float], stage1: Stage1, resolution: int,
-               mirror: bool) -> None:
-    """``union`` |= stage 1's maps of the views ``sides`` (and of their mirror images), in one batch."""
+               mirror: bool, own: np.ndarray | None = None) -> None:
+    """``union`` |= stage 1's maps of the views ``sides`` (and of their mirror images), in one batch; ``own``
+    |= those of the training crop itself (side 1)."""
     crops = np.stack([cut(canvas, side, resolution) for side in sides])
     if mirror:
         crops = np.concatenate([crops, crops[:, :, ::-1]])
     maps = stage1(np.ascontiguousarray(crops))
     for k, view_map in enumerate(maps):
-        _add(union, view_map[:, ::-1] if k >= len(sides) else view_map, sides[k % len(sides)])
+        side = sides[k % len(sides)]
+        view_map = view_map[:, ::-1] if k >= len(sides) else view_map
+        _add(union, view_map, side)
+        if own is not None and side == 1.0:
+            _add(own, view_map, side)
 
 
 def _add(union: np.ndarray, view_map: np.ndarray, side: float) -> None:

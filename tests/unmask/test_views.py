@@ -101,3 +101,15 @@ def test_the_fill_changes_only_the_grown_map_and_takes_the_training_crop_s_own_f
     outside = grown.copy()
     outside[centre:centre + R, centre:centre + R] = 0
     assert (out[outside > 0] == 50).all()  # the loose view's fill, past the training crop: no square edge
+
+
+def test_only_the_pieces_of_the_map_that_touch_the_training_crop_s_own_map_are_kept():
+    union = np.zeros((40, 40), np.uint8)
+    own = np.zeros_like(union)
+    union[10:20, 10:20] = 255  # the mask on the face, its own view sees part of it
+    own[12:15, 12:15] = 255
+    union[19:30, 15:18] = 255  # ... running on down the neck: one piece with it
+    union[34:38, 2:30] = 255  # a dark shirt below, apart: only a looser view saw it
+    kept = views.attached(union, own)
+    assert kept[10:30].sum() == union[10:30].sum() and not kept[34:].any()
+    assert views.attached(union, np.zeros_like(own)) is union  # no own map: nothing to tell them apart
