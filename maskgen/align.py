@@ -266,6 +266,14 @@ def _extend_inside(crop: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where((inside[..., None] > 0) | (count == 0), crop, mean)
 
 
+def soft_map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, size: tuple[int, int], scale: float = 1.0
+                      ) -> np.ndarray:
+    """A map drawn on the crop (uint8) carried onto the photo resized by ``scale`` (``size``: that image's
+    width, height) bilinearly: 0-255, soft at the edges where nearest neighbour steps; 0 outside the crop."""
+    to_crop = np.hstack([matrix[:, :2] / scale, matrix[:, 2:]])  # resized photo px -> photo px -> crop
+    return cv2.warpAffine(crop_map, to_crop, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+
+
 def map_reaches_edge(crop_map: np.ndarray, band: int, valid: np.ndarray | None = None) -> bool:
     """Whether a binary map drawn on a crop (> 127: set) comes within ``band`` px of the crop's edge
     (``valid`` None) or of the photo's edge (``valid``, ``inside_photo``: the crop's pixels on the photo; the

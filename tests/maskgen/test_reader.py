@@ -6,6 +6,7 @@ import errno
 import itertools
 import json
 import os
+import tarfile
 
 import numpy as np
 import pytest
@@ -55,9 +56,10 @@ def test_samples_read_back_as_written(tmp_path, triplets):
         assert sample.map.dtype == np.uint8 and set(np.unique(sample.map)) <= {0, 255}
         assert np.array_equal(sample.map, triplet.map)  # PNG: lossless
         assert sample.masked.shape == triplet.masked.shape == (128, 128, 3)
-        # JPEG at quality 95: close to the RGB that was encoded (a BGR/RGB swap would be far off)
-        assert np.abs(sample.masked.astype(int) - triplet.masked).mean() < 3
-        assert np.abs(sample.unmasked.astype(int) - triplet.unmasked).mean() < 3
+        # JPEG at quality 95: close to the RGB that was encoded (a BGR/RGB swap would be far off: tens of levels;
+        # a fine print such as paisley costs JPEG a few)
+        assert np.abs(sample.masked.astype(int) - triplet.masked).mean() < 6
+        assert np.abs(sample.unmasked.astype(int) - triplet.unmasked).mean() < 6
         assert sample.meta == json.loads(json.dumps(triplet.meta.as_dict()))
     assert len(list(iter_raw_samples(tmp_path))) == 4  # every split: train, val, test
     with pytest.raises(FileNotFoundError, match="for split val"):
@@ -79,7 +81,9 @@ def test_a_shard_that_does_not_read_to_its_end_is_named(tmp_path, triplets):
     whole = tmp_path / "test-000000.tar"
     _write(whole, [(t.meta.key, encode(t)) for t in triplets])
     cut = tmp_path / "test-000001.tar"
-    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2 + 100])  # inside a member
+    with tarfile.open(whole) as tar:  # half way into the middle sample's first member
+        member = [m for m in tar.getmembers() if m.name.startswith(triplets[1].meta.key)][0]
+    cut.write_bytes(whole.read_bytes()[:member.offset_data + member.size // 2])
     samples = raw_samples([str(whole), str(cut)])
     assert [raw["__key__"] for raw in itertools.islice(samples, 3)] == [t.meta.key for t in triplets]
     with pytest.raises(BadShard, match=r"shard .*test-000001.tar does not read: unexpected end of data"):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from maskgen.align import map_to_crop
+from maskgen.align import map_to_crop, soft_map_to_photo
 from maskgen.landmarks import NoFace
 from maskgen.source import MAX_PIXELS, BadImage, load_image
 
@@ -121,11 +121,7 @@ def soft_page_map(faces: list[FaceResult], photo_shape: tuple[int, ...], size: t
     soft = np.zeros((size[1], size[0]), np.uint8)
     scale = size[0] / photo_shape[1]
     for face in faces:
-        page_to_crop = np.hstack([face.matrix[:, :2] / scale, face.matrix[:, 2:]])  # page px -> photo px -> crop
-        on_photo = np.minimum(face.crop_map, face.valid)
-        warped = cv2.warpAffine(on_photo, page_to_crop, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderValue=0)
-        np.maximum(soft, warped, out=soft)
+        np.maximum(soft, soft_map_to_photo(np.minimum(face.crop_map, face.valid), face.matrix, size, scale), out=soft)
     return soft
 
 
