@@ -175,6 +175,8 @@ def paste_back_into(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, reg
     window, or where the blend rounds otherwise (at most 1 apart)."""
     crop, weight = _paste_layers(crop, region, feather, valid)
     x0, y0, x1, y1 = crop_footprint(matrix, crop.shape[0], photo.shape, weight > 0)
+    if x0 >= x1 or y0 >= y1:  # nothing of the crop lands on the photo
+        return
     for top in range(y0, y1, PASTE_ROWS):  # a strip at a time: a huge face's layers are never whole
         bottom = min(y1, top + PASTE_ROWS)
         inverse = cv2.invertAffineTransform(window_matrix(matrix, x0, top))
@@ -219,7 +221,8 @@ def crop_footprint(matrix: np.ndarray, res: int, photo_shape: tuple[int, ...], p
     corners = transform_points(np.array([[a, b], [c, b], [a, d], [c, d]]), inverse)
     (x0, y0), (x1, y1) = np.floor(corners.min(0)) - 1, np.ceil(corners.max(0)) + 2
     h, w = photo_shape[:2]
-    return int(max(0, x0)), int(max(0, y0)), int(min(w, max(0, x1))), int(min(h, max(0, y1)))
+    x0, y0 = int(min(w, max(0, x0))), int(min(h, max(0, y0)))
+    return x0, y0, max(x0, int(min(w, x1))), max(y0, int(min(h, y1)))  # off the photo: an empty window
 
 
 def window_matrix(matrix: np.ndarray, x0: float, y0: float) -> np.ndarray:
@@ -239,6 +242,8 @@ def add_map_to_photo(photo_map: np.ndarray, crop_map: np.ndarray, matrix: np.nda
     """``photo_map |= map_to_photo(crop_map, matrix, photo_map.shape)``, computed over the map's footprint
     only (``crop_footprint``)."""
     x0, y0, x1, y1 = crop_footprint(matrix, crop_map.shape[0], photo_map.shape, crop_map)
+    if x0 >= x1 or y0 >= y1:
+        return
     for top in range(y0, y1, PASTE_ROWS):
         bottom = min(y1, top + PASTE_ROWS)
         photo_map[top:bottom, x0:x1] |= map_to_photo(crop_map, window_matrix(matrix, x0, top), (bottom - top, x1 - x0))
@@ -275,9 +280,10 @@ def soft_map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, size: tuple[int,
 
 
 def map_reaches_edge(crop_map: np.ndarray, band: int, valid: np.ndarray | None = None) -> bool:
-    """Whether a binary map drawn on a crop (> 127: set) comes within ``band`` px of the crop's edge
-    (``valid`` None) or of the photo's edge (``valid``, ``inside_photo``: the crop's pixels on the photo; the
-    crop's own edge then counts only where the photo goes on past it)."""
+    """Whether a binary map drawn on a crop (> 127: set) comes within ``band`` (>= 1) px of the crop's edge
+    (``valid`` None) or of the photo's edge (``valid``, ``inside_photo``: the crop's pixels on the photo; only
+    the edge between those and the crop's pixels off the photo counts then, not the crop's own edge)."""
+    band = max(1, band)
     masked = crop_map > 127
     if valid is None:
         ring = np.ones(masked.shape, bool)

@@ -26,6 +26,8 @@ OPTION_NAMES = {
     "jpeg_quality": "--jpeg-quality", "face_scale": "--face-scale", "parts": "--part K/",
     "mask.type_weights": "--mask-types", "mask.wear_weights": "--wear", "mask.templates": "--templates",
     "mask.template_share": "--template-share", "mask.light_match": "light_match",
+    "mask.print_share": "--print-share", "mask.fold_share": "--fold-share", "mask.occluder_share": "--occluder-share",
+    "mask.occluder_weights": "--occluders",
 }
 # Recorded values that are not options: what a difference in them means.
 CONTENT_NAMES = {
@@ -71,6 +73,8 @@ def _given(key: str, spread: dict) -> str:
     value = spread.get(key)
     if key == "mask.templates" and isinstance(value, list):
         value = [Path(str(pack)).name for pack in value]
+    if key == "face_scale" and isinstance(value, list):  # a range, as --face-scale takes it
+        value = "-".join(f"{v:g}" for v in value)
     shown = value if isinstance(value, (int, float, str)) else json.dumps(value, separators=(",", ":"))
     name = OPTION_NAMES[key]
     return f"{name}{shown}" if name.endswith("/") else f"{name} {shown}"

@@ -46,6 +46,10 @@ class FaceScale(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
+        try:
+            return float(value)  # one framing (1e-1 too)
+        except ValueError:
+            pass
         ends = re.fullmatch(r"\s*(-?[^-\s]+)\s*-\s*(-?[^-\s]+)\s*", value)
         try:
             return tuple(float(v) for v in ends.groups()) if ends else float(value)

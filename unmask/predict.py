@@ -195,8 +195,9 @@ class Unmasker:
 
     @torch.no_grad()
     def predict_maps(self, crops: np.ndarray) -> np.ndarray:
-        """Stage 1 on aligned crops (N x S x S x 3 uint8, S a multiple of 32: the training crop R, or R and
-        context) -> maps (N x S x S uint8 0/255); zeros for a generator that takes no map."""
+        """Stage 1 on aligned crops (N x R x R x 3 uint8: training crops or views of a face, ``unmask.views``;
+        any size a multiple of 32 runs) -> maps (N x R x R uint8 0/255); zeros for a generator that takes no
+        map."""
         x = self._to_model(crops)
         if self.mseg is None:
             if self.generator.use_map:
@@ -207,7 +208,7 @@ class Unmasker:
     @torch.no_grad()
     def unmask_crops(self, crops: np.ndarray, maps: np.ndarray | None = None, grow: bool = True
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Aligned crops (N x S x S x 3 uint8, as ``predict_maps``) -> (outputs, maps 0/255); stage 1
+        """Aligned crops (N x R x R x 3 uint8, as ``predict_maps``) -> (outputs, maps 0/255); stage 1
         predicts the maps unless they are given (uint8 > 127 or bool: masked). Stage 2 fills each map
         grown by ``MAP_GROWTH`` (``grow=False``: the map as it is, e.g. an exact ground-truth map); the
         maps returned are not grown."""

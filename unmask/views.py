@@ -4,10 +4,11 @@ the tightest view that holds the map, with a looser one where the map goes past 
 Prediction cuts each face out as a *canvas*: the training crop (R x R, at the training framing) in its centre
 and context around it at the same scale (``maskgen.align.align_face(margin=)``). A *view* is a centred square
 of the canvas, ``side`` times R on a side, resized to R x R: side 1 is the training crop itself, side 1.44
-shows the face at 0.72 / 1.44 = 0.5 of the crop. The networks only ever run on R x R views, the size and
-framings they were trained at (the default pipeline draws the framing per sample, ``--face-scale 0.6-0.8``):
-their attention pools over the whole input, so a larger canvas fed whole changes what they see (measured on
-the labelled photos: Dice 0.93 at R x R, 0.81 on a canvas 1.5 R wide).
+shows the face at 0.72 / 1.44 = 0.5 of the crop. The networks only ever run on R x R views, the size they
+were trained at, at framings from the training crop's (0.72) down to 0.42; the default pipeline trains on
+0.6-0.8 (``--face-scale``), so the two loosest views lie below it and still help (measured: docs/unmask/
+predict.md). Their attention pools over the whole input, so a larger canvas fed whole changes what they see
+(measured on the labelled photos: Dice 0.93 at R x R, 0.81 on a canvas 1.5 R wide).
 
 Why several views: real masks run past the training crop (the sides of a mask on a close-up, a gaiter on the
 neck), and a looser view sees them whole; and each view misses other pixels, so their union misses fewer

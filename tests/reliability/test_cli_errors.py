@@ -144,6 +144,7 @@ def test_each_build_option_is_checked_by_the_library_s_own_check(monkeypatch, so
     ({"face_scale": math.nan}, "--face-scale"),
     ({"face_scale": (0.8, 0.6)}, "--face-scale"),
     ({"face_scale": (0.5, math.nan)}, "--face-scale"),
+    ({"face_scale": 1e-1}, "--face-scale"),
     ({"split": (math.nan, 0.5, 0.5)}, "--split"),
     ({"split": (80, 10, 10)}, "sum to 1"),
     ({"workers": 0}, "--workers"),

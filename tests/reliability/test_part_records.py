@@ -57,3 +57,8 @@ def test_a_difference_names_the_option_as_given():
     assert difference_text(("part 2", {**base, "source_content": "x"}), ("part 1", {**base, "source_content": "y"})) \
         == "part 2 was built from other source images (other bytes) than part 1"
     assert difference_text(("part 2", base), ("part 1", dict(base))) is None
+    shares = {**base, "mask": {**base["mask"], "print_share": 0.3}}
+    assert difference_text(("part 2", {**shares, "mask": {**shares["mask"], "print_share": 0.0}}), ("part 1", shares)) \
+        == "part 2 was built with --print-share 0.0, part 1 with --print-share 0.3"
+    assert difference_text(("part 2", {**base, "face_scale": [0.6, 0.8]}), ("part 1", {**base, "face_scale": 0.72})) \
+        == "part 2 was built with --face-scale 0.6-0.8, part 1 with --face-scale 0.72"
