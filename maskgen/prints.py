@@ -197,7 +197,7 @@ def _photo_patch(photo: np.ndarray, rng: np.random.Generator, shape: tuple[int, 
     """A patch of ``photo`` (a third to all of it, anywhere) stretched to ``shape``, float32 RGB."""
     ph, pw = photo.shape[:2]
     scale = float(rng.uniform(0.35, 1.0))
-    ch, cw = max(2, int(ph * scale)), max(2, int(pw * scale))
+    ch, cw = min(ph, max(2, int(ph * scale))), min(pw, max(2, int(pw * scale)))  # a 1-px image: all of it
     y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
     patch = photo[y0:y0 + ch, x0:x0 + cw]
     return cv2.resize(patch, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32)

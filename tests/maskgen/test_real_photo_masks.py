@@ -216,3 +216,12 @@ def test_bad_options_are_one_line_before_anything_is_written(small_celeba, tmp_p
     assert res.exit_code != 0 and message in res.output, res.output
     assert len([line for line in res.output.strip().splitlines() if line.startswith("Error")]) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 3), (40, 1, 3), (1, 1, 3)])
+def test_a_photo_print_cut_from_a_one_pixel_image_is_that_pixel_stretched(shape):
+    from maskgen.prints import _photo_patch
+
+    photo = np.full(shape, 77, np.uint8)
+    patch = _photo_patch(photo, np.random.default_rng(0), (20, 30))
+    assert patch.shape == (20, 30, 3) and (patch == 77).all()
