@@ -38,11 +38,11 @@ quickstart: install data-link
 
 # Over every core (pytest-xdist: one worker process per core, tests spread between them).
 test: install
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto -m "not timing" && $(PY) -m pytest -q -m timing
 
 # The everyday loop: everything but the tests marked slow (end-to-end runs); under 2 minutes on 2 cores.
 test-fast: install
-	$(PY) -m pytest -q -n auto -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow and not timing" && $(PY) -m pytest -q -m "timing and not slow"
 
 # ruff (pyproject.toml: E, W, F, I, B) and vulture (dead code; vulture_whitelist.py lists real entry points).
 lint: install

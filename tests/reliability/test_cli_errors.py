@@ -446,6 +446,7 @@ main()
     ("os.kill(os.getpid(), signal.SIGINT); time.sleep(30)", False, EXIT_INTERRUPTED, "interrupted"),
 ])
 @pytest.mark.slow
+@pytest.mark.timing
 def test_a_real_process_exits_with_the_code_and_one_line(source, tmp_path, body, debug, code, last_line):
     result = _run([sys.executable, "-c", FAILING_BUILD.format(body=body), *(["--debug"] if debug else []),
                    "build", "--source", str(source), "--out", str(tmp_path / "out"), "--no-progress"])

@@ -34,6 +34,7 @@ MOMENTS = {  # where in the start-up of `unmask train` the Ctrl-C comes: (WHEN, 
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_ctrl_c_during_start_up_exits_130_saying_interrupted(tmp_path):
     missing = [m for _, m in MOMENTS.values() if importlib.util.find_spec(m) is None]
     if missing:
@@ -58,6 +59,7 @@ def test_ctrl_c_during_start_up_exits_130_saying_interrupted(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.timing
 def test_an_interrupt_during_an_import_is_raised_when_the_import_ends(tmp_path, monkeypatch):
     (tmp_path / "interrupted_module.py").write_text(
         "import signal\nsignal.raise_signal(signal.SIGINT)\nWHOLE = True\n")

@@ -250,6 +250,7 @@ main()
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_ctrl_c_stops_serve_at_once_during_a_long_job(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, str(tmp_path)], cwd=REPO, env=env, text=True,
